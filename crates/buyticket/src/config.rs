@@ -1,0 +1,304 @@
+//! Command line and environment configuration (12-factor: every flag has an environment
+//! variable; see the configuration table in the README).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bt_contract::SessionKeys;
+use bt_contract::session::MIN_KEY_BYTES;
+use bt_platform::db::DbOptions;
+use bt_platform::rate_limit::{RateLimiter, TrustedProxies};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "buyticket",
+    version,
+    about = "BuyTicket, a ticket resale marketplace"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole marketplace in this process: every service on one listener, SQLite files
+    /// under --data-dir, an in-process event bus. Needs nothing installed.
+    Up(UpArgs),
+    /// Run one service in distributed mode (PostgreSQL, NATS), configured from the environment.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Auth,
+    Tickets,
+    Orders,
+    Expiration,
+    Payments,
+    Client,
+}
+
+impl ServiceName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Tickets => "tickets",
+            Self::Orders => "orders",
+            Self::Expiration => "expiration",
+            Self::Payments => "payments",
+            Self::Client => "client",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free port; the URL is printed).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Where the SQLite files and the generated development JWT key live.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    pub service: ServiceName,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// The service's own database (postgres://... in production; sqlite://... works too).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The gateway the web client calls the API through (`serve client` only).
+    #[arg(long, env = "API_BASE_URL")]
+    pub api_base_url: Option<String>,
+    /// NATS with JetStream, for the services that exchange events.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// The JetStream stream that holds every event.
+    #[arg(long, env = "EVENT_STREAM", default_value = "BUYTICKET")]
+    pub event_stream: String,
+    /// Put before every event subject (to run several deployments on one NATS); empty in
+    /// production, so subjects are the contract's `ticket.created`, ...
+    #[arg(long, env = "EVENT_SUBJECT_PREFIX", default_value = "")]
+    pub event_subject_prefix: String,
+    /// How long a delivered event may stay unacknowledged (a replica died while handling it)
+    /// before another replica gets it, in seconds.
+    #[arg(long, env = "EVENT_ACK_WAIT_SECONDS", default_value_t = 30)]
+    pub event_ack_wait_seconds: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Settings shared by both modes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Key that signs sessions (HS256), at least 32 bytes; shared by every service. Required
+    /// outside the embedded default, where one is generated into the data directory.
+    #[arg(long, env = "JWT_KEY", hide_env_values = true)]
+    pub jwt_key: Option<SecretString>,
+    /// How long a session lasts, in seconds.
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub jwt_ttl_seconds: u64,
+    /// Send the session cookie with `Secure` (default: on in `serve`, off in `up`).
+    #[arg(long, env = "COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+    /// Sign-in and sign-up attempts per minute per client address; 0 turns the limit off.
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 20)]
+    pub auth_rate_limit_per_minute: u32,
+    /// Proxies whose X-Forwarded-For is believed, as addresses or CIDR networks (default:
+    /// loopback in `up`; loopback and private networks in `serve`).
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// How long an order reserves its ticket, in seconds.
+    #[arg(long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
+    pub order_expiration_seconds: u64,
+    /// Stripe secret key; without it payments use the development provider (Stripe's test
+    /// tokens, no network).
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+    /// Stripe webhook signing secret (`whsec_...`); webhooks are refused without it.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// Base URL of the Stripe API.
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: String,
+    /// Stripe publishable key: the pay form then uses Stripe.js card entry.
+    #[arg(long, env = "STRIPE_PUBLISHABLE_KEY")]
+    pub stripe_publishable_key: Option<String>,
+    /// Currency of every charge (ISO code).
+    #[arg(long, env = "PAYMENT_CURRENCY", default_value = "usd")]
+    pub payment_currency: String,
+    /// Largest number of database connections per service.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+}
+
+impl ServeArgs {
+    /// The bus settings of the distributed mode.
+    pub fn bus_config(&self) -> anyhow::Result<bt_platform::bus::BusConfig> {
+        let prefix = &self.event_subject_prefix;
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        let prefix_ok = prefix.is_empty()
+            || prefix
+                .strip_suffix('.')
+                .is_some_and(|p| p.split('.').all(token_ok));
+        if !prefix_ok {
+            bail!(
+                "EVENT_SUBJECT_PREFIX must be empty or dot-separated tokens ending with a dot, e.g. `staging.`"
+            );
+        }
+        if !token_ok(&self.event_stream) {
+            bail!("EVENT_STREAM may only contain letters, digits, `-` and `_`");
+        }
+        if !(1..=3600).contains(&self.event_ack_wait_seconds) {
+            bail!("EVENT_ACK_WAIT_SECONDS must be from 1 to 3600");
+        }
+        Ok(bt_platform::bus::BusConfig {
+            subject_prefix: prefix.clone(),
+            stream: self.event_stream.clone(),
+            ack_wait: Duration::from_secs(self.event_ack_wait_seconds),
+            ..Default::default()
+        })
+    }
+}
+
+/// The two modes differ in their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Distributed,
+}
+
+/// Settings every service may need, resolved from [`CommonArgs`].
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub sessions: SessionKeys,
+    pub auth_rate_limit: RateLimiter,
+    pub db_options: DbOptions,
+    pub order_expiration: Duration,
+    pub payments: bt_payments::Settings,
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl CommonArgs {
+    /// Resolves the settings; `dev_key` is the embedded default's generated key.
+    pub fn resolve(&self, mode: Mode, dev_key: Option<Vec<u8>>) -> anyhow::Result<Shared> {
+        let key = match (&self.jwt_key, dev_key) {
+            (Some(key), _) => {
+                let key = key.expose_secret().as_bytes().to_vec();
+                if key.len() < MIN_KEY_BYTES {
+                    bail!(
+                        "JWT_KEY must be at least {MIN_KEY_BYTES} bytes long (it has {})",
+                        key.len()
+                    );
+                }
+                key
+            }
+            (None, Some(dev_key)) => dev_key,
+            (None, None) => bail!(
+                "JWT_KEY is not set. Outside the embedded default (`buyticket up`) every service \
+                 needs the shared session key: set JWT_KEY to a random string of at least \
+                 {MIN_KEY_BYTES} bytes, e.g. `export JWT_KEY=$(openssl rand -hex 32)`"
+            ),
+        };
+        let cookie_secure = self.cookie_secure.unwrap_or(mode == Mode::Distributed);
+        let proxies = match &self.trusted_proxies {
+            Some(list) => list
+                .parse()
+                .map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?,
+            None if mode == Mode::Embedded => TrustedProxies::loopback(),
+            None => TrustedProxies::private_networks(),
+        };
+        if self.order_expiration_seconds == 0 {
+            bail!("ORDER_EXPIRATION_SECONDS must be at least 1");
+        }
+        if self.database_max_connections == 0 {
+            bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        let currency = self.payment_currency.trim().to_lowercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+            bail!("PAYMENT_CURRENCY must be a three-letter ISO currency code, e.g. usd");
+        }
+        let provider = match &self.stripe_secret_key {
+            Some(key) => bt_payments::provider::Provider::Stripe(
+                bt_payments::provider::Stripe::new(&self.stripe_api_base, key.clone()),
+            ),
+            None => bt_payments::provider::Provider::Development(Default::default()),
+        };
+        let sessions = SessionKeys::new(
+            &key,
+            Duration::from_secs(self.jwt_ttl_seconds),
+            cookie_secure,
+        );
+        Ok(Shared {
+            sessions: sessions.clone(),
+            auth_rate_limit: RateLimiter::per_minute(
+                self.auth_rate_limit_per_minute,
+                proxies.clone(),
+            ),
+            trusted_proxies: proxies,
+            db_options: DbOptions {
+                max_connections: self.database_max_connections,
+                ..DbOptions::default()
+            },
+            order_expiration: Duration::from_secs(self.order_expiration_seconds),
+            payments: bt_payments::Settings {
+                sessions: sessions.clone(),
+                provider,
+                currency,
+                webhook_secret: self.stripe_webhook_secret.clone(),
+                webhook_tolerance_secs: 300,
+            },
+        })
+    }
+}
+
+/// The development key of the embedded default: read from `<data_dir>/jwt_key`, or generated
+/// there (random, owner-only permissions) on first start, so sessions survive restarts.
+pub fn dev_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("jwt_key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= MIN_KEY_BYTES => return Ok(key.trim().as_bytes().to_vec()),
+        Ok(_) => bail!(
+            "{} is too short; delete it to generate a new key",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write;
+    options
+        .open(&path)
+        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a development JWT key");
+    Ok(key.into_bytes())
+}

@@ -1,0 +1,254 @@
+//! Starting the services in either mode, and stopping them gracefully: stop accepting, finish
+//! in-flight requests, then stop background work (event handlers finish their current event,
+//! outbox relays flush).
+
+use anyhow::{Context, bail};
+use bt_platform::bus::BusConfig;
+use bt_platform::bus::local::LocalBus;
+use bt_platform::bus::nats::NatsBus;
+use bt_platform::db::redact_url;
+use bt_platform::{Bus, Runtime, Service};
+use tokio::net::TcpListener;
+
+use crate::config::{Cli, Command, Mode, ServeArgs, ServiceName, Shared, UpArgs};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+/// The services `up` runs, in start order.
+const EMBEDDED: [ServiceName; 5] = [
+    ServiceName::Auth,
+    ServiceName::Tickets,
+    ServiceName::Orders,
+    ServiceName::Expiration,
+    ServiceName::Payments,
+];
+
+/// The embedded default: every service in this process, one listener, SQLite under the data
+/// dir, the in-process event log in `bus.db`.
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let dev_key = if args.common.jwt_key.is_none() {
+        Some(crate::config::dev_jwt_key(&args.data_dir)?)
+    } else {
+        None
+    };
+    let shared = args.common.resolve(Mode::Embedded, dev_key)?;
+    let sqlite_url = |name: &str| {
+        format!(
+            "sqlite://{}",
+            args.data_dir.join(format!("{name}.db")).display()
+        )
+    };
+    let bus = LocalBus::open(&sqlite_url("bus"), BusConfig::default())
+        .await
+        .context("opening the event log")?;
+    let runtime = Runtime::new(Bus::Local(bus));
+
+    // Bound first: the web client calls the API through this same listener.
+    let listener = bind(&args.host, args.port).await?;
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let mut services = Vec::new();
+    for name in EMBEDDED {
+        services.push(build(name, &sqlite_url(name.as_str()), &shared, Some(&runtime)).await?);
+    }
+    services.push(bt_client::service(client_settings(
+        &shared,
+        format!("http://{host}:{}", addr.port()),
+        &args.common,
+    )));
+
+    println!("BuyTicket is running at http://{host}:{}", addr.port());
+    println!("Data directory: {}", args.data_dir.display());
+    tracing::info!(%addr, "listening");
+    let served = bt_platform::http::serve(
+        listener,
+        bt_platform::http::app(services),
+        bt_platform::http::shutdown_signal(),
+    )
+    .await;
+    runtime.stop().await;
+    served.context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One service in distributed mode.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let shared = args.common.resolve(Mode::Distributed, None)?;
+    let bus_config = args.bus_config()?;
+    if args.service == ServiceName::Client {
+        let Some(api_base) = &args.api_base_url else {
+            bail!(
+                "API_BASE_URL is not set: the client service calls the API through the gateway, e.g. http://ingress"
+            );
+        };
+        let service = bt_client::service(client_settings(&shared, api_base.clone(), &args.common));
+        return serve_one(&args, service, None, api_base).await;
+    }
+    let Some(database_url) = &args.database_url else {
+        bail!(
+            "DATABASE_URL is not set: the {} service needs its own database, e.g. postgres://user@host/{}",
+            args.service.as_str(),
+            args.service.as_str()
+        );
+    };
+    let runtime = if uses_events(args.service) {
+        let bus = NatsBus::connect(&args.nats_url, bus_config)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", redact_url(&args.nats_url)))?;
+        Some(Runtime::new(Bus::Nats(Box::new(bus))))
+    } else {
+        None
+    };
+    let service = build(args.service, database_url, &shared, runtime.as_ref()).await?;
+    serve_one(&args, service, runtime, database_url).await
+}
+
+/// Serves one service until a shutdown signal, then stops its background work.
+async fn serve_one(
+    args: &ServeArgs,
+    service: Service,
+    runtime: Option<Runtime>,
+    backing: &str,
+) -> anyhow::Result<()> {
+    let listener = bind(&args.host, args.port).await?;
+    println!(
+        "BuyTicket {} service listening on http://{}",
+        args.service.as_str(),
+        listener.local_addr()?
+    );
+    tracing::info!(service = args.service.as_str(), addr = %listener.local_addr()?, backing = %redact_url(backing), "listening");
+    let served = bt_platform::http::serve(
+        listener,
+        bt_platform::http::app(vec![service]),
+        bt_platform::http::shutdown_signal(),
+    )
+    .await;
+    if let Some(runtime) = runtime {
+        runtime.stop().await;
+    }
+    served.context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The web client's settings.
+fn client_settings(
+    shared: &Shared,
+    api_base: String,
+    common: &crate::config::CommonArgs,
+) -> bt_client::Settings {
+    bt_client::Settings {
+        api_base,
+        sessions: shared.sessions.clone(),
+        stripe_publishable_key: common.stripe_publishable_key.clone(),
+        currency: shared.payments.currency.clone(),
+        cookie_secure: shared.sessions.cookie_secure(),
+        trusted_proxies: shared.trusted_proxies.clone(),
+    }
+}
+
+/// Whether a service publishes or consumes events (and so needs the bus).
+fn uses_events(name: ServiceName) -> bool {
+    !matches!(name, ServiceName::Auth | ServiceName::Client)
+}
+
+async fn build(
+    name: ServiceName,
+    database_url: &str,
+    shared: &Shared,
+    runtime: Option<&Runtime>,
+) -> anyhow::Result<Service> {
+    match name {
+        ServiceName::Auth => {
+            let settings = bt_auth::Settings {
+                sessions: shared.sessions.clone(),
+                rate_limit: shared.auth_rate_limit.clone(),
+            };
+            bt_auth::service(database_url, &shared.db_options, settings)
+                .await
+                .with_context(|| {
+                    format!("starting the auth service on {}", redact_url(database_url))
+                })
+        }
+        ServiceName::Tickets => {
+            let runtime = runtime.context("the tickets service needs the event bus")?;
+            bt_tickets::service(
+                database_url,
+                &shared.db_options,
+                shared.sessions.clone(),
+                runtime,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "starting the tickets service on {}",
+                    redact_url(database_url)
+                )
+            })
+        }
+        ServiceName::Orders => {
+            let runtime = runtime.context("the orders service needs the event bus")?;
+            let settings = bt_orders::Settings {
+                sessions: shared.sessions.clone(),
+                expiration: shared.order_expiration,
+            };
+            bt_orders::service(database_url, &shared.db_options, settings, runtime)
+                .await
+                .with_context(|| {
+                    format!(
+                        "starting the orders service on {}",
+                        redact_url(database_url)
+                    )
+                })
+        }
+        ServiceName::Expiration => {
+            let runtime = runtime.context("the expiration service needs the event bus")?;
+            bt_expiration::service(database_url, &shared.db_options, runtime)
+                .await
+                .with_context(|| {
+                    format!(
+                        "starting the expiration service on {}",
+                        redact_url(database_url)
+                    )
+                })
+        }
+        ServiceName::Payments => {
+            let runtime = runtime.context("the payments service needs the event bus")?;
+            bt_payments::service(
+                database_url,
+                &shared.db_options,
+                shared.payments.clone(),
+                runtime,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "starting the payments service on {}",
+                    redact_url(database_url)
+                )
+            })
+        }
+        other => bail!(
+            "the {} service is not available in this version yet",
+            other.as_str()
+        ),
+    }
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port}"))
+}

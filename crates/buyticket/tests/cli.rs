@@ -1,0 +1,260 @@
+//! The `buyticket` binary as a user runs it: `up` (embedded default) and `serve <service>`.
+
+mod support;
+
+use std::process::Command;
+
+use bt_test_support::{Backend, TestDb};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::Process;
+
+const KEY: &str = "a-test-key-that-is-at-least-32-bytes-long";
+
+fn is_html(res: &bt_test_support::TestResponse) -> bool {
+    res.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
+fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_buyticket"))
+        .args(args)
+        .env_clear()
+        .env("RUST_LOG", "off")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_sign_up_and_keeps_data_and_sessions_across_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let first = Process::up(data.path());
+    assert!(first.url.starts_with("http://127.0.0.1:"), "{}", first.url);
+    let client = first.client();
+
+    let res = client
+        .post(
+            "/api/users/signup",
+            &json!({"email": "ada@test.com", "password": "password"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let cookie = res.set_cookies()[0].clone();
+    assert!(
+        cookie.starts_with("session=") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let me = client.get("/api/users/currentuser").await;
+    assert_eq!(me.json["currentUser"]["email"], "ada@test.com");
+    assert!(first.stop().success(), "graceful shutdown exits 0");
+
+    let second = Process::up(data.path());
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let again = second.client();
+    let me = again
+        .send(
+            again
+                .http
+                .get(again.url("/api/users/currentuser"))
+                .header("cookie", session),
+        )
+        .await;
+    assert_eq!(
+        me.json["currentUser"]["email"], "ada@test.com",
+        "the session survives a restart"
+    );
+    let res = again
+        .post(
+            "/api/users/signin",
+            &json!({"email": "ada@test.com", "password": "password"}),
+        )
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the user survives a restart: {}",
+        res.text
+    );
+    let dup = again
+        .post(
+            "/api/users/signup",
+            &json!({"email": "ada@test.com", "password": "password"}),
+        )
+        .await;
+    assert_eq!(dup.json, json!({"errors": [{"message": "Email in use"}]}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_routes_like_the_ingress_to_every_service_and_answers_unknown_paths_with_404() {
+    let data = tempfile::tempdir().unwrap();
+    let process = Process::up(data.path());
+    let client = process.client();
+    let not_found = json!({"errors": [{"message": "Not Found"}]});
+    let not_authorized = json!({"errors": [{"message": "Not authorized"}]});
+
+    // auth
+    let me = client.get("/api/users/currentuser").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.json, json!({"currentUser": null}));
+    // tickets: the listing answers (empty on a fresh data directory), an unknown ticket is 404
+    let tickets = client.get("/api/tickets").await;
+    assert_eq!(tickets.status, StatusCode::OK, "{}", tickets.text);
+    assert_eq!(tickets.json, json!([]));
+    let missing = client
+        .get("/api/tickets/0190a0b0-0000-7000-8000-000000000000")
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+    // orders: one's orders need a session
+    let orders = client.get("/api/orders").await;
+    assert_eq!(orders.status, StatusCode::UNAUTHORIZED, "{}", orders.text);
+    assert_eq!(orders.json, not_authorized);
+    // payments: paying needs a session; a wrong method is 405 in the error format
+    let pay = client
+        .post(
+            "/api/payments",
+            &json!({"token": "tok_visa", "orderId": "0190a0b0-0000-7000-8000-000000000000"}),
+        )
+        .await;
+    assert_eq!(pay.status, StatusCode::UNAUTHORIZED, "{}", pay.text);
+    assert_eq!(pay.json, not_authorized);
+    let wrong_method = client.get("/api/payments").await;
+    assert_eq!(
+        wrong_method.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        wrong_method.text
+    );
+    assert_eq!(
+        wrong_method.json,
+        json!({"errors": [{"message": "Method Not Allowed"}]})
+    );
+    // client: everything else; pages that need a session send the browser to sign in
+    let home = client.get("/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text);
+    assert!(is_html(&home), "{:?}", home.headers);
+    let new_ticket = client.get("/tickets/new").await;
+    assert_eq!(
+        new_ticket.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        new_ticket.text
+    );
+    assert_eq!(
+        new_ticket.headers["location"],
+        "/auth/signin?next=/tickets/new"
+    );
+
+    // Unknown API paths, also under a mounted service's prefix, are 404 in the error format;
+    // an unknown page is the client's 404 page.
+    for path in [
+        "/api/nothing-here",
+        "/api/users/nothing-here",
+        "/api/tickets/nothing/here",
+        "/api/orders/nothing/here",
+        "/api/payments/nothing-here",
+    ] {
+        let res = client.get(path).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}: {}", res.text);
+        assert_eq!(res.json, not_found, "{path}");
+    }
+    let page = client.get("/nothing-here").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.text);
+    assert!(is_html(&page), "{:?}", page.headers);
+
+    assert_eq!(client.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(client.get("/readyz").await.status, StatusCode::OK);
+    assert!(
+        client
+            .get("/metrics")
+            .await
+            .text
+            .contains("http_requests_total")
+    );
+    for file in [
+        "auth.db",
+        "tickets.db",
+        "orders.db",
+        "expiration.db",
+        "payments.db",
+        "bus.db",
+        "jwt_key",
+    ] {
+        assert!(data.path().join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_jwt_key_or_with_a_short_one() {
+    let (code, stderr) = run_to_end(&["serve", "auth"], &[("DATABASE_URL", "sqlite::memory:")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("JWT_KEY is not set"), "{stderr}");
+
+    let (code, stderr) = run_to_end(
+        &["serve", "auth"],
+        &[("DATABASE_URL", "sqlite::memory:"), ("JWT_KEY", "short")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("JWT_KEY must be at least 32 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_database_url() {
+    let (code, stderr) = run_to_end(&["serve", "auth"], &[("JWT_KEY", KEY)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DATABASE_URL is not set"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_service_or_bad_flag_is_a_usage_error() {
+    let (code, stderr) = run_to_end(&["serve", "billing"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid value 'billing'"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_auth_runs_on_postgresql_with_secure_cookies() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let process = Process::start(
+        &["serve", "auth", "--host", "127.0.0.1", "--port", "0"],
+        &[("DATABASE_URL", &db.url), ("JWT_KEY", KEY)],
+    );
+    let client = process.client();
+    let res = client
+        .post(
+            "/api/users/signup",
+            &json!({"email": "pg@test.com", "password": "password"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    assert!(
+        res.set_cookies()[0].contains("Secure"),
+        "distributed mode defaults to Secure"
+    );
+    let token = res.set_cookies()[0]
+        .trim_start_matches("session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = client
+        .send(
+            client
+                .http
+                .get(client.url("/api/users/currentuser"))
+                .bearer_auth(token),
+        )
+        .await;
+    assert_eq!(me.json["currentUser"]["email"], "pg@test.com");
+    assert_eq!(client.get("/readyz").await.status, StatusCode::OK);
+    assert!(process.stop().success());
+}

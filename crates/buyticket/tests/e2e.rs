@@ -1,0 +1,609 @@
+//! The purchase flow end to end, through the `buyticket` binary as it is run: once through
+//! `buyticket up` (SQLite, in-process event log, one listener), once through separate
+//! `buyticket serve` processes on PostgreSQL and NATS JetStream, with this test as the ingress.
+//!
+//! create a ticket → it becomes orderable → order it → the ticket shows `orderId` and cannot
+//! be edited → cancel → the ticket is free, editable and orderable again.
+
+mod support;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bt_platform::bus::BusConfig;
+use bt_test_support::{Backend, TestBus, TestClient, TestDb, TestResponse, nats_url};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::Process;
+
+const KEY: &str = "an-e2e-test-key-that-is-at-least-32-bytes-long";
+
+/// How long the replicas may take to catch up through events.
+const CATCH_UP: Duration = Duration::from_secs(20);
+
+/// The ingress's path rules: where each request goes.
+#[derive(Debug, Clone)]
+struct Ingress {
+    auth: String,
+    tickets: String,
+    orders: String,
+    payments: String,
+}
+
+impl Ingress {
+    /// Everything on one listener (`buyticket up`).
+    fn single(url: &str) -> Self {
+        Self {
+            auth: url.to_owned(),
+            tickets: url.to_owned(),
+            orders: url.to_owned(),
+            payments: url.to_owned(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        let base = if path.starts_with("/api/users/") {
+            &self.auth
+        } else if path.starts_with("/api/tickets") {
+            &self.tickets
+        } else if path.starts_with("/api/orders") {
+            &self.orders
+        } else if path.starts_with("/api/payments") {
+            &self.payments
+        } else {
+            panic!("the test ingress has no route for {path}")
+        };
+        format!("{base}{path}")
+    }
+}
+
+/// One person with a browser: a cookie jar, talking to the ingress.
+struct Browser {
+    client: TestClient,
+    ingress: Ingress,
+    id: String,
+}
+
+impl Browser {
+    /// Signs up with `email`; the session is the `session` cookie of the auth service, which
+    /// the cookie jar then sends to every service (cookies are per host, not per port, so the
+    /// `serve` processes on other ports of 127.0.0.1 receive it too, as behind one ingress).
+    async fn sign_up(ingress: &Ingress, email: &str) -> Self {
+        let mut browser = Self {
+            client: TestClient::new(""),
+            ingress: ingress.clone(),
+            id: String::new(),
+        };
+        let res = browser
+            .post(
+                "/api/users/signup",
+                &json!({"email": email, "password": "password"}),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "sign-up: {}", res.text);
+        let cookies = res.set_cookies();
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("session=") && !c.contains("Secure")),
+            "a plain-HTTP session cookie: {cookies:?}"
+        );
+        browser.id = res.json["id"].as_str().unwrap().to_owned();
+        browser
+    }
+
+    async fn get(&self, path: &str) -> TestResponse {
+        let http = &self.client.http;
+        self.client.send(http.get(self.ingress.url(path))).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> TestResponse {
+        let http = &self.client.http;
+        self.client
+            .send(http.post(self.ingress.url(path)).json(body))
+            .await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> TestResponse {
+        let http = &self.client.http;
+        self.client
+            .send(http.put(self.ingress.url(path)).json(body))
+            .await
+    }
+
+    async fn delete(&self, path: &str) -> TestResponse {
+        let http = &self.client.http;
+        self.client.send(http.delete(self.ingress.url(path))).await
+    }
+}
+
+/// Retries `attempt` every 50 ms until it gives `Ok`, failing after [`CATCH_UP`] with the last
+/// `Err` (what was seen instead).
+async fn poll<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {CATCH_UP:?} waiting until {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn error(message: &str) -> Value {
+    json!({"errors": [{"message": message}]})
+}
+
+/// The ids of the tickets on sale (the first page of the listing).
+async fn listed(browser: &Browser) -> Vec<String> {
+    let res = browser.get("/api/tickets").await;
+    assert_eq!(res.status, StatusCode::OK, "listing: {}", res.text);
+    res.json
+        .as_array()
+        .unwrap_or_else(|| panic!("the listing is an array: {}", res.text))
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Orders `ticket_id`, waiting while the orders service does not know the ticket yet (404):
+/// its replica learns tickets through events.
+async fn order_when_known(buyer: &Browser, ticket_id: &str) -> Value {
+    let body = json!({"ticketId": ticket_id});
+    let body = &body;
+    poll("the orders service knows the ticket", move || async move {
+        let res = buyer.post("/api/orders", body).await;
+        match res.status {
+            StatusCode::CREATED => Ok(res.json),
+            StatusCode::NOT_FOUND => Err(res.text),
+            other => panic!("ordering answered {other}: {}", res.text),
+        }
+    })
+    .await
+}
+
+/// Waits until the ticket at `path` satisfies `check`, and returns it.
+async fn ticket_when(
+    browser: &Browser,
+    path: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let check = &check;
+    poll(what, move || async move {
+        let res = browser.get(path).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.text);
+        if check(&res.json) {
+            Ok(res.json)
+        } else {
+            Err(res.text)
+        }
+    })
+    .await
+}
+
+fn version(json: &Value) -> i64 {
+    json["version"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a version: {json}"))
+}
+
+async fn purchase_flow(ingress: &Ingress) {
+    // The seller lists a ticket.
+    let seller = Browser::sign_up(ingress, "seller@test.com").await;
+    let res = seller
+        .post(
+            "/api/tickets",
+            &json!({"title": "Concert, row 1", "price": 20.5}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let created = res.json;
+    assert_eq!(created["title"], "Concert, row 1");
+    assert_eq!(created["price"], json!(20.5));
+    assert_eq!(created["userId"], json!(seller.id));
+    assert_eq!(created["orderId"], Value::Null);
+    let ticket_id = created["id"].as_str().unwrap().to_owned();
+    let ticket_path = format!("/api/tickets/{ticket_id}");
+    assert!(listed(&seller).await.contains(&ticket_id));
+
+    // A buyer orders it as soon as the orders service has heard of it.
+    let buyer = Browser::sign_up(ingress, "buyer@test.com").await;
+    let order = order_when_known(&buyer, &ticket_id).await;
+    assert_eq!(order["status"], "created", "{order}");
+    assert_eq!(order["userId"], json!(buyer.id));
+    assert_eq!(order["ticket"]["id"], json!(ticket_id));
+    assert_eq!(order["ticket"]["title"], "Concert, row 1");
+    assert_eq!(order["ticket"]["price"], json!(20.5));
+    assert!(
+        order["expiresAt"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let order_path = format!("/api/orders/{order_id}");
+
+    // The tickets service learns of the reservation: the ticket names the order, is off the
+    // market and cannot be edited.
+    let reserved = ticket_when(&seller, &ticket_path, "the ticket shows the order", |t| {
+        t["orderId"] == json!(order_id)
+    })
+    .await;
+    assert!(version(&reserved) > version(&created), "{reserved}");
+    let res = seller
+        .put(
+            &ticket_path,
+            &json!({"title": "Concert, row 2", "price": 25}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    assert_eq!(res.json, error("Cannot edit a reserved ticket"));
+    assert_eq!(seller.get(&ticket_path).await.json, reserved, "unchanged");
+    assert!(!listed(&seller).await.contains(&ticket_id));
+
+    // Nobody else can order it meanwhile.
+    let rival = Browser::sign_up(ingress, "rival@test.com").await;
+    let res = rival
+        .post("/api/orders", &json!({"ticketId": ticket_id}))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    assert_eq!(res.json, error("Ticket is already reserved"));
+
+    let mine = buyer.get("/api/orders").await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    let ids: Vec<&Value> = mine
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["id"])
+        .collect();
+    assert_eq!(ids, [&json!(order_id)], "{}", mine.text);
+    let theirs = rival.get(&order_path).await;
+    assert_eq!(theirs.status, StatusCode::UNAUTHORIZED, "{}", theirs.text);
+
+    // The buyer cancels: the ticket is free, listed and editable again.
+    let res = buyer.delete(&order_path).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    let res = buyer.get(&order_path).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.json["status"], "cancelled", "{}", res.text);
+    let freed = ticket_when(&seller, &ticket_path, "the ticket is free", |t| {
+        t["orderId"].is_null()
+    })
+    .await;
+    assert!(version(&freed) > version(&reserved), "{freed}");
+    assert!(listed(&seller).await.contains(&ticket_id));
+    let res = seller
+        .put(
+            &ticket_path,
+            &json!({"title": "Concert, row 2", "price": "25.50"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let edited = res.json;
+    assert_eq!(version(&edited), version(&freed) + 1, "{edited}");
+    assert_eq!(edited["title"], "Concert, row 2");
+    assert_eq!(edited["price"], json!(25.5));
+    assert_eq!(edited["orderId"], Value::Null);
+
+    // The other buyer can order it now; the ticket names the new order, and the orders
+    // service's replica catches up with the ticket (the edit, then the new reservation).
+    let res = rival
+        .post("/api/orders", &json!({"ticketId": ticket_id}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let second_id = res.json["id"].as_str().unwrap().to_owned();
+    assert_ne!(second_id, order_id);
+    let reserved_again = ticket_when(
+        &rival,
+        &ticket_path,
+        "the ticket shows the new order",
+        |t| t["orderId"] == json!(second_id),
+    )
+    .await;
+    assert_eq!(version(&reserved_again), version(&edited) + 1);
+    let second_path = format!("/api/orders/{second_id}");
+    let (rival, second_path) = (&rival, &second_path);
+    let latest = version(&reserved_again);
+    let second = poll("the order shows the latest ticket", move || async move {
+        let res = rival.get(second_path).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+        if res.json["ticket"]["version"] == json!(latest) {
+            Ok(res.json)
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+    assert_eq!(second["status"], "created");
+    assert_eq!(
+        second["ticket"],
+        json!({"id": ticket_id, "title": "Concert, row 2", "price": 25.5, "version": latest})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchase_flow_through_up() {
+    let data = tempfile::tempdir().unwrap();
+    let process = Process::up(data.path());
+    purchase_flow(&Ingress::single(&process.url)).await;
+    assert!(process.stop().success(), "graceful shutdown exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchase_flow_through_serve_processes_on_postgresql_and_nats() {
+    // Declared before the processes, so dropped after them: the stream of this run (unique
+    // name and subject prefix, deleted when the guard drops) and one database per service.
+    let unique = TestBus::test_config().stream[1..].to_owned();
+    let stream_guard = TestBus::on_nats(
+        &nats_url(),
+        BusConfig {
+            stream: format!("E{unique}"),
+            subject_prefix: format!("e{unique}."),
+            ..TestBus::test_config()
+        },
+    )
+    .await;
+    let (stream, prefix) = (
+        stream_guard.config.stream.clone(),
+        stream_guard.config.subject_prefix.clone(),
+    );
+    let auth_db = TestDb::new(Backend::Postgres).await;
+    let tickets_db = TestDb::new(Backend::Postgres).await;
+    let orders_db = TestDb::new(Backend::Postgres).await;
+
+    let nats = nats_url();
+    let serve = |service: &str, db: &TestDb| {
+        Process::start(
+            &["serve", service],
+            &[
+                ("HOST", "127.0.0.1"),
+                ("PORT", "0"),
+                ("DATABASE_URL", &db.url),
+                ("NATS_URL", &nats),
+                ("JWT_KEY", KEY),
+                ("EVENT_STREAM", &stream),
+                ("EVENT_SUBJECT_PREFIX", &prefix),
+                ("COOKIE_SECURE", "false"),
+            ],
+        )
+    };
+    let auth = serve("auth", &auth_db);
+    let tickets = serve("tickets", &tickets_db);
+    let orders = serve("orders", &orders_db);
+    let ingress = Ingress {
+        auth: auth.url.clone(),
+        tickets: tickets.url.clone(),
+        orders: orders.url.clone(),
+        payments: String::new(),
+    };
+    assert!(
+        auth.url != tickets.url && tickets.url != orders.url,
+        "three listeners: {ingress:?}"
+    );
+
+    purchase_flow(&ingress).await;
+
+    for (name, process) in [("orders", orders), ("tickets", tickets), ("auth", auth)] {
+        let status = process.stop();
+        assert!(status.success(), "{name} exits 0 on SIGTERM: {status}");
+    }
+}
+
+/// The order window of the expiry tests.
+const SHORT_WINDOW_SECS: u64 = 3;
+
+/// An unpaid order expires and its ticket is back on sale; a paid order completes, its ticket
+/// stays off the market (also after the window), and the expired order cannot be paid.
+async fn expiry_and_payment_flow(ingress: &Ingress) {
+    let seller = Browser::sign_up(ingress, "seller@test.com").await;
+    let buyer = Browser::sign_up(ingress, "buyer@test.com").await;
+    let mut ids = Vec::new();
+    for title in ["Left unpaid", "Paid for"] {
+        let res = seller
+            .post("/api/tickets", &json!({"title": title, "price": "42.10"}))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        ids.push(res.json["id"].as_str().unwrap().to_owned());
+    }
+    let (unpaid_ticket, paid_ticket) = (ids[0].clone(), ids[1].clone());
+
+    // Unpaid: cancelled by the expiration service once the window is over.
+    let unpaid = order_when_known(&buyer, &unpaid_ticket).await;
+    let unpaid_id = unpaid["id"].as_str().unwrap().to_owned();
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        unpaid["expiresAt"].as_str().unwrap().parse().unwrap();
+    let window = expires_at - chrono::Utc::now();
+    assert!(
+        window <= chrono::Duration::seconds(SHORT_WINDOW_SECS as i64),
+        "{window}"
+    );
+
+    // Paid: the payments replica may need a moment to learn the order (404 until then).
+    let paid = order_when_known(&buyer, &paid_ticket).await;
+    let paid_id = paid["id"].as_str().unwrap().to_owned();
+    let body = json!({"orderId": paid_id, "token": "tok_visa"});
+    let body = &body;
+    let buyer_ref = &buyer;
+    let payment = poll("the payments service knows the order", move || async move {
+        let res = buyer_ref.post("/api/payments", body).await;
+        match res.status {
+            StatusCode::CREATED => Ok(res.json),
+            StatusCode::NOT_FOUND => Err(res.text),
+            other => panic!("paying answered {other}: {}", res.text),
+        }
+    })
+    .await;
+    assert!(payment["id"].is_string(), "{payment}");
+
+    let paid_path = format!("/api/orders/{paid_id}");
+    let unpaid_path = format!("/api/orders/{unpaid_id}");
+    poll("the paid order is complete", || async {
+        let res = buyer.get(&paid_path).await;
+        if res.json["status"] == "complete" {
+            Ok(())
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+    poll("the unpaid order expired", || async {
+        let res = buyer.get(&unpaid_path).await;
+        if res.json["status"] == "cancelled" {
+            Ok(())
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+    let cancelled_after = chrono::Utc::now() - expires_at;
+    assert!(
+        cancelled_after < chrono::Duration::seconds(2),
+        "cancelled {cancelled_after} after expiresAt"
+    );
+
+    ticket_when(
+        &buyer,
+        &format!("/api/tickets/{unpaid_ticket}"),
+        "the expired order's ticket is free",
+        |t| t["orderId"].is_null(),
+    )
+    .await;
+    assert!(
+        listed(&buyer).await.contains(&unpaid_ticket),
+        "back on sale"
+    );
+    let sold = ticket_when(
+        &buyer,
+        &format!("/api/tickets/{paid_ticket}"),
+        "the paid ticket is sold",
+        |t| t["sold"] == true,
+    )
+    .await;
+    assert_eq!(sold["orderId"], paid_id.as_str());
+
+    // After the window: the paid order stays complete and its ticket off the market.
+    tokio::time::sleep(Duration::from_secs(SHORT_WINDOW_SECS)).await;
+    assert_eq!(buyer.get(&paid_path).await.json["status"], "complete");
+    assert!(
+        !listed(&buyer).await.contains(&paid_ticket),
+        "a sold ticket is never back on sale"
+    );
+    let latecomer = Browser::sign_up(ingress, "latecomer@test.com").await;
+    let again = order_or_refusal(&latecomer, &paid_ticket).await;
+    assert_eq!(again, error("Ticket is already reserved"));
+
+    // The expired order cannot be paid (once the payments replica learned the cancellation).
+    let body = json!({"orderId": unpaid_id, "token": "tok_visa"});
+    let body = &body;
+    poll("paying the expired order is refused", move || async move {
+        let res = buyer_ref.post("/api/payments", body).await;
+        if res.status == StatusCode::BAD_REQUEST
+            && res.json == error("Cannot pay for a cancelled order")
+        {
+            Ok(())
+        } else {
+            Err(format!("{} {}", res.status, res.text))
+        }
+    })
+    .await;
+}
+
+/// The body of a refused order (the ticket is known to the orders service by now).
+async fn order_or_refusal(browser: &Browser, ticket_id: &str) -> Value {
+    let res = browser
+        .post("/api/orders", &json!({"ticketId": ticket_id}))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    res.json
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_expire_and_payments_complete_through_up() {
+    let data = tempfile::tempdir().unwrap();
+    let window = SHORT_WINDOW_SECS.to_string();
+    let process = Process::start(
+        &[
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        &[("ORDER_EXPIRATION_SECONDS", &window)],
+    );
+    expiry_and_payment_flow(&Ingress::single(&process.url)).await;
+    assert!(process.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_expire_and_payments_complete_through_serve_processes_on_postgresql_and_nats() {
+    let unique = TestBus::test_config().stream[1..].to_owned();
+    let stream_guard = TestBus::on_nats(
+        &nats_url(),
+        BusConfig {
+            stream: format!("X{unique}"),
+            subject_prefix: format!("x{unique}."),
+            ..TestBus::test_config()
+        },
+    )
+    .await;
+    let (stream, prefix) = (
+        stream_guard.config.stream.clone(),
+        stream_guard.config.subject_prefix.clone(),
+    );
+    let mut dbs = Vec::new();
+    for _ in 0..5 {
+        dbs.push(TestDb::new(Backend::Postgres).await);
+    }
+    let nats = nats_url();
+    let window = SHORT_WINDOW_SECS.to_string();
+    let serve = |service: &str, db: &TestDb| {
+        Process::start(
+            &["serve", service],
+            &[
+                ("HOST", "127.0.0.1"),
+                ("PORT", "0"),
+                ("DATABASE_URL", &db.url),
+                ("NATS_URL", &nats),
+                ("JWT_KEY", KEY),
+                ("EVENT_STREAM", &stream),
+                ("EVENT_SUBJECT_PREFIX", &prefix),
+                ("COOKIE_SECURE", "false"),
+                ("ORDER_EXPIRATION_SECONDS", &window),
+            ],
+        )
+    };
+    let auth = serve("auth", &dbs[0]);
+    let tickets = serve("tickets", &dbs[1]);
+    let orders = serve("orders", &dbs[2]);
+    let expiration = serve("expiration", &dbs[3]);
+    let payments = serve("payments", &dbs[4]);
+    let ingress = Ingress {
+        auth: auth.url.clone(),
+        tickets: tickets.url.clone(),
+        orders: orders.url.clone(),
+        payments: payments.url.clone(),
+    };
+
+    expiry_and_payment_flow(&ingress).await;
+
+    for (name, process) in [
+        ("payments", payments),
+        ("expiration", expiration),
+        ("orders", orders),
+        ("tickets", tickets),
+        ("auth", auth),
+    ] {
+        let status = process.stop();
+        assert!(status.success(), "{name} exits 0 on SIGTERM: {status}");
+    }
+}

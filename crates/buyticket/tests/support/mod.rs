@@ -1,0 +1,98 @@
+//! The `buyticket` binary as a child process, shared by the process-level test files.
+
+// Each test file uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bt_test_support::TestClient;
+
+/// A running `buyticket` process, killed when dropped (also when a test fails half-way).
+pub struct Process {
+    child: Child,
+    /// The base URL the process printed, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+}
+
+impl Process {
+    /// Starts `buyticket <args>` with a clean environment plus `env`, and waits (≤ 60 s) until
+    /// it prints the URL it listens on.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_buyticket"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start buyticket");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("http://") {
+                    let _ = tx.send(line[i..].trim().to_owned());
+                }
+            }
+        });
+        // Build the guard before waiting, so a process that never prints its URL is killed too.
+        let mut process = Self {
+            child,
+            url: String::new(),
+        };
+        process.url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("buyticket {} did not print its URL", args.join(" ")));
+        process
+    }
+
+    /// `buyticket up --port 0 --data-dir <data_dir>`.
+    pub fn up(data_dir: &Path) -> Self {
+        Self::start(
+            &[
+                "up",
+                "--port",
+                "0",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+            ],
+            &[],
+        )
+    }
+
+    pub fn client(&self) -> TestClient {
+        TestClient::new(&self.url)
+    }
+
+    /// Sends SIGTERM and waits (≤ 20 s) for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "buyticket did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

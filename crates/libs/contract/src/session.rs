@@ -1,0 +1,286 @@
+//! Sessions: a JWT (HS256, shared key) in the `session` cookie or an `Authorization: Bearer`
+//! header, verified locally by every service (ARCHITECTURE §3, §7).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "session";
+
+/// The smallest key accepted outside the embedded default.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// The claims of a session token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub id: String,
+    pub email: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the epoch.
+    pub exp: i64,
+}
+
+/// Everything needed to issue and verify sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionKeys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+    cookie_secure: bool,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("key", &"[redacted]")
+            .field("ttl", &self.inner.ttl)
+            .field("cookie_secure", &self.inner.cookie_secure)
+            .finish()
+    }
+}
+
+impl SessionKeys {
+    /// Keys from the shared secret; sessions live for `ttl`; the cookie gets `Secure` when
+    /// `cookie_secure`.
+    pub fn new(secret: &[u8], ttl: Duration, cookie_secure: bool) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "iat"]);
+        validation.leeway = 5;
+        Self {
+            inner: Arc::new(Inner {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+                validation,
+                ttl,
+                cookie_secure,
+            }),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.inner.cookie_secure
+    }
+
+    /// A signed token for the user, and its claims.
+    pub fn issue(&self, id: &str, email: &str) -> Result<(String, Claims), ApiError> {
+        let iat = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            iat,
+            exp: iat.saturating_add(ttl),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .map_err(ApiError::internal)?;
+        Ok((token, claims))
+    }
+
+    /// The claims of a valid, unexpired token signed with our key; `None` for anything else.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// The cookie that carries a session token.
+    pub fn session_cookie(&self, token: String) -> Cookie<'static> {
+        let max_age = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        Cookie::build((SESSION_COOKIE, token))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .secure(self.inner.cookie_secure)
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .build()
+    }
+
+    /// A cookie that clears the session in the browser.
+    pub fn cleared_cookie(&self) -> Cookie<'static> {
+        Cookie::build((SESSION_COOKIE, ""))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .secure(self.inner.cookie_secure)
+            .max_age(cookie::time::Duration::ZERO)
+            .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
+            .build()
+    }
+
+    /// The session of a request: a valid Bearer token, else a valid `session` cookie.
+    pub fn from_parts(&self, parts: &Parts) -> Option<Claims> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        if let Some(claims) = bearer.and_then(|t| self.verify(t)) {
+            return Some(claims);
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        jar.get(SESSION_COOKIE).and_then(|c| self.verify(c.value()))
+    }
+}
+
+/// The signed-in user; a request without a valid session is refused with 401 `Not authorized`.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Claims);
+
+/// The signed-in user if there is one.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<Claims>);
+
+impl<S> FromRequestParts<S> for MaybeUser
+where
+    SessionKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(SessionKeys::from_ref(state).from_parts(parts)))
+    }
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    SessionKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        SessionKeys::from_ref(state)
+            .from_parts(parts)
+            .map(Self)
+            .ok_or(ApiError::NotAuthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn keys() -> SessionKeys {
+        SessionKeys::new(&[7u8; 32], Duration::from_secs(3600), false)
+    }
+
+    fn parts(header_name: &str, value: &str) -> Parts {
+        Request::get("/")
+            .header(header_name, value)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn an_issued_token_verifies_to_its_claims() {
+        let (token, claims) = keys().issue("u1", "a@b.co").unwrap();
+        assert_eq!(keys().verify(&token), Some(claims.clone()));
+        assert_eq!(claims.exp - claims.iat, 3600);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_or_tampered_is_refused() {
+        let other = SessionKeys::new(&[8u8; 32], Duration::from_secs(3600), false);
+        let (token, _) = other.issue("u1", "a@b.co").unwrap();
+        assert_eq!(keys().verify(&token), None);
+
+        let (token, _) = keys().issue("u1", "a@b.co").unwrap();
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(keys().verify(&tampered), None);
+        assert_eq!(keys().verify("not.a.jwt"), None);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let expired = SessionKeys::new(&[7u8; 32], Duration::ZERO, false);
+        let (token, mut claims) = expired.issue("u1", "a@b.co").unwrap();
+        claims.exp -= 120;
+        claims.iat -= 120;
+        let token2 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert_eq!(keys().verify(&token2), None);
+        drop(token);
+    }
+
+    #[test]
+    fn a_token_with_the_none_algorithm_is_refused() {
+        // header {"alg":"none","typ":"JWT"}, claims with a far expiry, empty signature
+        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJpZCI6InUxIiwiZW1haWwiOiJhQGIuY28iLCJpYXQiOjEsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert_eq!(keys().verify(token), None);
+    }
+
+    #[test]
+    fn the_session_comes_from_a_bearer_header_or_the_cookie() {
+        let (token, claims) = keys().issue("u1", "a@b.co").unwrap();
+        let from_bearer = keys().from_parts(&parts("authorization", &format!("Bearer {token}")));
+        assert_eq!(from_bearer, Some(claims.clone()));
+        let from_cookie = keys().from_parts(&parts("cookie", &format!("other=1; session={token}")));
+        assert_eq!(from_cookie, Some(claims));
+        assert_eq!(keys().from_parts(&parts("cookie", "session=garbage")), None);
+        assert_eq!(
+            keys().from_parts(&parts("authorization", "Basic abc")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_has_the_contract_flags() {
+        let cookie = keys().session_cookie("t".into()).to_string();
+        for part in [
+            "session=t",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=3600",
+        ] {
+            assert!(cookie.contains(part), "{cookie} lacks {part}");
+        }
+        assert!(!cookie.contains("Secure"), "{cookie}");
+        let secure = SessionKeys::new(&[7u8; 32], Duration::from_secs(60), true);
+        assert!(
+            secure
+                .session_cookie("t".into())
+                .to_string()
+                .contains("Secure")
+        );
+        let cleared = keys().cleared_cookie().to_string();
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+}

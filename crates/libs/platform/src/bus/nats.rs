@@ -1,0 +1,270 @@
+//! The bus on NATS JetStream: one stream for every subject, a durable pull consumer per
+//! (service, subject) shared by the service's replicas, explicit acks, publish de-duplication
+//! by `Nats-Msg-Id`.
+//!
+//! Compatible with nats-server 2.9 (what the machines run) and newer: one `filter_subject` per
+//! consumer, no 2.10+ fields (async-nats is built without its `server_2_10` features).
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+
+use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A connection to NATS with JetStream.
+#[derive(Debug, Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: BusConfig,
+}
+
+impl NatsBus {
+    /// Connects to `url` and creates (or updates) the stream. Reconnects by itself afterwards.
+    pub async fn connect(url: &str, config: BusConfig) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("buyticket")
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Nats(format!("cannot connect to {url}: {e}")))?;
+        let js = jetstream::new(client.clone());
+        let bus = Self { client, js, config };
+        tokio::time::timeout(Duration::from_secs(15), bus.ensure_stream())
+            .await
+            .map_err(|_| BusError::Nats(format!("NATS at {url} did not answer within 15 s")))??;
+        Ok(bus)
+    }
+
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    fn stream_config(&self) -> stream::Config {
+        let p = &self.config.subject_prefix;
+        stream::Config {
+            name: self.config.stream.clone(),
+            subjects: [
+                "ticket.>",
+                "order.>",
+                "expiration.>",
+                "payment.>",
+                "deadletter.>",
+            ]
+            .iter()
+            .map(|s| format!("{p}{s}"))
+            .collect(),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        }
+    }
+
+    async fn ensure_stream(&self) -> Result<(), BusError> {
+        self.js
+            .create_or_update_stream(self.stream_config())
+            .await
+            .map_err(|e| {
+                BusError::Nats(format!("cannot create stream {}: {e}", self.config.stream))
+            })?;
+        Ok(())
+    }
+
+    pub async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", message.id.as_str());
+        if let Some(request_id) = &message.request_id {
+            headers.insert(REQUEST_ID_HEADER, request_id.as_str());
+        }
+        let ack = self
+            .js
+            .publish_with_headers(
+                self.config.subject(&message.subject),
+                headers,
+                message.payload.clone().into(),
+            )
+            .await
+            .map_err(BusError::nats)?;
+        ack.await.map_err(BusError::nats)?;
+        Ok(())
+    }
+
+    fn consumer_config(&self, durable: &str, subject: &str) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(durable.to_owned()),
+            filter_subject: self.config.subject(subject),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            // A backstop: the consumer dead-letters long before (see `BusConfig`).
+            max_deliver: self.config.max_deliver_waiting + self.config.max_deliver + 5,
+            max_ack_pending: 1000,
+            ..Default::default()
+        }
+    }
+
+    pub async fn subscribe(
+        &self,
+        durable: &str,
+        subject: &str,
+    ) -> Result<NatsSubscription, BusError> {
+        let mut sub = NatsSubscription {
+            bus: self.clone(),
+            durable: durable.to_owned(),
+            subject: subject.to_owned(),
+            messages: None,
+        };
+        sub.connect().await?;
+        Ok(sub)
+    }
+
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        consumer: &str,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        let mut headers = HeaderMap::new();
+        let original_id = serde_json::from_slice::<serde_json::Value>(&delivery.payload)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{original_id}:dead:{consumer}").as_str(),
+        );
+        headers.insert("x-dead-letter-consumer", consumer);
+        headers.insert(
+            "x-dead-letter-reason",
+            reason.replace(['\r', '\n'], " ").as_str(),
+        );
+        headers.insert(
+            "x-dead-letter-deliveries",
+            delivery.delivered.to_string().as_str(),
+        );
+        if let Some(request_id) = &delivery.request_id {
+            headers.insert(REQUEST_ID_HEADER, request_id.as_str());
+        }
+        let ack = self
+            .js
+            .publish_with_headers(
+                self.config.dead_letter_subject(&delivery.subject),
+                headers,
+                delivery.payload.clone(),
+            )
+            .await
+            .map_err(BusError::nats)?;
+        ack.await.map_err(BusError::nats)?;
+        Ok(())
+    }
+
+    pub async fn ready(&self) -> Result<(), String> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            other => Err(format!("not connected ({other:?})")),
+        }
+    }
+}
+
+/// The messages of one durable consumer for this replica.
+pub struct NatsSubscription {
+    bus: NatsBus,
+    durable: String,
+    subject: String,
+    messages: Option<consumer::pull::Stream>,
+}
+
+impl std::fmt::Debug for NatsSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSubscription")
+            .field("durable", &self.durable)
+            .finish()
+    }
+}
+
+impl NatsSubscription {
+    /// Creates or updates the durable consumer and opens its message stream.
+    async fn connect(&mut self) -> Result<(), BusError> {
+        let stream = self
+            .bus
+            .js
+            .get_stream(&self.bus.config.stream)
+            .await
+            .map_err(BusError::nats)?;
+        let consumer: consumer::PullConsumer = stream
+            .create_consumer(self.bus.consumer_config(&self.durable, &self.subject))
+            .await
+            .map_err(|e| BusError::Nats(format!("cannot create consumer {}: {e}", self.durable)))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(100)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(BusError::nats)?;
+        self.messages = Some(messages);
+        Ok(())
+    }
+
+    /// The next message. Outages (NATS restarting, the stream or consumer re-created) are
+    /// waited out and the stream reopened.
+    pub async fn next(&mut self) -> Delivery {
+        let mut failures: i64 = 0;
+        loop {
+            if self.messages.is_none()
+                && let Err(err) = self.connect().await
+            {
+                failures += 1;
+                tracing::warn!(durable = %self.durable, %err, "cannot open the consumer; retrying");
+                tokio::time::sleep(self.bus.config.backoff(failures)).await;
+                continue;
+            }
+            let Some(messages) = self.messages.as_mut() else {
+                continue;
+            };
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+                    let request_id = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(REQUEST_ID_HEADER))
+                        .map(|v| v.as_str().to_owned());
+                    return Delivery {
+                        subject: self.subject.clone(),
+                        payload: message.payload.clone(),
+                        request_id,
+                        delivered,
+                        acker: Acker::Nats(Box::new(message)),
+                    };
+                }
+                Some(Err(err)) => {
+                    failures += 1;
+                    tracing::warn!(durable = %self.durable, %err, "consumer stream error; reopening");
+                    self.messages = None;
+                    tokio::time::sleep(self.bus.config.backoff(failures)).await;
+                }
+                None => {
+                    self.messages = None;
+                }
+            }
+        }
+    }
+}

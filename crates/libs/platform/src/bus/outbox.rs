@@ -1,0 +1,185 @@
+//! The transactional outbox and its relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bt_contract::events::{Envelope, Event};
+use tokio::sync::Notify;
+
+use super::{Bus, BusError, OutgoingMessage, Runtime};
+use crate::db::{Db, Tx, now_millis};
+use crate::{on_db, on_tx};
+
+/// Rows the relay publishes per batch.
+const BATCH: i64 = 200;
+/// Sent rows are kept this long (for inspection), then deleted.
+const KEEP_SENT: Duration = Duration::from_secs(3600);
+/// Inbox rows are kept this long: longer than any redelivery can come (the stream keeps
+/// events 7 days).
+const KEEP_INBOX: Duration = Duration::from_secs(8 * 24 * 3600);
+
+const INSERT: &str =
+    "INSERT INTO outbox (id, subject, payload, request_id, created_at) VALUES ($1, $2, $3, $4, $5)";
+const PENDING: &str = "SELECT seq, id, subject, payload, request_id FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1";
+const MARK_SENT: &str = "UPDATE outbox SET sent_at = $1 WHERE seq = $2";
+const DELETE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1";
+const DELETE_INBOX: &str = "DELETE FROM inbox WHERE processed_at < $1";
+const COUNT_PENDING: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
+
+#[derive(Debug, sqlx::FromRow)]
+struct PendingRow {
+    seq: i64,
+    id: String,
+    subject: String,
+    payload: String,
+    request_id: Option<String>,
+}
+
+/// A service's outbox: stage events in a transaction, commit, and the relay publishes them.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    db: Db,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Writes `event` into the outbox as part of `tx`; it is published only if `tx` commits.
+    /// Carries the current request id (see [`crate::context`]).
+    pub async fn stage<E: Event>(&self, tx: &mut Tx, event: E) -> sqlx::Result<Envelope<E>> {
+        let envelope = Envelope::new(event);
+        let payload =
+            serde_json::to_string(&envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let request_id = crate::context::request_id();
+        on_tx!(tx, |conn| sqlx::query(INSERT)
+            .bind(envelope.id.to_string())
+            .bind(E::SUBJECT)
+            .bind(&payload)
+            .bind(&request_id)
+            .bind(now_millis())
+            .execute(conn)
+            .await
+            .map(drop))?;
+        metrics::counter!("events_staged_total", "subject" => E::SUBJECT).increment(1);
+        Ok(envelope)
+    }
+
+    /// Commits `tx` and wakes the relay.
+    pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes the relay (after a commit that staged events).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Rows not published yet.
+    pub async fn pending(&self) -> sqlx::Result<i64> {
+        on_db!(&self.db, |pool| sqlx::query_scalar::<_, i64>(COUNT_PENDING)
+            .fetch_one(pool)
+            .await)
+    }
+
+    /// Publishes pending rows in order until none is left or the bus fails; returns how many
+    /// were published.
+    pub async fn relay_once(&self, bus: &Bus) -> Result<usize, BusError> {
+        let mut published = 0;
+        loop {
+            let rows: Vec<PendingRow> = on_db!(&self.db, |pool| sqlx::query_as(PENDING)
+                .bind(BATCH)
+                .fetch_all(pool)
+                .await)?;
+            let full = rows.len() as i64 == BATCH;
+            for row in rows {
+                let message = OutgoingMessage {
+                    id: row.id,
+                    subject: row.subject,
+                    payload: row.payload,
+                    request_id: row.request_id,
+                };
+                bus.publish(&message).await?;
+                on_db!(&self.db, |pool| sqlx::query(MARK_SENT)
+                    .bind(now_millis())
+                    .bind(row.seq)
+                    .execute(pool)
+                    .await
+                    .map(drop))?;
+                metrics::counter!("events_published_total", "subject" => message.subject.clone())
+                    .increment(1);
+                published += 1;
+            }
+            if !full {
+                return Ok(published);
+            }
+        }
+    }
+
+    /// Deletes sent outbox rows and old inbox rows.
+    pub async fn housekeeping(&self) -> sqlx::Result<()> {
+        let now = now_millis();
+        let sent_before = now - KEEP_SENT.as_millis() as i64;
+        let inbox_before = now - KEEP_INBOX.as_millis() as i64;
+        on_db!(&self.db, |pool| sqlx::query(DELETE_SENT)
+            .bind(sent_before)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        on_db!(&self.db, |pool| sqlx::query(DELETE_INBOX)
+            .bind(inbox_before)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Starts the relay: publishes right after each commit that wakes it, polls as a fallback,
+    /// retries with backoff while the bus is down, and flushes once more at shutdown.
+    pub fn spawn_relay(&self, runtime: &Runtime, service: &'static str) {
+        let outbox = self.clone();
+        let bus = runtime.bus.clone();
+        let shutdown = runtime.shutdown.clone();
+        runtime.tasks.spawn(async move {
+            let poll = bus.config().poll_interval;
+            let mut failures: i64 = 0;
+            let mut last_housekeeping = std::time::Instant::now();
+            loop {
+                match outbox.relay_once(&bus).await {
+                    Ok(_) => failures = 0,
+                    Err(err) => {
+                        failures += 1;
+                        metrics::counter!("outbox_relay_errors_total", "service" => service).increment(1);
+                        tracing::warn!(service, %err, failures, "outbox relay could not publish; will retry");
+                    }
+                }
+                if last_housekeeping.elapsed() > Duration::from_secs(600) {
+                    last_housekeeping = std::time::Instant::now();
+                    if let Err(err) = outbox.housekeeping().await {
+                        tracing::warn!(service, %err, "outbox housekeeping failed");
+                    }
+                }
+                let wait = if failures > 0 { bus.config().backoff(failures) } else { poll };
+                tokio::select! {
+                    () = outbox.wake.notified(), if failures == 0 => {}
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            // Flush what was committed before shutdown, if the bus lets us.
+            match tokio::time::timeout(Duration::from_secs(5), outbox.relay_once(&bus)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(service, published = n, "outbox flushed at shutdown"),
+                Ok(Err(err)) => tracing::warn!(service, %err, "outbox not flushed at shutdown; rows stay pending"),
+                Err(_) => tracing::warn!(service, "outbox flush timed out at shutdown; rows stay pending"),
+                _ => {}
+            }
+        });
+    }
+}

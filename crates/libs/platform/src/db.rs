@@ -1,0 +1,339 @@
+//! Storage: SQLite or PostgreSQL behind one enum, chosen by the database URL.
+//!
+//! Queries are written once, as `$N` SQL constants that both backends accept, and run through
+//! [`on_db!`](crate::on_db) / [`on_tx!`](crate::on_tx), which expand the body once per concrete
+//! pool so that each backend uses its native types. Timestamps are stored as BIGINT milliseconds
+//! since the Unix epoch (UTC) on both backends: one type, ordered and compared the same way.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names, if any.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next()?.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// A service's own database.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A service's migrations, one folder per backend (`migrations/sqlite`, `migrations/postgres`).
+#[derive(Debug)]
+pub struct Migrations {
+    pub sqlite: Migrator,
+    pub postgres: Migrator,
+}
+
+/// The tables every service database has: the event outbox and inbox.
+pub static PLATFORM_MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("./migrations/sqlite"),
+    postgres: sqlx::migrate!("./migrations/postgres"),
+};
+
+/// The same migrations, tolerant of applied versions that belong to the other set.
+fn lenient(migrator: &Migrator) -> Migrator {
+    Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: true,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+    }
+}
+
+impl Migrations {
+    /// No migrations of its own (the platform's tables only).
+    pub const NONE: Migrations = Migrations {
+        sqlite: Migrator::DEFAULT,
+        postgres: Migrator::DEFAULT,
+    };
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("unsupported database URL {0:?}: expected sqlite://... or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("could not open the database: {0}")]
+    Connect(#[from] sqlx::Error),
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Db {
+    /// Opens the database at `url` (creating it when missing) and applies `migrations`.
+    pub async fn open(
+        url: &str,
+        options: &DbOptions,
+        migrations: &Migrations,
+    ) -> Result<Self, OpenError> {
+        let db = Self::connect(url, options).await?;
+        db.migrate(migrations).await?;
+        Ok(db)
+    }
+
+    /// Opens the database at `url`, creating it when missing, without migrating.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, OpenError> {
+        match Backend::of_url(url) {
+            Some(Backend::Sqlite) => {
+                let connect = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Ok(Self::Sqlite(pool))
+            }
+            Some(Backend::Postgres) => {
+                let connect = PgConnectOptions::from_str(url)?;
+                create_postgres_database_if_missing(&connect).await?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Ok(Self::Postgres(pool))
+            }
+            None => Err(OpenError::UnsupportedUrl(redact_url(url))),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the platform's tables (outbox, inbox) and then the service's own migrations,
+    /// each only when not applied yet. Both sets share sqlx's migrations table, so each run
+    /// ignores the versions of the other set.
+    pub async fn migrate(
+        &self,
+        migrations: &Migrations,
+    ) -> Result<(), sqlx::migrate::MigrateError> {
+        for set in [&PLATFORM_MIGRATIONS, migrations] {
+            match self {
+                Self::Sqlite(pool) => lenient(&set.sqlite).run(pool).await?,
+                Self::Postgres(pool) => lenient(&set.postgres).run(pool).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// a read-then-write transaction never fails to upgrade under concurrent writers.
+    pub async fn begin(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Round trip to the database, for `/readyz`.
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(pool) => pool.acquire().await?.ping().await,
+            Self::Postgres(pool) => pool.acquire().await?.ping().await,
+        }
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// An open transaction on either backend. Dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await,
+            Self::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await,
+            Self::Postgres(tx) => tx.rollback().await,
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of a [`Db`]:
+/// `on_db!(&state.db, |pool| sqlx::query(SQL).bind(id).execute(pool).await)`.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the connection of a `&mut` [`Tx`]:
+/// `on_tx!(&mut tx, |conn| sqlx::query(SQL).execute(conn).await)`.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::db::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+/// True when `err` is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+/// Milliseconds since the Unix epoch, the stored form of every timestamp.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A URL with its password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                if userinfo.contains(':') {
+                    format!("{scheme}://{user}:***@{host}")
+                } else {
+                    format!("{scheme}://{user}@{host}")
+                }
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Creates the database named in `options` when the server says it does not exist (so that a
+/// fresh PostgreSQL needs nothing but a role that may create databases).
+async fn create_postgres_database_if_missing(options: &PgConnectOptions) -> sqlx::Result<()> {
+    match options.connect().await {
+        Ok(conn) => conn.close().await,
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("3D000") => {
+            let name = options.get_database().unwrap_or("postgres").to_owned();
+            let mut admin = options.clone().database("postgres").connect().await?;
+            let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+            match sqlx::Executor::execute(&mut admin, sql.as_str()).await {
+                Ok(_) => {}
+                // Another replica created it first.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                Err(e) => return Err(e),
+            }
+            admin.close().await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_is_chosen_by_the_url_scheme() {
+        assert_eq!(
+            Backend::of_url("sqlite://data/auth.db"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(Backend::of_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of_url("postgres://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_url("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/a.db"), "sqlite://data/a.db");
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_url_is_a_clear_error() {
+        let err = Db::connect("mysql://root:pw@localhost/x", &DbOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported database URL \"mysql://root:***@localhost/x\": expected sqlite://... or postgres://..."
+        );
+    }
+}

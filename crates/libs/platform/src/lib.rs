@@ -1,0 +1,35 @@
+//! Platform code shared by every BuyTicket service. Services describe *what* they do; this
+//! crate is *how* they run.
+//!
+//! - [`db`]: one [`Db`] handle over SQLite (embedded default) or PostgreSQL (distributed),
+//!   opened from a URL, migrations per service, transactions (`BEGIN IMMEDIATE` on SQLite) and
+//!   the [`on_db!`] / [`on_tx!`] macros that expand one query body per backend.
+//! - [`http`]: composing services into one router ([`http::app`]) with the common layers
+//!   (request ids, tracing, metrics, body limit, panics and unknown routes in the error format),
+//!   `/healthz`, `/readyz`, `/metrics`, and serving with graceful shutdown.
+//! - [`bus`]: events — the transactional [`Outbox`](bus::Outbox) and its relay, typed
+//!   consumers with an idempotent inbox, version ordering, dead letters — over NATS JetStream or
+//!   the embedded default's durable in-process log.
+//! - [`context`]: the request id carried from HTTP into events and back into logs.
+//! - [`rate_limit`]: per-client-address limits and the client address behind trusted proxies.
+//! - [`telemetry`]: `tracing` set-up.
+
+pub mod bus;
+pub mod context;
+pub mod db;
+pub mod http;
+pub mod rate_limit;
+pub mod telemetry;
+
+pub use bus::{Bus, Runtime};
+pub use db::{Backend, Db, Migrations, Tx};
+pub use http::{Check, Service};
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] db::OpenError),
+    #[error("event bus: {0}")]
+    Bus(#[from] bus::BusError),
+}

@@ -1,0 +1,221 @@
+//! Per-client-address rate limits (sign-in and sign-up), and finding the client address behind
+//! trusted proxies (NGINX, the ingress, the web client calling the API for a browser).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use bt_contract::ApiError;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use ipnet::IpNet;
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Loopback only: the embedded default, where the web client runs in the same process.
+    pub fn loopback() -> Self {
+        Self::from_str("127.0.0.0/8,::1/128").expect("static list")
+    }
+
+    /// Loopback and the private ranges where an ingress or load balancer lives.
+    pub fn private_networks() -> Self {
+        Self::from_str("127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7")
+            .expect("static list")
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+    /// address of `X-Forwarded-For` that is not itself a trusted proxy (what NGINX's
+    /// `real_ip_recursive` does). Spoofed entries to the left of our proxies are ignored.
+    pub fn client_addr(&self, parts: &Parts) -> IpAddr {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if !self.contains(peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| IpAddr::from_str(s.trim()).ok())
+            .collect();
+        let mut client = peer;
+        for ip in forwarded.into_iter().rev() {
+            client = ip;
+            if !self.contains(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// A comma-separated list of addresses or CIDR networks; empty trusts nobody.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                IpNet::from_str(p)
+                    .or_else(|_| IpAddr::from_str(p).map(IpNet::from))
+                    .map_err(|_| format!("{p:?} is not an IP address or CIDR network"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// A limit of `n` attempts per minute per client address (bursts up to `n`).
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    proxies: TrustedProxies,
+    checks: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("enabled", &self.inner.is_some())
+            .field("proxies", &self.proxies)
+            .finish()
+    }
+}
+
+impl RateLimiter {
+    /// `per_minute == 0` turns the limit off.
+    pub fn per_minute(per_minute: u32, proxies: TrustedProxies) -> Self {
+        let inner = NonZeroU32::new(per_minute)
+            .map(|n| Arc::new(governor::RateLimiter::keyed(Quota::per_minute(n))));
+        Self {
+            inner,
+            proxies,
+            checks: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts one attempt of this request's client; 429 when over the limit.
+    pub fn check(&self, parts: &Parts) -> Result<(), ApiError> {
+        let Some(limiter) = &self.inner else {
+            return Ok(());
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let client = self.proxies.client_addr(parts);
+        limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            tracing::warn!(%client, "rate limited");
+            metrics::counter!("rate_limited_total").increment(1);
+            ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs() + 1,
+            }
+        })
+    }
+}
+
+/// Middleware that counts every request of the routes it wraps against `limiter`:
+/// `.route_layer(axum::middleware::from_fn_with_state(limiter, rate_limit::enforce))`.
+pub async fn enforce(
+    axum::extract::State(limiter): axum::extract::State<RateLimiter>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    if let Err(err) = limiter.check(&parts) {
+        return err.into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn parts(peer: &str, xff: Option<&str>) -> Parts {
+        let mut req = Request::get("/");
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        let mut parts = req.body(()).unwrap().into_parts().0;
+        parts
+            .extensions
+            .insert(ConnectInfo(SocketAddr::from_str(peer).unwrap()));
+        parts
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let proxies = TrustedProxies::loopback();
+        let ip = proxies.client_addr(&parts("203.0.113.9:5000", Some("1.2.3.4")));
+        assert_eq!(ip.to_string(), "203.0.113.9");
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_address_is_the_client() {
+        let proxies = TrustedProxies::private_networks();
+        let cases = [
+            (Some("198.51.100.7"), "198.51.100.7"),
+            (Some("6.6.6.6, 198.51.100.7"), "198.51.100.7"),
+            (Some("6.6.6.6, 198.51.100.7, 10.0.0.5"), "198.51.100.7"),
+            (Some("garbage, 198.51.100.7"), "198.51.100.7"),
+            (None, "10.1.2.3"),
+        ];
+        for (xff, want) in cases {
+            let ip = proxies.client_addr(&parts("10.1.2.3:80", xff));
+            assert_eq!(ip.to_string(), want, "{xff:?}");
+        }
+    }
+
+    #[test]
+    fn proxy_lists_parse_addresses_and_networks_and_reject_garbage() {
+        let proxies = TrustedProxies::from_str("10.0.0.0/8, 192.168.1.1,::1").unwrap();
+        assert!(proxies.contains("10.9.9.9".parse().unwrap()));
+        assert!(proxies.contains("192.168.1.1".parse().unwrap()));
+        assert!(!proxies.contains("192.168.1.2".parse().unwrap()));
+        assert!(TrustedProxies::from_str("").unwrap().0.is_empty());
+        assert!(TrustedProxies::from_str("nope").is_err());
+    }
+
+    #[test]
+    fn the_limit_applies_per_client_and_zero_turns_it_off() {
+        let limiter = RateLimiter::per_minute(3, TrustedProxies::default());
+        let a = parts("198.51.100.1:1", None);
+        let b = parts("198.51.100.2:1", None);
+        for _ in 0..3 {
+            limiter.check(&a).unwrap();
+        }
+        let Err(ApiError::TooManyRequests { retry_after_secs }) = limiter.check(&a) else {
+            panic!("fourth attempt should be limited");
+        };
+        assert!((1..=61).contains(&retry_after_secs));
+        limiter.check(&b).unwrap();
+
+        let off = RateLimiter::per_minute(0, TrustedProxies::default());
+        for _ in 0..100 {
+            off.check(&a).unwrap();
+        }
+    }
+}

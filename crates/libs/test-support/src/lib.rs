@@ -1,0 +1,641 @@
+//! Test helpers shared by every crate's tests.
+//!
+//! - [`TestDb`]: a fresh, isolated database per test on either backend: a temporary SQLite
+//!   file, or a PostgreSQL database with a unique name on the local server (dropped afterwards).
+//! - [`TestServer`]: a router served on `127.0.0.1:0` until dropped.
+//! - [`TestClient`]: an HTTP client that keeps cookies, with JSON helpers.
+//! - [`backend_tests!`]: runs one async test body on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL is reached at `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), a role that may create databases.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+pub use bt_platform::Backend;
+use bt_platform::db::redact_url;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+
+/// Where tests create their PostgreSQL databases.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database that only this test uses.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        init_logs();
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                Self {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("bt_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "PostgreSQL must run for this test ({}): {e}",
+                            redact_url(&admin)
+                        )
+                    });
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                drop(conn.close().await);
+                let (base, _) = admin.rsplit_once('/').expect("admin URL has a database");
+                Self {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs outside async code; a small runtime on its own thread does the clean-up.
+        let admin = postgres_admin_url();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    drop(conn.execute(sql.as_str()).await);
+                    drop(conn.close().await);
+                }
+            });
+        });
+        drop(cleanup.join());
+    }
+}
+
+/// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    drop(
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init(),
+    );
+}
+
+/// A router served on an ephemeral loopback port until dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn spawn(app: Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                drop(rx.await);
+            };
+            drop(bt_platform::http::serve(listener, app, shutdown).await);
+        });
+        Self {
+            addr,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A new client (its own cookie jar) for this server.
+    pub fn client(&self) -> TestClient {
+        TestClient::new(&format!("http://{}", self.addr))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An HTTP client with its own cookie jar, like one browser.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// A response read completely: status, headers and the body as JSON (`Value::Null` when empty
+/// or not JSON; `text` keeps the raw body).
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The `message` of every entry of an error body.
+    pub fn messages(&self) -> Vec<String> {
+        self.json["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `(field, message)` of every entry of an error body.
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.json["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["field"].as_str().unwrap_or_default().to_owned(),
+                            e["message"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every `Set-Cookie` header.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl TestClient {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> TestResponse {
+        let response = req.send().await.expect("request failed");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
+    /// A POST with a raw body and content type, for malformed-input tests.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> TestResponse {
+        let mut req = self.http.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        self.send(req).await
+    }
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once on SQLite (`sqlite::name`) and once on
+/// PostgreSQL (`postgres::name`).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+/// Which bus a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusKind {
+    /// The real local NATS server (`TEST_NATS_URL`, default `nats://127.0.0.1:4222`).
+    Nats,
+    /// The embedded default's in-process log, in a temporary file.
+    Local,
+}
+
+/// Where tests reach NATS.
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A bus of its own for one test: on NATS a unique stream and subject prefix (the stream is
+/// deleted afterwards), locally a fresh log file. Retries are fast so tests stay short.
+#[derive(Debug)]
+pub struct TestBus {
+    pub bus: bt_platform::Bus,
+    pub config: bt_platform::bus::BusConfig,
+    nats_url: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBus {
+    /// A fast-retrying configuration with a unique prefix and stream name.
+    pub fn test_config() -> bt_platform::bus::BusConfig {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        bt_platform::bus::BusConfig {
+            subject_prefix: format!("t{unique}."),
+            stream: format!("T{unique}"),
+            max_deliver: 3,
+            max_deliver_waiting: 50,
+            ack_wait: std::time::Duration::from_secs(10),
+            retry_delay: std::time::Duration::from_millis(20),
+            max_retry_delay: std::time::Duration::from_millis(200),
+            poll_interval: std::time::Duration::from_millis(200),
+        }
+    }
+
+    pub async fn new(kind: BusKind) -> Self {
+        Self::with_config(kind, Self::test_config()).await
+    }
+
+    pub async fn with_config(kind: BusKind, config: bt_platform::bus::BusConfig) -> Self {
+        init_logs();
+        match kind {
+            BusKind::Nats => Self::on_nats(&nats_url(), config).await,
+            BusKind::Local => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("bus.db").display());
+                let bus = bt_platform::bus::local::LocalBus::open(&url, config.clone())
+                    .await
+                    .expect("local bus");
+                Self {
+                    bus: bt_platform::Bus::Local(bus),
+                    config,
+                    nats_url: None,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// A bus on the NATS server at `url`.
+    pub async fn on_nats(url: &str, config: bt_platform::bus::BusConfig) -> Self {
+        let bus = bt_platform::bus::nats::NatsBus::connect(url, config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("NATS with JetStream must run for this test: {e}"));
+        Self {
+            bus: bt_platform::Bus::Nats(Box::new(bus)),
+            config,
+            nats_url: Some(url.to_owned()),
+            _dir: None,
+        }
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let Some(url) = self.nats_url.take() else {
+            return;
+        };
+        let stream = self.config.stream.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let connect = async_nats::ConnectOptions::new()
+                    .connection_timeout(std::time::Duration::from_secs(2))
+                    .connect(&url);
+                if let Ok(Ok(client)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
+                {
+                    let js = async_nats::jetstream::new(client);
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(3),
+                        js.delete_stream(&stream),
+                    )
+                    .await;
+                }
+            });
+        });
+        drop(cleanup.join());
+    }
+}
+
+/// A NATS server of a test's own (a child process on a free port with its own store), for
+/// tests that stop and restart the server without disturbing anyone else.
+#[derive(Debug)]
+pub struct OwnNatsServer {
+    pub port: u16,
+    pub url: String,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNatsServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut server = Self {
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn binary() -> String {
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nats-server")
+        .to_owned()
+    }
+
+    /// Starts the server (again) on the same port and store, and waits until it accepts.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = std::process::Command::new(Self::binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The session key every test signs with.
+pub const TEST_JWT_KEY: &[u8] = b"test-jwt-key-that-is-at-least-32-bytes-long";
+
+/// Session keys for tests (plain-HTTP cookies, 7-day sessions).
+pub fn test_sessions() -> bt_contract::SessionKeys {
+    bt_contract::SessionKeys::new(
+        TEST_JWT_KEY,
+        std::time::Duration::from_secs(7 * 24 * 3600),
+        false,
+    )
+}
+
+/// A signed-in user for services that only verify sessions: a fresh id and email, and a
+/// session token signed with [`TEST_JWT_KEY`].
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
+impl TestUser {
+    pub fn new() -> Self {
+        let id = uuid::Uuid::now_v7().to_string();
+        let email = format!("{}@test.com", uuid::Uuid::new_v4().simple());
+        let (token, _) = test_sessions().issue(&id, &email).expect("token");
+        Self { id, email, token }
+    }
+
+    /// A client of `base` that sends this user's session as a Bearer token.
+    pub fn client(&self, base: &str) -> TestClient {
+        TestClient::with_bearer(base, &self.token)
+    }
+}
+
+impl Default for TestUser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestClient {
+    /// A client that sends `Authorization: Bearer <token>` with every request.
+    pub fn with_bearer(base: &str, token: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("client");
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
+}
+
+/// The bus a backend is paired with in service tests: SQLite with the in-process log (the
+/// embedded default), PostgreSQL with NATS (the distributed mode).
+pub fn bus_for(backend: Backend) -> BusKind {
+    match backend {
+        Backend::Sqlite => BusKind::Local,
+        Backend::Postgres => BusKind::Nats,
+    }
+}
+
+/// Waits until `condition` holds, panicking with `what` after `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads the events of one subject from a test bus (a durable consumer of its own).
+#[derive(Debug)]
+pub struct EventProbe {
+    subscription: bt_platform::bus::Subscription,
+}
+
+impl EventProbe {
+    /// Starts listening; sees every event of `subject` published on the bus, also earlier ones.
+    pub async fn new(bus: &bt_platform::Bus, subject: &str) -> Self {
+        let durable = format!("probe-{}", uuid::Uuid::new_v4().simple());
+        let subscription = bus
+            .subscribe(&durable, subject)
+            .await
+            .expect("probe subscription");
+        Self { subscription }
+    }
+
+    /// The next event, acknowledged; panics after `secs` seconds without one.
+    pub async fn next<E: bt_contract::events::Event>(
+        &mut self,
+        secs: u64,
+    ) -> bt_contract::events::Envelope<E> {
+        let delivery = tokio::time::timeout(
+            std::time::Duration::from_secs(secs),
+            self.subscription.next(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no {} event within {secs} s", E::SUBJECT));
+        delivery.ack().await.expect("ack");
+        serde_json::from_slice(&delivery.payload).expect("an event envelope")
+    }
+
+    /// Asserts that no event arrives within `millis`.
+    pub async fn assert_silent(&mut self, millis: u64) {
+        if let Ok(delivery) = tokio::time::timeout(
+            std::time::Duration::from_millis(millis),
+            self.subscription.next(),
+        )
+        .await
+        {
+            panic!(
+                "unexpected event: {}",
+                String::from_utf8_lossy(&delivery.payload)
+            );
+        }
+    }
+}
+
+/// Publishes an event directly on a bus, as another service would.
+pub async fn publish<E: bt_contract::events::Event>(
+    bus: &bt_platform::Bus,
+    data: E,
+) -> bt_contract::events::Envelope<E> {
+    let envelope = bt_contract::events::Envelope::new(data);
+    bus.publish(&bt_platform::bus::OutgoingMessage {
+        id: envelope.id.to_string(),
+        subject: E::SUBJECT.to_owned(),
+        payload: serde_json::to_string(&envelope).expect("json"),
+        request_id: None,
+    })
+    .await
+    .expect("publish");
+    envelope
+}

@@ -1,0 +1,62 @@
+//! The web client: the marketplace in the browser, rendered on the server (askama templates),
+//! talking to the other services only over their HTTP API through the gateway
+//! (`API_BASE_URL`), forwarding the browser's session cookie — the API's own cookie.
+//!
+//! - [`api`]: the HTTP client of the API.
+//! - [`pages`]: the routes: home, sign up/in/out, sell, ticket, edit, order (pay, cancel), my
+//!   orders, my listings. Every flow works without JavaScript (forms, POST-redirect-GET);
+//!   `assets/app.js` only adds the countdown, local times and Stripe.js card entry.
+//! - [`csrf`]: double-submit token and Origin check on every form post.
+//! - [`views`]: template data and formatting; templates are in `templates/`.
+
+pub mod api;
+pub mod csrf;
+pub mod pages;
+pub mod views;
+
+use axum::Router;
+use bt_contract::SessionKeys;
+use bt_platform::rate_limit::TrustedProxies;
+use bt_platform::{Check, Service};
+
+/// What the client needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the API is (the gateway; in `buyticket up`, this process).
+    pub api_base: String,
+    /// To know who is signed in without a round trip (the API verifies again).
+    pub sessions: SessionKeys,
+    /// With it, the pay form uses Stripe.js; without it, the development provider's test cards.
+    pub stripe_publishable_key: Option<String>,
+    pub currency: String,
+    /// `Secure` on the CSRF cookie.
+    pub cookie_secure: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (the browser's address is forwarded to the
+    /// API, so that rate limits apply per person, not to the client service).
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The client service.
+pub fn service(settings: Settings) -> Service {
+    let api = api::Api::new(&settings.api_base);
+    let health = api.clone();
+    Service {
+        name: "client",
+        router: pages::router(settings, api),
+        checks: vec![Check::new("API gateway", move || {
+            let api = health.clone();
+            async move {
+                api.get(&api::Caller::default(), "/healthz")
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        })],
+    }
+}
+
+/// The client's routes, for tests that mount it next to a fake API.
+pub fn router(settings: Settings) -> Router {
+    let api = api::Api::new(&settings.api_base);
+    pages::router(settings, api)
+}

@@ -1,0 +1,963 @@
+//! The pages of the web client. Each handler: read the request, call the API, render a page
+//! or redirect (POST-redirect-GET). API validation errors are shown next to their fields,
+//! other errors in a banner; no page ever shows raw JSON or a stack trace.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router, middleware};
+use axum_extra::extract::CookieJar;
+use serde_json::{Value, json};
+
+use crate::Settings;
+use crate::api::{Api, Caller, Reply, Unavailable};
+use crate::csrf::{self, CsrfToken};
+use crate::views::{
+    AuthPage, ErrorPage, FieldErrors, HomePage, Layout, ListingView, ListingsPage, OrderPage,
+    OrderView, OrdersPage, TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketState,
+    TicketView, UserView, cents_of, money,
+};
+
+#[derive(Debug, Clone)]
+struct AppState {
+    api: Api,
+    settings: Arc<Settings>,
+}
+
+pub fn router(settings: Settings, api: Api) -> Router {
+    let secure = settings.cookie_secure;
+    let state = AppState {
+        api,
+        settings: Arc::new(settings),
+    };
+    Router::new()
+        .route("/", get(home))
+        .route("/auth/signup", get(signup_form).post(signup))
+        .route("/auth/signin", get(signin_form).post(signin))
+        .route("/auth/signout", post(signout))
+        .route("/tickets/new", get(new_ticket_form).post(create_ticket))
+        .route("/tickets/{id}", get(ticket_page))
+        .route(
+            "/tickets/{id}/edit",
+            get(edit_ticket_form).post(update_ticket),
+        )
+        .route("/tickets/{id}/purchase", post(purchase))
+        .route("/orders", get(my_orders))
+        .route("/orders/{id}", get(order_page))
+        .route("/orders/{id}/pay", post(pay))
+        .route("/orders/{id}/cancel", post(cancel))
+        .route("/listings", get(my_listings))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+        .route("/{*path}", get(not_found))
+        .layer(middleware::from_fn(move |req: Request, next| {
+            csrf::ensure_token(secure, req, next)
+        }))
+        .with_state(state)
+}
+
+/// Everything a page needs to know about the request.
+struct Ctx {
+    caller: Caller,
+    user: Option<UserView>,
+    csrf: String,
+    headers: HeaderMap,
+    currency: String,
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let session = jar
+            .get(bt_contract::SESSION_COOKIE)
+            .map(|c| c.value().to_owned());
+        let user = session
+            .as_deref()
+            .and_then(|token| state.settings.sessions.verify(token))
+            .map(|claims| UserView {
+                id: claims.id,
+                email: claims.email,
+            });
+        let csrf = parts
+            .extensions
+            .get::<CsrfToken>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
+        let caller = Caller {
+            session: if user.is_some() { session } else { None },
+            address: Some(state.settings.trusted_proxies.client_addr(parts)),
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        Ok(Self {
+            caller,
+            user,
+            csrf,
+            headers: parts.headers.clone(),
+            currency: state.settings.currency.clone(),
+        })
+    }
+}
+
+impl Ctx {
+    fn layout(&self, title: impl Into<String>) -> Layout {
+        Layout {
+            title: title.into(),
+            user: self.user.clone(),
+            csrf: self.csrf.clone(),
+            notice: None,
+            error: None,
+        }
+    }
+
+    fn error_page(&self, status: StatusCode, heading: &str, message: &str) -> Response {
+        let page = ErrorPage {
+            layout: self.layout(heading),
+            status: status.as_u16(),
+            heading: heading.to_owned(),
+            message: message.to_owned(),
+        };
+        (status, render(&page)).into_response()
+    }
+
+    fn unavailable(&self, err: &Unavailable) -> Response {
+        tracing::error!(%err, "API call failed");
+        self.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Something went wrong",
+            "BuyTicket could not complete this request. Please try again in a moment.",
+        )
+    }
+
+    fn not_found(&self) -> Response {
+        self.error_page(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+    }
+
+    /// The refusal of a form post without a valid CSRF token, if it has none.
+    fn form_refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
+        if csrf::is_valid(&self.headers, form.get(csrf::FIELD).map(String::as_str)) {
+            None
+        } else {
+            Some(self.error_page(
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "For your security the form could not be submitted. Go back, reload the page and try again.",
+            ))
+        }
+    }
+
+    /// For a signed-out visitor: the redirect to sign in, then back to `next`.
+    fn sign_in_first(&self, next: &str) -> Option<Response> {
+        self.user
+            .is_none()
+            .then(|| see_other(&format!("/auth/signin?next={}", encode(next))))
+    }
+}
+
+fn render(page: &impl Template) -> Html<String> {
+    match page.render() {
+        Ok(html) => Html(html),
+        Err(err) => {
+            tracing::error!(%err, "template failed");
+            Html("<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned())
+        }
+    }
+}
+
+fn page(status: StatusCode, page: &impl Template) -> Response {
+    (status, render(page)).into_response()
+}
+
+/// 303 See Other to `to`.
+fn see_other(to: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// A redirect that also passes on the API's session cookies.
+fn see_other_with_cookies(to: &str, reply: &Reply) -> Response {
+    let mut response = see_other(to);
+    for cookie in &reply.set_cookies {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.clone());
+    }
+    response
+}
+
+/// Only local paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&String>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A path segment from the URL, safe to put into an API path.
+fn segment(id: &str) -> Option<&str> {
+    (!id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(id)
+}
+
+fn field(form: &HashMap<String, String>, name: &str) -> String {
+    form.get(name).cloned().unwrap_or_default()
+}
+
+/// Form bodies; a malformed one is an error page, not a plain-text rejection.
+struct FormData(HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for FormData {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Form::<HashMap<String, String>>::from_request(req, state).await {
+            Ok(Form(map)) => Ok(Self(map)),
+            Err(rejection) => Err((
+                StatusCode::BAD_REQUEST,
+                Html(format!(
+                    "<!doctype html><title>Bad request</title><p>The form could not be read ({}). <a href=\"/\">Back</a></p>",
+                    html_escape(&rejection.body_text())
+                )),
+            )
+                .into_response()),
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/app.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../assets/app.js"),
+    )
+}
+
+/// Unknown pages: HTML for people, the API's error format under `/api/`.
+async fn not_found(ctx: Ctx, Path(path): Path<String>) -> Response {
+    if path.starts_with("api/") || path == "api" {
+        return bt_contract::ApiError::NotFound.into_response();
+    }
+    ctx.not_found()
+}
+
+async fn home(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let q = query
+        .get("q")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let cursor = query.get("cursor").cloned().unwrap_or_default();
+    let reply = match state
+        .api
+        .get_query(
+            &ctx.caller,
+            "/api/tickets",
+            &[("limit", "24"), ("q", &q), ("cursor", &cursor)],
+        )
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    let mut layout = ctx.layout("Tickets on sale");
+    let tickets = if reply.ok() {
+        reply
+            .json
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|t| TicketCard {
+                        id: t["id"].as_str().unwrap_or_default().to_owned(),
+                        title: t["title"].as_str().unwrap_or_default().to_owned(),
+                        price: money(cents_of(&t["price"]), &ctx.currency),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        layout.error = Some(
+            reply
+                .errors()
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        Vec::new()
+    };
+    let next = reply
+        .next
+        .as_deref()
+        .and_then(|n| n.split_once('?'))
+        .map(|(_, query)| format!("/?{query}"));
+    page(
+        StatusCode::OK,
+        &HomePage {
+            layout,
+            q,
+            tickets,
+            next,
+        },
+    )
+}
+
+fn auth_page(
+    ctx: &Ctx,
+    mode: &'static str,
+    email: String,
+    errors: FieldErrors,
+    banner: Option<String>,
+    next: String,
+) -> AuthPage {
+    let mut layout = ctx.layout(if mode == "signup" {
+        "Sign up"
+    } else {
+        "Sign in"
+    });
+    layout.error = banner;
+    AuthPage {
+        layout,
+        mode,
+        email,
+        errors,
+        next,
+    }
+}
+
+async fn signup_form(ctx: Ctx, Query(query): Query<HashMap<String, String>>) -> Response {
+    let next = safe_next(query.get("next"));
+    page(
+        StatusCode::OK,
+        &auth_page(
+            &ctx,
+            "signup",
+            String::new(),
+            FieldErrors::default(),
+            None,
+            next,
+        ),
+    )
+}
+
+async fn signin_form(ctx: Ctx, Query(query): Query<HashMap<String, String>>) -> Response {
+    let next = safe_next(query.get("next"));
+    page(
+        StatusCode::OK,
+        &auth_page(
+            &ctx,
+            "signin",
+            String::new(),
+            FieldErrors::default(),
+            None,
+            next,
+        ),
+    )
+}
+
+async fn signup(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
+    authenticate(state, ctx, form, "signup").await
+}
+
+async fn signin(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
+    authenticate(state, ctx, form, "signin").await
+}
+
+async fn authenticate(
+    state: AppState,
+    ctx: Ctx,
+    form: HashMap<String, String>,
+    mode: &'static str,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    let email = field(&form, "email");
+    let next = safe_next(form.get("next"));
+    let body = json!({"email": email, "password": field(&form, "password")});
+    let reply = match state
+        .api
+        .post(&ctx.caller, &format!("/api/users/{mode}"), body)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    if reply.ok() {
+        return see_other_with_cookies(&next, &reply);
+    }
+    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["email", "password"]);
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
+    page(status, &auth_page(&ctx, mode, email, errors, banner, next))
+}
+
+async fn signout(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    match state
+        .api
+        .post(&ctx.caller, "/api/users/signout", json!({}))
+        .await
+    {
+        Ok(reply) => see_other_with_cookies("/", &reply),
+        Err(err) => ctx.unavailable(&err),
+    }
+}
+
+fn ticket_form(
+    ctx: &Ctx,
+    heading: &str,
+    action: String,
+    submit: &str,
+    title: String,
+    price: String,
+) -> TicketFormPage {
+    TicketFormPage {
+        layout: ctx.layout(heading),
+        heading: heading.to_owned(),
+        action,
+        submit: submit.to_owned(),
+        title_value: title,
+        price_value: price,
+        errors: FieldErrors::default(),
+    }
+}
+
+async fn new_ticket_form(ctx: Ctx) -> Response {
+    if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
+        return redirect;
+    }
+    page(
+        StatusCode::OK,
+        &ticket_form(
+            &ctx,
+            "Sell a ticket",
+            "/tickets/new".into(),
+            "List ticket",
+            String::new(),
+            String::new(),
+        ),
+    )
+}
+
+async fn create_ticket(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
+        return redirect;
+    }
+    let (title, price) = (field(&form, "title"), field(&form, "price"));
+    let body = json!({"title": title, "price": price.trim()});
+    let reply = match state.api.post(&ctx.caller, "/api/tickets", body).await {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    if reply.ok() {
+        return see_other(&format!(
+            "/tickets/{}",
+            reply.json["id"].as_str().unwrap_or_default()
+        ));
+    }
+    let mut form_page = ticket_form(
+        &ctx,
+        "Sell a ticket",
+        "/tickets/new".into(),
+        "List ticket",
+        title,
+        price,
+    );
+    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["title", "price"]);
+    form_page.errors = errors;
+    form_page.layout.error = banner;
+    page(
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        &form_page,
+    )
+}
+
+/// The ticket, or the page to show instead.
+async fn fetch_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Response> {
+    let Some(id) = segment(id) else {
+        return Err(ctx.not_found());
+    };
+    match state
+        .api
+        .get(&ctx.caller, &format!("/api/tickets/{id}"))
+        .await
+    {
+        Ok(reply) if reply.ok() => Ok(reply.json),
+        Ok(_) => Err(ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "Ticket not found",
+            "This ticket does not exist.",
+        )),
+        Err(err) => Err(ctx.unavailable(&err)),
+    }
+}
+
+fn ticket_view(ctx: &Ctx, ticket: &Value) -> TicketView {
+    TicketView {
+        id: ticket["id"].as_str().unwrap_or_default().to_owned(),
+        title: ticket["title"].as_str().unwrap_or_default().to_owned(),
+        price: money(cents_of(&ticket["price"]), &ctx.currency),
+        state: TicketState::of(ticket),
+        is_owner: ctx
+            .user
+            .as_ref()
+            .is_some_and(|u| ticket["userId"].as_str() == Some(u.id.as_str())),
+    }
+}
+
+async fn ticket_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let ticket = match fetch_ticket(&state, &ctx, &id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let view = ticket_view(&ctx, &ticket);
+    page(
+        StatusCode::OK,
+        &TicketPage {
+            layout: ctx.layout(view.title.clone()),
+            ticket: view,
+        },
+    )
+}
+
+async fn edit_ticket_form(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/edit")) {
+        return redirect;
+    }
+    let ticket = match fetch_ticket(&state, &ctx, &id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let view = ticket_view(&ctx, &ticket);
+    if !view.is_owner {
+        return ctx.error_page(
+            StatusCode::FORBIDDEN,
+            "Not your ticket",
+            "Only the seller can edit a listing.",
+        );
+    }
+    let price = bt_contract::Cents::new(cents_of(&ticket["price"])).to_string();
+    let mut form_page = ticket_form(
+        &ctx,
+        "Edit listing",
+        format!("/tickets/{}/edit", view.id),
+        "Save changes",
+        view.title,
+        price,
+    );
+    if view.state != TicketState::OnSale {
+        form_page.layout.error = Some("Cannot edit a reserved ticket".into());
+    }
+    page(StatusCode::OK, &form_page)
+}
+
+async fn update_ticket(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/edit")) {
+        return redirect;
+    }
+    let Some(id) = segment(&id) else {
+        return ctx.not_found();
+    };
+    let (title, price) = (field(&form, "title"), field(&form, "price"));
+    let body = json!({"title": title, "price": price.trim()});
+    let reply = match state
+        .api
+        .put(&ctx.caller, &format!("/api/tickets/{id}"), body)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    match reply.status {
+        200 => see_other(&format!("/tickets/{id}")),
+        404 => ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "Ticket not found",
+            "This ticket does not exist.",
+        ),
+        401 => ctx.error_page(
+            StatusCode::FORBIDDEN,
+            "Not your ticket",
+            "Only the seller can edit a listing.",
+        ),
+        status => {
+            let mut form_page = ticket_form(
+                &ctx,
+                "Edit listing",
+                format!("/tickets/{id}/edit"),
+                "Save changes",
+                title,
+                price,
+            );
+            let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["title", "price"]);
+            form_page.errors = errors;
+            form_page.layout.error = banner;
+            page(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &form_page,
+            )
+        }
+    }
+}
+
+async fn purchase(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}")) {
+        return redirect;
+    }
+    let reply = match state
+        .api
+        .post(&ctx.caller, "/api/orders", json!({"ticketId": id}))
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    if reply.ok() {
+        return see_other(&format!(
+            "/orders/{}",
+            reply.json["id"].as_str().unwrap_or_default()
+        ));
+    }
+    let ticket = match fetch_ticket(&state, &ctx, &id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let view = ticket_view(&ctx, &ticket);
+    let mut layout = ctx.layout(view.title.clone());
+    layout.error = Some(match reply.status {
+        404 => "This ticket was listed moments ago and cannot be bought yet. Please try again in a few seconds.".to_owned(),
+        _ => reply.errors().into_iter().map(|e| e.message).collect::<Vec<_>>().join(" "),
+    });
+    page(
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        &TicketPage {
+            layout,
+            ticket: view,
+        },
+    )
+}
+
+/// The order, or the page to show instead.
+async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Response> {
+    let Some(id) = segment(id) else {
+        return Err(ctx.not_found());
+    };
+    match state
+        .api
+        .get(&ctx.caller, &format!("/api/orders/{id}"))
+        .await
+    {
+        Ok(reply) if reply.ok() => Ok(reply.json),
+        Ok(reply) if reply.status == 401 => Err(ctx.error_page(
+            StatusCode::FORBIDDEN,
+            "Not your order",
+            "This order belongs to someone else.",
+        )),
+        Ok(_) => Err(ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "Order not found",
+            "This order does not exist.",
+        )),
+        Err(err) => Err(ctx.unavailable(&err)),
+    }
+}
+
+fn order_page_for(
+    state: &AppState,
+    ctx: &Ctx,
+    order: &Value,
+    confirming: bool,
+    error: Option<String>,
+) -> OrderPage {
+    let view = OrderView::of(order, &ctx.currency, chrono::Utc::now());
+    let mut layout = ctx.layout(format!("Order: {}", view.ticket_title));
+    layout.error = error;
+    OrderPage {
+        layout,
+        confirming: confirming && !view.paid && view.status != "cancelled",
+        order: view,
+        cards: TEST_CARDS.to_vec(),
+        stripe_key: state.settings.stripe_publishable_key.clone(),
+    }
+}
+
+async fn order_page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
+        return redirect;
+    }
+    let order = match fetch_order(&state, &ctx, &id).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let confirming = query.contains_key("paid");
+    page(
+        StatusCode::OK,
+        &order_page_for(&state, &ctx, &order, confirming, None),
+    )
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
+        return redirect;
+    }
+    let body = json!({"orderId": id, "token": field(&form, "token")});
+    let reply = match state.api.post(&ctx.caller, "/api/payments", body).await {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    if reply.ok() {
+        return see_other(&format!("/orders/{id}?paid=1"));
+    }
+    let order = match fetch_order(&state, &ctx, &id).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let message = reply
+        .errors()
+        .into_iter()
+        .map(|e| e.message)
+        .collect::<Vec<_>>()
+        .join(" ");
+    page(
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        &order_page_for(&state, &ctx, &order, false, Some(message)),
+    )
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
+        return redirect;
+    }
+    let Some(id) = segment(&id) else {
+        return ctx.not_found();
+    };
+    let reply = match state
+        .api
+        .delete(&ctx.caller, &format!("/api/orders/{id}"))
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    if reply.ok() {
+        return see_other(&format!("/orders/{id}"));
+    }
+    let order = match fetch_order(&state, &ctx, id).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let message = reply
+        .errors()
+        .into_iter()
+        .map(|e| e.message)
+        .collect::<Vec<_>>()
+        .join(" ");
+    page(
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        &order_page_for(&state, &ctx, &order, false, Some(message)),
+    )
+}
+
+async fn my_orders(State(state): State<AppState>, ctx: Ctx) -> Response {
+    if let Some(redirect) = ctx.sign_in_first("/orders") {
+        return redirect;
+    }
+    let reply = match state.api.get(&ctx.caller, "/api/orders").await {
+        Ok(reply) if reply.ok() => reply,
+        Ok(_) => return see_other("/auth/signin?next=/orders"),
+        Err(err) => return ctx.unavailable(&err),
+    };
+    let now = chrono::Utc::now();
+    let orders = reply
+        .json
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|o| OrderView::of(o, &ctx.currency, now))
+                .collect()
+        })
+        .unwrap_or_default();
+    page(
+        StatusCode::OK,
+        &OrdersPage {
+            layout: ctx.layout("My orders"),
+            orders,
+        },
+    )
+}
+
+async fn my_listings(State(state): State<AppState>, ctx: Ctx) -> Response {
+    if let Some(redirect) = ctx.sign_in_first("/listings") {
+        return redirect;
+    }
+    let reply = match state.api.get(&ctx.caller, "/api/tickets/mine").await {
+        Ok(reply) if reply.ok() => reply,
+        Ok(_) => return see_other("/auth/signin?next=/listings"),
+        Err(err) => return ctx.unavailable(&err),
+    };
+    let tickets = reply
+        .json
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|t| ListingView {
+                    id: t["id"].as_str().unwrap_or_default().to_owned(),
+                    title: t["title"].as_str().unwrap_or_default().to_owned(),
+                    price: money(cents_of(&t["price"]), &ctx.currency),
+                    state: TicketState::of(t),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    page(
+        StatusCode::OK,
+        &ListingsPage {
+            layout: ctx.layout("My listings"),
+            tickets,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        let cases = [
+            (Some("/orders"), "/orders"),
+            (Some("//evil.test"), "/"),
+            (Some("https://evil.test"), "/"),
+            (Some("/\\evil.test"), "/"),
+            (None, "/"),
+        ];
+        for (next, want) in cases {
+            assert_eq!(
+                safe_next(next.map(str::to_owned).as_ref()),
+                want,
+                "{next:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_in_urls_are_plain_segments() {
+        assert_eq!(
+            segment("0192f5e4-0000-7000-8000-000000000000"),
+            Some("0192f5e4-0000-7000-8000-000000000000")
+        );
+        assert_eq!(segment("../users"), None);
+        assert_eq!(segment("a?b"), None);
+        assert_eq!(segment(""), None);
+    }
+}

@@ -1,0 +1,861 @@
+//! The orders API, route by route and error by error, and the orders service's event handling,
+//! on SQLite (with the in-process bus) and on PostgreSQL (with NATS).
+
+mod common;
+
+use std::time::Duration;
+
+use bt_contract::SessionKeys;
+use bt_contract::events::{
+    ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, PaymentCreated,
+    TicketData, TicketUpdated,
+};
+use bt_platform::db::DbOptions;
+use bt_platform::on_db;
+use bt_test_support::{Backend, EventProbe, TestUser, backend_tests, publish};
+use common::{TestApp, WINDOW};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const UNKNOWN_ID: &str = "0192f5e4-0000-7000-8000-000000000000";
+
+fn not_authorized() -> Value {
+    json!({"errors": [{"message": "Not authorized"}]})
+}
+
+fn error(message: &str) -> Value {
+    json!({"errors": [{"message": message}]})
+}
+
+fn id_of(json: &Value) -> String {
+    json["id"].as_str().expect("an id").to_owned()
+}
+
+fn payment_for(order_id: &str) -> PaymentCreated {
+    PaymentCreated {
+        id: uuid::Uuid::now_v7().to_string(),
+        order_id: order_id.to_owned(),
+        stripe_id: "pi_test".into(),
+    }
+}
+
+fn expiry_of(order_id: &str) -> ExpirationComplete {
+    ExpirationComplete {
+        order_id: order_id.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+async fn every_route_needs_a_valid_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let order = app.ordered(&TestUser::new(), &ticket.id).await;
+    let order_path = format!("/api/orders/{}", id_of(&order));
+    let forged = SessionKeys::new(
+        b"another-key-that-is-32-bytes-long!!",
+        Duration::from_secs(60),
+        false,
+    )
+    .issue("someone", "x@test.com")
+    .unwrap()
+    .0;
+    let clients = [
+        ("no session", app.anonymous()),
+        (
+            "a token signed with another key",
+            bt_test_support::TestClient::with_bearer(&app.base(), &forged),
+        ),
+        (
+            "garbage token",
+            bt_test_support::TestClient::with_bearer(&app.base(), "garbage"),
+        ),
+    ];
+
+    for (who, client) in clients {
+        let responses = [
+            (
+                "POST /api/orders",
+                client
+                    .post("/api/orders", &json!({"ticketId": ticket.id}))
+                    .await,
+            ),
+            ("GET /api/orders", client.get("/api/orders").await),
+            ("GET /api/orders/:id", client.get(&order_path).await),
+            ("DELETE /api/orders/:id", client.delete(&order_path).await),
+        ];
+        for (route, res) in responses {
+            assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}: {route}");
+            assert_eq!(res.json, not_authorized(), "{who}: {route}");
+        }
+    }
+    assert_eq!(
+        app.stored_order(&id_of(&order)).await,
+        ("created".to_owned(), 0),
+        "nothing changed"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /api/orders
+
+async fn an_order_without_a_valid_ticket_id_is_refused_with_a_field_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let buyer = TestUser::new();
+    let client = app.as_user(&buyer);
+    let cases = [
+        ("no ticketId", json!({})),
+        ("null", json!({"ticketId": null})),
+        ("empty", json!({"ticketId": ""})),
+        ("only spaces", json!({"ticketId": "   "})),
+        ("a number", json!({"ticketId": 42})),
+        ("a boolean", json!({"ticketId": true})),
+        ("an array", json!({"ticketId": ["abc"]})),
+        ("an object", json!({"ticketId": {"id": "abc"}})),
+        ("too long", json!({"ticketId": "x".repeat(101)})),
+    ];
+    for (case, body) in cases {
+        let res = client.post("/api/orders", &body).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{case}: {}", res.text);
+        assert_eq!(
+            res.json,
+            json!({"errors": [{"message": "TicketId must be provided", "field": "ticketId"}]}),
+            "{case}"
+        );
+    }
+    assert_eq!(client.get("/api/orders").await.json, json!([]));
+}
+
+async fn ordering_a_ticket_the_replica_does_not_hold_is_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let buyer = TestUser::new();
+    for id in [UNKNOWN_ID, "not-a-uuid"] {
+        let res = app
+            .as_user(&buyer)
+            .post("/api/orders", &json!({"ticketId": id}))
+            .await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{id}: {}", res.text);
+        assert_eq!(res.json, error("Not Found"), "{id}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+}
+
+async fn a_seller_cannot_buy_their_own_ticket(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", 1000).await;
+
+    let res = app
+        .as_user(&seller)
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    assert_eq!(res.json, error("You cannot buy your own ticket"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+    // Anyone else may.
+    app.ordered(&TestUser::new(), &ticket.id).await;
+}
+
+async fn creating_an_order_returns_201_and_the_order_with_its_ticket(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 2050).await;
+    let buyer = TestUser::new();
+
+    let before = chrono::Utc::now().timestamp_millis();
+    let res = app
+        .as_user(&buyer)
+        .post(
+            "/api/orders",
+            &json!({"ticketId": format!(" {} ", ticket.id)}),
+        )
+        .await;
+    let after = chrono::Utc::now().timestamp_millis();
+
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let id = id_of(&res.json);
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let expires_at = res.json["expiresAt"].as_str().unwrap().to_owned();
+    assert_eq!(
+        res.json,
+        json!({
+            "id": id,
+            "userId": buyer.id,
+            "status": "created",
+            "expiresAt": expires_at,
+            "version": 0,
+            "ticket": {"id": ticket.id, "title": "Concert", "price": 20.5, "version": 0},
+        })
+    );
+    assert_expires_in(&expires_at, before, after, WINDOW);
+    let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
+    assert_eq!(shown.json, res.json, "stored as returned");
+}
+
+/// `expiresAt` is ISO-8601 UTC with milliseconds, `window` after the moment of the request.
+fn assert_expires_in(expires_at: &str, before_ms: i64, after_ms: i64, window: Duration) {
+    assert!(
+        expires_at.len() == "2026-11-25T09:15:00.000Z".len() && expires_at.ends_with('Z'),
+        "ISO-8601 UTC with milliseconds: {expires_at}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(expires_at)
+        .unwrap_or_else(|e| panic!("{expires_at}: {e}"))
+        .timestamp_millis();
+    let window = i64::try_from(window.as_millis()).unwrap();
+    assert!(
+        (before_ms + window..=after_ms + window).contains(&at),
+        "{expires_at} is not {window} ms after the request ({before_ms}..={after_ms})"
+    );
+}
+
+async fn the_payment_window_is_configurable(backend: Backend) {
+    let window = Duration::from_secs(60);
+    let app = TestApp::spawn_with(backend, window, &DbOptions::default()).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+
+    let before = chrono::Utc::now().timestamp_millis();
+    let order = app.ordered(&TestUser::new(), &ticket.id).await;
+    let after = chrono::Utc::now().timestamp_millis();
+
+    assert_expires_in(order["expiresAt"].as_str().unwrap(), before, after, window);
+}
+
+async fn creating_an_order_publishes_order_created_with_the_contract_data(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.created").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 2050).await;
+    let buyer = TestUser::new();
+
+    let order = app.ordered(&buyer, &ticket.id).await;
+
+    let event = probe.next::<OrderCreated>(10).await;
+    assert_eq!(event.kind, "order.created");
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        order["expiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        serde_json::to_value(&event.data).unwrap(),
+        json!({
+            "id": id_of(&order),
+            "version": 0,
+            "status": "created",
+            "userId": buyer.id,
+            "expiresAt": expires_at,
+            "ticket": {"id": ticket.id, "price": 20.5},
+        })
+    );
+    assert_eq!(event.data.status, OrderStatus::Created);
+    assert_eq!(event.data.expires_at, expires_at);
+    probe.assert_silent(300).await;
+}
+
+async fn a_reserved_ticket_cannot_be_ordered_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.created").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let first = TestUser::new();
+    let order = app.ordered(&first, &ticket.id).await;
+    probe.next::<OrderCreated>(10).await;
+
+    let second = TestUser::new();
+    for (who, buyer) in [("another buyer", &second), ("the same buyer", &first)] {
+        let res = app
+            .as_user(buyer)
+            .post("/api/orders", &json!({"ticketId": ticket.id}))
+            .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{who}: {}", res.text);
+        assert_eq!(res.json, error("Ticket is already reserved"), "{who}");
+    }
+
+    assert_eq!(
+        app.as_user(&second).get("/api/orders").await.json,
+        json!([])
+    );
+    let mine = app.as_user(&first).get("/api/orders").await.json;
+    assert_eq!(mine, json!([order]));
+    probe.assert_silent(300).await;
+}
+
+async fn a_ticket_is_free_to_order_again_once_its_order_is_cancelled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let first = TestUser::new();
+    let order = app.ordered(&first, &ticket.id).await;
+    let cancelled = app
+        .as_user(&first)
+        .delete(&format!("/api/orders/{}", id_of(&order)))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::NO_CONTENT);
+
+    let second = app.ordered(&TestUser::new(), &ticket.id).await;
+
+    assert_ne!(id_of(&second), id_of(&order));
+    assert_eq!(second["status"], "created");
+    // The new order holds the ticket now, also against its first buyer.
+    let res = app
+        .as_user(&first)
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(res.json, error("Ticket is already reserved"));
+}
+
+async fn bodies_that_are_not_json_objects_are_refused_in_the_error_format(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let client = app.as_user(&TestUser::new());
+    let good = format!(r#"{{"ticketId":"{}"}}"#, ticket.id);
+    let big = format!(
+        r#"{{"ticketId":"{}","pad":"{}"}}"#,
+        ticket.id,
+        "x".repeat(100_000)
+    );
+    let cases: [(Option<&str>, String, u16, &str); 6] = [
+        (
+            Some("text/plain"),
+            good.clone(),
+            415,
+            "Content-Type must be application/json",
+        ),
+        (
+            None,
+            good.clone(),
+            415,
+            "Content-Type must be application/json",
+        ),
+        (
+            Some("application/json"),
+            r#"{"ticketId": "#.into(),
+            400,
+            "Request body is not valid JSON",
+        ),
+        (
+            Some("application/json"),
+            String::new(),
+            400,
+            "Request body must be a JSON object",
+        ),
+        (
+            Some("application/json"),
+            format!(r#"["{}"]"#, ticket.id),
+            400,
+            "Request body must be a JSON object",
+        ),
+        (
+            Some("application/json"),
+            big,
+            413,
+            "Request body is too large",
+        ),
+    ];
+    for (content_type, body, status, message) in cases {
+        let res = client
+            .post_raw("/api/orders", content_type, body.clone())
+            .await;
+        let case = format!("{content_type:?} {:.40}", body);
+        assert_eq!(res.status.as_u16(), status, "{case}: {}", res.text);
+        let messages = res.messages();
+        assert_eq!(messages.len(), 1, "{case}: {}", res.text);
+        assert!(messages[0].starts_with(message), "{case}: {messages:?}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+    // The same body, well formed, is accepted.
+    let res = client
+        .post_raw("/api/orders", Some("application/json"), good)
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/orders, GET /api/orders/:id
+
+async fn the_list_shows_only_the_callers_orders_newest_first_each_with_its_ticket(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let first = app.listed(&seller, "First", 1000).await;
+    let second = app.listed(&seller, "Second", 2550).await;
+    let theirs = app.listed(&seller, "Theirs", 500).await;
+    let (buyer, other) = (TestUser::new(), TestUser::new());
+    let older = app.ordered(&buyer, &first.id).await;
+    let newer = app.ordered(&buyer, &second.id).await;
+    let other_order = app.ordered(&other, &theirs.id).await;
+    let cancel = app
+        .as_user(&buyer)
+        .delete(&format!("/api/orders/{}", id_of(&older)))
+        .await;
+    assert_eq!(cancel.status, StatusCode::NO_CONTENT);
+
+    let res = app.as_user(&buyer).get("/api/orders").await;
+
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let mut cancelled = older.clone();
+    cancelled["status"] = json!("cancelled");
+    cancelled["version"] = json!(1);
+    assert_eq!(res.json, json!([newer, cancelled]));
+    assert_eq!(res.json[0]["ticket"]["title"], "Second");
+    assert_eq!(res.json[0]["ticket"]["price"], 25.5);
+    let theirs_listed = app.as_user(&other).get("/api/orders").await;
+    assert_eq!(theirs_listed.json, json!([other_order]));
+    let nobody = app.as_user(&TestUser::new()).get("/api/orders").await;
+    assert_eq!(nobody.status, StatusCode::OK);
+    assert_eq!(nobody.json, json!([]));
+    // The seller bought nothing: their tickets' orders are not theirs.
+    assert_eq!(
+        app.as_user(&seller).get("/api/orders").await.json,
+        json!([])
+    );
+}
+
+async fn showing_an_order_is_for_its_buyer_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let path = format!("/api/orders/{}", id_of(&order));
+
+    let own = app.as_user(&buyer).get(&path).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert_eq!(own.json, order);
+
+    for (who, user) in [("a stranger", TestUser::new()), ("the seller", seller)] {
+        let res = app.as_user(&user).get(&path).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}");
+        assert_eq!(res.json, not_authorized(), "{who}");
+    }
+    for id in [UNKNOWN_ID, "not-a-uuid"] {
+        let res = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(res.json, error("Not Found"), "{id}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DELETE /api/orders/:id
+
+async fn cancelling_an_order_returns_204_and_publishes_order_cancelled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let path = format!("/api/orders/{}", id_of(&order));
+
+    let res = app.as_user(&buyer).delete(&path).await;
+
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    assert_eq!(res.text, "");
+    let shown = app.as_user(&buyer).get(&path).await.json;
+    assert_eq!(
+        (&shown["status"], &shown["version"]),
+        (&json!("cancelled"), &json!(1))
+    );
+    assert_eq!(shown["ticket"], order["ticket"]);
+    let event = probe.next::<OrderCancelled>(10).await;
+    assert_eq!(
+        serde_json::to_value(&event.data).unwrap(),
+        json!({"id": id_of(&order), "version": 1, "ticket": {"id": ticket.id}})
+    );
+}
+
+async fn cancelling_is_refused_to_others_and_for_unknown_orders(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let path = format!("/api/orders/{}", id_of(&order));
+
+    for (who, user) in [("a stranger", TestUser::new()), ("the seller", seller)] {
+        let res = app.as_user(&user).delete(&path).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}");
+        assert_eq!(res.json, not_authorized(), "{who}");
+    }
+    for id in [UNKNOWN_ID, "not-a-uuid"] {
+        let res = app
+            .as_user(&buyer)
+            .delete(&format!("/api/orders/{id}"))
+            .await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(res.json, error("Not Found"), "{id}");
+    }
+
+    assert_eq!(
+        app.stored_order(&id_of(&order)).await,
+        ("created".to_owned(), 0)
+    );
+    probe.assert_silent(300).await;
+}
+
+async fn a_completed_order_cannot_be_cancelled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let id = id_of(&order);
+    publish(&app.bus.bus, payment_for(&id)).await;
+    app.wait_for_status(&id, "complete").await;
+
+    let res = app
+        .as_user(&buyer)
+        .delete(&format!("/api/orders/{id}"))
+        .await;
+
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    assert_eq!(res.json, error("Cannot cancel a completed order"));
+    assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
+    probe.assert_silent(300).await;
+}
+
+async fn cancelling_twice_is_204_both_times_with_one_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let id = id_of(&order);
+    let path = format!("/api/orders/{id}");
+
+    let first = app.as_user(&buyer).delete(&path).await;
+    let second = app.as_user(&buyer).delete(&path).await;
+
+    assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.text);
+    assert_eq!(second.status, StatusCode::NO_CONTENT, "{}", second.text);
+    assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
+    assert_eq!(probe.next::<OrderCancelled>(10).await.data.version, 1);
+    probe.assert_silent(500).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other routes of the service
+
+async fn other_methods_and_paths_answer_in_the_error_format(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.as_user(&TestUser::new());
+    let wrong_method = client
+        .put(&format!("/api/orders/{UNKNOWN_ID}"), &json!({}))
+        .await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.json, error("Method Not Allowed"));
+    let missing = client.get(&format!("/api/orders/{UNKNOWN_ID}/more")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json, error("Not Found"));
+}
+
+async fn health_and_readiness_cover_the_database_and_the_bus(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.anonymous();
+    assert_eq!(client.get("/healthz").await.status, StatusCode::OK);
+    let ready = client.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    let bus = match backend {
+        Backend::Sqlite => "event bus (local)",
+        Backend::Postgres => "event bus (NATS)",
+    };
+    assert_eq!(ready.json["checks"], json!(["orders database", bus]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events: the tickets replica
+
+/// Records every committed state of the replicated tickets (insert and update) in
+/// `ticket_history`, in commit order, so a test sees every version the replica went through —
+/// also one that was held only for a moment. Test-only instrumentation of the service's database.
+async fn record_ticket_history(app: &TestApp) {
+    let statements: &[&str] = match app.store.backend() {
+        Backend::Sqlite => &[
+            "CREATE TABLE ticket_history (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, version BIGINT NOT NULL, title TEXT NOT NULL)",
+            "CREATE TRIGGER ticket_history_insert AFTER INSERT ON tickets BEGIN INSERT INTO ticket_history (id, version, title) VALUES (NEW.id, NEW.version, NEW.title); END",
+            "CREATE TRIGGER ticket_history_update AFTER UPDATE ON tickets BEGIN INSERT INTO ticket_history (id, version, title) VALUES (NEW.id, NEW.version, NEW.title); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE TABLE ticket_history (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL, version BIGINT NOT NULL, title TEXT NOT NULL)",
+            "CREATE FUNCTION record_ticket_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ticket_history (id, version, title) VALUES (NEW.id, NEW.version, NEW.title); RETURN NEW; END $$",
+            "CREATE TRIGGER ticket_history AFTER INSERT OR UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION record_ticket_history()",
+        ],
+    };
+    for sql in statements {
+        on_db!(&app.store, |pool| sqlx::raw_sql(sql)
+            .execute(pool)
+            .await
+            .map(drop))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+async fn ticket_history(app: &TestApp, id: &str) -> Vec<(i64, String)> {
+    on_db!(&app.store, |pool| sqlx::query_as::<_, (i64, String)>(
+        "SELECT version, title FROM ticket_history WHERE id = $1 ORDER BY seq"
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await)
+    .unwrap()
+}
+
+fn version_of(ticket: &TicketData, version: i64, title: &str, cents: i64) -> TicketUpdated {
+    TicketUpdated(TicketData {
+        version,
+        title: title.to_owned(),
+        price: bt_contract::Cents::new(cents),
+        ..ticket.clone()
+    })
+}
+
+async fn ticket_updates_delivered_out_of_order_are_applied_in_version_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    record_ticket_history(&app).await;
+    let ticket = app.listed(&TestUser::new(), "Version 0", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let path = format!("/api/orders/{}", id_of(&order));
+    let shown_ticket = || async { app.as_user(&buyer).get(&path).await.json["ticket"].clone() };
+
+    // Version 2 arrives first: it must wait, retried, for version 1 — never applied early.
+    publish(&app.bus.bus, version_of(&ticket, 2, "Version 2", 3000)).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            app.ticket_version(&ticket.id).await,
+            Some(0),
+            "v2 not applied early"
+        );
+    }
+    assert_eq!(
+        shown_ticket().await,
+        json!({"id": ticket.id, "title": "Version 0", "price": 10, "version": 0})
+    );
+
+    // Version 1 arrives: both apply, 1 then 2.
+    publish(&app.bus.bus, version_of(&ticket, 1, "Version 1", 2000)).await;
+    app.wait_for_ticket_version(&ticket.id, 2).await;
+
+    assert_eq!(
+        ticket_history(&app, &ticket.id).await,
+        [
+            (0, "Version 0".to_owned()),
+            (1, "Version 1".to_owned()),
+            (2, "Version 2".to_owned())
+        ]
+    );
+    assert_eq!(
+        shown_ticket().await,
+        json!({"id": ticket.id, "title": "Version 2", "price": 30, "version": 2})
+    );
+
+    // A stale version (a new event carrying version 1 again) is skipped.
+    let stale = publish(&app.bus.bus, version_of(&ticket, 1, "Stale", 1)).await;
+    app.wait_processed(&stale).await;
+    assert_eq!(app.ticket_version(&ticket.id).await, Some(2));
+    assert_eq!(ticket_history(&app, &ticket.id).await.len(), 3);
+    assert_eq!(shown_ticket().await["title"], "Version 2");
+}
+
+async fn a_ticket_update_that_overtakes_the_ticket_creation_waits_for_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    record_ticket_history(&app).await;
+    let seller = TestUser::new();
+    let ticket = common::ticket_data(&seller, "Version 0", 1000);
+    let buyer = app.as_user(&TestUser::new());
+
+    // ticket.updated (version 1) arrives before ticket.created (version 0).
+    publish(&app.bus.bus, version_of(&ticket, 1, "Version 1", 2000)).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            app.ticket_version(&ticket.id).await,
+            None,
+            "v1 not applied early"
+        );
+    }
+    let res = buyer
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "not in the replica yet");
+
+    publish(
+        &app.bus.bus,
+        bt_contract::events::TicketCreated(ticket.clone()),
+    )
+    .await;
+    app.wait_for_ticket_version(&ticket.id, 1).await;
+
+    assert_eq!(
+        ticket_history(&app, &ticket.id).await,
+        [(0, "Version 0".to_owned()), (1, "Version 1".to_owned())]
+    );
+    let res = buyer
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    assert_eq!(
+        res.json["ticket"],
+        json!({"id": ticket.id, "title": "Version 1", "price": 20, "version": 1})
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events: expiry and payment
+
+async fn expiration_cancels_a_created_order_and_publishes_order_cancelled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let id = id_of(&order);
+
+    publish(&app.bus.bus, expiry_of(&id)).await;
+
+    let event = probe.next::<OrderCancelled>(10).await;
+    assert_eq!(
+        serde_json::to_value(&event.data).unwrap(),
+        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}})
+    );
+    assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
+    let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
+    assert_eq!(shown.json["status"], "cancelled");
+    // The ticket is free again.
+    app.ordered(&TestUser::new(), &ticket.id).await;
+}
+
+async fn expiration_leaves_a_completed_order_complete(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let order = app.ordered(&TestUser::new(), &ticket.id).await;
+    let id = id_of(&order);
+    publish(&app.bus.bus, payment_for(&id)).await;
+    app.wait_for_status(&id, "complete").await;
+
+    let expiry = publish(&app.bus.bus, expiry_of(&id)).await;
+    app.wait_processed(&expiry).await;
+
+    assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
+    probe.assert_silent(300).await;
+    let res = app
+        .as_user(&TestUser::new())
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(res.json, error("Ticket is already reserved"), "still sold");
+}
+
+async fn expiration_of_an_order_the_buyer_cancelled_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let id = id_of(&order);
+    app.as_user(&buyer)
+        .delete(&format!("/api/orders/{id}"))
+        .await;
+    assert_eq!(probe.next::<OrderCancelled>(10).await.data.version, 1);
+
+    let expiry = publish(&app.bus.bus, expiry_of(&id)).await;
+    app.wait_processed(&expiry).await;
+
+    assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
+    probe.assert_silent(300).await;
+}
+
+async fn payment_completes_the_order_and_publishes_order_completed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let id = id_of(&order);
+
+    publish(&app.bus.bus, payment_for(&id)).await;
+
+    let event = probe.next::<OrderCompleted>(10).await;
+    assert_eq!(event.kind, "order.completed");
+    assert_eq!(
+        serde_json::to_value(&event.data).unwrap(),
+        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}})
+    );
+    assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
+    let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
+    assert_eq!(
+        (&shown.json["status"], &shown.json["version"]),
+        (&json!("complete"), &json!(1))
+    );
+}
+
+async fn a_redelivered_or_repeated_payment_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", 1000).await;
+    let order = app.ordered(&TestUser::new(), &ticket.id).await;
+    let id = id_of(&order);
+    let payment = publish(&app.bus.bus, payment_for(&id)).await;
+    assert_eq!(probe.next::<OrderCompleted>(10).await.data.id, id);
+
+    // The same event again (same event id, a new bus message), then a second payment event
+    // for the same order; then, as a marker, the payment of another order. The consumer takes
+    // a subject's events one after the other, so once the marker is applied the two before it
+    // were handled.
+    app.redeliver(&payment).await;
+    let repeated = publish(&app.bus.bus, payment_for(&id)).await;
+    let other_ticket = app.listed(&seller, "Other", 1000).await;
+    let other = id_of(&app.ordered(&TestUser::new(), &other_ticket.id).await);
+    publish(&app.bus.bus, payment_for(&other)).await;
+    let marker = probe.next::<OrderCompleted>(10).await;
+
+    assert_eq!(marker.data.id, other, "no second order.completed for {id}");
+    assert!(app.processed(&repeated).await);
+    assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
+    probe.assert_silent(300).await;
+}
+
+async fn a_payment_for_a_cancelled_order_leaves_it_cancelled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+    app.as_user(&buyer)
+        .delete(&format!("/api/orders/{id}"))
+        .await;
+
+    let payment = publish(&app.bus.bus, payment_for(&id)).await;
+    app.wait_processed(&payment).await;
+
+    assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
+    probe.assert_silent(300).await;
+}
+
+backend_tests!(
+    every_route_needs_a_valid_session,
+    an_order_without_a_valid_ticket_id_is_refused_with_a_field_error,
+    ordering_a_ticket_the_replica_does_not_hold_is_404,
+    a_seller_cannot_buy_their_own_ticket,
+    creating_an_order_returns_201_and_the_order_with_its_ticket,
+    the_payment_window_is_configurable,
+    creating_an_order_publishes_order_created_with_the_contract_data,
+    a_reserved_ticket_cannot_be_ordered_again,
+    a_ticket_is_free_to_order_again_once_its_order_is_cancelled,
+    bodies_that_are_not_json_objects_are_refused_in_the_error_format,
+    the_list_shows_only_the_callers_orders_newest_first_each_with_its_ticket,
+    showing_an_order_is_for_its_buyer_only,
+    cancelling_an_order_returns_204_and_publishes_order_cancelled,
+    cancelling_is_refused_to_others_and_for_unknown_orders,
+    a_completed_order_cannot_be_cancelled,
+    cancelling_twice_is_204_both_times_with_one_event,
+    other_methods_and_paths_answer_in_the_error_format,
+    health_and_readiness_cover_the_database_and_the_bus,
+    ticket_updates_delivered_out_of_order_are_applied_in_version_order,
+    a_ticket_update_that_overtakes_the_ticket_creation_waits_for_it,
+    expiration_cancels_a_created_order_and_publishes_order_cancelled,
+    expiration_leaves_a_completed_order_complete,
+    expiration_of_an_order_the_buyer_cancelled_changes_nothing,
+    payment_completes_the_order_and_publishes_order_completed,
+    a_redelivered_or_repeated_payment_changes_nothing,
+    a_payment_for_a_cancelled_order_leaves_it_cancelled,
+);

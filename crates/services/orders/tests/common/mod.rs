@@ -1,0 +1,199 @@
+//! The orders service spun up for a test: its HTTP server, its bus and a second handle on its
+//! database, with helpers to list tickets into its replica (as the tickets service would) and
+//! to read what it stored.
+//!
+//! Shared by `api.rs` and `concurrency.rs`; each uses only some of the helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bt_contract::Cents;
+use bt_contract::events::{Envelope, Event, TicketCreated, TicketData};
+use bt_orders::Settings;
+use bt_platform::bus::OutgoingMessage;
+use bt_platform::bus::consumer::durable_name;
+use bt_platform::db::DbOptions;
+use bt_platform::{Db, Runtime, on_db};
+use bt_test_support::{
+    Backend, TestBus, TestClient, TestDb, TestServer, TestUser, bus_for, eventually, publish,
+    test_sessions,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The default payment window (`ORDER_EXPIRATION_SECONDS`).
+pub const WINDOW: Duration = Duration::from_secs(900);
+
+pub struct TestApp {
+    pub server: TestServer,
+    pub bus: TestBus,
+    /// A second handle on the service's database, for reading what the service stored.
+    pub store: Db,
+    _runtime: Runtime,
+    // Last, so that it is dropped (and a PostgreSQL database removed) after everything else.
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, WINDOW, &DbOptions::default()).await
+    }
+
+    pub async fn spawn_with(
+        backend: Backend,
+        expiration: Duration,
+        db_options: &DbOptions,
+    ) -> Self {
+        let db = TestDb::new(backend).await;
+        let bus = TestBus::new(bus_for(backend)).await;
+        let runtime = Runtime::new(bus.bus.clone());
+        let settings = Settings {
+            sessions: test_sessions(),
+            expiration,
+        };
+        let service = bt_orders::service(&db.url, db_options, settings, &runtime)
+            .await
+            .expect("orders service starts");
+        let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
+        let store = Db::connect(&db.url, &DbOptions::default())
+            .await
+            .expect("second database handle");
+        Self {
+            server,
+            bus,
+            store,
+            _runtime: runtime,
+            db,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        self.server.url("")
+    }
+
+    pub fn anonymous(&self) -> TestClient {
+        self.server.client()
+    }
+
+    pub fn as_user(&self, user: &TestUser) -> TestClient {
+        user.client(&self.base())
+    }
+
+    /// Lists a ticket of `seller` as the tickets service would (`ticket.created`, version 0)
+    /// and waits until the orders replica holds it.
+    pub async fn listed(&self, seller: &TestUser, title: &str, cents: i64) -> TicketData {
+        let ticket = ticket_data(seller, title, cents);
+        publish(&self.bus.bus, TicketCreated(ticket.clone())).await;
+        self.wait_for_ticket_version(&ticket.id, 0).await;
+        ticket
+    }
+
+    /// Waits until the replica holds `version` of the ticket.
+    pub async fn wait_for_ticket_version(&self, id: &str, version: i64) {
+        eventually(
+            20,
+            &format!("the replica holds version {version} of ticket {id}"),
+            || async { self.ticket_version(id).await == Some(version) },
+        )
+        .await;
+    }
+
+    /// The version of the ticket the replica holds, if any.
+    pub async fn ticket_version(&self, id: &str) -> Option<i64> {
+        bt_orders::store::find_ticket(&self.store, id)
+            .await
+            .expect("read the replica")
+            .map(|t| t.version)
+    }
+
+    /// `buyer` orders `ticket_id`; asserts 201 and returns the order JSON.
+    pub async fn ordered(&self, buyer: &TestUser, ticket_id: &str) -> Value {
+        let res = self
+            .as_user(buyer)
+            .post("/api/orders", &json!({"ticketId": ticket_id}))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        res.json
+    }
+
+    /// `(status, version)` of an order, read from the database.
+    pub async fn stored_order(&self, id: &str) -> (String, i64) {
+        let order = bt_orders::store::find_order(&self.store, id)
+            .await
+            .expect("read the order")
+            .unwrap_or_else(|| panic!("order {id} is stored"));
+        (order.status, order.version)
+    }
+
+    /// Waits until the order has `status` in the database.
+    pub async fn wait_for_status(&self, id: &str, status: &str) {
+        eventually(20, &format!("order {id} is {status}"), || async {
+            self.stored_order(id).await.0 == status
+        })
+        .await;
+    }
+
+    /// True once the orders service's consumer of `E` has committed the event with this id
+    /// (its inbox row is written in the handler's transaction).
+    pub async fn processed<E: Event>(&self, envelope: &Envelope<E>) -> bool {
+        let consumer = durable_name("orders", E::SUBJECT);
+        let count = on_db!(&self.store, |pool| sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM inbox WHERE consumer = $1 AND event_id = $2"
+        )
+        .bind(&consumer)
+        .bind(envelope.id.to_string())
+        .fetch_one(pool)
+        .await)
+        .expect("read the inbox");
+        count == 1
+    }
+
+    /// Waits until the orders service has committed the event.
+    pub async fn wait_processed<E: Event>(&self, envelope: &Envelope<E>) {
+        eventually(
+            20,
+            &format!(
+                "the orders service processed {} {}",
+                E::SUBJECT,
+                envelope.id
+            ),
+            || async { self.processed(envelope).await },
+        )
+        .await;
+    }
+
+    /// Delivers an event that was published already once more: the same envelope (same event
+    /// id) as a new bus message, as a redelivery after a lost acknowledgement would.
+    pub async fn redeliver<E: Event>(&self, envelope: &Envelope<E>) {
+        self.bus
+            .bus
+            .publish(&OutgoingMessage {
+                id: uuid::Uuid::now_v7().to_string(),
+                subject: E::SUBJECT.to_owned(),
+                payload: serde_json::to_string(envelope).expect("json"),
+                request_id: None,
+            })
+            .await
+            .expect("publish");
+    }
+
+    /// One number from the orders database (`SELECT COUNT(*) ...`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        on_db!(&self.store, |pool| sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// A ticket of `seller` at version 0 with a fresh id.
+pub fn ticket_data(seller: &TestUser, title: &str, cents: i64) -> TicketData {
+    TicketData {
+        id: uuid::Uuid::now_v7().to_string(),
+        version: 0,
+        title: title.to_owned(),
+        price: Cents::new(cents),
+        user_id: seller.id.clone(),
+        order_id: None,
+    }
+}

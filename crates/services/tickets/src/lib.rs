@@ -1,0 +1,68 @@
+//! The tickets service: list, show, create and update tickets (ARCHITECTURE §3); a ticket
+//! reserved by an order cannot be edited.
+//!
+//! - [`domain`]: [`Title`](domain::Title) and [`Price`](domain::Price), parsed once at the edge.
+//! - [`store`]: the SQL of the `tickets` and `order_versions` tables.
+//! - [`handlers`]: the routes under `/api/tickets`.
+//! - [`events`]: what the service does on `order.created` (reserve), `order.cancelled`
+//!   (release) and `order.completed` (sold); every change publishes `ticket.updated`.
+
+pub mod domain;
+pub mod events;
+pub mod handlers;
+pub mod store;
+
+use axum::extract::FromRef;
+use bt_contract::SessionKeys;
+use bt_platform::bus::{Consumers, Outbox};
+use bt_platform::db::DbOptions;
+use bt_platform::{Check, Db, Migrations, Runtime, Service, StartError};
+
+/// The migrations of the tickets database.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: sqlx::migrate!("./migrations/sqlite"),
+    postgres: sqlx::migrate!("./migrations/postgres"),
+};
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    pub db: Db,
+    pub outbox: Outbox,
+    pub sessions: SessionKeys,
+}
+
+/// Opens the tickets database, starts its outbox relay and event consumers on `runtime`, and
+/// returns the service.
+pub async fn service(
+    database_url: &str,
+    db_options: &DbOptions,
+    sessions: SessionKeys,
+    runtime: &Runtime,
+) -> Result<Service, StartError> {
+    let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
+    let outbox = Outbox::new(db.clone());
+    outbox.spawn_relay(runtime, "tickets");
+    let handlers = events::Handlers {
+        outbox: outbox.clone(),
+    };
+    Consumers::new("tickets", db.clone(), outbox.clone())
+        .on::<bt_contract::events::OrderCreated>(handlers.clone())
+        .on::<bt_contract::events::OrderCancelled>(handlers.clone())
+        .on::<bt_contract::events::OrderCompleted>(handlers)
+        .start(runtime)
+        .await?;
+    let state = AppState {
+        db: db.clone(),
+        outbox,
+        sessions,
+    };
+    Ok(Service {
+        name: "tickets",
+        router: handlers::router(state),
+        checks: vec![
+            Check::database("tickets database", db),
+            runtime.bus.readiness(),
+        ],
+    })
+}

@@ -1,0 +1,670 @@
+//! The tickets API and the tickets service's event handling, on SQLite (with the in-process
+//! bus) and on PostgreSQL (with NATS).
+
+use std::time::Duration;
+
+use bt_contract::Cents;
+use bt_contract::events::{
+    OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket, TicketCreated,
+    TicketRef, TicketUpdated,
+};
+use bt_platform::Runtime;
+use bt_platform::db::DbOptions;
+use bt_test_support::{
+    Backend, EventProbe, TestBus, TestClient, TestDb, TestServer, TestUser, backend_tests, bus_for,
+    eventually, publish, test_sessions,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct TestApp {
+    server: TestServer,
+    bus: TestBus,
+    _runtime: Runtime,
+    _db: TestDb,
+}
+
+impl TestApp {
+    async fn spawn(backend: Backend) -> Self {
+        let db = TestDb::new(backend).await;
+        let bus = TestBus::new(bus_for(backend)).await;
+        let runtime = Runtime::new(bus.bus.clone());
+        let service =
+            bt_tickets::service(&db.url, &DbOptions::default(), test_sessions(), &runtime)
+                .await
+                .expect("tickets service starts");
+        let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
+        Self {
+            server,
+            bus,
+            _runtime: runtime,
+            _db: db,
+        }
+    }
+
+    fn anonymous(&self) -> TestClient {
+        self.server.client()
+    }
+
+    fn as_user(&self, user: &TestUser) -> TestClient {
+        user.client(&self.server.url(""))
+    }
+
+    /// A ticket listed by `seller`; returns its JSON.
+    async fn listed(&self, seller: &TestUser, title: &str, price: Value) -> Value {
+        let res = self
+            .as_user(seller)
+            .post("/api/tickets", &json!({"title": title, "price": price}))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        res.json
+    }
+
+    async fn ticket(&self, id: &str) -> Value {
+        self.anonymous()
+            .get(&format!("/api/tickets/{id}"))
+            .await
+            .json
+    }
+
+    /// Publishes `order.created` for `ticket` as the orders service would, and waits until the
+    /// ticket is reserved.
+    async fn reserve(&self, ticket: &Value, order_id: &str) {
+        publish(&self.bus.bus, order_created(ticket, order_id)).await;
+        let id = ticket["id"].as_str().unwrap().to_owned();
+        eventually(10, "the ticket is reserved", || async {
+            self.ticket(&id).await["orderId"] == order_id
+        })
+        .await;
+    }
+}
+
+fn order_created(ticket: &Value, order_id: &str) -> OrderCreated {
+    OrderCreated {
+        id: order_id.to_owned(),
+        version: 0,
+        status: OrderStatus::Created,
+        user_id: "buyer".into(),
+        expires_at: chrono::Utc::now(),
+        ticket: OrderTicket {
+            id: ticket["id"].as_str().unwrap().to_owned(),
+            price: Cents::new(1000),
+        },
+    }
+}
+
+fn ticket_ref(ticket: &Value) -> TicketRef {
+    TicketRef {
+        id: ticket["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn creating_a_ticket_needs_a_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let res = app
+        .anonymous()
+        .post("/api/tickets", &json!({"title": "Concert", "price": 10}))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.json, json!({"errors": [{"message": "Not authorized"}]}));
+}
+
+async fn creating_a_ticket_returns_it_and_publishes_ticket_created(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "ticket.created").await;
+    let seller = TestUser::new();
+
+    let ticket = app.listed(&seller, "  Concert  ", json!(20.5)).await;
+
+    let id = ticket["id"].as_str().unwrap();
+    assert_eq!(
+        ticket,
+        json!({"id": id, "title": "Concert", "price": 20.5, "userId": seller.id, "version": 0, "orderId": null, "sold": false})
+    );
+    let event = probe.next::<TicketCreated>(10).await;
+    assert_eq!(event.data.0.id, id);
+    assert_eq!(event.data.0.price, Cents::new(2050));
+    assert_eq!(event.data.0.version, 0);
+    assert_eq!(app.ticket(id).await, ticket);
+}
+
+async fn prices_are_exact_cents_from_numbers_or_numeric_strings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let cases = [
+        (json!(20), json!(20)),
+        (json!(0.1), json!(0.1)),
+        (json!("25.50"), json!(25.5)),
+        (json!(999999.99), json!(999999.99)),
+    ];
+    for (sent, shown) in cases {
+        let ticket = app.listed(&seller, "Exact", sent.clone()).await;
+        assert_eq!(ticket["price"], shown, "{sent}");
+    }
+}
+
+async fn invalid_tickets_are_refused_with_one_error_per_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.as_user(&TestUser::new());
+    let title = |m: &str| ("title".to_owned(), m.to_owned());
+    let price = |m: &str| ("price".to_owned(), m.to_owned());
+    let cases = [
+        (
+            json!({"title": "", "price": 10}),
+            vec![title("Title is required")],
+        ),
+        (
+            json!({"title": "   ", "price": 10}),
+            vec![title("Title is required")],
+        ),
+        (json!({"price": 10}), vec![title("Title is required")]),
+        (
+            json!({"title": 5, "price": 10}),
+            vec![title("Title is required")],
+        ),
+        (
+            json!({"title": "x".repeat(201), "price": 10}),
+            vec![title("Title must be at most 200 characters")],
+        ),
+        (
+            json!({"title": "Concert"}),
+            vec![price("Price must be greater than 0")],
+        ),
+        (
+            json!({"title": "Concert", "price": -10}),
+            vec![price("Price must be greater than 0")],
+        ),
+        (
+            json!({"title": "Concert", "price": 0}),
+            vec![price("Price must be greater than 0")],
+        ),
+        (
+            json!({"title": "Concert", "price": "ten"}),
+            vec![price("Price must be greater than 0")],
+        ),
+        (
+            json!({"title": "Concert", "price": 10.005}),
+            vec![price("Price must have at most 2 decimal places")],
+        ),
+        (
+            json!({"title": "Concert", "price": 1000000.01}),
+            vec![price("Price must be at most 1000000")],
+        ),
+        (
+            json!({}),
+            vec![
+                title("Title is required"),
+                price("Price must be greater than 0"),
+            ],
+        ),
+    ];
+    for (body, want) in cases {
+        let res = client.post("/api/tickets", &body).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{body}: {}", res.text);
+        assert_eq!(res.field_errors(), want, "{body}");
+    }
+    let listed = app.anonymous().get("/api/tickets").await;
+    assert_eq!(listed.json, json!([]), "nothing was created");
+}
+
+async fn bodies_that_are_not_json_objects_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.as_user(&TestUser::new());
+    let res = client
+        .post_raw("/api/tickets", Some("text/plain"), "title=x")
+        .await;
+    assert_eq!(res.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let res = client
+        .post_raw("/api/tickets", Some("application/json"), "{\"title\":")
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.messages()[0].starts_with("Request body is not valid JSON"),
+        "{}",
+        res.text
+    );
+}
+
+async fn showing_an_unknown_ticket_is_404(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for id in ["0192f5e4-0000-7000-8000-000000000000", "not-a-uuid"] {
+        let res = app.anonymous().get(&format!("/api/tickets/{id}")).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(res.json, json!({"errors": [{"message": "Not Found"}]}));
+    }
+}
+
+async fn the_listing_shows_tickets_on_sale_newest_first(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let first = app.listed(&seller, "First", json!(10)).await;
+    let second = app.listed(&seller, "Second", json!(10)).await;
+    let reserved = app.listed(&seller, "Reserved", json!(10)).await;
+    app.reserve(&reserved, "order-1").await;
+
+    let res = app.anonymous().get("/api/tickets").await;
+
+    assert_eq!(res.status, StatusCode::OK);
+    let titles: Vec<&str> = res
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Second", "First"]);
+    assert_eq!(res.json[1], first);
+    assert_eq!(res.json[0], second);
+    assert!(res.headers.get("link").is_none(), "no next page");
+}
+
+async fn the_listing_searches_titles_case_insensitively(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    for title in [
+        "Rock Concert",
+        "Jazz night",
+        "ROCKY horror",
+        "100% fun",
+        "under_score",
+    ] {
+        app.listed(&seller, title, json!(5)).await;
+    }
+    let cases = [
+        ("rock", vec!["ROCKY horror", "Rock Concert"]),
+        ("JAZZ", vec!["Jazz night"]),
+        ("%25", vec!["100% fun"]),
+        ("_", vec!["under_score"]),
+        ("opera", vec![]),
+        (
+            "",
+            vec![
+                "under_score",
+                "100% fun",
+                "ROCKY horror",
+                "Jazz night",
+                "Rock Concert",
+            ],
+        ),
+    ];
+    for (q, want) in cases {
+        let res = app.anonymous().get(&format!("/api/tickets?q={q}")).await;
+        assert_eq!(res.status, StatusCode::OK, "{q}");
+        let titles: Vec<&str> = res
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, want, "q={q}");
+    }
+}
+
+async fn the_listing_pages_with_limit_cursor_and_a_next_link(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    for i in 0..5 {
+        app.listed(&seller, &format!("Show {i}"), json!(5)).await;
+    }
+    let mut path = "/api/tickets?limit=2&q=show".to_owned();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let res = app.anonymous().get(&path).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        pages += 1;
+        seen.extend(
+            res.json
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["title"].as_str().unwrap().to_owned()),
+        );
+        let Some(link) = res.headers.get("link") else {
+            break;
+        };
+        let link = link.to_str().unwrap();
+        assert!(link.ends_with(">; rel=\"next\""), "{link}");
+        assert!(link.contains("q=show"), "the search is kept: {link}");
+        path = link
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned();
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["Show 4", "Show 3", "Show 2", "Show 1", "Show 0"]);
+}
+
+async fn bad_listing_parameters_are_400(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cases = [
+        (
+            "limit=0",
+            "limit",
+            "limit must be a whole number from 1 to 200",
+        ),
+        (
+            "limit=201",
+            "limit",
+            "limit must be a whole number from 1 to 200",
+        ),
+        (
+            "limit=ten",
+            "limit",
+            "limit must be a whole number from 1 to 200",
+        ),
+        ("cursor=nope", "cursor", "cursor is not valid"),
+    ];
+    for (query, field, message) in cases {
+        let res = app.anonymous().get(&format!("/api/tickets?{query}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(
+            res.field_errors(),
+            [(field.to_owned(), message.to_owned())],
+            "{query}"
+        );
+    }
+}
+
+async fn the_owner_updates_a_ticket_and_its_version_grows(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "ticket.updated").await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+
+    let res = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "New title", "price": "12.34"}),
+        )
+        .await;
+
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.json["title"], "New title");
+    assert_eq!(res.json["price"], 12.34);
+    assert_eq!(res.json["version"], 1);
+    assert_eq!(app.ticket(id).await, res.json);
+    let event = probe.next::<TicketUpdated>(10).await;
+    assert_eq!(
+        (event.data.0.version, event.data.0.title.as_str()),
+        (1, "New title")
+    );
+}
+
+async fn updating_is_refused_to_strangers_unknown_tickets_and_bad_input(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", json!(10)).await;
+    let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+    let body = json!({"title": "Mine now", "price": 1});
+
+    let anonymous = app.anonymous().put(&path, &body).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let stranger = app.as_user(&TestUser::new()).put(&path, &body).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        stranger.json,
+        json!({"errors": [{"message": "Not authorized"}]})
+    );
+    let unknown = app
+        .as_user(&seller)
+        .put("/api/tickets/0192f5e4-0000-7000-8000-000000000000", &body)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let invalid = app
+        .as_user(&seller)
+        .put(&path, &json!({"title": "", "price": 0}))
+        .await;
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+    assert_eq!(invalid.field_errors().len(), 2);
+
+    assert_eq!(
+        app.ticket(ticket["id"].as_str().unwrap()).await,
+        ticket,
+        "unchanged"
+    );
+}
+
+async fn a_reserved_ticket_cannot_be_edited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", json!(10)).await;
+    app.reserve(&ticket, "order-1").await;
+
+    let res = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{}", ticket["id"].as_str().unwrap()),
+            &json!({"title": "x", "price": 1}),
+        )
+        .await;
+
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.json,
+        json!({"errors": [{"message": "Cannot edit a reserved ticket"}]})
+    );
+}
+
+async fn order_created_reserves_and_order_cancelled_releases_the_ticket(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "ticket.updated").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+
+    app.reserve(&ticket, "order-1").await;
+    let reserved = probe.next::<TicketUpdated>(10).await.data.0;
+    assert_eq!(
+        (reserved.version, reserved.order_id.as_deref()),
+        (1, Some("order-1"))
+    );
+
+    publish(
+        &app.bus.bus,
+        OrderCancelled {
+            id: "order-1".into(),
+            version: 1,
+            ticket: ticket_ref(&ticket),
+        },
+    )
+    .await;
+    eventually(10, "the ticket is free", || async {
+        app.ticket(id).await["orderId"].is_null()
+    })
+    .await;
+    let released = probe.next::<TicketUpdated>(10).await.data.0;
+    assert_eq!((released.version, released.order_id), (2, None));
+    assert_eq!(app.ticket(id).await["version"], 2);
+
+    // On sale again: another order can reserve it.
+    app.reserve(&ticket, "order-2").await;
+    assert_eq!(app.ticket(id).await["version"], 3);
+}
+
+async fn a_cancellation_that_overtakes_its_order_waits_for_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+
+    publish(
+        &app.bus.bus,
+        OrderCancelled {
+            id: "order-1".into(),
+            version: 1,
+            ticket: ticket_ref(&ticket),
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.ticket(id).await["version"],
+        0,
+        "nothing applied before order.created"
+    );
+    publish(&app.bus.bus, order_created(&ticket, "order-1")).await;
+
+    eventually(20, "reserved then released", || async {
+        app.ticket(id).await["version"] == 2
+    })
+    .await;
+    assert!(
+        app.ticket(id).await["orderId"].is_null(),
+        "the ticket is free at the end"
+    );
+}
+
+async fn a_new_order_waits_until_the_previous_one_is_released(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+    app.reserve(&ticket, "order-1").await;
+
+    // order-2 is created after order-1 was cancelled, but its event arrives first.
+    publish(&app.bus.bus, order_created(&ticket, "order-2")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.ticket(id).await["orderId"], "order-1");
+    publish(
+        &app.bus.bus,
+        OrderCancelled {
+            id: "order-1".into(),
+            version: 1,
+            ticket: ticket_ref(&ticket),
+        },
+    )
+    .await;
+
+    eventually(20, "order-2 holds the ticket", || async {
+        app.ticket(id).await["orderId"] == "order-2"
+    })
+    .await;
+    assert_eq!(app.ticket(id).await["version"], 3);
+}
+
+async fn order_completed_keeps_the_ticket_off_the_market_for_good(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+    app.reserve(&ticket, "order-1").await;
+
+    publish(
+        &app.bus.bus,
+        OrderCompleted {
+            id: "order-1".into(),
+            version: 1,
+            ticket: ticket_ref(&ticket),
+        },
+    )
+    .await;
+    eventually(10, "the ticket is sold", || async {
+        app.ticket(id).await["sold"] == true
+    })
+    .await;
+    // A late cancellation of the paid order does not put it back on sale.
+    publish(
+        &app.bus.bus,
+        OrderCancelled {
+            id: "order-1".into(),
+            version: 2,
+            ticket: ticket_ref(&ticket),
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let sold = app.ticket(id).await;
+    assert_eq!(
+        (sold["orderId"].as_str(), sold["version"].as_i64()),
+        (Some("order-1"), Some(2))
+    );
+    assert_eq!(app.anonymous().get("/api/tickets").await.json, json!([]));
+    let edit = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "x", "price": 1}),
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::BAD_REQUEST);
+}
+
+async fn a_redelivered_order_event_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let envelope = publish(&app.bus.bus, order_created(&ticket, "order-1")).await;
+    eventually(10, "reserved", || async {
+        app.ticket(id).await["version"] == 1
+    })
+    .await;
+
+    // The same event again (same id, a new message), then the same order again (new id).
+    app.bus
+        .bus
+        .publish(&bt_platform::bus::OutgoingMessage {
+            id: "redelivery".into(),
+            subject: "order.created".into(),
+            payload: serde_json::to_string(&envelope).unwrap(),
+            request_id: None,
+        })
+        .await
+        .unwrap();
+    publish(&app.bus.bus, order_created(&ticket, "order-1")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(app.ticket(id).await["version"], 1);
+}
+
+async fn a_seller_sees_all_their_tickets_in_every_state(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let on_sale = app.listed(&seller, "On sale", json!(10)).await;
+    let reserved = app.listed(&seller, "Reserved", json!(10)).await;
+    app.listed(&TestUser::new(), "Someone else's", json!(10))
+        .await;
+    app.reserve(&reserved, "order-1").await;
+
+    let res = app.as_user(&seller).get("/api/tickets/mine").await;
+
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let got: Vec<(&str, bool)> = res
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["title"].as_str().unwrap(), t["orderId"].is_null()))
+        .collect();
+    assert_eq!(got, [("Reserved", false), ("On sale", true)]);
+    assert_eq!(res.json[1], on_sale);
+    assert_eq!(
+        app.anonymous().get("/api/tickets/mine").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+backend_tests!(
+    a_seller_sees_all_their_tickets_in_every_state,
+    creating_a_ticket_needs_a_session,
+    creating_a_ticket_returns_it_and_publishes_ticket_created,
+    prices_are_exact_cents_from_numbers_or_numeric_strings,
+    invalid_tickets_are_refused_with_one_error_per_field,
+    bodies_that_are_not_json_objects_are_refused,
+    showing_an_unknown_ticket_is_404,
+    the_listing_shows_tickets_on_sale_newest_first,
+    the_listing_searches_titles_case_insensitively,
+    the_listing_pages_with_limit_cursor_and_a_next_link,
+    bad_listing_parameters_are_400,
+    the_owner_updates_a_ticket_and_its_version_grows,
+    updating_is_refused_to_strangers_unknown_tickets_and_bad_input,
+    a_reserved_ticket_cannot_be_edited,
+    order_created_reserves_and_order_cancelled_releases_the_ticket,
+    a_cancellation_that_overtakes_its_order_waits_for_it,
+    a_new_order_waits_until_the_previous_one_is_released,
+    order_completed_keeps_the_ticket_off_the_market_for_good,
+    a_redelivered_order_event_changes_nothing,
+);
