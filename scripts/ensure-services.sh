@@ -84,7 +84,16 @@ ensure_browser() {
     apt_install chromium chromium-driver
 }
 
+ensure_nginx() {
+    if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+        return 0
+    fi
+    log "installing nginx (the local distributed mode's load balancer)"
+    apt_install nginx
+}
+
 ensure_postgres
 ensure_nats
 ensure_browser
-log "PostgreSQL, NATS (JetStream) and Chromium are ready"
+ensure_nginx
+log "PostgreSQL, NATS (JetStream), Chromium and nginx are ready"

@@ -377,6 +377,76 @@ impl TestBus {
     }
 }
 
+impl TestBus {
+    /// How many messages the NATS stream holds per subject (without the test's prefix); empty
+    /// for the local bus. Tells, e.g., that nothing went to a `deadletter.` subject.
+    pub async fn subject_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        use futures::TryStreamExt;
+        let mut counts = std::collections::BTreeMap::new();
+        let bt_platform::Bus::Nats(nats) = &self.bus else {
+            return counts;
+        };
+        let stream = nats
+            .jetstream()
+            .get_stream(&self.config.stream)
+            .await
+            .expect("the test's stream exists");
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(">")
+            .await
+            .expect("stream info")
+            .try_collect()
+            .await
+            .expect("stream subjects");
+        for (subject, count) in subjects {
+            let subject = subject
+                .strip_prefix(&self.config.subject_prefix)
+                .unwrap_or(&subject)
+                .to_owned();
+            counts.insert(subject, count);
+        }
+        counts
+    }
+}
+
+/// Drops, when dropped, every PostgreSQL database whose name starts with `prefix`: for tests
+/// whose processes create their databases themselves (`buyticket serve` creates a missing one).
+#[derive(Debug)]
+pub struct PgDatabasesGuard {
+    pub prefix: String,
+}
+
+impl Drop for PgDatabasesGuard {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let admin = postgres_admin_url();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+                    return;
+                };
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+                )
+                .bind(&prefix)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                for name in names {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    drop(conn.execute(sql.as_str()).await);
+                }
+                drop(conn.close().await);
+            });
+        });
+        drop(cleanup.join());
+    }
+}
+
 impl Drop for TestBus {
     fn drop(&mut self) {
         let Some(url) = self.nats_url.take() else {

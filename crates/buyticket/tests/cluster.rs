@@ -1,0 +1,607 @@
+//! The local distributed mode (`scripts/local-cluster`) under failure: 2 replicas of every
+//! service on PostgreSQL and NATS JetStream behind real NGINX. The whole purchase flow runs
+//! through nginx; in the middle of an on-sale rush one replica of every service is killed with
+//! SIGKILL; the flow still completes, every event reaches its consumers (nothing is
+//! dead-lettered) and no ticket is sold twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bt_platform::bus::BusConfig;
+use bt_test_support::{PgDatabasesGuard, TestBus, TestClient, TestResponse, nats_url};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const SERVICES: [&str; 6] = [
+    "auth",
+    "tickets",
+    "orders",
+    "expiration",
+    "payments",
+    "client",
+];
+
+/// The order window: short enough to see an unpaid order expire during the test, long enough
+/// for the winner of the rush to pay while a replica of every service is dead.
+const WINDOW_SECS: u64 = 12;
+
+/// How long anything may take to catch up (events redelivered after a replica died wait for
+/// the consumer's ack wait, 2 s here).
+const CATCH_UP: Duration = Duration::from_secs(40);
+
+/// How many buyers rush for the one hot ticket.
+const RUSH: usize = 12;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A base port with the 12 ports after it free, below Linux's ephemeral range so that
+/// `127.0.0.1:0` listeners of concurrent tests do not take them meanwhile.
+fn free_port_block() -> u16 {
+    let seed =
+        std::process::id() as u64 ^ std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 10_000) as u16;
+        if (0..13).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no block of 13 free ports between 20000 and 30013");
+}
+
+/// A running local cluster; `down` on drop (also when the test fails half-way).
+struct Cluster {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    url: String,
+    up: bool,
+}
+
+impl Cluster {
+    fn script(&self, command: &str) -> std::process::Output {
+        Command::new("bash")
+            .arg(repo_root().join("scripts/local-cluster"))
+            .arg(command)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run scripts/local-cluster")
+    }
+
+    fn start(stream: &str, prefix: &str, db_prefix: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port_block();
+        let env = [
+            ("CLUSTER_PORT", port.to_string()),
+            ("CLUSTER_DIR", dir.path().display().to_string()),
+            ("CLUSTER_DB_PREFIX", db_prefix.to_owned()),
+            ("NATS_URL", nats_url()),
+            ("EVENT_STREAM", stream.to_owned()),
+            ("EVENT_SUBJECT_PREFIX", prefix.to_owned()),
+            ("BUYTICKET_BIN", env!("CARGO_BIN_EXE_buyticket").to_owned()),
+            ("ORDER_EXPIRATION_SECONDS", WINDOW_SECS.to_string()),
+            ("EVENT_ACK_WAIT_SECONDS", "2".to_owned()),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "10000".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        let mut cluster = Self {
+            dir,
+            env: env.to_vec(),
+            url: format!("http://127.0.0.1:{port}"),
+            up: false,
+        };
+        let out = cluster.script("up");
+        cluster.up = true;
+        assert!(
+            out.status.success(),
+            "local-cluster up failed: {}\n{}\nlogs:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.contains(&cluster.url), "prints its URL: {printed}");
+        cluster
+    }
+
+    fn pid(&self, service: &str, replica: u8) -> u32 {
+        let file = self
+            .dir
+            .path()
+            .join(format!("pids/{service}-{replica}.pid"));
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = SERVICES
+            .iter()
+            .flat_map(|s| [self.pid(s, 1), self.pid(s, 2)])
+            .collect();
+        let nginx = self.dir.path().join("pids/nginx.pid");
+        pids.push(
+            std::fs::read_to_string(nginx)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap(),
+        );
+        pids
+    }
+
+    /// The tail of every process's log, for failure messages.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for entry in entries.flatten() {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                all.push_str(&format!("== {}\n", entry.path().display()));
+                for line in tail.into_iter().rev() {
+                    all.push_str(line);
+                    all.push('\n');
+                }
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.up {
+            drop(self.script("down"));
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A killed child of the script is a zombie until reaped: not alive for our purpose.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the process is gone (SIGKILL is delivered asynchronously) within `limit`.
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn kill_9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Retries `attempt` every 100 ms until it gives `Ok`, failing after [`CATCH_UP`] with the
+/// last `Err` (what was seen instead).
+async fn poll<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {CATCH_UP:?} waiting until {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_up(url: &str, email: &str) -> TestClient {
+    let client = TestClient::new(url);
+    let res = client
+        .post(
+            "/api/users/signup",
+            &json!({"email": email, "password": "password"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "sign-up: {}", res.text);
+    client
+}
+
+/// Whether a response is what a client sees while a replica it was talking to dies: nginx's
+/// 502/503/504 for a request that was in flight there (nginx does not resend a POST that
+/// reached an upstream, so that nothing is done twice).
+fn replica_died(res: &TestResponse) -> bool {
+    matches!(
+        res.status,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE
+    )
+}
+
+/// One buyer of the rush: tries to order `ticket_id` until the answer is final. Returns the
+/// order's id when this buyer got it.
+async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option<String>) {
+    let body = json!({"ticketId": ticket_id});
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        let request = buyer.http.post(buyer.url("/api/orders")).json(&body);
+        let Some(res) = try_send(request).await else {
+            // The replica died with this request: try again, as a person would.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        match res.status {
+            StatusCode::CREATED => return (buyer, Some(res.json["id"].as_str().unwrap().into())),
+            StatusCode::BAD_REQUEST => {
+                assert_eq!(
+                    res.json,
+                    json!({"errors": [{"message": "Ticket is already reserved"}]})
+                );
+                return (buyer, None);
+            }
+            // Not replicated yet (404) or the replica died under the request: try again, as
+            // a person in front of the page would.
+            _ if res.status == StatusCode::NOT_FOUND || replica_died(&res) => {}
+            other => panic!("ordering answered {other}: {}", res.text),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rush did not settle: {} {}",
+            res.status,
+            res.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn order_status(buyer: &TestClient, order_id: &str) -> Result<String, String> {
+    let res = buyer.get(&format!("/api/orders/{order_id}")).await;
+    if res.status == StatusCode::OK {
+        Ok(res.json["status"].as_str().unwrap().to_owned())
+    } else {
+        Err(format!("{} {}", res.status, res.text))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
+    let unique = uuid_like();
+    let bus = TestBus::on_nats(
+        &nats_url(),
+        BusConfig {
+            stream: format!("C{unique}"),
+            subject_prefix: format!("c{unique}."),
+            ..TestBus::test_config()
+        },
+    )
+    .await;
+    let db_prefix = format!("bt_cluster_{unique}");
+    let _databases = PgDatabasesGuard {
+        prefix: db_prefix.clone(),
+    };
+    let cluster = Cluster::start(&bus.config.stream, &bus.config.subject_prefix, &db_prefix);
+    let url = cluster.url.clone();
+
+    // Through nginx: the client's pages and every API.
+    let home = TestClient::new(&url).get("/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text);
+    assert!(home.text.contains("BuyTicket"), "{}", home.text);
+
+    let seller = sign_up(&url, "seller@cluster.test").await;
+    let mut ids = BTreeMap::new();
+    for (name, title, price) in [
+        ("hot", "Final, centre court", "180.00"),
+        ("unpaid", "Semi-final", "95.50"),
+        ("edited", "Quarter-final", "60"),
+    ] {
+        let res = seller
+            .post("/api/tickets", &json!({"title": title, "price": price}))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        ids.insert(name, res.json["id"].as_str().unwrap().to_owned());
+    }
+
+    // An order that nobody pays: its timer is stored before the crash and must still fire.
+    let idler = sign_up(&url, "idler@cluster.test").await;
+    let (idler, unpaid_order) = rush_buyer(idler, ids["unpaid"].clone()).await;
+    let unpaid_order = unpaid_order.expect("the only buyer of this ticket gets it");
+
+    let mut buyers = Vec::new();
+    for i in 0..RUSH {
+        buyers.push(sign_up(&url, &format!("fan{i}@cluster.test")).await);
+    }
+
+    // The on-sale rush on the hot ticket, and in the middle of it one replica of every
+    // service dies.
+    let rush: Vec<_> = buyers
+        .into_iter()
+        .map(|b| tokio::spawn(rush_buyer(b, ids["hot"].clone())))
+        .collect();
+    // Readers browse all along. A read in flight on a replica at the moment it dies may be
+    // lost with it (nginx cannot resend what it has half-forwarded); every read that starts
+    // once nginx has seen the replica fail is served by the other replica.
+    let reading = running_flag();
+    let readers: Vec<_> = ["/api/tickets", "/", "/api/users/currentuser"]
+        .into_iter()
+        .map(|path| {
+            let (client, reading) = (TestClient::new(&url), reading.clone());
+            tokio::spawn(async move {
+                let mut reads = Vec::new();
+                while reading.load(Ordering::Relaxed) {
+                    let started = tokio::time::Instant::now();
+                    let outcome = match try_send(client.http.get(client.url(path))).await {
+                        Some(res) if res.status.is_server_error() => {
+                            Err(format!("GET {path}: {} {}", res.status, res.text))
+                        }
+                        Some(_) => Ok(()),
+                        None => Err(format!("GET {path}: connection lost")),
+                    };
+                    reads.push((started, outcome));
+                }
+                reads
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let victims: Vec<u32> = SERVICES.iter().map(|s| cluster.pid(s, 1)).collect();
+    for &pid in &victims {
+        kill_9(pid);
+    }
+    let killed_at = tokio::time::Instant::now();
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for task in rush {
+        match task.await.unwrap() {
+            (buyer, Some(order)) => winners.push((buyer, order)),
+            (buyer, None) => losers.push(buyer),
+        }
+    }
+    for &pid in &victims {
+        assert!(
+            gone_within(pid, Duration::from_secs(5)),
+            "replica {pid} was killed"
+        );
+    }
+    let settled = killed_at + Duration::from_secs(1);
+    tokio::time::sleep_until(settled + Duration::from_secs(2)).await;
+    reading.store(false, Ordering::Relaxed);
+    for reader in readers {
+        let reads = reader.await.unwrap();
+        let after: Vec<_> = reads.iter().filter(|(at, _)| *at >= settled).collect();
+        assert!(
+            after.len() >= 5,
+            "reads went on after the crash: {}",
+            after.len()
+        );
+        let failed: Vec<_> = after.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "reads failed after the crash: {failed:?}"
+        );
+    }
+    assert_eq!(winners.len(), 1, "exactly one buyer gets the hot ticket");
+    assert_eq!(losers.len(), RUSH - 1);
+    let (winner, hot_order) = winners.pop().unwrap();
+
+    // The winner pays, with only the second replicas left.
+    let body = json!({"orderId": hot_order, "token": "tok_visa"});
+    let (winner_ref, body_ref) = (&winner, &body);
+    poll("the payment goes through", move || async move {
+        let request = winner_ref
+            .http
+            .post(winner_ref.url("/api/payments"))
+            .json(body_ref);
+        let Some(res) = try_send(request).await else {
+            return Err("connection lost".to_owned());
+        };
+        match res.status {
+            StatusCode::CREATED => Ok(()),
+            s if s == StatusCode::NOT_FOUND || replica_died(&res) => {
+                Err(format!("{s} {}", res.text))
+            }
+            other => panic!("paying answered {other}: {}", res.text),
+        }
+    })
+    .await;
+
+    // The seller edits a free ticket after the crash; the orders service still learns it.
+    let edited_path = format!("/api/tickets/{}", ids["edited"]);
+    let res = seller
+        .put(
+            &edited_path,
+            &json!({"title": "Quarter-final, row A", "price": "65"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+
+    // Every event reached its consumers:
+    // payment.created → orders: the hot order is complete;
+    let winner_ref = &winner;
+    let hot_ref = &hot_order;
+    poll("the paid order is complete", move || async move {
+        match order_status(winner_ref, hot_ref).await? {
+            s if s == "complete" => Ok(()),
+            s => Err(s),
+        }
+    })
+    .await;
+    // order.created + order.completed → tickets: the hot ticket is sold to that order;
+    let hot_path = format!("/api/tickets/{}", ids["hot"]);
+    let (seller_ref, hot_path_ref) = (&seller, &hot_path);
+    poll("the hot ticket is sold", move || async move {
+        let res = seller_ref.get(hot_path_ref).await;
+        if res.json["sold"] == true && res.json["orderId"] == json!(hot_ref) {
+            Ok(())
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+    // order.created → expiration → expiration.complete → orders → order.cancelled → tickets:
+    // the unpaid order expired and its ticket is back on sale;
+    let (idler_ref, unpaid_ref) = (&idler, &unpaid_order);
+    poll("the unpaid order expired", move || async move {
+        match order_status(idler_ref, unpaid_ref).await? {
+            s if s == "cancelled" => Ok(()),
+            s => Err(s),
+        }
+    })
+    .await;
+    let unpaid_path = format!("/api/tickets/{}", ids["unpaid"]);
+    let unpaid_path_ref = &unpaid_path;
+    poll("the expired order's ticket is free", move || async move {
+        let res = seller_ref.get(unpaid_path_ref).await;
+        if res.json["orderId"].is_null() && res.json["sold"] == false {
+            Ok(())
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+    // order.cancelled → payments: the expired order cannot be paid;
+    let body = json!({"orderId": unpaid_order, "token": "tok_visa"});
+    let body_ref = &body;
+    poll("paying the expired order is refused", move || async move {
+        let res = idler_ref.post("/api/payments", body_ref).await;
+        if res.status == StatusCode::BAD_REQUEST
+            && res.json == json!({"errors": [{"message": "Cannot pay for a cancelled order"}]})
+        {
+            Ok(())
+        } else {
+            Err(format!("{} {}", res.status, res.text))
+        }
+    })
+    .await;
+    // ticket.updated → orders: an order on the edited ticket shows the edit.
+    let late_fan = &losers[0];
+    let edited_id = ids["edited"].clone();
+    let edited_order = poll("the edited ticket can be ordered", || {
+        let edited_id = edited_id.clone();
+        async move {
+            let res = late_fan
+                .post("/api/orders", &json!({"ticketId": edited_id}))
+                .await;
+            match res.status {
+                StatusCode::CREATED => Ok(res.json),
+                s => Err(format!("{s} {}", res.text)),
+            }
+        }
+    })
+    .await;
+    let order_path = format!("/api/orders/{}", edited_order["id"].as_str().unwrap());
+    let order_path_ref = &order_path;
+    poll("the order shows the edited ticket", move || async move {
+        let res = late_fan.get(order_path_ref).await;
+        if res.json["ticket"]["title"] == "Quarter-final, row A"
+            && res.json["ticket"]["price"] == json!(65)
+        {
+            Ok(())
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+
+    // Nothing was oversold: across every buyer, the hot ticket has exactly one order that is
+    // not cancelled, and it is the paid one.
+    let mut live_orders = Vec::new();
+    for buyer in losers.iter().chain([&winner, &idler]) {
+        let res = buyer.get("/api/orders").await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+        for order in res.json.as_array().unwrap() {
+            if order["ticket"]["id"] == json!(ids["hot"]) && order["status"] != "cancelled" {
+                live_orders.push(order.clone());
+            }
+        }
+    }
+    assert_eq!(live_orders.len(), 1, "{live_orders:?}");
+    assert_eq!(live_orders[0]["id"], json!(hot_order));
+    assert_eq!(live_orders[0]["status"], "complete");
+
+    // Nothing was dead-lettered, and every kind of event went over NATS.
+    let counts = bus.subject_counts().await;
+    assert!(
+        counts.keys().all(|s| !s.starts_with("deadletter.")),
+        "dead letters: {counts:?}"
+    );
+    for subject in [
+        "ticket.created",
+        "ticket.updated",
+        "order.created",
+        "order.cancelled",
+        "order.completed",
+        "expiration.complete",
+        "payment.created",
+    ] {
+        assert!(counts.contains_key(subject), "no {subject}: {counts:?}");
+    }
+
+    // `down` stops everything that is left.
+    let survivors = cluster.pids();
+    let out = cluster.script("down");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pid in survivors {
+        assert!(
+            gone_within(pid, Duration::from_secs(5)),
+            "{pid} still runs after down"
+        );
+    }
+    let status = TestClient::new(&url)
+        .http
+        .get(format!("{url}/healthz"))
+        .send()
+        .await;
+    assert!(status.is_err(), "nginx is gone: {status:?}");
+}
+
+fn running_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(true))
+}
+
+/// Sends a request and reads the whole response; `None` when the connection broke (a replica
+/// died with the request in flight and nginx closed the connection).
+async fn try_send(request: reqwest::RequestBuilder) -> Option<TestResponse> {
+    let response = request.send().await.ok()?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.ok()?;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Some(TestResponse {
+        status,
+        headers,
+        json,
+        text,
+    })
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
+    )
+}
