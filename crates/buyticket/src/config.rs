@@ -127,8 +127,13 @@ pub struct CommonArgs {
     /// How long an order reserves its ticket, in seconds.
     #[arg(long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
     pub order_expiration_seconds: u64,
-    /// Stripe secret key; without it payments use the development provider (Stripe's test
-    /// tokens, no network).
+    /// Who takes payments: `stripe` (needs STRIPE_SECRET_KEY) or `development` (accepts
+    /// Stripe's test tokens, charges nothing, no network). Default: `stripe` when
+    /// STRIPE_SECRET_KEY is set; otherwise `development` in `up`, while `serve payments`
+    /// refuses to start rather than take fake payments.
+    #[arg(long, env = "PAYMENT_PROVIDER", value_enum)]
+    pub payment_provider: Option<PaymentProvider>,
+    /// Stripe secret key (`sk_...`): payments are charged through Stripe.
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<SecretString>,
     /// Stripe webhook signing secret (`whsec_...`); webhooks are refused without it.
@@ -150,6 +155,13 @@ pub struct CommonArgs {
     /// Largest number of database connections per service.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
+}
+
+/// Who takes payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaymentProvider {
+    Stripe,
+    Development,
 }
 
 impl ServeArgs {
@@ -242,11 +254,19 @@ impl CommonArgs {
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
             bail!("PAYMENT_CURRENCY must be a three-letter ISO currency code, e.g. usd");
         }
-        let provider = match &self.stripe_secret_key {
-            Some(key) => bt_payments::provider::Provider::Stripe(
+        let provider = match (self.payment_provider, &self.stripe_secret_key) {
+            (Some(PaymentProvider::Development), Some(_)) => bail!(
+                "PAYMENT_PROVIDER=development and STRIPE_SECRET_KEY are both set: the development \
+                 provider never calls Stripe; unset one of them"
+            ),
+            (Some(PaymentProvider::Stripe), None) => bail!(
+                "STRIPE_SECRET_KEY is not set, and PAYMENT_PROVIDER=stripe needs it: set it to \
+                 the secret key of the Stripe account (sk_live_... or sk_test_...)"
+            ),
+            (_, Some(key)) => bt_payments::provider::Provider::Stripe(
                 bt_payments::provider::Stripe::new(&self.stripe_api_base, key.clone()),
             ),
-            None => bt_payments::provider::Provider::Development(Default::default()),
+            (_, None) => bt_payments::provider::Provider::Development(Default::default()),
         };
         let sessions = SessionKeys::new(
             &key,
@@ -273,6 +293,21 @@ impl CommonArgs {
                 webhook_tolerance_secs: 300,
             },
         })
+    }
+}
+
+impl CommonArgs {
+    /// `serve payments` takes real payments only: without a Stripe key it starts only when
+    /// the development provider is asked for explicitly.
+    pub fn require_payment_provider(&self) -> anyhow::Result<()> {
+        if self.stripe_secret_key.is_none() && self.payment_provider.is_none() {
+            bail!(
+                "STRIPE_SECRET_KEY is not set: the payments service charges through Stripe. Set \
+                 STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET), or PAYMENT_PROVIDER=development \
+                 for a test deployment that accepts Stripe's test tokens and charges nothing"
+            );
+        }
+        Ok(())
     }
 }
 

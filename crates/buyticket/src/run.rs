@@ -86,6 +86,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 /// One service in distributed mode.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shared = args.common.resolve(Mode::Distributed, None)?;
+    if args.service == ServiceName::Payments {
+        args.common.require_payment_provider()?;
+    }
     let bus_config = args.bus_config()?;
     if args.service == ServiceName::Client {
         let Some(api_base) = &args.api_base_url else {

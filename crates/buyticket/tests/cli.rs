@@ -4,7 +4,7 @@ mod support;
 
 use std::process::Command;
 
-use bt_test_support::{Backend, TestDb};
+use bt_test_support::{Backend, BusKind, TestBus, TestDb, nats_url};
 use reqwest::StatusCode;
 use serde_json::json;
 use support::Process;
@@ -212,6 +212,74 @@ fn serve_refuses_to_start_without_a_database_url() {
     let (code, stderr) = run_to_end(&["serve", "auth"], &[("JWT_KEY", KEY)]);
     assert_eq!(code, 2);
     assert!(stderr.contains("DATABASE_URL is not set"), "{stderr}");
+}
+
+#[test]
+fn serve_payments_refuses_to_take_fake_payments_unless_told_to() {
+    // A production payments service without Stripe keys would accept test tokens as payment:
+    // it must not start silently.
+    let base = [("DATABASE_URL", "sqlite::memory:"), ("JWT_KEY", KEY)];
+    let (code, stderr) = run_to_end(&["serve", "payments"], &base);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("STRIPE_SECRET_KEY is not set"), "{stderr}");
+    assert!(stderr.contains("PAYMENT_PROVIDER=development"), "{stderr}");
+
+    let (code, stderr) = run_to_end(
+        &["serve", "payments"],
+        &[base[0], base[1], ("PAYMENT_PROVIDER", "stripe")],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("STRIPE_SECRET_KEY is not set"), "{stderr}");
+
+    let (code, stderr) = run_to_end(
+        &["serve", "payments"],
+        &[
+            base[0],
+            base[1],
+            ("PAYMENT_PROVIDER", "development"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("PAYMENT_PROVIDER=development and STRIPE_SECRET_KEY"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run_to_end(
+        &["serve", "payments"],
+        &[base[0], base[1], ("PAYMENT_PROVIDER", "paypal")],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid value 'paypal'"), "{stderr}");
+
+    // The other services do not care about payment settings.
+    let (code, stderr) = run_to_end(&["serve", "auth"], &[("JWT_KEY", KEY)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DATABASE_URL is not set"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_payments_starts_with_the_development_provider_when_asked() {
+    let bus = TestBus::new(BusKind::Nats).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("payments.db").display());
+    let process = Process::start(
+        &["serve", "payments"],
+        &[
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("DATABASE_URL", &db),
+            ("JWT_KEY", KEY),
+            ("NATS_URL", &nats_url()),
+            ("EVENT_STREAM", &bus.config.stream),
+            ("EVENT_SUBJECT_PREFIX", &bus.config.subject_prefix),
+            ("PAYMENT_PROVIDER", "development"),
+        ],
+    );
+    let res = process.client().get("/readyz").await;
+    assert_eq!(res.status, reqwest::StatusCode::OK, "{}", res.text);
+    assert!(process.stop().success());
 }
 
 #[test]

@@ -1084,6 +1084,7 @@ async fn each_ingress_path_reaches_the_service_that_answers_it() {
             ("NATS_URL", nats_url()),
             ("EVENT_STREAM", bus.config.stream.clone()),
             ("EVENT_SUBJECT_PREFIX", bus.config.subject_prefix.clone()),
+            ("PAYMENT_PROVIDER", "development".to_owned()),
         ];
         match db {
             Some(db) => env.push(("DATABASE_URL", db.url.clone())),

@@ -579,6 +579,7 @@ async fn orders_expire_and_payments_complete_through_serve_processes_on_postgres
                 ("EVENT_SUBJECT_PREFIX", &prefix),
                 ("COOKIE_SECURE", "false"),
                 ("ORDER_EXPIRATION_SECONDS", &window),
+                ("PAYMENT_PROVIDER", "development"),
             ],
         )
     };
