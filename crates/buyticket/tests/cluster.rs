@@ -196,24 +196,13 @@ fn kill_9(pid: u32) {
     assert!(status.success(), "kill -9 {pid}");
 }
 
-/// Retries `attempt` every 100 ms until it gives `Ok`, failing after [`CATCH_UP`] with the
-/// last `Err` (what was seen instead).
-async fn poll<T, F, Fut>(what: &str, mut attempt: F) -> T
+/// Waits (up to [`CATCH_UP`]) until `attempt` gives `Ok`.
+async fn poll<T, F, Fut>(what: &str, attempt: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + CATCH_UP;
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(seen) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {CATCH_UP:?} waiting until {what}; last seen: {seen}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::poll(CATCH_UP, Duration::from_millis(100), what, attempt).await
 }
 
 async fn sign_up(url: &str, email: &str) -> TestClient {
@@ -245,7 +234,7 @@ async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option
     let deadline = tokio::time::Instant::now() + CATCH_UP;
     loop {
         let request = buyer.http.post(buyer.url("/api/orders")).json(&body);
-        let Some(res) = try_send(request).await else {
+        let Ok(res) = TestClient::try_send(request).await else {
             // The replica died with this request: try again, as a person would.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -349,13 +338,14 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
                 let mut reads = Vec::new();
                 while reading.load(Ordering::Relaxed) {
                     let started = tokio::time::Instant::now();
-                    let outcome = match try_send(client.http.get(client.url(path))).await {
-                        Some(res) if res.status.is_server_error() => {
-                            Err(format!("GET {path}: {} {}", res.status, res.text))
-                        }
-                        Some(_) => Ok(()),
-                        None => Err(format!("GET {path}: connection lost")),
-                    };
+                    let outcome =
+                        match TestClient::try_send(client.http.get(client.url(path))).await {
+                            Ok(res) if res.status.is_server_error() => {
+                                Err(format!("GET {path}: {} {}", res.status, res.text))
+                            }
+                            Ok(_) => Ok(()),
+                            Err(err) => Err(format!("GET {path}: {err}")),
+                        };
                     reads.push((started, outcome));
                 }
                 reads
@@ -411,7 +401,7 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
             .http
             .post(winner_ref.url("/api/payments"))
             .json(body_ref);
-        let Some(res) = try_send(request).await else {
+        let Ok(res) = TestClient::try_send(request).await else {
             return Err("connection lost".to_owned());
         };
         match res.status {
@@ -580,22 +570,6 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
 
 fn running_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(true))
-}
-
-/// Sends a request and reads the whole response; `None` when the connection broke (a replica
-/// died with the request in flight and nginx closed the connection).
-async fn try_send(request: reqwest::RequestBuilder) -> Option<TestResponse> {
-    let response = request.send().await.ok()?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.ok()?;
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    Some(TestResponse {
-        status,
-        headers,
-        json,
-        text,
-    })
 }
 
 fn uuid_like() -> String {

@@ -117,24 +117,13 @@ impl Browser {
     }
 }
 
-/// Retries `attempt` every 50 ms until it gives `Ok`, failing after [`CATCH_UP`] with the last
-/// `Err` (what was seen instead).
-async fn poll<T, F, Fut>(what: &str, mut attempt: F) -> T
+/// Waits (up to [`CATCH_UP`]) until `attempt` gives `Ok`.
+async fn poll<T, F, Fut>(what: &str, attempt: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + CATCH_UP;
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(seen) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {CATCH_UP:?} waiting until {what}; last seen: {seen}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::poll(CATCH_UP, Duration::from_millis(50), what, attempt).await
 }
 
 fn error(message: &str) -> Value {

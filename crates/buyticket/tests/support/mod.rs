@@ -96,3 +96,23 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// Retries `attempt` every `every` until it gives `Ok`, failing after `limit` with the last
+/// `Err` (what was seen instead).
+pub async fn poll<T, F, Fut>(limit: Duration, every: Duration, what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting until {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -231,17 +231,26 @@ impl TestClient {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> TestResponse {
-        let response = req.send().await.expect("request failed");
+        match Self::try_send(req).await {
+            Ok(response) => response,
+            Err(err) => panic!("request failed: {err:?}"),
+        }
+    }
+
+    /// Sends a request and reads the whole response; `Err` when the connection broke (e.g. the
+    /// server died with the request in flight).
+    pub async fn try_send(req: reqwest::RequestBuilder) -> Result<TestResponse, reqwest::Error> {
+        let response = req.send().await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
+        let text = response.text().await?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse {
+        Ok(TestResponse {
             status,
             headers,
             json,
             text,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {
