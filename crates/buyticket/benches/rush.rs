@@ -8,6 +8,8 @@
 //! the public listing (`GET /api/tickets`) under concurrent readers.
 //!
 //! Sizes can be changed with RUSH_TICKETS, RUSH_BUYERS, RUSH_READS, RUSH_CONCURRENCY.
+//! RUSH_TARGET_URL (with RUSH_JWT_KEY, the target's session key) measures a deployment that
+//! already runs instead, e.g. the local distributed mode behind nginx.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -55,36 +57,21 @@ async fn main() {
     let reads = env_usize("RUSH_READS", 5000);
     let concurrency = env_usize("RUSH_CONCURRENCY", 64);
 
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buyticket"))
-        .args([
-            "up",
-            "--port",
-            "0",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ])
-        .env("JWT_KEY", KEY)
-        .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start buyticket");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining the process's output so it never writes into a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("http://") {
-                let _ = tx.send(line[i..].trim().to_owned());
-            }
+    // Either a deployment that already runs (e.g. `scripts/local-cluster up`), or our own
+    // `buyticket up`.
+    let (base, key, mut child, _data) = match std::env::var("RUSH_TARGET_URL") {
+        Ok(url) => {
+            let key = std::env::var("RUSH_JWT_KEY")
+                .expect("RUSH_JWT_KEY: the target's JWT_KEY (e.g. target/local-cluster/jwt_key)");
+            (url.trim_end_matches('/').to_owned(), key, None, None)
         }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("buyticket prints its URL");
-
-    let sessions = SessionKeys::new(KEY.as_bytes(), Duration::from_secs(3600), false);
+        Err(_) => {
+            let (child, base, data) = start_up();
+            (base, KEY.to_owned(), Some(child), Some(data))
+        }
+    };
+    println!("target: {base}");
+    let sessions = SessionKeys::new(key.as_bytes(), Duration::from_secs(3600), false);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
@@ -203,6 +190,42 @@ async fn main() {
         started.elapsed(),
     );
 
-    let _ = child.kill();
-    let _ = child.wait();
+    if let Some(child) = child.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// `buyticket up` on a free loopback port, in a temporary data directory.
+fn start_up() -> (std::process::Child, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_buyticket"))
+        .args([
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
+        .env("JWT_KEY", KEY)
+        .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start buyticket");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining the process's output so it never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("http://") {
+                let _ = tx.send(line[i..].trim().to_owned());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("buyticket prints its URL");
+
+    (child, base, data)
 }
