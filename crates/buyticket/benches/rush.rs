@@ -11,13 +11,15 @@
 //! RUSH_TARGET_URL (with RUSH_JWT_KEY, the target's session key) measures a deployment that
 //! already runs instead, e.g. the local distributed mode behind nginx.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bt_contract::SessionKeys;
 use futures::StreamExt;
 use serde_json::json;
+use support::Process;
 
 const KEY: &str = "bench-key-that-is-at-least-32-bytes-long!!";
 
@@ -59,15 +61,16 @@ async fn main() {
 
     // Either a deployment that already runs (e.g. `scripts/local-cluster up`), or our own
     // `buyticket up`.
-    let (base, key, mut child, _data) = match std::env::var("RUSH_TARGET_URL") {
+    // Our own process (if any) is stopped when dropped at the end.
+    let (base, key, _own) = match std::env::var("RUSH_TARGET_URL") {
         Ok(url) => {
             let key = std::env::var("RUSH_JWT_KEY")
                 .expect("RUSH_JWT_KEY: the target's JWT_KEY (e.g. target/local-cluster/jwt_key)");
-            (url.trim_end_matches('/').to_owned(), key, None, None)
+            (url.trim_end_matches('/').to_owned(), key, None)
         }
         Err(_) => {
-            let (child, base, data) = start_up();
-            (base, KEY.to_owned(), Some(child), Some(data))
+            let (process, data) = start_up();
+            (process.url.clone(), KEY.to_owned(), Some((process, data)))
         }
     };
     println!("target: {base}");
@@ -189,43 +192,20 @@ async fn main() {
         latencies,
         started.elapsed(),
     );
-
-    if let Some(child) = child.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 /// `buyticket up` on a free loopback port, in a temporary data directory.
-fn start_up() -> (std::process::Child, String, tempfile::TempDir) {
+fn start_up() -> (Process, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buyticket"))
-        .args([
+    let process = Process::start(
+        &[
             "up",
             "--port",
             "0",
             "--data-dir",
             data.path().to_str().unwrap(),
-        ])
-        .env("JWT_KEY", KEY)
-        .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start buyticket");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining the process's output so it never writes into a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("http://") {
-                let _ = tx.send(line[i..].trim().to_owned());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("buyticket prints its URL");
-
-    (child, base, data)
+        ],
+        &[("JWT_KEY", KEY), ("AUTH_RATE_LIMIT_PER_MINUTE", "0")],
+    );
+    (process, data)
 }

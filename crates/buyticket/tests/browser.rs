@@ -4,13 +4,15 @@
 //! Screenshots of the main pages go to `target/screenshots/`, or to `docs/screenshots/` with
 //! `UPDATE_SCREENSHOTS=1` (how the README's pictures are made).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use support::Process;
 
 /// How long an order reserves its ticket in this test.
 const WINDOW_SECS: u64 = 8;
@@ -33,31 +35,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `buyticket up` on a free port with a short order window; returns its base URL.
-fn start_marketplace(data: &std::path::Path) -> (Guard, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buyticket"))
-        .args(["up", "--port", "0", "--data-dir", data.to_str().unwrap()])
-        .env("ORDER_EXPIRATION_SECONDS", WINDOW_SECS.to_string())
-        .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
-        .env("RUST_LOG", "warn")
-        .env_remove("JWT_KEY")
-        .env_remove("PORT")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start buyticket");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("http://") {
-                let _ = tx.send(line[i..].trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("buyticket prints its URL");
-    (Guard(child), url)
+/// `buyticket up` on a free port with a short order window.
+fn start_marketplace(data: &std::path::Path) -> Process {
+    Process::start(
+        &["up", "--port", "0", "--data-dir", data.to_str().unwrap()],
+        &[
+            ("ORDER_EXPIRATION_SECONDS", &WINDOW_SECS.to_string()),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+        ],
+    )
 }
 
 fn chromedriver() -> (Guard, u16) {
@@ -260,7 +246,8 @@ fn screenshots_dir() -> PathBuf {
 async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     let data = tempfile::tempdir().unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let (_marketplace, base) = start_marketplace(data.path());
+    let marketplace = start_marketplace(data.path());
+    let base = marketplace.url.clone();
     let (_driver, port) = chromedriver();
     let session = Session {
         client: browser(port, profile.path()).await,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bt_platform::bus::BusConfig;
 use bt_test_support::{PgDatabasesGuard, TestBus, TestClient, TestResponse, nats_url};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SERVICES: [&str; 6] = [
     "auth",
@@ -263,18 +263,47 @@ async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option
     }
 }
 
-async fn order_status(buyer: &TestClient, order_id: &str) -> Result<String, String> {
-    let res = buyer.get(&format!("/api/orders/{order_id}")).await;
-    if res.status == StatusCode::OK {
-        Ok(res.json["status"].as_str().unwrap().to_owned())
-    } else {
-        Err(format!("{} {}", res.status, res.text))
-    }
+/// Waits until the buyer's order has `status`.
+async fn order_becomes(buyer: &TestClient, order_id: &str, status: &str) {
+    let path = format!("/api/orders/{order_id}");
+    let path = &path;
+    poll(
+        &format!("order {order_id} is {status}"),
+        move || async move {
+            let res = buyer.get(path).await;
+            if res.status == StatusCode::OK && res.json["status"] == status {
+                Ok(())
+            } else {
+                Err(format!("{} {}", res.status, res.text))
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until the ticket satisfies `check`, and returns it.
+async fn ticket_when(
+    client: &TestClient,
+    ticket_id: &str,
+    what: &str,
+    check: fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/tickets/{ticket_id}");
+    let path = &path;
+    poll(what, move || async move {
+        let res = client.get(path).await;
+        if check(&res.json) {
+            Ok(res.json)
+        } else {
+            Err(res.text)
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
-    let unique = uuid_like();
+    let unique = TestBus::test_config().stream[1..].to_owned();
     let bus = TestBus::on_nats(
         &nats_url(),
         BusConfig {
@@ -329,7 +358,7 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
     // Readers browse all along. A read in flight on a replica at the moment it dies may be
     // lost with it (nginx cannot resend what it has half-forwarded); every read that starts
     // once nginx has seen the replica fail is served by the other replica.
-    let reading = running_flag();
+    let reading = Arc::new(AtomicBool::new(true));
     let readers: Vec<_> = ["/api/tickets", "/", "/api/users/currentuser"]
         .into_iter()
         .map(|path| {
@@ -426,51 +455,26 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
 
     // Every event reached its consumers:
     // payment.created → orders: the hot order is complete;
-    let winner_ref = &winner;
-    let hot_ref = &hot_order;
-    poll("the paid order is complete", move || async move {
-        match order_status(winner_ref, hot_ref).await? {
-            s if s == "complete" => Ok(()),
-            s => Err(s),
-        }
-    })
-    .await;
+    order_becomes(&winner, &hot_order, "complete").await;
     // order.created + order.completed → tickets: the hot ticket is sold to that order;
-    let hot_path = format!("/api/tickets/{}", ids["hot"]);
-    let (seller_ref, hot_path_ref) = (&seller, &hot_path);
-    poll("the hot ticket is sold", move || async move {
-        let res = seller_ref.get(hot_path_ref).await;
-        if res.json["sold"] == true && res.json["orderId"] == json!(hot_ref) {
-            Ok(())
-        } else {
-            Err(res.text)
-        }
+    let sold = ticket_when(&seller, &ids["hot"], "the hot ticket is sold", |t| {
+        t["sold"] == true
     })
     .await;
+    assert_eq!(sold["orderId"], json!(hot_order), "{sold}");
     // order.created → expiration → expiration.complete → orders → order.cancelled → tickets:
     // the unpaid order expired and its ticket is back on sale;
-    let (idler_ref, unpaid_ref) = (&idler, &unpaid_order);
-    poll("the unpaid order expired", move || async move {
-        match order_status(idler_ref, unpaid_ref).await? {
-            s if s == "cancelled" => Ok(()),
-            s => Err(s),
-        }
-    })
-    .await;
-    let unpaid_path = format!("/api/tickets/{}", ids["unpaid"]);
-    let unpaid_path_ref = &unpaid_path;
-    poll("the expired order's ticket is free", move || async move {
-        let res = seller_ref.get(unpaid_path_ref).await;
-        if res.json["orderId"].is_null() && res.json["sold"] == false {
-            Ok(())
-        } else {
-            Err(res.text)
-        }
-    })
+    order_becomes(&idler, &unpaid_order, "cancelled").await;
+    ticket_when(
+        &seller,
+        &ids["unpaid"],
+        "the expired order's ticket is free",
+        |t| t["orderId"].is_null() && t["sold"] == false,
+    )
     .await;
     // order.cancelled → payments: the expired order cannot be paid;
     let body = json!({"orderId": unpaid_order, "token": "tok_visa"});
-    let body_ref = &body;
+    let (idler_ref, body_ref) = (&idler, &body);
     poll("paying the expired order is refused", move || async move {
         let res = idler_ref.post("/api/payments", body_ref).await;
         if res.status == StatusCode::BAD_REQUEST
@@ -534,15 +538,7 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
         counts.keys().all(|s| !s.starts_with("deadletter.")),
         "dead letters: {counts:?}"
     );
-    for subject in [
-        "ticket.created",
-        "ticket.updated",
-        "order.created",
-        "order.cancelled",
-        "order.completed",
-        "expiration.complete",
-        "payment.created",
-    ] {
+    for subject in bt_contract::events::SUBJECTS {
         assert!(counts.contains_key(subject), "no {subject}: {counts:?}");
     }
 
@@ -566,16 +562,4 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
         .send()
         .await;
     assert!(status.is_err(), "nginx is gone: {status:?}");
-}
-
-fn running_flag() -> Arc<AtomicBool> {
-    Arc::new(AtomicBool::new(true))
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{:x}{:x}",
-        std::process::id(),
-        std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
-    )
 }

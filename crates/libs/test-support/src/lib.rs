@@ -79,23 +79,33 @@ impl Drop for TestDb {
         let Some(name) = self.pg_name.take() else {
             return;
         };
-        // Drop runs outside async code; a small runtime on its own thread does the clean-up.
         let admin = postgres_admin_url();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    drop(conn.execute(sql.as_str()).await);
-                    drop(conn.close().await);
-                }
-            });
+        clean_up_in_drop(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                drop_database(&mut conn, &name).await;
+                drop(conn.close().await);
+            }
         });
-        drop(cleanup.join());
     }
+}
+
+/// Runs async clean-up from `Drop`, which runs outside async code (or inside a runtime that
+/// must not be blocked): a small runtime on its own thread, joined before returning.
+fn clean_up_in_drop(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let cleanup = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work);
+    });
+    drop(cleanup.join());
+}
+
+/// Drops a test database, disconnecting whoever still uses it; failures are ignored.
+async fn drop_database(conn: &mut sqlx::PgConnection, name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    drop(conn.execute(sql.as_str()).await);
 }
 
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
@@ -429,30 +439,22 @@ impl Drop for PgDatabasesGuard {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
         let admin = postgres_admin_url();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
-                    return;
-                };
-                let names: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                )
-                .bind(&prefix)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_default();
-                for name in names {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    drop(conn.execute(sql.as_str()).await);
-                }
-                drop(conn.close().await);
-            });
+        clean_up_in_drop(async move {
+            let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+                return;
+            };
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            )
+            .bind(&prefix)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+            for name in names {
+                drop_database(&mut conn, &name).await;
+            }
+            drop(conn.close().await);
         });
-        drop(cleanup.join());
     }
 }
 
@@ -462,28 +464,21 @@ impl Drop for TestBus {
             return;
         };
         let stream = self.config.stream.clone();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let connect = async_nats::ConnectOptions::new()
-                    .connection_timeout(std::time::Duration::from_secs(2))
-                    .connect(&url);
-                if let Ok(Ok(client)) =
-                    tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
-                {
-                    let js = async_nats::jetstream::new(client);
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(3),
-                        js.delete_stream(&stream),
-                    )
-                    .await;
-                }
-            });
+        clean_up_in_drop(async move {
+            let connect = async_nats::ConnectOptions::new()
+                .connection_timeout(std::time::Duration::from_secs(2))
+                .connect(&url);
+            if let Ok(Ok(client)) =
+                tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
+            {
+                let js = async_nats::jetstream::new(client);
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(3),
+                    js.delete_stream(&stream),
+                )
+                .await;
+            }
         });
-        drop(cleanup.join());
     }
 }
 
