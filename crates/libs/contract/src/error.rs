@@ -58,6 +58,13 @@ pub enum ApiError {
     /// 503 when a dependency (database, bus) is not reachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with a `Retry-After` header: the request names something that exists but has not
+    /// reached this service yet, or an outcome that is still being decided.
+    #[error("{message}")]
+    RetryLater {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 500. The source is logged once and never sent to the client.
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -70,6 +77,14 @@ impl ApiError {
 
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// 503 + `Retry-After`: try again in `retry_after_secs`.
+    pub fn retry_later(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::RetryLater {
+            message: message.into(),
+            retry_after_secs,
+        }
     }
 
     pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
@@ -85,7 +100,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,7 +155,9 @@ impl IntoResponse for ApiError {
             errors: self.errors(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::TooManyRequests { retry_after_secs } = self {
+        if let Self::TooManyRequests { retry_after_secs } | Self::RetryLater { retry_after_secs, .. } =
+            self
+        {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs.max(1)),
@@ -211,6 +228,18 @@ mod tests {
         assert_eq!(
             body,
             serde_json::json!({"errors": [{"message": "Something went wrong"}]})
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_later_is_a_503_that_says_when_to_retry() {
+        let response = ApiError::retry_later("Not known here yet", 2).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let (_, body) = render(ApiError::retry_later("Not known here yet", 2)).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": [{"message": "Not known here yet"}]})
         );
     }
 

@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::{OrderId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
+use crate::time::Millis;
 
 /// A typed event: its subject is also the envelope's `type`.
 pub trait Event:
@@ -19,9 +21,10 @@ pub trait Event:
 }
 
 /// Every subject the services publish.
-pub const SUBJECTS: [&str; 7] = [
+pub const SUBJECTS: [&str; 8] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
+    TicketReservationRefused::SUBJECT,
     OrderCreated::SUBJECT,
     OrderCancelled::SUBJECT,
     OrderCompleted::SUBJECT,
@@ -53,42 +56,46 @@ impl<T: Event> Envelope<T> {
     }
 }
 
-/// The status of an order, as the contract spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum OrderStatus {
-    /// Reserved, waiting for payment.
-    #[serde(rename = "created")]
-    Created,
-    /// Cancelled by the buyer or expired; the ticket is free again.
-    #[serde(rename = "cancelled")]
-    Cancelled,
-    /// A payment is in progress.
-    #[serde(rename = "awaiting:payment")]
-    AwaitingPayment,
-    /// Paid; the ticket is sold.
-    #[serde(rename = "complete")]
-    Complete,
+crate::text_enum! {
+    /// The status of an order, as the contract spells it.
+    pub enum OrderStatus {
+        /// Reserved, waiting for payment.
+        Created = "created",
+        /// Cancelled by the buyer, expired, or refused by the tickets service; the ticket is
+        /// free again.
+        Cancelled = "cancelled",
+        /// A payment is in progress (in the contract; this version never sets it).
+        AwaitingPayment = "awaiting:payment",
+        /// Paid; the ticket is sold.
+        Complete = "complete",
+    }
 }
 
 impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Cancelled => "cancelled",
-            Self::AwaitingPayment => "awaiting:payment",
-            Self::Complete => "complete",
-        }
+    /// Whether an order in this status holds its ticket (the partial unique index of orders).
+    pub fn is_active(self) -> bool {
+        !matches!(self, Self::Cancelled)
     }
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Created,
-            Self::Cancelled,
-            Self::AwaitingPayment,
-            Self::Complete,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+crate::text_enum! {
+    /// Why an order was cancelled (`order.cancelled.reason`, the order JSON's `cancelReason`).
+    pub enum CancelReason {
+        /// The buyer cancelled it.
+        Buyer = "buyer",
+        /// It was not paid within its window.
+        Expired = "expired",
+        /// The seller changed the ticket's title or price before the reservation was confirmed,
+        /// so the tickets service refused it: the buyer is never charged for terms they did not see.
+        TicketChanged = "ticket_changed",
+    }
+}
+
+crate::text_enum! {
+    /// Why the tickets service refused to reserve a ticket for an order.
+    pub enum ReservationRefusal {
+        /// The ticket's title or price differ from those the order was made on.
+        TicketChanged = "ticket_changed",
     }
 }
 
@@ -96,12 +103,12 @@ impl OrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketData {
-    pub id: String,
+    pub id: TicketId,
     pub version: i64,
     pub title: String,
     pub price: Cents,
-    pub user_id: String,
-    pub order_id: Option<String>,
+    pub user_id: UserId,
+    pub order_id: Option<OrderId>,
 }
 
 /// A ticket was listed (version 0).
@@ -114,61 +121,85 @@ pub struct TicketCreated(pub TicketData);
 #[serde(transparent)]
 pub struct TicketUpdated(pub TicketData);
 
+/// The tickets service did not reserve the ticket for an order (extension): the orders service
+/// cancels the order with the reason, before any charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketReservationRefused {
+    pub order_id: OrderId,
+    pub ticket_id: TicketId,
+    pub reason: ReservationRefusal,
+}
+
 /// A reference to a ticket inside order events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRef {
-    pub id: String,
+    pub id: TicketId,
 }
 
-/// The ticket of a new order, with the price to charge.
+/// The ticket of a new order: the terms the buyer reserved it at. `title` and `version` are
+/// extensions (absent from events of earlier versions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderTicket {
-    pub id: String,
+    pub id: TicketId,
     pub price: Cents,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
 }
 
 /// An order reserved a ticket until `expiresAt`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreated {
-    pub id: String,
+    pub id: OrderId,
     pub version: i64,
     pub status: OrderStatus,
-    pub user_id: String,
-    pub expires_at: DateTime<Utc>,
+    pub user_id: UserId,
+    pub expires_at: Millis,
     pub ticket: OrderTicket,
 }
 
-/// An order was cancelled (by the buyer or by expiry); its ticket is free again.
+/// An order was cancelled; its ticket is free again. `reason` is an extension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCancelled {
-    pub id: String,
+    pub id: OrderId,
     pub version: i64,
     pub ticket: TicketRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CancelReason>,
 }
 
-/// An order was paid; its ticket is sold.
+/// An order was paid; its ticket is sold. `paymentId` (extension) names the payment that
+/// completed it: the payments service captures that one and releases any other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OrderCompleted {
-    pub id: String,
+    pub id: OrderId,
     pub version: i64,
     pub ticket: TicketRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<PaymentId>,
 }
 
 /// The payment window of an order has passed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpirationComplete {
-    pub order_id: String,
+    pub order_id: OrderId,
 }
 
-/// An order was paid.
+/// A payment for an order was authorised at the provider (the money is held, not yet taken):
+/// the orders service completes the order with it, or not. `amount` is an extension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentCreated {
-    pub id: String,
-    pub order_id: String,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub stripe_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Cents>,
 }
 
 impl Event for TicketCreated {
@@ -176,6 +207,9 @@ impl Event for TicketCreated {
 }
 impl Event for TicketUpdated {
     const SUBJECT: &'static str = "ticket.updated";
+}
+impl Event for TicketReservationRefused {
+    const SUBJECT: &'static str = "ticket.reservation_refused";
 }
 impl Event for OrderCreated {
     const SUBJECT: &'static str = "order.created";
@@ -228,7 +262,7 @@ mod tests {
         let ticket_json = json!({"id": "t1", "version": 3, "title": "Concert", "price": 20.5, "userId": "u1", "orderId": null});
         round_trip(TicketCreated(ticket()), ticket_json.clone());
         round_trip(TicketUpdated(ticket()), ticket_json);
-        let expires: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
+        let expires = Millis::new(1_795_600_800_000).unwrap();
         round_trip(
             OrderCreated {
                 id: "o1".into(),
@@ -239,25 +273,29 @@ mod tests {
                 ticket: OrderTicket {
                     id: "t1".into(),
                     price: Cents::new(2000),
+                    title: Some("Concert".into()),
+                    version: Some(3),
                 },
             },
-            json!({"id": "o1", "version": 0, "status": "created", "userId": "u2", "expiresAt": "2026-11-25T10:00:00Z", "ticket": {"id": "t1", "price": 20}}),
+            json!({"id": "o1", "version": 0, "status": "created", "userId": "u2", "expiresAt": "2026-11-25T10:00:00.000Z", "ticket": {"id": "t1", "price": 20, "title": "Concert", "version": 3}}),
         );
         round_trip(
             OrderCancelled {
                 id: "o1".into(),
                 version: 1,
                 ticket: TicketRef { id: "t1".into() },
+                reason: Some(CancelReason::Expired),
             },
-            json!({"id": "o1", "version": 1, "ticket": {"id": "t1"}}),
+            json!({"id": "o1", "version": 1, "ticket": {"id": "t1"}, "reason": "expired"}),
         );
         round_trip(
             OrderCompleted {
                 id: "o1".into(),
                 version: 2,
                 ticket: TicketRef { id: "t1".into() },
+                payment_id: Some("p1".into()),
             },
-            json!({"id": "o1", "version": 2, "ticket": {"id": "t1"}}),
+            json!({"id": "o1", "version": 2, "ticket": {"id": "t1"}, "paymentId": "p1"}),
         );
         round_trip(
             ExpirationComplete {
@@ -270,8 +308,50 @@ mod tests {
                 id: "p1".into(),
                 order_id: "o1".into(),
                 stripe_id: "pi_1".into(),
+                amount: Some(Cents::new(2000)),
             },
-            json!({"id": "p1", "orderId": "o1", "stripeId": "pi_1"}),
+            json!({"id": "p1", "orderId": "o1", "stripeId": "pi_1", "amount": 20}),
+        );
+        round_trip(
+            TicketReservationRefused {
+                order_id: "o1".into(),
+                ticket_id: "t1".into(),
+                reason: ReservationRefusal::TicketChanged,
+            },
+            json!({"orderId": "o1", "ticketId": "t1", "reason": "ticket_changed"}),
+        );
+    }
+
+    #[test]
+    fn events_of_the_seed_lineage_without_the_extensions_still_read() {
+        let created: OrderCreated = serde_json::from_value(json!({"id": "o1", "version": 0, "status": "created", "userId": "u2", "expiresAt": "2026-11-25T10:00:00Z", "ticket": {"id": "t1", "price": 20}})).unwrap();
+        assert_eq!(created.ticket.title, None);
+        assert_eq!(created.ticket.version, None);
+        let cancelled: OrderCancelled =
+            serde_json::from_value(json!({"id": "o1", "version": 1, "ticket": {"id": "t1"}}))
+                .unwrap();
+        assert_eq!(cancelled.reason, None);
+        let completed: OrderCompleted =
+            serde_json::from_value(json!({"id": "o1", "version": 2, "ticket": {"id": "t1"}}))
+                .unwrap();
+        assert_eq!(completed.payment_id, None);
+        let paid: PaymentCreated =
+            serde_json::from_value(json!({"id": "p1", "orderId": "o1", "stripeId": "pi_1"}))
+                .unwrap();
+        assert_eq!(paid.amount, None);
+    }
+
+    #[test]
+    fn an_unknown_status_or_reason_is_an_error_not_a_default() {
+        assert!(
+            serde_json::from_value::<OrderCreated>(json!({"id": "o1", "version": 0, "status": "paid", "userId": "u2", "expiresAt": "2026-11-25T10:00:00Z", "ticket": {"id": "t1", "price": 20}}))
+                .is_err()
+        );
+        assert!(
+            serde_json::from_value::<OrderCancelled>(
+                json!({"id": "o1", "version": 1, "ticket": {"id": "t1"}, "reason": "whim"})
+            )
+            .is_err()
         );
     }
 
@@ -282,6 +362,7 @@ mod tests {
             [
                 "ticket.created",
                 "ticket.updated",
+                "ticket.reservation_refused",
                 "order.created",
                 "order.cancelled",
                 "order.completed",
@@ -293,16 +374,14 @@ mod tests {
 
     #[test]
     fn order_statuses_use_the_contract_spelling() {
-        for status in [
-            OrderStatus::Created,
-            OrderStatus::Cancelled,
-            OrderStatus::AwaitingPayment,
-            OrderStatus::Complete,
-        ] {
-            let json = serde_json::to_value(status).unwrap();
-            assert_eq!(json, status.as_str());
-            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        let spelled: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            spelled,
+            ["created", "cancelled", "awaiting:payment", "complete"]
+        );
+        for status in OrderStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
-        assert_eq!(OrderStatus::parse("paid"), None);
+        assert!("paid".parse::<OrderStatus>().is_err());
     }
 }

@@ -7,15 +7,24 @@
 //!   type all become [`ApiError`]s) and [`JsonField`], a field kept as raw JSON so that each field
 //!   is checked on its own.
 //! - [`money`]: [`Cents`], money as integer cents parsed exactly from JSON numbers or strings.
+//! - [`ids`]: [`UserId`], [`TicketId`], [`OrderId`], [`PaymentId`] — ids as newtypes.
+//! - [`time`]: [`Millis`], the one timestamp type (ms since the epoch; ISO-8601 in JSON).
+//! - [`text_enum!`]: enums stored as TEXT whose unknown values are errors, never defaults.
+//! - [`events`]: the events between services and their envelope.
+//! - [`resources`]: the JSON the API answers with, typed, for services and the web client.
 //! - [`session`]: JWT sessions ([`SessionKeys`], [`Claims`]) and the [`CurrentUser`] /
 //!   [`MaybeUser`] extractors (cookie `session` or `Authorization: Bearer`).
 
 pub mod error;
 pub mod events;
+pub mod ids;
 pub mod json;
 pub mod money;
 pub mod query;
+pub mod resources;
 pub mod session;
+pub mod text_enum;
+pub mod time;
 pub mod validate;
 
 pub use error::{ApiError, ApiResult, FieldError};
@@ -24,3 +33,11 @@ pub use money::{Cents, MoneyError};
 pub use query::ApiQuery;
 pub use session::{Claims, CurrentUser, MaybeUser, SESSION_COOKIE, SessionKeys};
 pub use validate::Validator;
+pub use ids::{OrderId, PaymentId, TicketId, UserId};
+pub use time::Millis;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use sqlx;
+}

@@ -23,7 +23,7 @@ pub const MIN_KEY_BYTES: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
-    pub id: String,
+    pub id: crate::ids::UserId,
     pub email: String,
     /// Issued at, seconds since the epoch.
     pub iat: i64,
@@ -86,7 +86,7 @@ impl SessionKeys {
         let iat = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
-            id: id.to_owned(),
+            id: id.into(),
             email: email.to_owned(),
             iat,
             exp: iat.saturating_add(ttl),

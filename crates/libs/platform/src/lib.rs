@@ -10,10 +10,13 @@
 //! - [`bus`]: events — the transactional [`Outbox`](bus::Outbox) and its relay, typed
 //!   consumers with an idempotent inbox, version ordering, dead letters — over NATS JetStream or
 //!   the embedded default's durable in-process log.
+//! - [`arrivals`]: bounded waits for events that have not reached the service yet (a fresh id
+//!   is answered once its event arrives, or 503 with `Retry-After`, never 404).
 //! - [`context`]: the request id carried from HTTP into events and back into logs.
 //! - [`rate_limit`]: per-client-address limits and the client address behind trusted proxies.
 //! - [`telemetry`]: `tracing` set-up.
 
+pub mod arrivals;
 pub mod bus;
 pub mod context;
 pub mod db;
@@ -21,6 +24,7 @@ pub mod http;
 pub mod rate_limit;
 pub mod telemetry;
 
+pub use arrivals::Arrivals;
 pub use bus::{Bus, Runtime};
 pub use db::{Backend, Db, Migrations, Tx};
 pub use http::{Check, Service};

@@ -73,7 +73,7 @@ impl Svc {
 
 fn ticket(id: &str, version: i64, title: &str) -> TicketData {
     TicketData {
-        id: id.to_owned(),
+        id: id.into(),
         version,
         title: title.to_owned(),
         price: Cents::new(1000),
@@ -136,7 +136,7 @@ impl Recorder {
         .execute(conn)
         .await
         .map(drop))?;
-        self.applied.lock().unwrap().push((data.id, data.version));
+        self.applied.lock().unwrap().push((data.id.into_string(), data.version));
         Ok(Outcome::Applied)
     }
 }

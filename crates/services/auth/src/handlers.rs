@@ -44,7 +44,7 @@ pub struct UserJson {
     email: String,
 }
 
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn sign_up(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -88,7 +88,7 @@ async fn sign_up(
     ))
 }
 
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn sign_in(
     State(state): State<AppState>,
     jar: CookieJar,

@@ -15,7 +15,7 @@ const INSERT_USER: &str =
 const USER_BY_EMAIL: &str = "SELECT id, email, password_hash FROM users WHERE email = $1";
 
 /// Inserts a user; a taken email is a unique violation.
-#[tracing::instrument(skip_all, err)]
+#[tracing::instrument(skip_all)]
 pub async fn insert_user(db: &Db, user: &User, created_at: i64) -> sqlx::Result<()> {
     on_db!(db, |pool| sqlx::query(INSERT_USER)
         .bind(&user.id)
@@ -28,7 +28,7 @@ pub async fn insert_user(db: &Db, user: &User, created_at: i64) -> sqlx::Result<
 }
 
 /// The user with this (normalised) email.
-#[tracing::instrument(skip_all, err)]
+#[tracing::instrument(skip_all)]
 pub async fn user_by_email(db: &Db, email: &str) -> sqlx::Result<Option<User>> {
     on_db!(db, |pool| sqlx::query_as::<_, User>(USER_BY_EMAIL)
         .bind(email)

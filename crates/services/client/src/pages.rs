@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Ctx {
             .as_deref()
             .and_then(|token| state.settings.sessions.verify(token))
             .map(|claims| UserView {
-                id: claims.id,
+                id: claims.id.into_string(),
                 email: claims.email,
             });
         let csrf = parts

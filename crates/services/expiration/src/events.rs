@@ -14,8 +14,8 @@ pub struct Handlers;
 impl Handle<OrderCreated> for Handlers {
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCreated>) -> HandlerResult {
         let order = event.data;
-        let fire_at = order.expires_at.timestamp_millis();
-        if store::schedule(tx, &order.id, fire_at, now_millis()).await? {
+        let fire_at = order.expires_at.get();
+        if store::schedule(tx, order.id.as_str(), fire_at, now_millis()).await? {
             tracing::debug!(order.id = %order.id, %order.expires_at, "timer scheduled");
             Ok(Outcome::Applied)
         } else {
@@ -26,14 +26,14 @@ impl Handle<OrderCreated> for Handlers {
 
 impl Handle<OrderCancelled> for Handlers {
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCancelled>) -> HandlerResult {
-        store::finish(tx, &event.data.id, now_millis()).await?;
+        store::finish(tx, event.data.id.as_str(), now_millis()).await?;
         Ok(Outcome::Applied)
     }
 }
 
 impl Handle<OrderCompleted> for Handlers {
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCompleted>) -> HandlerResult {
-        store::finish(tx, &event.data.id, now_millis()).await?;
+        store::finish(tx, event.data.id.as_str(), now_millis()).await?;
         Ok(Outcome::Applied)
     }
 }

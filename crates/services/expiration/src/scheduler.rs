@@ -83,7 +83,7 @@ pub async fn fire_due(db: &Db, outbox: &Outbox) -> sqlx::Result<usize> {
                 .stage(
                     &mut tx,
                     ExpirationComplete {
-                        order_id: order_id.clone(),
+                        order_id: bt_contract::OrderId::new(order_id.clone()),
                     },
                 )
                 .await?;

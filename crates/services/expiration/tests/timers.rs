@@ -30,14 +30,16 @@ async fn start(db: &TestDb, bus: &TestBus) -> Instance {
 
 fn order_created(id: &str, expires_at: DateTime<Utc>) -> OrderCreated {
     OrderCreated {
-        id: id.to_owned(),
+        id: id.into(),
         version: 0,
         status: OrderStatus::Created,
         user_id: "buyer".into(),
-        expires_at,
+        expires_at: expires_at.into(),
         ticket: OrderTicket {
-            id: format!("ticket-{id}"),
+            id: format!("ticket-{id}").into(),
             price: Cents::new(1000),
+            title: Some("A ticket".into()),
+            version: Some(0),
         },
     }
 }
@@ -117,6 +119,7 @@ async fn cancelled_and_completed_orders_never_expire(backend: Backend) {
             id: "cancelled".into(),
             version: 1,
             ticket: TicketRef { id: "t".into() },
+            reason: None,
         },
     )
     .await;
@@ -126,6 +129,7 @@ async fn cancelled_and_completed_orders_never_expire(backend: Backend) {
             id: "paid".into(),
             version: 1,
             ticket: TicketRef { id: "t".into() },
+            payment_id: None,
         },
     )
     .await;
@@ -136,6 +140,7 @@ async fn cancelled_and_completed_orders_never_expire(backend: Backend) {
             id: "overtaken".into(),
             version: 1,
             ticket: TicketRef { id: "t".into() },
+            reason: None,
         },
     )
     .await;
@@ -187,7 +192,7 @@ async fn two_replicas_never_fire_one_timer_twice(backend: Backend) {
         publish(&bus.bus, order_created(&format!("o{i}"), expires_at)).await;
     }
 
-    let mut fired: HashMap<String, usize> = HashMap::new();
+    let mut fired: HashMap<bt_contract::OrderId, usize> = HashMap::new();
     for _ in 0..100 {
         *fired
             .entry(probe.next::<ExpirationComplete>(15).await.data.order_id)

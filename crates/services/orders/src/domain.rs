@@ -1,83 +1,613 @@
-//! The orders domain.
+//! The orders domain: an [`Order`] and its lifecycle as pure transitions.
+//!
+//! [`Order::place`] makes an order; [`Order::apply`] takes a [`Command`] — from the buyer
+//! (cancel) or from an event (expiry, the tickets service's decision on the reservation, a
+//! payment) — and answers the changed order and the event to announce, or a [`Refusal`]. The
+//! HTTP handlers and the event handlers call the same transitions; nothing else changes an
+//! order. Everything here is tested without a database.
+//!
+//! The rules:
+//! - The order keeps the ticket's title and price as they were when it was placed
+//!   ([`TicketTerms`]): that is what the buyer is shown and charged.
+//! - The tickets service confirms the reservation only if the ticket still has those terms
+//!   (otherwise it refuses, and the order is cancelled with `ticket_changed`, before any charge).
+//! - A payment completes the order only once the reservation is confirmed; one that arrives
+//!   earlier waits on the order and completes it at confirmation.
+//! - Cancel, expiry and refusal win over a payment that has not completed the order; a
+//!   completed order is never cancelled. The payments service releases the hold of any
+//!   payment that did not complete its order.
 
-use bt_contract::Cents;
-use bt_contract::events::OrderStatus;
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use std::time::Duration;
 
-/// An order with its ticket, as stored (one row of `orders` joined with the replica).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OrderRow {
-    pub id: String,
-    pub user_id: String,
-    pub status: String,
-    pub expires_at: i64,
-    pub version: i64,
-    pub ticket_id: String,
-    pub ticket_title: String,
-    pub ticket_price: i64,
-    pub ticket_version: i64,
+use bt_contract::events::{
+    CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    ReservationRefusal, TicketRef,
+};
+use bt_contract::resources::{self, OrderPayment, OrderPaymentStatus};
+use bt_contract::{Cents, Millis, OrderId, PaymentId, TicketId, UserId};
+
+bt_contract::text_enum! {
+    /// Whether the tickets service has confirmed that it holds the ticket for the order.
+    pub enum Reservation {
+        /// Placed here; the tickets service has not answered yet.
+        Pending = "pending",
+        /// The tickets service holds the ticket for this order, at the order's terms.
+        Confirmed = "confirmed",
+    }
 }
 
-/// An order as the API shows it: `{id, userId, status, expiresAt, version, ticket}`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderJson {
-    pub id: String,
-    pub user_id: String,
-    pub status: OrderStatus,
-    /// ISO-8601 UTC.
-    pub expires_at: String,
-    pub version: i64,
-    pub ticket: TicketJson,
-}
-
-/// The ticket inside an order: `{id, title, price, version}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TicketJson {
-    pub id: String,
+/// The ticket as the order reserved it: what the buyer sees and pays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketTerms {
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
+    /// The version of the ticket (in this service's replica) the order was placed on.
     pub version: i64,
 }
 
-impl OrderRow {
-    pub fn status(&self) -> OrderStatus {
-        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Cancelled)
+/// A ticket as the orders service's replica holds it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ListedTicket {
+    pub id: TicketId,
+    pub title: String,
+    pub price: Cents,
+    pub user_id: UserId,
+    pub version: i64,
+}
+
+/// A payment the order knows of: the one that completed it, or one waiting for the
+/// reservation to be confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub amount: Cents,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    pub expires_at: Millis,
+    /// +1 with every change announced by an event (replicas apply versions in order).
+    pub version: i64,
+    pub ticket: TicketTerms,
+    pub reservation: Reservation,
+    pub payment: Option<Payment>,
+    pub cancel_reason: Option<CancelReason>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What can happen to an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The buyer cancels (`DELETE /api/orders/:id`).
+    Cancel { by: UserId },
+    /// The payment window passed (`expiration.complete`).
+    Expire,
+    /// The tickets service reserved the ticket for this order (`ticket.updated` naming it).
+    ConfirmReservation,
+    /// The tickets service refused the reservation (`ticket.reservation_refused`).
+    RefuseReservation(ReservationRefusal),
+    /// A payment was authorised for the order (`payment.created`).
+    Pay { payment: PaymentId, amount: Cents },
+}
+
+/// An event a transition announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    Cancelled(OrderCancelled),
+    Completed(OrderCompleted),
+}
+
+/// The result of a transition: the order as it is now, and the event to announce, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub order: Order,
+    pub event: Option<OrderEvent>,
+}
+
+/// Why a command does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("You cannot buy your own ticket")]
+    OwnTicket,
+    #[error("Not authorized")]
+    NotOwner,
+    #[error("Cannot cancel a completed order")]
+    CannotCancelCompleted,
+    #[error("the order is cancelled already")]
+    AlreadyCancelled,
+    #[error("the order is complete already")]
+    AlreadyComplete,
+    #[error("the reservation is confirmed already")]
+    AlreadyConfirmed,
+    #[error("this payment is recorded already")]
+    SamePayment,
+    #[error("the order has another payment ({0})")]
+    OtherPayment(PaymentId),
+    #[error("a payment of {paid} for an order of {price}")]
+    AmountMismatch { paid: Cents, price: Cents },
+}
+
+impl Order {
+    /// A new order by `buyer` for `ticket`, reserving it until `now + window`.
+    pub fn place(
+        id: OrderId,
+        buyer: UserId,
+        ticket: &ListedTicket,
+        now: Millis,
+        window: Duration,
+    ) -> Result<(Order, OrderCreated), Refusal> {
+        if ticket.user_id == buyer {
+            return Err(Refusal::OwnTicket);
+        }
+        let order = Order {
+            id,
+            user_id: buyer,
+            status: OrderStatus::Created,
+            expires_at: now.plus(window),
+            version: 0,
+            ticket: TicketTerms {
+                id: ticket.id.clone(),
+                title: ticket.title.clone(),
+                price: ticket.price,
+                version: ticket.version,
+            },
+            reservation: Reservation::Pending,
+            payment: None,
+            cancel_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let created = OrderCreated {
+            id: order.id.clone(),
+            version: order.version,
+            status: order.status,
+            user_id: order.user_id.clone(),
+            expires_at: order.expires_at,
+            ticket: OrderTicket {
+                id: order.ticket.id.clone(),
+                price: order.ticket.price,
+                title: Some(order.ticket.title.clone()),
+                version: Some(order.ticket.version),
+            },
+        };
+        Ok((order, created))
     }
 
-    pub fn expires_at(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.expires_at).unwrap_or_default()
+    /// Whether the order is placed and neither paid nor cancelled.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::Created | OrderStatus::AwaitingPayment
+        )
     }
 
-    pub fn to_json(&self) -> OrderJson {
-        OrderJson {
+    /// Applies `command` at `now`.
+    pub fn apply(self, command: Command, now: Millis) -> Result<Transition, Refusal> {
+        match command {
+            Command::Cancel { by } => {
+                if by != self.user_id {
+                    return Err(Refusal::NotOwner);
+                }
+                self.cancel(CancelReason::Buyer, now)
+            }
+            Command::Expire => self.cancel(CancelReason::Expired, now),
+            Command::RefuseReservation(ReservationRefusal::TicketChanged) => {
+                self.cancel(CancelReason::TicketChanged, now)
+            }
+            Command::ConfirmReservation => self.confirm(now),
+            Command::Pay { payment, amount } => self.pay(payment, amount, now),
+        }
+    }
+
+    fn cancel(mut self, reason: CancelReason, now: Millis) -> Result<Transition, Refusal> {
+        match self.status {
+            OrderStatus::Complete if reason == CancelReason::Buyer => {
+                return Err(Refusal::CannotCancelCompleted);
+            }
+            OrderStatus::Complete => return Err(Refusal::AlreadyComplete),
+            OrderStatus::Cancelled => return Err(Refusal::AlreadyCancelled),
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        self.status = OrderStatus::Cancelled;
+        self.cancel_reason = Some(reason);
+        self.bump(now);
+        let event = OrderEvent::Cancelled(OrderCancelled {
+            id: self.id.clone(),
+            version: self.version,
+            ticket: TicketRef {
+                id: self.ticket.id.clone(),
+            },
+            reason: Some(reason),
+        });
+        Ok(Transition {
+            order: self,
+            event: Some(event),
+        })
+    }
+
+    fn confirm(mut self, now: Millis) -> Result<Transition, Refusal> {
+        match self.status {
+            OrderStatus::Cancelled => return Err(Refusal::AlreadyCancelled),
+            OrderStatus::Complete => return Err(Refusal::AlreadyComplete),
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        if self.reservation == Reservation::Confirmed {
+            return Err(Refusal::AlreadyConfirmed);
+        }
+        self.reservation = Reservation::Confirmed;
+        self.updated_at = now;
+        if self.payment.is_some() {
+            // A payment arrived before the confirmation: it completes the order now.
+            return Ok(self.complete(now));
+        }
+        Ok(Transition {
+            order: self,
+            event: None,
+        })
+    }
+
+    fn pay(mut self, payment: PaymentId, amount: Cents, now: Millis) -> Result<Transition, Refusal> {
+        if let Some(known) = &self.payment {
+            return Err(if known.id == payment {
+                Refusal::SamePayment
+            } else {
+                Refusal::OtherPayment(known.id.clone())
+            });
+        }
+        match self.status {
+            OrderStatus::Complete => return Err(Refusal::AlreadyComplete),
+            OrderStatus::Cancelled => {
+                // Too late: recorded so the buyer sees it, released by the payments service.
+                self.payment = Some(Payment {
+                    id: payment,
+                    amount,
+                });
+                self.updated_at = now;
+                return Ok(Transition {
+                    order: self,
+                    event: None,
+                });
+            }
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        if amount != self.ticket.price {
+            return Err(Refusal::AmountMismatch {
+                paid: amount,
+                price: self.ticket.price,
+            });
+        }
+        self.payment = Some(Payment {
+            id: payment,
+            amount,
+        });
+        self.updated_at = now;
+        match self.reservation {
+            Reservation::Confirmed => Ok(self.complete(now)),
+            // Waits for the tickets service's answer on the reservation.
+            Reservation::Pending => Ok(Transition {
+                order: self,
+                event: None,
+            }),
+        }
+    }
+
+    /// Completes the order with its (recorded) payment.
+    fn complete(mut self, now: Millis) -> Transition {
+        self.status = OrderStatus::Complete;
+        self.bump(now);
+        let event = OrderEvent::Completed(OrderCompleted {
+            id: self.id.clone(),
+            version: self.version,
+            ticket: TicketRef {
+                id: self.ticket.id.clone(),
+            },
+            payment_id: self.payment.as_ref().map(|p| p.id.clone()),
+        });
+        Transition {
+            order: self,
+            event: Some(event),
+        }
+    }
+
+    fn bump(&mut self, now: Millis) {
+        self.version += 1;
+        self.updated_at = now;
+    }
+
+    /// The order as the API shows it.
+    pub fn to_json(&self) -> resources::Order {
+        let payment_status = match self.status {
+            OrderStatus::Complete => OrderPaymentStatus::Succeeded,
+            OrderStatus::Cancelled => OrderPaymentStatus::Voided,
+            OrderStatus::Created | OrderStatus::AwaitingPayment => OrderPaymentStatus::Authorized,
+        };
+        resources::Order {
             id: self.id.clone(),
             user_id: self.user_id.clone(),
-            status: self.status(),
-            expires_at: iso(self.expires_at()),
+            status: self.status,
+            expires_at: self.expires_at,
             version: self.version,
-            ticket: TicketJson {
-                id: self.ticket_id.clone(),
-                title: self.ticket_title.clone(),
-                price: Cents::new(self.ticket_price),
-                version: self.ticket_version,
+            ticket: resources::OrderTicket {
+                id: self.ticket.id.clone(),
+                title: self.ticket.title.clone(),
+                price: self.ticket.price,
+                version: self.ticket.version,
             },
+            payment: self.payment.as_ref().map(|p| OrderPayment {
+                id: p.id.clone(),
+                amount: p.amount,
+                status: payment_status,
+            }),
+            cancel_reason: self.cancel_reason,
         }
     }
 }
 
-/// ISO-8601 in UTC with milliseconds: `2026-11-25T09:15:00.000Z`.
-pub fn iso(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The ticket replica row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TicketRow {
-    pub id: String,
-    pub title: String,
-    pub price: i64,
-    pub user_id: String,
-    pub version: i64,
+    const WINDOW: Duration = Duration::from_secs(900);
+
+    fn at(ms: i64) -> Millis {
+        Millis::new(1_800_000_000_000 + ms).unwrap()
+    }
+
+    fn ticket() -> ListedTicket {
+        ListedTicket {
+            id: "t1".into(),
+            title: "Row A".into(),
+            price: Cents::new(1000),
+            user_id: "seller".into(),
+            version: 4,
+        }
+    }
+
+    fn placed() -> Order {
+        Order::place("o1".into(), "buyer".into(), &ticket(), at(0), WINDOW)
+            .unwrap()
+            .0
+    }
+
+    fn confirmed() -> Order {
+        placed()
+            .apply(Command::ConfirmReservation, at(10))
+            .unwrap()
+            .order
+    }
+
+    fn pay(id: &str, cents: i64) -> Command {
+        Command::Pay {
+            payment: id.into(),
+            amount: Cents::new(cents),
+        }
+    }
+
+    fn cancel_by(user: &str) -> Command {
+        Command::Cancel { by: user.into() }
+    }
+
+    #[test]
+    fn placing_keeps_the_terms_the_buyer_saw_and_announces_them() {
+        let (order, created) =
+            Order::place("o1".into(), "buyer".into(), &ticket(), at(0), WINDOW).unwrap();
+        assert_eq!(order.status, OrderStatus::Created);
+        assert_eq!(order.version, 0);
+        assert_eq!(order.expires_at, at(900_000));
+        assert_eq!(order.reservation, Reservation::Pending);
+        assert_eq!(order.ticket.title, "Row A");
+        assert_eq!(order.ticket.price, Cents::new(1000));
+        assert_eq!(order.ticket.version, 4);
+        assert_eq!(created.ticket.price, Cents::new(1000));
+        assert_eq!(created.ticket.title.as_deref(), Some("Row A"));
+        assert_eq!(created.ticket.version, Some(4));
+        assert_eq!(created.expires_at, order.expires_at);
+    }
+
+    #[test]
+    fn a_seller_cannot_buy_their_own_ticket() {
+        assert_eq!(
+            Order::place("o1".into(), "seller".into(), &ticket(), at(0), WINDOW).unwrap_err(),
+            Refusal::OwnTicket
+        );
+    }
+
+    #[test]
+    fn the_buyer_cancels_an_open_order_once() {
+        let t = placed().apply(cancel_by("buyer"), at(5)).unwrap();
+        assert_eq!(t.order.status, OrderStatus::Cancelled);
+        assert_eq!(t.order.cancel_reason, Some(CancelReason::Buyer));
+        assert_eq!(t.order.version, 1);
+        assert_eq!(
+            t.event,
+            Some(OrderEvent::Cancelled(OrderCancelled {
+                id: "o1".into(),
+                version: 1,
+                ticket: TicketRef { id: "t1".into() },
+                reason: Some(CancelReason::Buyer),
+            }))
+        );
+        assert_eq!(
+            t.order.apply(cancel_by("buyer"), at(6)).unwrap_err(),
+            Refusal::AlreadyCancelled
+        );
+    }
+
+    #[test]
+    fn only_the_buyer_may_cancel() {
+        assert_eq!(
+            placed().apply(cancel_by("someone"), at(5)).unwrap_err(),
+            Refusal::NotOwner
+        );
+    }
+
+    #[test]
+    fn a_completed_order_is_never_cancelled_by_anyone_or_anything() {
+        let paid = confirmed().apply(pay("p1", 1000), at(20)).unwrap().order;
+        assert_eq!(paid.status, OrderStatus::Complete);
+        assert_eq!(
+            paid.clone().apply(cancel_by("buyer"), at(30)).unwrap_err(),
+            Refusal::CannotCancelCompleted
+        );
+        assert_eq!(
+            paid.clone().apply(Command::Expire, at(30)).unwrap_err(),
+            Refusal::AlreadyComplete
+        );
+        assert_eq!(
+            paid.apply(
+                Command::RefuseReservation(ReservationRefusal::TicketChanged),
+                at(30)
+            )
+            .unwrap_err(),
+            Refusal::AlreadyComplete
+        );
+    }
+
+    #[test]
+    fn expiry_cancels_an_open_order_and_says_so() {
+        let t = confirmed().apply(Command::Expire, at(900_000)).unwrap();
+        assert_eq!(t.order.status, OrderStatus::Cancelled);
+        assert_eq!(t.order.cancel_reason, Some(CancelReason::Expired));
+        assert!(matches!(t.event, Some(OrderEvent::Cancelled(ref c)) if c.reason == Some(CancelReason::Expired)));
+    }
+
+    #[test]
+    fn a_refused_reservation_cancels_the_order_with_the_reason() {
+        let t = placed()
+            .apply(
+                Command::RefuseReservation(ReservationRefusal::TicketChanged),
+                at(5),
+            )
+            .unwrap();
+        assert_eq!(t.order.status, OrderStatus::Cancelled);
+        assert_eq!(t.order.cancel_reason, Some(CancelReason::TicketChanged));
+        assert_eq!(t.order.to_json().cancel_reason, Some(CancelReason::TicketChanged));
+    }
+
+    #[test]
+    fn confirming_announces_nothing_and_happens_once() {
+        let t = placed().apply(Command::ConfirmReservation, at(5)).unwrap();
+        assert_eq!(t.event, None);
+        assert_eq!(t.order.reservation, Reservation::Confirmed);
+        assert_eq!(t.order.version, 0, "no event, no new version");
+        assert_eq!(
+            t.order.apply(Command::ConfirmReservation, at(6)).unwrap_err(),
+            Refusal::AlreadyConfirmed
+        );
+    }
+
+    #[test]
+    fn a_confirmation_after_a_cancellation_changes_nothing() {
+        let cancelled = placed().apply(cancel_by("buyer"), at(5)).unwrap().order;
+        assert_eq!(
+            cancelled.apply(Command::ConfirmReservation, at(6)).unwrap_err(),
+            Refusal::AlreadyCancelled
+        );
+    }
+
+    #[test]
+    fn a_payment_completes_a_confirmed_order_and_names_itself() {
+        let t = confirmed().apply(pay("p1", 1000), at(20)).unwrap();
+        assert_eq!(t.order.status, OrderStatus::Complete);
+        assert_eq!(t.order.version, 1);
+        assert_eq!(
+            t.event,
+            Some(OrderEvent::Completed(OrderCompleted {
+                id: "o1".into(),
+                version: 1,
+                ticket: TicketRef { id: "t1".into() },
+                payment_id: Some("p1".into()),
+            }))
+        );
+        let json = t.order.to_json();
+        let payment = json.payment.unwrap();
+        assert_eq!(payment.status, OrderPaymentStatus::Succeeded);
+        assert_eq!(payment.amount, Cents::new(1000));
+    }
+
+    #[test]
+    fn a_payment_before_the_confirmation_waits_for_it_then_completes() {
+        let waiting = placed().apply(pay("p1", 1000), at(5)).unwrap();
+        assert_eq!(waiting.event, None);
+        assert_eq!(waiting.order.status, OrderStatus::Created);
+        assert_eq!(
+            waiting.order.to_json().payment.unwrap().status,
+            OrderPaymentStatus::Authorized
+        );
+        let t = waiting
+            .order
+            .apply(Command::ConfirmReservation, at(6))
+            .unwrap();
+        assert_eq!(t.order.status, OrderStatus::Complete);
+        assert!(matches!(t.event, Some(OrderEvent::Completed(ref c)) if c.payment_id == Some("p1".into())));
+    }
+
+    #[test]
+    fn a_waiting_payment_loses_to_a_refusal_a_cancel_or_expiry() {
+        let waiting = placed().apply(pay("p1", 1000), at(5)).unwrap().order;
+        for command in [
+            Command::RefuseReservation(ReservationRefusal::TicketChanged),
+            cancel_by("buyer"),
+            Command::Expire,
+        ] {
+            let t = waiting.clone().apply(command.clone(), at(6)).unwrap();
+            assert_eq!(t.order.status, OrderStatus::Cancelled, "{command:?}");
+            assert_eq!(
+                t.order.to_json().payment.unwrap().status,
+                OrderPaymentStatus::Voided,
+                "{command:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payment_for_a_cancelled_order_is_recorded_as_voided_and_announces_nothing() {
+        let cancelled = confirmed().apply(Command::Expire, at(5)).unwrap().order;
+        let t = cancelled.apply(pay("p1", 1000), at(6)).unwrap();
+        assert_eq!(t.event, None);
+        assert_eq!(t.order.status, OrderStatus::Cancelled);
+        assert_eq!(
+            t.order.to_json().payment.unwrap().status,
+            OrderPaymentStatus::Voided
+        );
+    }
+
+    #[test]
+    fn a_second_payment_never_completes_the_order_again() {
+        let paid = confirmed().apply(pay("p1", 1000), at(20)).unwrap().order;
+        assert_eq!(
+            paid.clone().apply(pay("p1", 1000), at(21)).unwrap_err(),
+            Refusal::SamePayment
+        );
+        assert_eq!(
+            paid.apply(pay("p2", 1000), at(21)).unwrap_err(),
+            Refusal::OtherPayment("p1".into())
+        );
+    }
+
+    #[test]
+    fn a_payment_of_another_amount_is_refused() {
+        assert_eq!(
+            confirmed().apply(pay("p1", 9900), at(20)).unwrap_err(),
+            Refusal::AmountMismatch {
+                paid: Cents::new(9900),
+                price: Cents::new(1000)
+            }
+        );
+    }
+
+    #[test]
+    fn the_json_shows_the_reserved_terms_and_no_payment_until_one_exists() {
+        let json = placed().to_json();
+        assert_eq!(json.ticket.title, "Row A");
+        assert_eq!(json.ticket.price, Cents::new(1000));
+        assert_eq!(json.payment, None);
+        assert_eq!(json.cancel_reason, None);
+    }
 }

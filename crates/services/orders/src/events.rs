@@ -1,16 +1,19 @@
-//! What the orders service does on events: keep its tickets replica (in version order), cancel
-//! expired orders, complete paid ones.
+//! What the orders service does on events: keep its tickets replica (in version order), and
+//! move orders through their lifecycle — the tickets service's answer on a reservation
+//! (`ticket.updated` naming the order confirms it, `ticket.reservation_refused` refuses it),
+//! expiry, payment. Every order change goes through [`lifecycle::execute`].
 
 use bt_contract::events::{
-    Envelope, ExpirationComplete, OrderCancelled, OrderCompleted, OrderStatus, PaymentCreated,
-    TicketCreated, TicketData, TicketRef, TicketUpdated,
+    Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketData,
+    TicketReservationRefused, TicketUpdated,
 };
+use bt_contract::{Millis, OrderId};
 use bt_platform::Tx;
 use bt_platform::bus::version::{VersionOrder, order};
 use bt_platform::bus::{Handle, HandlerResult, Outbox, Outcome};
-use bt_platform::db::now_millis;
 
-use crate::domain::TicketRow;
+use crate::domain::{Command, ListedTicket, Refusal};
+use crate::lifecycle::{Executed, execute};
 use crate::store;
 
 /// The event handlers of the orders service.
@@ -28,10 +31,10 @@ impl Handlers {
             VersionOrder::Apply => {}
             other => return Ok(other.outcome("ticket", held, data.version)),
         }
-        let row = TicketRow {
+        let row = ListedTicket {
             id: data.id,
             title: data.title,
-            price: data.price.get(),
+            price: data.price,
             user_id: data.user_id,
             version: data.version,
         };
@@ -40,7 +43,36 @@ impl Handlers {
         } else if !store::update_ticket(tx, &row).await? {
             return Err("ticket replica changed meanwhile".into());
         }
+        if let Some(order_id) = data.order_id {
+            // The tickets service reserved the ticket for this order: the reservation stands.
+            self.run(tx, &order_id, Command::ConfirmReservation).await?;
+        }
         Ok(Outcome::Applied)
+    }
+
+    /// Runs `command` on an order; a refusal is normal for events (a confirmation of an order
+    /// cancelled meanwhile, a redelivered payment) and changes nothing.
+    async fn run(&self, tx: &mut Tx, id: &OrderId, command: Command) -> HandlerResult {
+        let what = format!("{command:?}");
+        match execute(tx, &self.outbox, id, command, Millis::now()).await? {
+            Executed::NotFound => Err(format!("{what} for unknown order {id}").into()),
+            Executed::Changed(order) => {
+                tracing::info!(order.id = %id, status = %order.status, command = what, "order changed");
+                Ok(Outcome::Applied)
+            }
+            Executed::Refused {
+                refusal: refusal @ Refusal::AmountMismatch { .. },
+                ..
+            } => {
+                // Never completes the order; the hold is released when the order expires.
+                tracing::error!(order.id = %id, %refusal, "payment refused");
+                Ok(Outcome::Skipped)
+            }
+            Executed::Refused { refusal, .. } => {
+                tracing::debug!(order.id = %id, %refusal, command = what, "nothing to do");
+                Ok(Outcome::Skipped)
+            }
+        }
     }
 }
 
@@ -56,86 +88,44 @@ impl Handle<TicketUpdated> for Handlers {
     }
 }
 
+impl Handle<TicketReservationRefused> for Handlers {
+    /// Cancels the order, saying why, before any charge.
+    async fn handle(&self, tx: &mut Tx, event: Envelope<TicketReservationRefused>) -> HandlerResult {
+        let refused = event.data;
+        self.run(tx, &refused.order_id, Command::RefuseReservation(refused.reason))
+            .await
+    }
+}
+
 impl Handle<ExpirationComplete> for Handlers {
     /// Cancels the order unless it was paid (or cancelled already).
     async fn handle(&self, tx: &mut Tx, event: Envelope<ExpirationComplete>) -> HandlerResult {
-        let Some(found) = store::find_order_in(tx, &event.data.order_id).await? else {
-            return Err(format!("expiration of unknown order {}", event.data.order_id).into());
-        };
-        if matches!(
-            found.status(),
-            OrderStatus::Complete | OrderStatus::Cancelled
-        ) {
-            return Ok(Outcome::Skipped);
-        }
-        if !store::set_status(
-            tx,
-            &found.id,
-            OrderStatus::Cancelled,
-            found.version,
-            now_millis(),
-        )
-        .await?
-        {
-            return Err("order changed meanwhile".into());
-        }
-        self.outbox
-            .stage(
-                tx,
-                OrderCancelled {
-                    id: found.id.clone(),
-                    version: found.version + 1,
-                    ticket: TicketRef {
-                        id: found.ticket_id.clone(),
-                    },
-                },
-            )
-            .await?;
-        tracing::info!(order.id = %found.id, "order expired and was cancelled");
-        Ok(Outcome::Applied)
+        self.run(tx, &event.data.order_id, Command::Expire).await
     }
 }
 
 impl Handle<PaymentCreated> for Handlers {
-    /// Completes the paid order.
+    /// Completes the order with the payment, once its reservation is confirmed.
     async fn handle(&self, tx: &mut Tx, event: Envelope<PaymentCreated>) -> HandlerResult {
         let payment = event.data;
-        let Some(found) = store::find_order_in(tx, &payment.order_id).await? else {
-            return Err(format!("payment for unknown order {}", payment.order_id).into());
+        let amount = match payment.amount {
+            Some(amount) => amount,
+            // Events of earlier versions carry no amount: they charged the order's price.
+            None => match store::lock_order(tx, &payment.order_id).await? {
+                Some(order) => order.ticket.price,
+                None => {
+                    return Err(format!("payment for unknown order {}", payment.order_id).into());
+                }
+            },
         };
-        match found.status() {
-            OrderStatus::Complete => return Ok(Outcome::Skipped),
-            OrderStatus::Cancelled => {
-                // The payments service refunds a charge that lost the race with expiry.
-                tracing::warn!(order.id = %found.id, payment.id = %payment.id, "payment for a cancelled order ignored");
-                return Ok(Outcome::Skipped);
-            }
-            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
-        }
-        if !store::set_status(
+        self.run(
             tx,
-            &found.id,
-            OrderStatus::Complete,
-            found.version,
-            now_millis(),
+            &payment.order_id,
+            Command::Pay {
+                payment: payment.id,
+                amount,
+            },
         )
-        .await?
-        {
-            return Err("order changed meanwhile".into());
-        }
-        self.outbox
-            .stage(
-                tx,
-                OrderCompleted {
-                    id: found.id.clone(),
-                    version: found.version + 1,
-                    ticket: TicketRef {
-                        id: found.ticket_id.clone(),
-                    },
-                },
-            )
-            .await?;
-        tracing::info!(order.id = %found.id, "order paid and completed");
-        Ok(Outcome::Applied)
+        .await
     }
 }

@@ -1,28 +1,35 @@
 //! The orders service: reserve a ticket by creating an order, list and show one's orders,
 //! cancel (ARCHITECTURE §3, §5).
 //!
-//! - [`domain`]: orders and the order JSON.
+//! - [`domain`]: the order and its lifecycle as pure transitions (`Order::apply(command)` →
+//!   the changed order and its event, or a refusal), tested without a database.
+//! - [`lifecycle`]: lock, transition, store + stage the event — the one way an order changes,
+//!   used by the HTTP handlers and the event handlers alike.
 //! - [`store`]: the SQL of `orders` and the `tickets` replica. The partial unique index
 //!   `orders_one_active_per_ticket` makes a second active order for one ticket impossible; its
 //!   violation becomes `400 Ticket is already reserved` in exactly one place
 //!   ([`store::insert_order`]).
 //! - [`handlers`]: the routes under `/api/orders`.
 //! - [`events`]: the tickets replica (`ticket.created` / `ticket.updated`, in version order),
-//!   expiry (`expiration.complete`) and payment (`payment.created`).
+//!   the tickets service's answer on a reservation, expiry (`expiration.complete`) and payment
+//!   (`payment.created`).
 
 pub mod domain;
 pub mod events;
 pub mod handlers;
+pub mod lifecycle;
 pub mod store;
 
 use std::time::Duration;
 
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
-use bt_contract::events::{ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated};
+use bt_contract::events::{
+    ExpirationComplete, PaymentCreated, TicketCreated, TicketReservationRefused, TicketUpdated,
+};
 use bt_platform::bus::{Consumers, Outbox};
 use bt_platform::db::DbOptions;
-use bt_platform::{Check, Db, Migrations, Runtime, Service, StartError};
+use bt_platform::{Arrivals, Check, Db, Migrations, Runtime, Service, StartError};
 
 /// The migrations of the orders database.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -45,6 +52,8 @@ pub struct AppState {
     pub outbox: Outbox,
     pub sessions: SessionKeys,
     pub expiration: Duration,
+    /// Requests for a ticket that has not reached the replica yet wait here for it.
+    pub arrivals: Arrivals,
 }
 
 /// Opens the orders database, starts its relay and consumers on `runtime`, returns the service.
@@ -60,9 +69,12 @@ pub async fn service(
     let handlers = events::Handlers {
         outbox: outbox.clone(),
     };
+    let arrivals = Arrivals::default();
     Consumers::new("orders", db.clone(), outbox.clone())
+        .announce_to(arrivals.clone())
         .on::<TicketCreated>(handlers.clone())
         .on::<TicketUpdated>(handlers.clone())
+        .on::<TicketReservationRefused>(handlers.clone())
         .on::<ExpirationComplete>(handlers.clone())
         .on::<PaymentCreated>(handlers)
         .start(runtime)
@@ -72,6 +84,7 @@ pub async fn service(
         outbox,
         sessions: settings.sessions,
         expiration: settings.expiration,
+        arrivals,
     };
     Ok(Service {
         name: "orders",

@@ -1,43 +1,105 @@
-//! The SQL of the orders service, one named function per statement.
+//! The SQL of the orders service, one named function per statement. Rows are decoded into the
+//! domain types: an unknown status, a bad timestamp or half a payment is an error, never a
+//! default.
 
-use bt_contract::events::OrderStatus;
-use bt_contract::{ApiError, ApiResult};
+use bt_contract::events::{CancelReason, OrderStatus};
+use bt_contract::{ApiError, ApiResult, Cents, Millis, OrderId, PaymentId, TicketId, UserId};
 use bt_platform::db::is_unique_violation;
 use bt_platform::{Db, Tx, on_db, on_tx};
 
-use crate::domain::{OrderRow, TicketRow};
+use crate::domain::{ListedTicket, Order, Payment, Reservation, TicketTerms};
 
-const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.expires_at, o.version, t.id AS ticket_id, t.title AS ticket_title, t.price AS ticket_price, t.version AS ticket_version";
+const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at";
 
 fn select_orders(filter: &str) -> String {
-    format!("SELECT {ORDER_COLUMNS} FROM orders o JOIN tickets t ON t.id = o.ticket_id {filter}")
+    format!("SELECT {ORDER_COLUMNS} FROM orders {filter}")
 }
 
-const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $6)";
-const SET_STATUS: &str = "UPDATE orders SET status = $2, version = version + 1, updated_at = $3 WHERE id = $1 AND version = $4";
+const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, cancel_reason = $7, updated_at = $8 WHERE id = $1 AND version = $9";
 const TICKET: &str = "SELECT id, title, price, user_id, version FROM tickets WHERE id = $1";
 const INSERT_TICKET: &str =
     "INSERT INTO tickets (id, title, price, user_id, version) VALUES ($1, $2, $3, $4, $5)";
 const UPDATE_TICKET: &str = "UPDATE tickets SET title = $2, price = $3, user_id = $4, version = $5 WHERE id = $1 AND version = $5 - 1";
 
-/// A new order (version 0) for a ticket. The one place where the database's refusal of a second
-/// active order for a ticket becomes `400 Ticket is already reserved`.
-#[tracing::instrument(skip_all, err(Debug))]
-pub async fn insert_order(
-    tx: &mut Tx,
-    id: &str,
-    user_id: &str,
-    ticket_id: &str,
-    expires_at: i64,
-    now: i64,
-) -> ApiResult<()> {
+/// One row of `orders`, as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct OrderRow {
+    id: OrderId,
+    user_id: UserId,
+    status: OrderStatus,
+    expires_at: Millis,
+    version: i64,
+    ticket_id: TicketId,
+    ticket_title: String,
+    ticket_price: Cents,
+    ticket_version: i64,
+    reservation: Reservation,
+    payment_id: Option<PaymentId>,
+    payment_amount: Option<Cents>,
+    cancel_reason: Option<CancelReason>,
+    created_at: Millis,
+    updated_at: Millis,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = sqlx::Error;
+
+    fn try_from(row: OrderRow) -> Result<Self, Self::Error> {
+        let payment = match (row.payment_id, row.payment_amount) {
+            (Some(id), Some(amount)) => Some(Payment { id, amount }),
+            (None, None) => None,
+            _ => {
+                return Err(sqlx::Error::Decode(
+                    format!("order {} has half a payment", row.id).into(),
+                ));
+            }
+        };
+        Ok(Order {
+            id: row.id,
+            user_id: row.user_id,
+            status: row.status,
+            expires_at: row.expires_at,
+            version: row.version,
+            ticket: TicketTerms {
+                id: row.ticket_id,
+                title: row.ticket_title,
+                price: row.ticket_price,
+                version: row.ticket_version,
+            },
+            reservation: row.reservation,
+            payment,
+            cancel_reason: row.cancel_reason,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
+    rows.into_iter().map(Order::try_from).collect()
+}
+
+/// Stores a new order. The one place where the database's refusal of a second active order
+/// for a ticket becomes `400 Ticket is already reserved`.
+#[tracing::instrument(skip_all, fields(order.id = %order.id))]
+pub async fn insert_order(tx: &mut Tx, order: &Order) -> ApiResult<()> {
     let result = on_tx!(tx, |conn| sqlx::query(INSERT_ORDER)
-        .bind(id)
-        .bind(user_id)
-        .bind(ticket_id)
-        .bind(OrderStatus::Created.as_str())
-        .bind(expires_at)
-        .bind(now)
+        .bind(&order.id)
+        .bind(&order.user_id)
+        .bind(order.status)
+        .bind(order.expires_at)
+        .bind(order.version)
+        .bind(&order.ticket.id)
+        .bind(&order.ticket.title)
+        .bind(order.ticket.price)
+        .bind(order.ticket.version)
+        .bind(order.reservation)
+        .bind(order.payment.as_ref().map(|p| &p.id))
+        .bind(order.payment.as_ref().map(|p| p.amount))
+        .bind(order.cancel_reason)
+        .bind(order.created_at)
+        .bind(order.updated_at)
         .execute(conn)
         .await
         .map(drop));
@@ -49,76 +111,89 @@ pub async fn insert_order(
     }
 }
 
-/// The order with this id, with its ticket.
-#[tracing::instrument(skip_all, err)]
-pub async fn find_order(db: &Db, id: &str) -> sqlx::Result<Option<OrderRow>> {
-    let sql = select_orders("WHERE o.id = $1");
-    on_db!(db, |pool| sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await)
-}
-
-/// The order with this id, read inside `tx`.
-#[tracing::instrument(skip_all, err)]
-pub async fn find_order_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<OrderRow>> {
-    let sql = select_orders("WHERE o.id = $1");
-    on_tx!(tx, |conn| sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(id)
-        .fetch_optional(conn)
-        .await)
-}
-
-/// A user's orders, newest first.
-#[tracing::instrument(skip_all, err)]
-pub async fn orders_of(db: &Db, user_id: &str) -> sqlx::Result<Vec<OrderRow>> {
-    let sql = select_orders("WHERE o.user_id = $1 ORDER BY o.id DESC");
-    on_db!(db, |pool| sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(user_id)
-        .fetch_all(pool)
-        .await)
-}
-
-/// Moves the order at `version` to `status` (version + 1); false if it changed meanwhile.
-#[tracing::instrument(skip_all, err)]
-pub async fn set_status(
-    tx: &mut Tx,
-    id: &str,
-    status: OrderStatus,
-    version: i64,
-    now: i64,
-) -> sqlx::Result<bool> {
-    on_tx!(tx, |conn| sqlx::query(SET_STATUS)
-        .bind(id)
-        .bind(status.as_str())
-        .bind(now)
-        .bind(version)
+/// Writes an order changed by a transition over the row read at `read_version`; false when the
+/// row changed meanwhile.
+#[tracing::instrument(skip_all, fields(order.id = %order.id))]
+pub async fn save_order(tx: &mut Tx, order: &Order, read_version: i64) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(SAVE_ORDER)
+        .bind(&order.id)
+        .bind(order.status)
+        .bind(order.version)
+        .bind(order.reservation)
+        .bind(order.payment.as_ref().map(|p| &p.id))
+        .bind(order.payment.as_ref().map(|p| p.amount))
+        .bind(order.cancel_reason)
+        .bind(order.updated_at)
+        .bind(read_version)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
 }
 
-/// The replicated ticket with this id.
-#[tracing::instrument(skip_all, err)]
-pub async fn find_ticket_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<TicketRow>> {
-    on_tx!(tx, |conn| sqlx::query_as::<_, TicketRow>(TICKET)
+/// The order with this id.
+#[tracing::instrument(skip_all)]
+pub async fn find_order(db: &Db, id: &OrderId) -> sqlx::Result<Option<Order>> {
+    let sql = select_orders("WHERE id = $1");
+    let row = on_db!(db, |pool| sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+    row.map(Order::try_from).transpose()
+}
+
+/// The order with this id, locked until `tx` ends (PostgreSQL `FOR UPDATE`; SQLite's
+/// `BEGIN IMMEDIATE` serialises writers already): transitions of one order never interleave.
+#[tracing::instrument(skip_all)]
+pub async fn lock_order(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<Order>> {
+    let row = match tx {
+        Tx::Sqlite(tx) => {
+            sqlx::query_as::<_, OrderRow>(&select_orders("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        Tx::Postgres(tx) => {
+            sqlx::query_as::<_, OrderRow>(&select_orders("WHERE id = $1 FOR UPDATE"))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+    };
+    row.map(Order::try_from).transpose()
+}
+
+/// A user's orders, newest first.
+#[tracing::instrument(skip_all)]
+pub async fn orders_of(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Order>> {
+    let sql = select_orders("WHERE user_id = $1 ORDER BY id DESC");
+    let rows = on_db!(db, |pool| sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?;
+    decode_all(rows)
+}
+
+/// The replicated ticket with this id, read inside `tx`.
+#[tracing::instrument(skip_all)]
+pub async fn find_ticket_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<ListedTicket>> {
+    on_tx!(tx, |conn| sqlx::query_as::<_, ListedTicket>(TICKET)
         .bind(id)
         .fetch_optional(conn)
         .await)
 }
 
 /// The replicated ticket with this id.
-#[tracing::instrument(skip_all, err)]
-pub async fn find_ticket(db: &Db, id: &str) -> sqlx::Result<Option<TicketRow>> {
-    on_db!(db, |pool| sqlx::query_as::<_, TicketRow>(TICKET)
+#[tracing::instrument(skip_all)]
+pub async fn find_ticket(db: &Db, id: &TicketId) -> sqlx::Result<Option<ListedTicket>> {
+    on_db!(db, |pool| sqlx::query_as::<_, ListedTicket>(TICKET)
         .bind(id)
         .fetch_optional(pool)
         .await)
 }
 
 /// Adds a ticket to the replica.
-#[tracing::instrument(skip_all, err)]
-pub async fn insert_ticket(tx: &mut Tx, ticket: &TicketRow) -> sqlx::Result<()> {
+#[tracing::instrument(skip_all)]
+pub async fn insert_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT_TICKET)
         .bind(&ticket.id)
         .bind(&ticket.title)
@@ -131,8 +206,8 @@ pub async fn insert_ticket(tx: &mut Tx, ticket: &TicketRow) -> sqlx::Result<()> 
 }
 
 /// Applies version `ticket.version` of a ticket on top of the previous one.
-#[tracing::instrument(skip_all, err)]
-pub async fn update_ticket(tx: &mut Tx, ticket: &TicketRow) -> sqlx::Result<bool> {
+#[tracing::instrument(skip_all)]
+pub async fn update_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(UPDATE_TICKET)
         .bind(&ticket.id)
         .bind(&ticket.title)

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use bt_contract::SessionKeys;
+use bt_contract::{Cents, PaymentId, SessionKeys};
 use bt_contract::events::{
-    ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, PaymentCreated,
-    TicketData, TicketUpdated,
+    CancelReason, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
+    PaymentCreated, ReservationRefusal, TicketData, TicketReservationRefused, TicketUpdated,
 };
 use bt_platform::db::DbOptions;
 use bt_platform::on_db;
@@ -31,17 +31,19 @@ fn id_of(json: &Value) -> String {
     json["id"].as_str().expect("an id").to_owned()
 }
 
+/// A payment of 10.00 (the price of the tests' tickets) for an order, as payments announces it.
 fn payment_for(order_id: &str) -> PaymentCreated {
     PaymentCreated {
-        id: uuid::Uuid::now_v7().to_string(),
-        order_id: order_id.to_owned(),
+        id: PaymentId::generate(),
+        order_id: order_id.into(),
         stripe_id: "pi_test".into(),
+        amount: Some(Cents::new(1000)),
     }
 }
 
 fn expiry_of(order_id: &str) -> ExpirationComplete {
     ExpirationComplete {
-        order_id: order_id.to_owned(),
+        order_id: order_id.into(),
     }
 }
 
@@ -187,6 +189,8 @@ async fn creating_an_order_returns_201_and_the_order_with_its_ticket(backend: Ba
             "expiresAt": expires_at,
             "version": 0,
             "ticket": {"id": ticket.id, "title": "Concert", "price": 20.5, "version": 0},
+            "payment": null,
+            "cancelReason": null,
         })
     );
     assert_expires_in(&expires_at, before, after, WINDOW);
@@ -242,11 +246,11 @@ async fn creating_an_order_publishes_order_created_with_the_contract_data(backen
             "status": "created",
             "userId": buyer.id,
             "expiresAt": expires_at,
-            "ticket": {"id": ticket.id, "price": 20.5},
+            "ticket": {"id": ticket.id, "price": 20.5, "title": "Concert", "version": 0},
         })
     );
     assert_eq!(event.data.status, OrderStatus::Created);
-    assert_eq!(event.data.expires_at, expires_at);
+    assert_eq!(event.data.expires_at.to_datetime(), expires_at);
     probe.assert_silent(300).await;
 }
 
@@ -393,6 +397,7 @@ async fn the_list_shows_only_the_callers_orders_newest_first_each_with_its_ticke
     let mut cancelled = older.clone();
     cancelled["status"] = json!("cancelled");
     cancelled["version"] = json!(1);
+    cancelled["cancelReason"] = json!("buyer");
     assert_eq!(res.json, json!([newer, cancelled]));
     assert_eq!(res.json[0]["ticket"]["title"], "Second");
     assert_eq!(res.json[0]["ticket"]["price"], 25.5);
@@ -456,8 +461,9 @@ async fn cancelling_an_order_returns_204_and_publishes_order_cancelled(backend: 
     let event = probe.next::<OrderCancelled>(10).await;
     assert_eq!(
         serde_json::to_value(&event.data).unwrap(),
-        json!({"id": id_of(&order), "version": 1, "ticket": {"id": ticket.id}})
+        json!({"id": id_of(&order), "version": 1, "ticket": {"id": ticket.id}, "reason": "buyer"})
     );
+    assert_eq!(shown["cancelReason"], "buyer");
 }
 
 async fn cancelling_is_refused_to_others_and_for_unknown_orders(backend: Backend) {
@@ -497,6 +503,7 @@ async fn a_completed_order_cannot_be_cancelled(backend: Backend) {
     let buyer = TestUser::new();
     let order = app.ordered(&buyer, &ticket.id).await;
     let id = id_of(&order);
+    app.confirm(&ticket, &id).await;
     publish(&app.bus.bus, payment_for(&id)).await;
     app.wait_for_status(&id, "complete").await;
 
@@ -587,7 +594,8 @@ async fn record_ticket_history(app: &TestApp) {
     }
 }
 
-async fn ticket_history(app: &TestApp, id: &str) -> Vec<(i64, String)> {
+async fn ticket_history(app: &TestApp, id: impl AsRef<str>) -> Vec<(i64, String)> {
+    let id = id.as_ref();
     on_db!(&app.store, |pool| sqlx::query_as::<_, (i64, String)>(
         "SELECT version, title FROM ticket_history WHERE id = $1 ORDER BY seq"
     )
@@ -642,9 +650,10 @@ async fn ticket_updates_delivered_out_of_order_are_applied_in_version_order(back
             (2, "Version 2".to_owned())
         ]
     );
+    // The order keeps the terms it was placed on: what the buyer saw is what the buyer pays.
     assert_eq!(
         shown_ticket().await,
-        json!({"id": ticket.id, "title": "Version 2", "price": 30, "version": 2})
+        json!({"id": ticket.id, "title": "Version 0", "price": 10, "version": 0})
     );
 
     // A stale version (a new event carrying version 1 again) is skipped.
@@ -652,7 +661,7 @@ async fn ticket_updates_delivered_out_of_order_are_applied_in_version_order(back
     app.wait_processed(&stale).await;
     assert_eq!(app.ticket_version(&ticket.id).await, Some(2));
     assert_eq!(ticket_history(&app, &ticket.id).await.len(), 3);
-    assert_eq!(shown_ticket().await["title"], "Version 2");
+    assert_eq!(shown_ticket().await["title"], "Version 0");
 }
 
 async fn a_ticket_update_that_overtakes_the_ticket_creation_waits_for_it(backend: Backend) {
@@ -672,10 +681,23 @@ async fn a_ticket_update_that_overtakes_the_ticket_creation_waits_for_it(backend
             "v1 not applied early"
         );
     }
+    // A ticket listed a moment ago that has not reached the replica: a retryable 503 after a
+    // bounded wait, never a 404.
+    let started = std::time::Instant::now();
     let res = buyer
         .post("/api/orders", &json!({"ticketId": ticket.id}))
         .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND, "not in the replica yet");
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.text);
+    assert_eq!(res.headers["retry-after"], "1");
+    assert!(
+        res.json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("This ticket is not known here yet"),
+        "{}",
+        res.text
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
 
     publish(
         &app.bus.bus,
@@ -714,11 +736,12 @@ async fn expiration_cancels_a_created_order_and_publishes_order_cancelled(backen
     let event = probe.next::<OrderCancelled>(10).await;
     assert_eq!(
         serde_json::to_value(&event.data).unwrap(),
-        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}})
+        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}, "reason": "expired"})
     );
     assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
     let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
     assert_eq!(shown.json["status"], "cancelled");
+    assert_eq!(shown.json["cancelReason"], "expired");
     // The ticket is free again.
     app.ordered(&TestUser::new(), &ticket.id).await;
 }
@@ -729,6 +752,7 @@ async fn expiration_leaves_a_completed_order_complete(backend: Backend) {
     let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
     let order = app.ordered(&TestUser::new(), &ticket.id).await;
     let id = id_of(&order);
+    app.confirm(&ticket, &id).await;
     publish(&app.bus.bus, payment_for(&id)).await;
     app.wait_for_status(&id, "complete").await;
 
@@ -770,20 +794,26 @@ async fn payment_completes_the_order_and_publishes_order_completed(backend: Back
     let buyer = TestUser::new();
     let order = app.ordered(&buyer, &ticket.id).await;
     let id = id_of(&order);
+    app.confirm(&ticket, &id).await;
 
-    publish(&app.bus.bus, payment_for(&id)).await;
+    let payment = payment_for(&id);
+    publish(&app.bus.bus, payment.clone()).await;
 
     let event = probe.next::<OrderCompleted>(10).await;
     assert_eq!(event.kind, "order.completed");
     assert_eq!(
         serde_json::to_value(&event.data).unwrap(),
-        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}})
+        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}, "paymentId": payment.id})
     );
     assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
     let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
     assert_eq!(
         (&shown.json["status"], &shown.json["version"]),
         (&json!("complete"), &json!(1))
+    );
+    assert_eq!(
+        shown.json["payment"],
+        json!({"id": payment.id, "amount": 10, "status": "succeeded"})
     );
 }
 
@@ -794,8 +824,9 @@ async fn a_redelivered_or_repeated_payment_changes_nothing(backend: Backend) {
     let ticket = app.listed(&seller, "Concert", 1000).await;
     let order = app.ordered(&TestUser::new(), &ticket.id).await;
     let id = id_of(&order);
+    app.confirm(&ticket, &id).await;
     let payment = publish(&app.bus.bus, payment_for(&id)).await;
-    assert_eq!(probe.next::<OrderCompleted>(10).await.data.id, id);
+    assert_eq!(probe.next::<OrderCompleted>(10).await.data.id, id.as_str());
 
     // The same event again (same event id, a new bus message), then a second payment event
     // for the same order; then, as a marker, the payment of another order. The consumer takes
@@ -805,10 +836,15 @@ async fn a_redelivered_or_repeated_payment_changes_nothing(backend: Backend) {
     let repeated = publish(&app.bus.bus, payment_for(&id)).await;
     let other_ticket = app.listed(&seller, "Other", 1000).await;
     let other = id_of(&app.ordered(&TestUser::new(), &other_ticket.id).await);
+    app.confirm(&other_ticket, &other).await;
     publish(&app.bus.bus, payment_for(&other)).await;
     let marker = probe.next::<OrderCompleted>(10).await;
 
-    assert_eq!(marker.data.id, other, "no second order.completed for {id}");
+    assert_eq!(
+        marker.data.id,
+        other.as_str(),
+        "no second order.completed for {id}"
+    );
     assert!(app.processed(&repeated).await);
     assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
     probe.assert_silent(300).await;
@@ -831,7 +867,115 @@ async fn a_payment_for_a_cancelled_order_leaves_it_cancelled(backend: Backend) {
     probe.assert_silent(300).await;
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Races: what the buyer sees is what the buyer pays, and nothing is 404 for being fresh
+
+async fn a_ticket_listed_a_moment_ago_can_be_ordered_as_soon_as_it_arrives(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = common::ticket_data(&TestUser::new(), "Fresh", 1000);
+    // The buyer orders before the tickets service's event has reached the replica.
+    let bus = app.bus.bus.clone();
+    let listing = ticket.clone();
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        publish(&bus, bt_contract::events::TicketCreated(listing)).await;
+    });
+
+    let res = app
+        .as_user(&TestUser::new())
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    assert_eq!(res.json["ticket"]["title"], "Fresh");
+    late.await.unwrap();
+}
+
+async fn a_payment_before_the_reservation_is_confirmed_completes_the_order_at_confirmation(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+
+    let payment = payment_for(&id);
+    let paid = publish(&app.bus.bus, payment.clone()).await;
+    app.wait_processed(&paid).await;
+    probe.assert_silent(300).await;
+    let waiting = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await.json;
+    assert_eq!(waiting["status"], "created", "not complete before the confirmation");
+    assert_eq!(
+        waiting["payment"],
+        json!({"id": payment.id, "amount": 10, "status": "authorized"})
+    );
+
+    app.confirm(&ticket, &id).await;
+
+    let completed = probe.next::<OrderCompleted>(10).await;
+    assert_eq!(completed.data.payment_id, Some(payment.id));
+    assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
+}
+
+async fn a_refused_reservation_cancels_the_order_saying_why_and_its_waiting_payment_is_void(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let mut cancelled = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let mut completed = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let ticket = app.listed(&TestUser::new(), "Row A", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+    let paid = publish(&app.bus.bus, payment_for(&id)).await;
+    app.wait_processed(&paid).await;
+
+    // The seller's edit reached the tickets service first: it refuses the reservation.
+    publish(
+        &app.bus.bus,
+        TicketReservationRefused {
+            order_id: id.as_str().into(),
+            ticket_id: ticket.id.clone(),
+            reason: ReservationRefusal::TicketChanged,
+        },
+    )
+    .await;
+
+    let event = cancelled.next::<OrderCancelled>(10).await;
+    assert_eq!(event.data.reason, Some(CancelReason::TicketChanged));
+    let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await.json;
+    assert_eq!(shown["status"], "cancelled");
+    assert_eq!(shown["cancelReason"], "ticket_changed");
+    assert_eq!(shown["payment"]["status"], "voided");
+    // A confirmation that comes after it changes nothing; the ticket is free again.
+    app.confirm_without_waiting(&ticket, &id).await;
+    completed.assert_silent(500).await;
+    assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
+    app.ordered(&TestUser::new(), &ticket.id).await;
+}
+
+async fn a_payment_of_another_amount_never_completes_the_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let id = id_of(&app.ordered(&TestUser::new(), &ticket.id).await);
+    app.confirm(&ticket, &id).await;
+
+    let mut payment = payment_for(&id);
+    payment.amount = Some(Cents::new(99));
+    let paid = publish(&app.bus.bus, payment).await;
+    app.wait_processed(&paid).await;
+
+    probe.assert_silent(300).await;
+    assert_eq!(app.stored_order(&id).await, ("created".to_owned(), 0));
+}
+
 backend_tests!(
+    a_ticket_listed_a_moment_ago_can_be_ordered_as_soon_as_it_arrives,
+    a_payment_before_the_reservation_is_confirmed_completes_the_order_at_confirmation,
+    a_refused_reservation_cancels_the_order_saying_why_and_its_waiting_payment_is_void,
+    a_payment_of_another_amount_never_completes_the_order,
     every_route_needs_a_valid_session,
     an_order_without_a_valid_ticket_id_is_refused_with_a_field_error,
     ordering_a_ticket_the_replica_does_not_hold_is_404,

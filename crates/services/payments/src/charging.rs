@@ -1,194 +1,151 @@
-//! Recording charges: exactly one payment per order, and money given back when a charge lands
-//! on an order that was cancelled meanwhile (or was already paid).
+//! Carrying out charges: [`Payments`] sends a started charge to the provider — the first time,
+//! or again after a crash or an outage, with the same idempotency key — and records the answer
+//! through the charge's transitions ([`domain`](crate::domain)), staging `payment.created` in
+//! the same transaction. The pay request, the webhook and the settlement worker all come
+//! through here.
+//!
+//! While a provider call lasts, the charge's lease is renewed; a charge whose lease runs out
+//! was abandoned by a process that died, and anyone may replay it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_contract::events::{OrderStatus, PaymentCreated};
+use bt_contract::{ApiError, Millis, PaymentId};
 use bt_platform::bus::Outbox;
-use bt_platform::db::now_millis;
-use bt_platform::{Db, Runtime};
+use bt_platform::{Arrivals, Db};
 use tokio::sync::Notify;
 
-use crate::provider::Provider;
-use crate::store::{self, Payment};
+use crate::domain::{Answer, Charge, ChargeState, Refusal};
+use crate::provider::{ChargeRequest, Provider, ProviderError};
+use crate::store;
 
-/// What became of a successful charge.
+/// The payments core: everything that moves a charge, cheap to clone.
 #[derive(Debug, Clone)]
-pub enum Recorded {
-    /// The order is paid: `payment.created` is on its way.
-    Paid(Payment),
-    /// The order was cancelled meanwhile, or already paid: the charge is being refunded.
-    Refunding(Payment),
+pub struct Payments {
+    pub db: Db,
+    pub outbox: Outbox,
+    pub provider: Provider,
+    /// ISO currency code of every charge (`PAYMENT_CURRENCY`).
+    pub currency: String,
+    /// Requests waiting for an order to reach the replica, or for an order's decision.
+    pub arrivals: Arrivals,
+    /// Wakes the settlement worker (captures, releases, refunds, abandoned charges).
+    pub settle: Arc<Notify>,
+    /// How long a charge stays leased to the process that sent it without a renewal.
+    pub lease: Duration,
 }
 
-/// Records a charge that succeeded at the provider (from the pay request or a webhook).
-/// Idempotent by the provider's id.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_success(
-    db: &Db,
-    outbox: &Outbox,
-    refunds: &Notify,
-    order_id: &str,
-    attempt: Option<i64>,
-    provider_id: &str,
-    amount: i64,
-    currency: &str,
-) -> Result<Recorded, RecordError> {
-    let now = now_millis();
-    let mut tx = db.begin().await?;
-    if let Some(existing) = store::payment_by_provider(&mut tx, provider_id).await? {
-        tx.rollback().await?;
-        return Ok(if existing.status == "succeeded" {
-            Recorded::Paid(existing)
-        } else {
-            Recorded::Refunding(existing)
-        });
-    }
-    // Locked, so that a cancellation committing meanwhile is either seen here or sees this
-    // payment (and refunds it).
-    let order = store::lock_order(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| RecordError::UnknownOrder(order_id.to_owned()))?;
-    let already_paid = store::succeeded_payment(&mut tx, order_id).await?;
-    let cancelled = order.status == OrderStatus::Cancelled.as_str();
-    let mut payment = Payment {
-        id: uuid::Uuid::now_v7().to_string(),
-        order_id: order_id.to_owned(),
-        provider_id: provider_id.to_owned(),
-        amount,
-        currency: currency.to_owned(),
-        status: "succeeded".into(),
-    };
-    if cancelled || already_paid.is_some() {
-        let why = if cancelled {
-            "order cancelled before the charge landed"
-        } else {
-            "order already paid"
-        };
-        if let Some(attempt) = attempt {
-            store::finish_attempt(
-                &mut tx,
-                order_id,
-                attempt,
-                "failed",
-                Some(provider_id),
-                Some(why),
-                now,
-            )
-            .await?;
-        }
-        payment.status = "refund_pending".into();
-        store::insert_payment(&mut tx, &payment, now).await?;
-        tx.commit().await?;
-        refunds.notify_one();
-        tracing::warn!(
-            order.id = order_id,
-            provider_id,
-            why,
-            "charge will be refunded"
-        );
-        metrics::counter!("payments_refunds_started_total").increment(1);
-        return Ok(Recorded::Refunding(payment));
-    }
-    if let Some(attempt) = attempt {
-        store::finish_attempt(
-            &mut tx,
-            order_id,
-            attempt,
-            "succeeded",
-            Some(provider_id),
-            None,
-            now,
-        )
-        .await?;
-    }
-    store::insert_payment(&mut tx, &payment, now).await?;
-    outbox
-        .stage(
-            &mut tx,
-            PaymentCreated {
-                id: payment.id.clone(),
-                order_id: order_id.to_owned(),
-                stripe_id: provider_id.to_owned(),
-            },
-        )
-        .await?;
-    outbox.commit(tx).await?;
-    metrics::counter!("payments_succeeded_total").increment(1);
-    tracing::info!(order.id = order_id, payment.id = %payment.id, "payment recorded");
-    Ok(Recorded::Paid(payment))
-}
-
-/// Why a charge could not be recorded.
+/// Why a charge could not be carried out.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("charge for unknown order {0}")]
-    UnknownOrder(String),
+pub enum ChargeError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error("the payment provider is unavailable: {0}")]
+    Unavailable(String),
+    #[error("charge {0} vanished")]
+    Vanished(PaymentId),
+    #[error("charge {0} has no order in the replica")]
+    NoOrder(PaymentId),
+    #[error("charge {0} has no card token to send")]
+    NoToken(PaymentId),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
-/// Refunds every payment marked `refund_pending`, retrying until the provider accepts; woken by
-/// `wake`, polling every few seconds as a fallback.
-pub fn spawn_refunds(db: Db, provider: Provider, wake: Arc<Notify>, runtime: &Runtime) {
-    let shutdown = runtime.shutdown.clone();
-    runtime.tasks.spawn(async move {
-        let mut failures: u32 = 0;
-        loop {
-            match refund_pending(&db, &provider).await {
-                Ok(_) => failures = 0,
-                Err(err) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%err, failures, "refunds failed; retrying");
+impl From<ChargeError> for ApiError {
+    fn from(err: ChargeError) -> Self {
+        match err {
+            ChargeError::Database(err) => err.into(),
+            ChargeError::Unavailable(_) => ApiError::retry_later(
+                "The payment provider is unavailable; please try again",
+                2,
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl Payments {
+    /// Records the provider's `answer` for charge `id`. A charge answered already (by a
+    /// concurrent replay, a webhook) stays as it is. Returns the charge as it is now.
+    pub async fn record(&self, id: &PaymentId, answer: Answer) -> Result<Charge, ChargeError> {
+        let now = Millis::now();
+        let order_id = store::charge(&self.db, id)
+            .await?
+            .ok_or_else(|| ChargeError::Vanished(id.clone()))?
+            .order_id;
+        let mut tx = self.db.begin().await?;
+        // Order first, then its charges: the order's events lock in the same order.
+        let order = store::lock_order(&mut tx, &order_id)
+            .await?
+            .ok_or_else(|| ChargeError::NoOrder(id.clone()))?;
+        let charge = store::charge_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| ChargeError::Vanished(id.clone()))?;
+        if charge.state != ChargeState::Started {
+            tx.rollback().await?;
+            return Ok(charge);
+        }
+        let (charge, event) = charge.answered(answer, &order, now)?;
+        if !store::save_charge(&mut tx, &charge, ChargeState::Started).await? {
+            return Err(ChargeError::Vanished(id.clone()));
+        }
+        if let Some(event) = event {
+            self.outbox.stage(&mut tx, event).await?;
+        }
+        self.outbox.commit(tx).await?;
+        match charge.state {
+            ChargeState::Authorized => {
+                metrics::counter!("payments_authorized_total").increment(1);
+                tracing::info!(order.id = %charge.order_id, payment.id = %charge.id, "payment authorised");
+            }
+            ChargeState::Declined => {
+                metrics::counter!("payments_declined_total").increment(1);
+                tracing::debug!(order.id = %charge.order_id, payment.id = %charge.id, "payment declined");
+            }
+            state if state.needs_settling() => {
+                tracing::warn!(order.id = %charge.order_id, payment.id = %charge.id, %state, "payment landed on an order that went another way; giving it back");
+                self.settle.notify_one();
+            }
+            _ => {}
+        }
+        self.arrivals.arrived();
+        Ok(charge)
+    }
+
+    /// Sends started charge `charge` to the provider (the first time or as a replay with the
+    /// same idempotency key), renewing its lease while the call lasts, and records the answer.
+    /// On an outage the charge stays started with its lease ended, so that the next pay
+    /// request or the settlement worker replays it.
+    pub async fn authorize(&self, charge: &Charge) -> Result<Charge, ChargeError> {
+        let request =
+            ChargeRequest::of(charge).ok_or_else(|| ChargeError::NoToken(charge.id.clone()))?;
+        let call = self.provider.authorize(&request);
+        let renew = async {
+            let mut every = tokio::time::interval(self.lease / 3);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(err) =
+                    store::renew_lease(&self.db, &charge.id, Millis::now().plus(self.lease)).await
+                {
+                    tracing::warn!(%err, payment.id = %charge.id, "could not renew the lease");
                 }
             }
-            let wait = Duration::from_secs(if failures == 0 {
-                5
-            } else {
-                u64::from(failures.min(6)) * 5
-            });
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-                () = shutdown.cancelled() => break,
+        };
+        let answer = tokio::select! {
+            answer = call => answer,
+            _ = renew => return Err(ChargeError::Unavailable("the lease renewal stopped".into())),
+        };
+        match answer {
+            Ok(answer) => self.record(&charge.id, answer).await,
+            Err(ProviderError::Invalid(message)) => {
+                self.record(&charge.id, Answer::Declined { message }).await
+            }
+            Err(ProviderError::Unavailable(reason)) => {
+                store::release_lease(&self.db, &charge.id, Millis::now()).await?;
+                Err(ChargeError::Unavailable(reason))
             }
         }
-    });
-}
-
-/// Refunds what is pending. A refund the provider refuses does not hold up the others: it is
-/// logged, moved to the back of the queue (its `updated_at` touched) and tried again later.
-async fn refund_pending(db: &Db, provider: &Provider) -> Result<usize, String> {
-    let pending = store::refunds_pending(db)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut done = 0;
-    let mut failed = Vec::new();
-    for payment in pending {
-        if let Err(err) = provider.refund(&payment.provider_id).await {
-            tracing::warn!(%err, order.id = %payment.order_id, provider_id = %payment.provider_id, "refund failed");
-            metrics::counter!("payments_refund_failures_total").increment(1);
-            store::set_payment_status_db(db, &payment.id, "refund_pending", now_millis())
-                .await
-                .map_err(|e| e.to_string())?;
-            failed.push(payment.provider_id);
-            continue;
-        }
-        store::set_payment_status_db(db, &payment.id, "refunded", now_millis())
-            .await
-            .map_err(|e| e.to_string())?;
-        metrics::counter!("payments_refunded_total").increment(1);
-        tracing::info!(order.id = %payment.order_id, provider_id = %payment.provider_id, "charge refunded");
-        done += 1;
-    }
-    if failed.is_empty() {
-        Ok(done)
-    } else {
-        Err(format!(
-            "{} refund(s) failed: {}",
-            failed.len(),
-            failed.join(", ")
-        ))
     }
 }

@@ -1,23 +1,21 @@
-//! The routes of the payments service.
+//! The routes of the payments service: `POST /api/payments` ([`paying`](crate::paying)) and
+//! `POST /api/payments/webhook` ([`webhook`](crate::webhook)).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use bt_contract::events::OrderStatus;
 use bt_contract::json::string_field;
-use bt_contract::{ApiError, ApiJson, ApiResult, Cents, CurrentUser, JsonField, validate};
-use bt_platform::db::now_millis;
+use bt_contract::{ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, validate};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::charging::{self, RecordError, Recorded};
-use crate::provider::{Charge, ChargeOutcome, ProviderError};
+use crate::paying::{self, Paid};
 use crate::store;
-use crate::webhook;
+use crate::webhook::{self, StripeEvent};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -41,16 +39,7 @@ fn required(raw: Option<String>, message: &'static str) -> Result<String, &'stat
     }
 }
 
-impl From<RecordError> for ApiError {
-    fn from(err: RecordError) -> Self {
-        match err {
-            RecordError::Database(err) => err.into(),
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn create_payment(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -60,139 +49,17 @@ async fn create_payment(
         token: required(string_field(&body.token), "Token must be provided"),
         order_id as "orderId": required(string_field(&body.order_id), "OrderId must be provided"),
     )?;
-    let order = store::order(&state.db, &order_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if order.user_id != user.0.id {
-        return Err(ApiError::NotAuthorized);
-    }
-    match OrderStatus::parse(&order.status) {
-        Some(OrderStatus::Cancelled) => {
-            return Err(ApiError::bad_request("Cannot pay for a cancelled order"));
-        }
-        Some(OrderStatus::Complete) => return Err(ApiError::bad_request("Order is already paid")),
-        _ => {}
-    }
-    // Past its window the order is about to be cancelled (the expiration service owns that):
-    // never charge it, even before the cancellation arrives.
-    if order
-        .expires_at
-        .is_some_and(|expires_at| expires_at <= now_millis())
-    {
-        return Err(ApiError::bad_request("Cannot pay for an expired order"));
-    }
-
-    // Claim the order: at most one attempt in flight or succeeded per order.
-    let mut tx = state.db.begin().await?;
-    if store::succeeded_payment(&mut tx, &order.id)
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::bad_request("Order is already paid"));
-    }
-    let Some(attempt) = store::open_attempt(&mut tx, &order.id, now_millis()).await? else {
-        return Err(ApiError::bad_request(
-            "A payment for this order is already in progress",
-        ));
-    };
-    tx.commit().await?;
-
-    let charge = Charge {
-        amount: Cents::new(order.price),
-        currency: state.currency.clone(),
-        token,
-        idempotency_key: format!("{}-{attempt}", order.id),
-        order_id: order.id.clone(),
-        attempt,
-    };
-    let outcome = state.provider.charge(&charge).await;
-    let fail = |failure: String| {
-        let state = state.clone();
-        let order_id = order.id.clone();
-        async move {
-            let mut tx = state.db.begin().await?;
-            store::finish_attempt(
-                &mut tx,
-                &order_id,
-                attempt,
-                "failed",
-                None,
-                Some(&failure),
-                now_millis(),
-            )
-            .await?;
-            tx.commit().await?;
-            Ok::<(), ApiError>(())
-        }
-    };
-    match outcome {
-        Ok(ChargeOutcome::Succeeded { provider_id }) => {
-            let recorded = charging::record_success(
-                &state.db,
-                &state.outbox,
-                &state.refunds,
-                &order.id,
-                Some(attempt),
-                &provider_id,
-                order.price,
-                &state.currency,
-            )
-            .await?;
-            match recorded {
-                Recorded::Paid(payment) => {
-                    Ok((StatusCode::CREATED, Json(json!({"id": payment.id}))))
-                }
-                Recorded::Refunding(_) => Err(ApiError::bad_request(
-                    "The order was cancelled before the payment completed; the charge is being refunded",
-                )),
-            }
-        }
-        Ok(ChargeOutcome::Pending { provider_id }) => {
-            let mut tx = state.db.begin().await?;
-            store::set_attempt_provider(&mut tx, &order.id, attempt, &provider_id, now_millis())
-                .await?;
-            tx.commit().await?;
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": null, "status": "processing"})),
-            ))
-        }
-        Ok(ChargeOutcome::Declined { message }) => {
-            fail(format!("declined: {message}")).await?;
-            metrics::counter!("payments_declined_total").increment(1);
-            Err(ApiError::bad_request(message))
-        }
-        Err(ProviderError::Invalid(message)) => {
-            fail(format!("invalid: {message}")).await?;
-            Err(ApiError::bad_request(message))
-        }
-        Err(ProviderError::Unavailable(reason)) => {
-            // Whether the charge happened is unknown; a webhook records it if it did, and a
-            // duplicate charge is refunded.
-            tracing::error!(%reason, order.id = %order.id, "payment provider unavailable");
-            fail(format!("provider unavailable: {reason}")).await?;
-            Err(ApiError::Unavailable(
-                "The payment provider is unavailable; please try again".into(),
-            ))
-        }
+    let order_id = OrderId::new(order_id);
+    match paying::pay(&state.payments, &user.0.id, &order_id, token).await? {
+        Paid::Complete(id) => Ok((StatusCode::CREATED, Json(json!({"id": id})))),
+        Paid::Processing(id) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "status": "processing"})),
+        )),
     }
 }
 
-/// The parts of a Stripe event the service reads.
-#[derive(Debug, Deserialize)]
-struct StripeEvent {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: StripeEventData,
-}
-
-#[derive(Debug, Deserialize)]
-struct StripeEventData {
-    object: Value,
-}
-
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -215,81 +82,24 @@ async fn stripe_webhook(
         state.webhook_tolerance_secs,
     )
     .map_err(|err| {
-        tracing::warn!(%err, "webhook refused");
+        tracing::debug!(%err, "webhook refused");
         ApiError::bad_request("Invalid signature")
     })?;
     let event: StripeEvent =
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("Not a Stripe event"))?;
-    let object = &event.data.object;
-    let provider_id = object["id"].as_str().unwrap_or_default().to_owned();
-    let order_id = object["metadata"]["order_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let attempt = object["metadata"]["attempt"]
-        .as_str()
-        .and_then(|a| a.parse::<i64>().ok());
-
-    // De-duplicated by the Stripe event id. Recording a charge is idempotent by itself (by the
-    // PaymentIntent id), so it runs first and the event is marked handled only afterwards: a
-    // failure leaves it unmarked and Stripe's retry handles it again.
-    let mut tx = state.db.begin().await?;
-    if !store::webhook_seen(&mut tx, &event.id, &event.kind, now_millis()).await? {
+    // De-duplicated by the Stripe event id. Applying an event is idempotent by itself, so it
+    // runs first and the event is marked handled only afterwards: a failure leaves it unmarked
+    // and Stripe's retry handles it again.
+    let db = &state.payments.db;
+    let mut tx = db.begin().await?;
+    if !store::webhook_seen(&mut tx, &event.id, &event.kind, Millis::now()).await? {
         return Ok(Json(json!({"received": true, "duplicate": true})));
     }
-    match event.kind.as_str() {
-        "payment_intent.succeeded" if !order_id.is_empty() && !provider_id.is_empty() => {
-            tx.rollback().await?;
-            let amount = object["amount_received"]
-                .as_i64()
-                .or_else(|| object["amount"].as_i64())
-                .unwrap_or(0);
-            let currency = object["currency"]
-                .as_str()
-                .unwrap_or(&state.currency)
-                .to_owned();
-            match charging::record_success(
-                &state.db,
-                &state.outbox,
-                &state.refunds,
-                &order_id,
-                attempt,
-                &provider_id,
-                amount,
-                &currency,
-            )
-            .await
-            {
-                Ok(_) => {}
-                Err(RecordError::UnknownOrder(order)) => {
-                    tracing::error!(%order, %provider_id, "webhook for an unknown order");
-                }
-                Err(err) => return Err(err.into()),
-            }
-            let mut tx = state.db.begin().await?;
-            store::webhook_seen(&mut tx, &event.id, &event.kind, now_millis()).await?;
-            tx.commit().await?;
-        }
-        "payment_intent.payment_failed" if !order_id.is_empty() => {
-            if let Some(attempt) = attempt {
-                let message = object["last_payment_error"]["message"]
-                    .as_str()
-                    .unwrap_or("declined");
-                store::finish_attempt(
-                    &mut tx,
-                    &order_id,
-                    attempt,
-                    "failed",
-                    Some(&provider_id),
-                    Some(message),
-                    now_millis(),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-        }
-        _ => tx.commit().await?,
-    }
+    tx.rollback().await?;
+    webhook::apply(&state.payments, &event).await?;
+    let mut tx = db.begin().await?;
+    store::webhook_seen(&mut tx, &event.id, &event.kind, Millis::now()).await?;
+    tx.commit().await?;
     Ok(Json(json!({"received": true})))
 }
 

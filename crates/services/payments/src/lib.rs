@@ -1,36 +1,49 @@
-//! The payments service: charge an order through a payment provider, record the payment and
-//! announce it (`payment.created`), so that orders completes the order (ARCHITECTURE §6).
+//! The payments service: pay an order through a payment provider, so that the orders service
+//! completes it (ARCHITECTURE §6, and `docs/ARCHITECTURE.md` "Payments").
 //!
-//! - [`provider`]: the provider interface — [`Stripe`](provider::Stripe) (PaymentIntents
-//!   created and confirmed server-side, `Idempotency-Key` per attempt, safe retries) and the
+//! - [`domain`]: the orders replica and the [`Charge`](domain::Charge) — one attempt to pay an
+//!   order — with its lifecycle as pure transitions: authorised first, captured only once the
+//!   orders service completed the order with it, released otherwise.
+//! - [`provider`]: the provider interface — [`Stripe`](provider::Stripe) (PaymentIntents with
+//!   manual capture, `Idempotency-Key` per attempt, safe retries) and the
 //!   [`Development`](provider::Development) provider (Stripe's test tokens, no network).
-//! - [`charging`]: recording a successful charge exactly once per order, and refunding charges
-//!   that land on cancelled or already-paid orders.
-//! - [`webhook`]: `Stripe-Signature` verification.
-//! - [`store`]: the SQL: the orders replica, attempts (the partial unique index
-//!   `payment_attempts_one_open_per_order` collapses concurrent pay requests into one charge),
-//!   payments, handled webhook events.
+//! - [`charging`]: [`Payments`](charging::Payments), which sends a charge to the provider (or
+//!   replays it after a crash) and records the answer.
+//! - [`paying`]: `POST /api/payments` — start, join or replay the order's charge, then wait for
+//!   the order's decision: 201 only when the order is complete.
+//! - [`settlement`]: the worker that captures, releases and refunds at the provider, and replays
+//!   charges abandoned by a process that died.
+//! - [`webhook`]: `Stripe-Signature` verification and PaymentIntent events.
+//! - [`store`]: the SQL: the orders replica, charges (the partial unique index
+//!   `charges_one_active_per_order` allows one charge holding money per order), handled
+//!   webhook events.
 //! - [`handlers`]: `POST /api/payments` and `POST /api/payments/webhook`.
-//! - [`events`]: the orders replica (`order.created`, `order.cancelled`, `order.completed`).
+//! - [`events`]: the orders replica (`order.created`, `order.cancelled`, `order.completed`) and
+//!   what the order's decision means for its charges.
 
 pub mod charging;
+pub mod domain;
 pub mod events;
 pub mod handlers;
+pub mod paying;
 pub mod provider;
+pub mod settlement;
 pub mod store;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
 use bt_contract::events::{OrderCancelled, OrderCompleted, OrderCreated};
 use bt_platform::bus::{Consumers, Outbox};
 use bt_platform::db::DbOptions;
-use bt_platform::{Check, Db, Migrations, Runtime, Service, StartError};
+use bt_platform::{Arrivals, Check, Db, Migrations, Runtime, Service, StartError};
 use secrecy::SecretString;
 use tokio::sync::Notify;
 
+use crate::charging::Payments;
 use crate::provider::Provider;
 
 /// The migrations of the payments database.
@@ -55,17 +68,18 @@ pub struct Settings {
 /// Shared state of the handlers.
 #[derive(Debug, Clone, FromRef)]
 pub struct AppState {
-    pub db: Db,
-    pub outbox: Outbox,
+    pub payments: Payments,
     pub sessions: SessionKeys,
-    pub provider: Provider,
-    pub currency: String,
     pub webhook_secret: Option<SecretString>,
     pub webhook_tolerance_secs: i64,
-    pub refunds: Arc<Notify>,
 }
 
-/// Opens the payments database, starts its relay, consumers and refund worker on `runtime`.
+/// How long a charge stays leased to the process that sent it without a renewal (renewed every
+/// third of it while the provider call lasts): a charge left by a process that died is replayed
+/// within about this long.
+pub const CHARGE_LEASE: Duration = Duration::from_secs(6);
+
+/// Opens the payments database, starts its relay, consumers and settlement worker on `runtime`.
 pub async fn service(
     database_url: &str,
     db_options: &DbOptions,
@@ -75,33 +89,34 @@ pub async fn service(
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
     let outbox = Outbox::new(db.clone());
     outbox.spawn_relay(runtime, "payments");
-    let refunds = Arc::new(Notify::new());
+    let settle = Arc::new(Notify::new());
+    let arrivals = Arrivals::default();
     let handlers = events::Handlers {
-        refunds: refunds.clone(),
+        settle: settle.clone(),
     };
     Consumers::new("payments", db.clone(), outbox.clone())
-        .notify_on_commit(refunds.clone())
+        .announce_to(arrivals.clone())
         .on::<OrderCreated>(handlers.clone())
         .on::<OrderCancelled>(handlers.clone())
         .on::<OrderCompleted>(handlers)
         .start(runtime)
         .await?;
-    charging::spawn_refunds(
-        db.clone(),
-        settings.provider.clone(),
-        refunds.clone(),
-        runtime,
-    );
-    tracing::info!(provider = settings.provider.name(), currency = %settings.currency, "payments ready");
-    let state = AppState {
+    let payments = Payments {
         db: db.clone(),
         outbox,
-        sessions: settings.sessions,
         provider: settings.provider,
         currency: settings.currency,
+        arrivals,
+        settle,
+        lease: CHARGE_LEASE,
+    };
+    settlement::spawn(payments.clone(), runtime);
+    tracing::info!(provider = payments.provider.name(), currency = %payments.currency, "payments ready");
+    let state = AppState {
+        payments,
+        sessions: settings.sessions,
         webhook_secret: settings.webhook_secret,
         webhook_tolerance_secs: settings.webhook_tolerance_secs,
-        refunds,
     };
     Ok(Service {
         name: "payments",

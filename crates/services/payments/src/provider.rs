@@ -1,48 +1,59 @@
-//! Payment providers: [`Stripe`] (PaymentIntents created and confirmed server-side) and the
-//! [`Development`] provider, the default without `STRIPE_SECRET_KEY`, which mirrors Stripe's
-//! test tokens (`tok_visa` succeeds, `tok_chargeDeclined` declines) without any network.
+//! Payment providers: [`Stripe`] (PaymentIntents with manual capture, created and confirmed
+//! server-side) and the [`Development`] provider, the default without `STRIPE_SECRET_KEY`,
+//! which mirrors Stripe's test tokens (`tok_visa` succeeds, `tok_chargeDeclined` declines)
+//! without any network.
+//!
+//! Money moves in two steps: [`Provider::authorize`] holds it on the card, then
+//! [`Provider::capture`] takes it once the order is completed — or [`Provider::void`] releases
+//! the hold when it is not. Every request carries an idempotency key, so repeating one (a retry,
+//! a replay after a crash) never moves money twice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bt_contract::Cents;
+use bt_contract::{Cents, OrderId};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-/// One charge to make.
+use crate::domain::{Answer, Charge};
+
+/// One authorisation to ask for: the stored charge, replayable as it is.
 #[derive(Debug, Clone)]
-pub struct Charge {
+pub struct ChargeRequest {
     pub amount: Cents,
     pub currency: String,
     /// The card token from the client (Stripe.js or a test token).
     pub token: String,
-    /// Derived from the order id and the attempt number: a retry of one attempt is never
-    /// charged twice, and a new attempt (after a decline) is a new charge.
+    /// `<order id>-<attempt>`.
     pub idempotency_key: String,
-    pub order_id: String,
+    pub order_id: OrderId,
     pub attempt: i64,
 }
 
-/// What the provider did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChargeOutcome {
-    /// Paid.
-    Succeeded { provider_id: String },
-    /// The card was declined; the message is the provider's, for the buyer.
-    Declined { message: String },
-    /// Accepted, but the result comes later (a webhook).
-    Pending { provider_id: String },
+impl ChargeRequest {
+    /// The request of a started charge; `None` once its token is gone (it was answered).
+    pub fn of(charge: &Charge) -> Option<Self> {
+        Some(Self {
+            amount: charge.amount,
+            currency: charge.currency.clone(),
+            token: charge.token.clone()?,
+            idempotency_key: charge.idempotency_key(),
+            order_id: charge.order_id.clone(),
+            attempt: charge.attempt,
+        })
+    }
 }
 
-/// Why the provider could not answer.
+/// Why the provider did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// The request is wrong (an unknown token, ...): the message is for the buyer.
+    /// Refused for good (an unknown token, a hold that can no longer be captured): the
+    /// message says why.
     #[error("{0}")]
     Invalid(String),
-    /// The provider is unreachable or failing; whether the charge happened is unknown (the
-    /// webhook will tell).
+    /// Unreachable or failing; whether it happened is unknown — ask again with the same key.
     #[error("payment provider unavailable: {0}")]
     Unavailable(String),
 }
@@ -55,14 +66,32 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub async fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, ProviderError> {
+    /// Holds the amount on the card (or declines).
+    pub async fn authorize(&self, request: &ChargeRequest) -> Result<Answer, ProviderError> {
         match self {
-            Self::Stripe(stripe) => stripe.charge(charge).await,
-            Self::Development(dev) => dev.charge(charge),
+            Self::Stripe(stripe) => stripe.authorize(request).await,
+            Self::Development(dev) => dev.authorize(request),
         }
     }
 
-    /// Gives back a whole charge. Idempotent.
+    /// Takes the held money. Idempotent; capturing a captured charge is done.
+    pub async fn capture(&self, provider_id: &str) -> Result<(), ProviderError> {
+        match self {
+            Self::Stripe(stripe) => stripe.capture(provider_id).await,
+            Self::Development(dev) => dev.capture(provider_id),
+        }
+    }
+
+    /// Releases the hold; nothing is charged. Idempotent. `Invalid` when the money was taken
+    /// meanwhile (then it must be refunded).
+    pub async fn void(&self, provider_id: &str) -> Result<(), ProviderError> {
+        match self {
+            Self::Stripe(stripe) => stripe.void(provider_id).await,
+            Self::Development(dev) => dev.void(provider_id),
+        }
+    }
+
+    /// Gives back a whole captured charge. Idempotent.
     pub async fn refund(&self, provider_id: &str) -> Result<(), ProviderError> {
         match self {
             Self::Stripe(stripe) => stripe.refund(provider_id).await,
@@ -78,16 +107,28 @@ impl Provider {
     }
 }
 
+/// Where a development charge stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevStatus {
+    Authorized,
+    Captured,
+    Voided,
+    Refunded,
+}
+
 /// A charge the development provider made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevCharge {
     pub provider_id: String,
     pub amount: Cents,
-    pub order_id: String,
-    pub refunded: bool,
+    pub order_id: OrderId,
+    pub status: DevStatus,
 }
 
-/// The development provider: Stripe's test tokens, in memory, idempotent like Stripe.
+/// The development provider: Stripe's test tokens, in memory, idempotent like Stripe. Its ids
+/// are derived from the idempotency key, so a replay after a restart names the same charge;
+/// capture, void and refund of an id it no longer remembers (a restart) are accepted, since no
+/// money is involved.
 #[derive(Debug, Clone, Default)]
 pub struct Development {
     state: Arc<Mutex<DevState>>,
@@ -95,7 +136,7 @@ pub struct Development {
 
 #[derive(Debug, Default)]
 struct DevState {
-    by_key: HashMap<String, ChargeOutcome>,
+    by_key: HashMap<String, Answer>,
     charges: Vec<DevCharge>,
 }
 
@@ -103,67 +144,86 @@ impl Development {
     /// Stripe's message for a declined test card.
     pub const DECLINED: &'static str = "Your card was declined.";
 
-    fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, ProviderError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(outcome) = state.by_key.get(&charge.idempotency_key) {
-            return Ok(outcome.clone());
+    fn state(&self) -> std::sync::MutexGuard<'_, DevState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn authorize(&self, request: &ChargeRequest) -> Result<Answer, ProviderError> {
+        let mut state = self.state();
+        if let Some(answer) = state.by_key.get(&request.idempotency_key) {
+            return Ok(answer.clone());
         }
-        let outcome = match charge.token.as_str() {
+        let answer = match request.token.as_str() {
             "tok_visa" | "tok_mastercard" | "tok_amex" | "tok_discover" | "tok_visa_debit" => {
-                let provider_id = format!("pi_dev_{}", uuid::Uuid::new_v4().simple());
+                let digest = Sha256::digest(request.idempotency_key.as_bytes());
+                let provider_id = format!("pi_dev_{}", &hex::encode(digest)[..24]);
                 state.charges.push(DevCharge {
                     provider_id: provider_id.clone(),
-                    amount: charge.amount,
-                    order_id: charge.order_id.clone(),
-                    refunded: false,
+                    amount: request.amount,
+                    order_id: request.order_id.clone(),
+                    status: DevStatus::Authorized,
                 });
-                ChargeOutcome::Succeeded { provider_id }
+                Answer::Authorized { provider_id }
             }
-            "tok_chargeDeclined" => ChargeOutcome::Declined {
+            "tok_chargeDeclined" => Answer::Declined {
                 message: Self::DECLINED.into(),
             },
-            "tok_chargeDeclinedInsufficientFunds" => ChargeOutcome::Declined {
+            "tok_chargeDeclinedInsufficientFunds" => Answer::Declined {
                 message: "Your card has insufficient funds.".into(),
             },
-            "tok_chargeDeclinedExpiredCard" => ChargeOutcome::Declined {
+            "tok_chargeDeclinedExpiredCard" => Answer::Declined {
                 message: "Your card has expired.".into(),
             },
             other => return Err(ProviderError::Invalid(format!("No such token: '{other}'"))),
         };
         state
             .by_key
-            .insert(charge.idempotency_key.clone(), outcome.clone());
-        Ok(outcome)
+            .insert(request.idempotency_key.clone(), answer.clone());
+        Ok(answer)
     }
 
-    fn refund(&self, provider_id: &str) -> Result<(), ProviderError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match state
+    /// Moves a known charge from one of `from` to `to`; `Invalid` from any other status.
+    fn settle(&self, provider_id: &str, from: &[DevStatus], to: DevStatus) -> Result<(), ProviderError> {
+        let mut state = self.state();
+        let Some(charge) = state
             .charges
             .iter_mut()
             .find(|c| c.provider_id == provider_id)
-        {
-            Some(charge) => {
-                charge.refunded = true;
-                Ok(())
-            }
-            None => Err(ProviderError::Invalid(format!(
-                "No such payment_intent: '{provider_id}'"
-            ))),
+        else {
+            return Ok(());
+        };
+        if charge.status == to {
+            return Ok(());
         }
+        if !from.contains(&charge.status) {
+            return Err(ProviderError::Invalid(format!(
+                "This PaymentIntent is {:?}",
+                charge.status
+            )));
+        }
+        charge.status = to;
+        Ok(())
+    }
+
+    fn capture(&self, provider_id: &str) -> Result<(), ProviderError> {
+        self.settle(provider_id, &[DevStatus::Authorized], DevStatus::Captured)
+    }
+
+    fn void(&self, provider_id: &str) -> Result<(), ProviderError> {
+        self.settle(provider_id, &[DevStatus::Authorized], DevStatus::Voided)
+    }
+
+    fn refund(&self, provider_id: &str) -> Result<(), ProviderError> {
+        self.settle(provider_id, &[DevStatus::Captured], DevStatus::Refunded)
     }
 
     /// Every charge made so far (for tests and the development console).
     pub fn charges(&self) -> Vec<DevCharge> {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .charges
-            .clone()
+        self.state().charges.clone()
     }
 }
 
-/// A Stripe API client for PaymentIntents and refunds.
+/// A Stripe API client for PaymentIntents (manual capture) and refunds.
 #[derive(Clone)]
 pub struct Stripe {
     http: reqwest::Client,
@@ -198,14 +258,40 @@ struct StripeErrorBody {
     #[serde(rename = "type", default)]
     kind: String,
     #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
     message: Option<String>,
+    /// Stripe names the PaymentIntent (with its status) in errors about its state.
+    #[serde(default)]
+    payment_intent: Option<IntentStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IntentStatus {
+    status: String,
+}
+
+impl StripeErrorBody {
+    /// The status of the PaymentIntent an error is about, if Stripe named it.
+    fn intent_status(&self) -> Option<&str> {
+        if let Some(intent) = &self.payment_intent {
+            return Some(intent.status.as_str());
+        }
+        let message = self.message.as_deref()?;
+        ["succeeded", "canceled", "requires_capture"]
+            .into_iter()
+            .find(|status| message.contains(&format!("status of {status}")))
+    }
 }
 
 impl Stripe {
+    /// How long one HTTP request to Stripe may take.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// A client of the Stripe API at `base` (`https://api.stripe.com`, or a local server in tests).
     pub fn new(base: &str, secret_key: SecretString) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Self::REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("an HTTP client with static settings");
@@ -264,61 +350,96 @@ impl Stripe {
         Err(ProviderError::Unavailable(last))
     }
 
-    async fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, ProviderError> {
+    /// The answer of a PaymentIntent request (create or retrieve), or the error Stripe gave.
+    fn read_error(status: u16, body: &str) -> (String, Option<StripeErrorBody>) {
+        let error = serde_json::from_str::<StripeError>(body).map(|e| e.error).ok();
+        let message = error
+            .as_ref()
+            .and_then(|e| e.message.clone())
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        (message, error)
+    }
+
+    async fn authorize(&self, request: &ChargeRequest) -> Result<Answer, ProviderError> {
         let form = [
-            ("amount", charge.amount.get().to_string()),
-            ("currency", charge.currency.to_lowercase()),
+            ("amount", request.amount.get().to_string()),
+            ("currency", request.currency.to_lowercase()),
             ("confirm", "true".to_owned()),
+            ("capture_method", "manual".to_owned()),
             ("payment_method_types[]", "card".to_owned()),
             ("payment_method_data[type]", "card".to_owned()),
-            ("payment_method_data[card][token]", charge.token.clone()),
-            ("metadata[order_id]", charge.order_id.clone()),
-            ("metadata[attempt]", charge.attempt.to_string()),
+            ("payment_method_data[card][token]", request.token.clone()),
+            ("metadata[order_id]", request.order_id.to_string()),
+            ("metadata[attempt]", request.attempt.to_string()),
             (
                 "description",
-                format!("BuyTicket order {}", charge.order_id),
+                format!("BuyTicket order {}", request.order_id),
             ),
         ];
         let (status, body) = self
-            .post("/v1/payment_intents", &form, &charge.idempotency_key)
+            .post("/v1/payment_intents", &form, &request.idempotency_key)
             .await?;
-        match status {
-            200 => {
-                let intent: PaymentIntent = serde_json::from_str(&body).map_err(|e| {
-                    ProviderError::Unavailable(format!("unreadable PaymentIntent: {e}"))
-                })?;
-                Ok(match intent.status.as_str() {
-                    "succeeded" => ChargeOutcome::Succeeded { provider_id: intent.id },
-                    "processing" => ChargeOutcome::Pending { provider_id: intent.id },
-                    "requires_action" => ChargeOutcome::Declined {
-                        message: "This card needs authentication, which checkout does not support; please use another card.".into(),
-                    },
-                    _ => ChargeOutcome::Declined {
-                        message: intent
-                            .last_payment_error
-                            .and_then(|e| e.message)
-                            .unwrap_or_else(|| "Your card was declined.".into()),
-                    },
-                })
+        if status == 200 {
+            let intent: PaymentIntent = serde_json::from_str(&body).map_err(|e| {
+                ProviderError::Unavailable(format!("unreadable PaymentIntent: {e}"))
+            })?;
+            return Ok(match intent.status.as_str() {
+                "requires_capture" => Answer::Authorized { provider_id: intent.id },
+                "succeeded" => Answer::Captured { provider_id: intent.id },
+                "processing" => Answer::Processing { provider_id: intent.id },
+                "requires_action" => Answer::Declined {
+                    message: "This card needs authentication, which checkout does not support; please use another card.".into(),
+                },
+                _ => Answer::Declined {
+                    message: intent
+                        .last_payment_error
+                        .and_then(|e| e.message)
+                        .unwrap_or_else(|| Development::DECLINED.into()),
+                },
+            });
+        }
+        let (message, error) = Self::read_error(status, &body);
+        match (status, error.as_ref().map(|e| e.kind.as_str())) {
+            (402, _) | (_, Some("card_error")) => Ok(Answer::Declined { message }),
+            (401 | 403, _) => {
+                tracing::error!(status, "Stripe refused our API key");
+                Err(ProviderError::Unavailable(message))
             }
+            _ => Err(ProviderError::Invalid(message)),
+        }
+    }
+
+    /// POSTs to an action of a PaymentIntent (`capture`, `cancel`); `done_status` is the status
+    /// that means the action had happened already.
+    async fn intent_action(
+        &self,
+        provider_id: &str,
+        action: &str,
+        done_status: &str,
+    ) -> Result<(), ProviderError> {
+        let path = format!("/v1/payment_intents/{provider_id}/{action}");
+        let (status, body) = self
+            .post(&path, &[], &format!("{action}-{provider_id}"))
+            .await?;
+        if status == 200 {
+            return Ok(());
+        }
+        let (message, error) = Self::read_error(status, &body);
+        match error.as_ref().and_then(|e| e.intent_status()) {
+            Some(s) if s == done_status => Ok(()),
             _ => {
-                let error = serde_json::from_str::<StripeError>(&body)
-                    .map(|e| e.error)
-                    .ok();
-                let message = error
-                    .as_ref()
-                    .and_then(|e| e.message.clone())
-                    .unwrap_or_else(|| format!("HTTP {status}"));
-                match (status, error.as_ref().map(|e| e.kind.as_str())) {
-                    (402, _) | (_, Some("card_error")) => Ok(ChargeOutcome::Declined { message }),
-                    (401 | 403, _) => {
-                        tracing::error!(status, "Stripe refused our API key");
-                        Err(ProviderError::Unavailable(message))
-                    }
-                    _ => Err(ProviderError::Invalid(message)),
-                }
+                let code = error.and_then(|e| e.code).unwrap_or_default();
+                Err(ProviderError::Invalid(format!("{message} ({code})")))
             }
         }
+    }
+
+    async fn capture(&self, provider_id: &str) -> Result<(), ProviderError> {
+        self.intent_action(provider_id, "capture", "succeeded").await
+    }
+
+    async fn void(&self, provider_id: &str) -> Result<(), ProviderError> {
+        self.intent_action(provider_id, "cancel", "canceled").await
     }
 
     async fn refund(&self, provider_id: &str) -> Result<(), ProviderError> {
@@ -329,10 +450,7 @@ impl Stripe {
         match status {
             200 => Ok(()),
             _ => {
-                let message = serde_json::from_str::<StripeError>(&body)
-                    .ok()
-                    .and_then(|e| e.error.message)
-                    .unwrap_or_else(|| format!("HTTP {status}"));
+                let (message, _) = Self::read_error(status, &body);
                 if message.contains("already been refunded") {
                     Ok(())
                 } else {
@@ -347,8 +465,8 @@ impl Stripe {
 mod tests {
     use super::*;
 
-    fn charge(token: &str, key: &str) -> Charge {
-        Charge {
+    fn request(token: &str, key: &str) -> ChargeRequest {
+        ChargeRequest {
             amount: Cents::new(2050),
             currency: "usd".into(),
             token: token.into(),
@@ -362,33 +480,53 @@ mod tests {
     fn the_development_provider_mirrors_stripe_test_tokens() {
         let dev = Development::default();
         assert!(matches!(
-            dev.charge(&charge("tok_visa", "k1")),
-            Ok(ChargeOutcome::Succeeded { .. })
+            dev.authorize(&request("tok_visa", "k1")),
+            Ok(Answer::Authorized { .. })
         ));
         assert_eq!(
-            dev.charge(&charge("tok_chargeDeclined", "k2")),
-            Ok(ChargeOutcome::Declined {
+            dev.authorize(&request("tok_chargeDeclined", "k2")),
+            Ok(Answer::Declined {
                 message: "Your card was declined.".into()
             })
         );
         assert_eq!(
-            dev.charge(&charge("tok_bogus", "k3")),
+            dev.authorize(&request("tok_bogus", "k3")),
             Err(ProviderError::Invalid("No such token: 'tok_bogus'".into()))
         );
         assert_eq!(dev.charges().len(), 1);
     }
 
     #[test]
-    fn the_development_provider_charges_once_per_idempotency_key() {
+    fn the_development_provider_authorizes_once_per_key_with_an_id_from_the_key() {
         let dev = Development::default();
-        let first = dev.charge(&charge("tok_visa", "o1-1")).unwrap();
-        let again = dev.charge(&charge("tok_visa", "o1-1")).unwrap();
+        let first = dev.authorize(&request("tok_visa", "o1-1")).unwrap();
+        let again = dev.authorize(&request("tok_visa", "o1-1")).unwrap();
         assert_eq!(first, again);
         assert_eq!(dev.charges().len(), 1);
-        let ChargeOutcome::Succeeded { provider_id } = first else {
+        let after_restart = Development::default()
+            .authorize(&request("tok_visa", "o1-1"))
+            .unwrap();
+        assert_eq!(first, after_restart, "the id is derived from the key");
+    }
+
+    #[test]
+    fn development_holds_are_captured_or_released_and_captures_refunded() {
+        let dev = Development::default();
+        let Answer::Authorized { provider_id } = dev.authorize(&request("tok_visa", "a")).unwrap()
+        else {
             panic!()
         };
+        dev.capture(&provider_id).unwrap();
+        dev.capture(&provider_id).unwrap();
+        assert!(dev.void(&provider_id).is_err(), "a captured charge is refunded, not voided");
         dev.refund(&provider_id).unwrap();
-        assert!(dev.charges()[0].refunded);
+        assert_eq!(dev.charges()[0].status, DevStatus::Refunded);
+        let Answer::Authorized { provider_id } = dev.authorize(&request("tok_visa", "b")).unwrap()
+        else {
+            panic!()
+        };
+        dev.void(&provider_id).unwrap();
+        assert!(dev.capture(&provider_id).is_err());
+        assert_eq!(dev.charges()[1].status, DevStatus::Voided);
     }
 }

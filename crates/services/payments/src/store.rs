@@ -1,80 +1,71 @@
-//! The SQL of the payments service.
+//! The SQL of the payments service: its replica of orders, charges and handled webhook events.
+//! Rows are decoded into the domain types; an unknown state or a bad timestamp is an error.
 
+use bt_contract::events::{CancelReason, OrderStatus};
+use bt_contract::{Millis, OrderId, PaymentId};
 use bt_platform::db::is_unique_violation;
 use bt_platform::{Db, Tx, on_db, on_tx};
 
-/// An order as the payments service replicates it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Order {
-    pub id: String,
-    pub user_id: String,
-    pub price: i64,
-    pub status: String,
-    pub version: i64,
-    /// When the order expires (ms since the Unix epoch); `None` for orders replicated before
-    /// the replica kept it.
-    pub expires_at: Option<i64>,
-}
+use crate::domain::{Charge, ChargeState, PayableOrder};
 
-/// A payment row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Payment {
-    pub id: String,
-    pub order_id: String,
-    pub provider_id: String,
-    pub amount: i64,
-    pub currency: String,
-    pub status: String,
-}
+const ORDER_COLUMNS: &str =
+    "id, user_id, price, status, version, expires_at, cancel_reason, completed_by";
+const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, price, status, version, expires_at, cancel_reason, completed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const UPDATE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, cancel_reason = $4, completed_by = $5 WHERE id = $1 AND version = $3 - 1";
 
-const ORDER: &str =
-    "SELECT id, user_id, price, status, version, expires_at FROM orders WHERE id = $1";
-/// The order, its row locked until the transaction ends (PostgreSQL; SQLite's `BEGIN IMMEDIATE`
-/// already serialises writers).
-const ORDER_FOR_UPDATE: &str =
-    "SELECT id, user_id, price, status, version, expires_at FROM orders WHERE id = $1 FOR UPDATE";
-const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, price, status, version, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
-const UPDATE_ORDER: &str =
-    "UPDATE orders SET status = $2, version = $3 WHERE id = $1 AND version = $3 - 1";
+const CHARGE_COLUMNS: &str = "id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at";
+const INSERT_CHARGE: &str = "INSERT INTO charges (id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const SAVE_CHARGE: &str = "UPDATE charges SET state = $2, token = $3, provider_id = $4, failure = $5, lease_until = $6, updated_at = $7 WHERE id = $1 AND state = $8";
 const NEXT_ATTEMPT: &str =
-    "SELECT COALESCE(MAX(attempt), 0) + 1 FROM payment_attempts WHERE order_id = $1";
-const INSERT_ATTEMPT: &str = "INSERT INTO payment_attempts (order_id, attempt, state, created_at, updated_at) VALUES ($1, $2, 'in_flight', $3, $3)";
-const FINISH_ATTEMPT: &str = "UPDATE payment_attempts SET state = $3, provider_id = COALESCE($4, provider_id), failure = $5, updated_at = $6 WHERE order_id = $1 AND attempt = $2 AND state = 'in_flight'";
-const SET_ATTEMPT_PROVIDER: &str = "UPDATE payment_attempts SET provider_id = $3, updated_at = $4 WHERE order_id = $1 AND attempt = $2";
-const PAYMENT_BY_PROVIDER: &str = "SELECT id, order_id, provider_id, amount, currency, status FROM payments WHERE provider_id = $1";
-const SUCCEEDED_PAYMENT: &str = "SELECT id, order_id, provider_id, amount, currency, status FROM payments WHERE order_id = $1 AND status = 'succeeded'";
-const INSERT_PAYMENT: &str = "INSERT INTO payments (id, order_id, provider_id, amount, currency, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
-const SET_PAYMENT_STATUS: &str = "UPDATE payments SET status = $2, updated_at = $3 WHERE id = $1";
-const REFUNDS_PENDING: &str = "SELECT id, order_id, provider_id, amount, currency, status FROM payments WHERE status = 'refund_pending' ORDER BY updated_at, id LIMIT 50";
+    "SELECT COALESCE(MAX(attempt), 0) + 1 FROM charges WHERE order_id = $1";
+const ACTIVE_STATES: &str =
+    "('started', 'authorized', 'capturing', 'succeeded', 'capture_failed')";
+const RENEW_LEASE: &str =
+    "UPDATE charges SET lease_until = $2 WHERE id = $1 AND state = 'started' AND lease_until < $2";
+const TAKE_LEASE: &str = "UPDATE charges SET lease_until = $3 WHERE id = $1 AND state = 'started' AND lease_until = $2 AND lease_until <= $4";
+const RELEASE_LEASE: &str =
+    "UPDATE charges SET lease_until = $2 WHERE id = $1 AND state = 'started'";
 const WEBHOOK_SEEN: &str = "INSERT INTO webhook_events (id, type, received_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
-const PAYMENTS_OF: &str = "SELECT id, order_id, provider_id, amount, currency, status FROM payments WHERE order_id = $1 ORDER BY created_at";
 
-pub async fn order(db: &Db, id: &str) -> sqlx::Result<Option<Order>> {
-    on_db!(db, |pool| sqlx::query_as::<_, Order>(ORDER)
+fn select_orders(filter: &str) -> String {
+    format!("SELECT {ORDER_COLUMNS} FROM orders {filter}")
+}
+
+fn select_charges(filter: &str) -> String {
+    format!("SELECT {CHARGE_COLUMNS} FROM charges {filter}")
+}
+
+/// The replicated order with this id.
+pub async fn order(db: &Db, id: &OrderId) -> sqlx::Result<Option<PayableOrder>> {
+    let sql = select_orders("WHERE id = $1");
+    on_db!(db, |pool| sqlx::query_as::<_, PayableOrder>(&sql)
         .bind(id)
         .fetch_optional(pool)
         .await)
 }
 
-pub async fn order_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<Order>> {
-    on_tx!(tx, |conn| sqlx::query_as::<_, Order>(ORDER)
+/// The replicated order with this id, read inside `tx`.
+pub async fn order_in(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<PayableOrder>> {
+    let sql = select_orders("WHERE id = $1");
+    on_tx!(tx, |conn| sqlx::query_as::<_, PayableOrder>(&sql)
         .bind(id)
         .fetch_optional(conn)
         .await)
 }
 
-/// The order, locked against concurrent changes until `tx` ends: a charge recorded for it and
-/// a cancellation of it are serialised, so one of them always sees the other.
-pub async fn lock_order(tx: &mut Tx, id: &str) -> sqlx::Result<Option<Order>> {
+/// The order, locked until `tx` ends (PostgreSQL `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE`
+/// serialises writers already): the recording of a charge and the order's events are
+/// serialised per order, so one always sees the other.
+pub async fn lock_order(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<PayableOrder>> {
     match tx {
         Tx::Sqlite(tx) => {
-            sqlx::query_as::<_, Order>(ORDER)
+            sqlx::query_as::<_, PayableOrder>(&select_orders("WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&mut **tx)
                 .await
         }
         Tx::Postgres(tx) => {
-            sqlx::query_as::<_, Order>(ORDER_FOR_UPDATE)
+            sqlx::query_as::<_, PayableOrder>(&select_orders("WHERE id = $1 FOR UPDATE"))
                 .bind(id)
                 .fetch_optional(&mut **tx)
                 .await
@@ -82,146 +73,227 @@ pub async fn lock_order(tx: &mut Tx, id: &str) -> sqlx::Result<Option<Order>> {
     }
 }
 
-pub async fn insert_order(tx: &mut Tx, order: &Order) -> sqlx::Result<()> {
+pub async fn insert_order(tx: &mut Tx, order: &PayableOrder) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT_ORDER)
         .bind(&order.id)
         .bind(&order.user_id)
         .bind(order.price)
-        .bind(&order.status)
+        .bind(order.status)
         .bind(order.version)
         .bind(order.expires_at)
+        .bind(order.cancel_reason)
+        .bind(&order.completed_by)
         .execute(conn)
         .await
         .map(drop))
 }
 
-/// Applies version `version` (status `status`) on top of the previous one.
-pub async fn update_order(tx: &mut Tx, id: &str, status: &str, version: i64) -> sqlx::Result<bool> {
+/// Applies version `version` of an order on top of the previous one.
+pub async fn update_order(
+    tx: &mut Tx,
+    id: &OrderId,
+    status: OrderStatus,
+    version: i64,
+    cancel_reason: Option<CancelReason>,
+    completed_by: Option<&PaymentId>,
+) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(UPDATE_ORDER)
         .bind(id)
         .bind(status)
         .bind(version)
+        .bind(cancel_reason)
+        .bind(completed_by)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
 }
 
-/// Opens the next attempt for an order; `None` when another attempt is in flight or has
-/// succeeded (the partial unique index refuses it).
-pub async fn open_attempt(tx: &mut Tx, order_id: &str, now: i64) -> sqlx::Result<Option<i64>> {
-    let attempt: i64 = on_tx!(tx, |conn| sqlx::query_scalar(NEXT_ATTEMPT)
+/// The charge with this id.
+pub async fn charge(db: &Db, id: &PaymentId) -> sqlx::Result<Option<Charge>> {
+    let sql = select_charges("WHERE id = $1");
+    on_db!(db, |pool| sqlx::query_as::<_, Charge>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// The charge with this id, read inside `tx` (after its order was locked).
+pub async fn charge_in(tx: &mut Tx, id: &PaymentId) -> sqlx::Result<Option<Charge>> {
+    let sql = select_charges("WHERE id = $1");
+    on_tx!(tx, |conn| sqlx::query_as::<_, Charge>(&sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// The charge of an order that holds or may hold money, if any.
+pub async fn active_charge(tx: &mut Tx, order_id: &OrderId) -> sqlx::Result<Option<Charge>> {
+    let sql = select_charges(&format!(
+        "WHERE order_id = $1 AND state IN {ACTIVE_STATES}"
+    ));
+    on_tx!(tx, |conn| sqlx::query_as::<_, Charge>(&sql)
         .bind(order_id)
-        .fetch_one(conn)
-        .await)?;
-    let inserted = on_tx!(tx, |conn| sqlx::query(INSERT_ATTEMPT)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// Every charge of an order, oldest first, inside `tx`.
+pub async fn charges_of_order(tx: &mut Tx, order_id: &OrderId) -> sqlx::Result<Vec<Charge>> {
+    let sql = select_charges("WHERE order_id = $1 ORDER BY attempt");
+    on_tx!(tx, |conn| sqlx::query_as::<_, Charge>(&sql)
+        .bind(order_id)
+        .fetch_all(conn)
+        .await)
+}
+
+/// Every charge of an order, oldest first (for tests and support).
+pub async fn charges_of(db: &Db, order_id: &OrderId) -> sqlx::Result<Vec<Charge>> {
+    let sql = select_charges("WHERE order_id = $1 ORDER BY attempt");
+    on_db!(db, |pool| sqlx::query_as::<_, Charge>(&sql)
+        .bind(order_id)
+        .fetch_all(pool)
+        .await)
+}
+
+/// The charge with this provider id, inside `tx`.
+pub async fn charge_by_provider(tx: &mut Tx, provider_id: &str) -> sqlx::Result<Option<Charge>> {
+    let sql = select_charges("WHERE provider_id = $1");
+    on_tx!(tx, |conn| sqlx::query_as::<_, Charge>(&sql)
+        .bind(provider_id)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// Attempt `attempt` of an order, inside `tx`.
+pub async fn charge_by_attempt(
+    tx: &mut Tx,
+    order_id: &OrderId,
+    attempt: i64,
+) -> sqlx::Result<Option<Charge>> {
+    let sql = select_charges("WHERE order_id = $1 AND attempt = $2");
+    on_tx!(tx, |conn| sqlx::query_as::<_, Charge>(&sql)
         .bind(order_id)
         .bind(attempt)
-        .bind(now)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// The number of the next attempt to pay an order.
+pub async fn next_attempt(tx: &mut Tx, order_id: &OrderId) -> sqlx::Result<i64> {
+    on_tx!(tx, |conn| sqlx::query_scalar(NEXT_ATTEMPT)
+        .bind(order_id)
+        .fetch_one(conn)
+        .await)
+}
+
+/// Stores a new charge; false when the order has an active charge already (the partial unique
+/// index refuses a second one).
+pub async fn insert_charge(tx: &mut Tx, charge: &Charge) -> sqlx::Result<bool> {
+    let inserted = on_tx!(tx, |conn| sqlx::query(INSERT_CHARGE)
+        .bind(&charge.id)
+        .bind(&charge.order_id)
+        .bind(charge.attempt)
+        .bind(charge.state)
+        .bind(charge.amount)
+        .bind(&charge.currency)
+        .bind(&charge.token)
+        .bind(&charge.provider_id)
+        .bind(&charge.failure)
+        .bind(charge.lease_until)
+        .bind(charge.created_at)
+        .bind(charge.updated_at)
         .execute(conn)
         .await
         .map(drop));
     match inserted {
-        Ok(()) => Ok(Some(attempt)),
-        Err(err) if is_unique_violation(&err) => Ok(None),
+        Ok(()) => Ok(true),
+        Err(err) if is_unique_violation(&err) => Ok(false),
         Err(err) => Err(err),
     }
 }
 
-/// Closes an in-flight attempt as `succeeded` or `failed`.
-pub async fn finish_attempt(
-    db_or_tx: &mut Tx,
-    order_id: &str,
-    attempt: i64,
-    state: &str,
-    provider_id: Option<&str>,
-    failure: Option<&str>,
-    now: i64,
-) -> sqlx::Result<bool> {
-    on_tx!(db_or_tx, |conn| sqlx::query(FINISH_ATTEMPT)
-        .bind(order_id)
-        .bind(attempt)
-        .bind(state)
-        .bind(provider_id)
-        .bind(failure)
-        .bind(now)
+/// Writes a charge changed by a transition from `read_state`; false when it changed meanwhile.
+pub async fn save_charge(tx: &mut Tx, charge: &Charge, read_state: ChargeState) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(SAVE_CHARGE)
+        .bind(&charge.id)
+        .bind(charge.state)
+        .bind(&charge.token)
+        .bind(&charge.provider_id)
+        .bind(&charge.failure)
+        .bind(charge.lease_until)
+        .bind(charge.updated_at)
+        .bind(read_state)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
 }
 
-pub async fn set_attempt_provider(
-    tx: &mut Tx,
-    order_id: &str,
-    attempt: i64,
-    provider_id: &str,
-    now: i64,
-) -> sqlx::Result<()> {
-    on_tx!(tx, |conn| sqlx::query(SET_ATTEMPT_PROVIDER)
-        .bind(order_id)
-        .bind(attempt)
-        .bind(provider_id)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(drop))
-}
-
-pub async fn payment_by_provider(tx: &mut Tx, provider_id: &str) -> sqlx::Result<Option<Payment>> {
-    on_tx!(tx, |conn| sqlx::query_as::<_, Payment>(PAYMENT_BY_PROVIDER)
-        .bind(provider_id)
-        .fetch_optional(conn)
-        .await)
-}
-
-pub async fn succeeded_payment(tx: &mut Tx, order_id: &str) -> sqlx::Result<Option<Payment>> {
-    on_tx!(tx, |conn| sqlx::query_as::<_, Payment>(SUCCEEDED_PAYMENT)
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await)
-}
-
-pub async fn insert_payment(tx: &mut Tx, payment: &Payment, now: i64) -> sqlx::Result<()> {
-    on_tx!(tx, |conn| sqlx::query(INSERT_PAYMENT)
-        .bind(&payment.id)
-        .bind(&payment.order_id)
-        .bind(&payment.provider_id)
-        .bind(payment.amount)
-        .bind(&payment.currency)
-        .bind(&payment.status)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(drop))
-}
-
-pub async fn set_payment_status(tx: &mut Tx, id: &str, status: &str, now: i64) -> sqlx::Result<()> {
-    on_tx!(tx, |conn| sqlx::query(SET_PAYMENT_STATUS)
+/// Extends the lease of a started charge to `until` (while its provider call lasts).
+pub async fn renew_lease(db: &Db, id: &PaymentId, until: Millis) -> sqlx::Result<()> {
+    on_db!(db, |pool| sqlx::query(RENEW_LEASE)
         .bind(id)
-        .bind(status)
-        .bind(now)
-        .execute(conn)
+        .bind(until)
+        .execute(pool)
         .await
         .map(drop))
 }
 
-pub async fn set_payment_status_db(db: &Db, id: &str, status: &str, now: i64) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(SET_PAYMENT_STATUS)
+/// Takes over a started charge whose lease (`seen`) has run out at `now`, leasing it until
+/// `until`; false when someone else took it or it was answered meanwhile.
+pub async fn take_lease(
+    db: &Db,
+    id: &PaymentId,
+    seen: Millis,
+    until: Millis,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    on_db!(db, |pool| sqlx::query(TAKE_LEASE)
         .bind(id)
-        .bind(status)
+        .bind(seen)
+        .bind(until)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// Ends the lease of a started charge at `now` (its provider call failed): the next pay
+/// request, or the settlement worker, replays it at once.
+pub async fn release_lease(db: &Db, id: &PaymentId, now: Millis) -> sqlx::Result<()> {
+    on_db!(db, |pool| sqlx::query(RELEASE_LEASE)
+        .bind(id)
         .bind(now)
         .execute(pool)
         .await
         .map(drop))
 }
 
-pub async fn refunds_pending(db: &Db) -> sqlx::Result<Vec<Payment>> {
-    on_db!(db, |pool| sqlx::query_as::<_, Payment>(REFUNDS_PENDING)
+/// Charges the provider still has work for (capture, release, refund), oldest change first.
+pub async fn charges_to_settle(db: &Db, limit: i64) -> sqlx::Result<Vec<Charge>> {
+    let sql = select_charges(
+        "WHERE state IN ('capturing', 'voiding', 'refunding') ORDER BY updated_at, id LIMIT $1",
+    );
+    on_db!(db, |pool| sqlx::query_as::<_, Charge>(&sql)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Started charges nobody is working on at `now` that can be replayed (they still have their
+/// token and no provider answer).
+pub async fn abandoned_charges(db: &Db, now: Millis, limit: i64) -> sqlx::Result<Vec<Charge>> {
+    let sql = select_charges(
+        "WHERE state = 'started' AND lease_until <= $1 AND token IS NOT NULL AND provider_id IS NULL ORDER BY lease_until, id LIMIT $2",
+    );
+    on_db!(db, |pool| sqlx::query_as::<_, Charge>(&sql)
+        .bind(now)
+        .bind(limit)
         .fetch_all(pool)
         .await)
 }
 
 /// Records a webhook event id; false when it was handled before.
-pub async fn webhook_seen(tx: &mut Tx, id: &str, kind: &str, now: i64) -> sqlx::Result<bool> {
+pub async fn webhook_seen(tx: &mut Tx, id: &str, kind: &str, now: Millis) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(WEBHOOK_SEEN)
         .bind(id)
         .bind(kind)
@@ -229,12 +301,4 @@ pub async fn webhook_seen(tx: &mut Tx, id: &str, kind: &str, now: i64) -> sqlx::
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
-}
-
-/// Every payment of an order (for tests and support).
-pub async fn payments_of(db: &Db, order_id: &str) -> sqlx::Result<Vec<Payment>> {
-    on_db!(db, |pool| sqlx::query_as::<_, Payment>(PAYMENTS_OF)
-        .bind(order_id)
-        .fetch_all(pool)
-        .await)
 }

@@ -1,8 +1,16 @@
-//! Verifying Stripe webhook signatures: `Stripe-Signature: t=<unix>,v1=<hex hmac>[,v1=...]`,
-//! HMAC-SHA256 over `"<t>.<raw body>"` with the endpoint secret, compared in constant time, and
-//! the timestamp within a tolerance (default 5 minutes) to refuse replays.
+//! Stripe webhooks: verifying `Stripe-Signature: t=<unix>,v1=<hex hmac>[,v1=...]` (HMAC-SHA256
+//! over `"<t>.<raw body>"` with the endpoint secret, compared in constant time, the timestamp
+//! within a tolerance — default 5 minutes — to refuse replays), and applying the PaymentIntent
+//! events to charges ([`apply`]): an authorisation or a capture reported later than the pay
+//! request's answer (or never answered because of a crash), a failure, a hold released elsewhere.
 
+use bt_contract::{Cents, Millis, OrderId};
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
+
+use crate::charging::{ChargeError, Payments};
+use crate::domain::{Answer, Charge, ChargeState};
+use crate::store;
 use sha2::Sha256;
 
 /// Why a signature was refused.
@@ -67,6 +75,166 @@ pub fn sign(payload: &[u8], secret: &[u8], timestamp: i64) -> String {
         "t={timestamp},v1={}",
         hex::encode(mac.finalize().into_bytes())
     )
+}
+
+/// The parts of a Stripe event the service reads.
+#[derive(Debug, Deserialize)]
+pub struct StripeEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: StripeEventData,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StripeEventData {
+    pub object: IntentObject,
+}
+
+/// A PaymentIntent as events carry it (other objects read as empty).
+#[derive(Debug, Default, Deserialize)]
+pub struct IntentObject {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub last_payment_error: Option<PaymentError>,
+}
+
+/// The metadata the service puts on its PaymentIntents (Stripe sends values as strings).
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub attempt: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PaymentError {
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Applies a verified Stripe event to the charge it is about.
+pub async fn apply(payments: &Payments, event: &StripeEvent) -> Result<(), ChargeError> {
+    let intent = &event.data.object;
+    let answer = match event.kind.as_str() {
+        "payment_intent.amount_capturable_updated" => Answer::Authorized {
+            provider_id: intent.id.clone(),
+        },
+        "payment_intent.succeeded" => Answer::Captured {
+            provider_id: intent.id.clone(),
+        },
+        "payment_intent.payment_failed" => Answer::Declined {
+            message: intent
+                .last_payment_error
+                .as_ref()
+                .and_then(|e| e.message.clone())
+                .unwrap_or_else(|| "Your card was declined.".into()),
+        },
+        "payment_intent.canceled" => Answer::Declined {
+            message: "The payment was cancelled".into(),
+        },
+        _ => return Ok(()),
+    };
+    if intent.id.is_empty() {
+        return Ok(());
+    }
+    let now = Millis::now();
+    let mut tx = payments.db.begin().await?;
+    let mut charge = store::charge_by_provider(&mut tx, &intent.id).await?;
+    let order_id = intent.metadata.order_id.as_deref().map(OrderId::from);
+    let attempt = intent.metadata.attempt.as_deref().and_then(|a| a.parse().ok());
+    if charge.is_none()
+        && let (Some(order_id), Some(attempt)) = (&order_id, attempt)
+    {
+        charge = store::charge_by_attempt(&mut tx, order_id, attempt).await?;
+    }
+    let Some(charge) = charge else {
+        tx.rollback().await?;
+        return match (&answer, order_id) {
+            (Answer::Authorized { .. } | Answer::Captured { .. }, Some(order_id)) => {
+                adopt(payments, &order_id, intent, answer).await
+            }
+            _ => Ok(()),
+        };
+    };
+    let next = match (event.kind.as_str(), charge.state) {
+        ("payment_intent.succeeded", ChargeState::Capturing) => Some(charge.clone().settled(now)?),
+        ("payment_intent.canceled", _) => charge.clone().released_elsewhere(now),
+        (_, ChargeState::Started) => {
+            tx.rollback().await?;
+            payments.record(&charge.id, answer).await?;
+            return Ok(());
+        }
+        _ => None,
+    };
+    if let Some(next) = next
+        && store::save_charge(&mut tx, &next, charge.state).await?
+    {
+        tx.commit().await?;
+        tracing::info!(payment.id = %next.id, state = %next.state, "charge changed by a webhook");
+        payments.arrivals.arrived();
+    }
+    Ok(())
+}
+
+/// A charge the service did not start (made before charges were recorded this way, or in the
+/// dashboard): recorded as a new attempt of its order, so the rules apply to it — or, when the
+/// order holds money already, refunded.
+async fn adopt(
+    payments: &Payments,
+    order_id: &OrderId,
+    intent: &IntentObject,
+    answer: Answer,
+) -> Result<(), ChargeError> {
+    let now = Millis::now();
+    let mut tx = payments.db.begin().await?;
+    let Some(order) = store::lock_order(&mut tx, order_id).await? else {
+        tracing::error!(order.id = %order_id, provider_id = %intent.id, "webhook for an unknown order");
+        return Ok(());
+    };
+    let attempt = store::next_attempt(&mut tx, order_id).await?;
+    let mut charge = Charge {
+        id: bt_contract::PaymentId::generate(),
+        order_id: order.id.clone(),
+        attempt,
+        state: ChargeState::Started,
+        amount: intent.amount.map_or(order.price, Cents::new),
+        currency: intent
+            .currency
+            .clone()
+            .unwrap_or_else(|| payments.currency.clone()),
+        token: None,
+        provider_id: None,
+        failure: None,
+        lease_until: now,
+        created_at: now,
+        updated_at: now,
+    };
+    if store::insert_charge(&mut tx, &charge).await? {
+        tx.commit().await?;
+        payments.record(&charge.id, answer).await?;
+        return Ok(());
+    }
+    // The order has a charge holding money already: this one is a second charge.
+    charge.provider_id = Some(intent.id.clone());
+    charge.state = if matches!(answer, Answer::Captured { .. }) {
+        ChargeState::Refunding
+    } else {
+        ChargeState::Voiding
+    };
+    store::insert_charge(&mut tx, &charge).await?;
+    tx.commit().await?;
+    tracing::warn!(order.id = %order_id, provider_id = %intent.id, "a second charge for an order; giving it back");
+    payments.settle.notify_one();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,15 +1,20 @@
-//! What the tickets service does when orders change: reserve, release, sell. Every change bumps
-//! the ticket's version and publishes `ticket.updated`, in the same transaction.
+//! What the tickets service does when orders change: reserve (at the terms the order was placed
+//! on, or refuse), release, sell — the transitions of [`domain`](crate::domain). Every change
+//! bumps the ticket's version and publishes `ticket.updated` in the same transaction; a refused
+//! reservation publishes `ticket.reservation_refused` and changes nothing.
 //!
 //! Order events are applied in order per order (by the order's version, kept in
 //! `order_versions`): an `order.cancelled` that arrives before its `order.created` waits.
 
-use bt_contract::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, TicketUpdated};
+use bt_contract::events::{
+    Envelope, OrderCancelled, OrderCompleted, OrderCreated, TicketUpdated,
+};
+use bt_contract::{Millis, OrderId, TicketId};
 use bt_platform::Tx;
 use bt_platform::bus::version::{VersionOrder, order};
 use bt_platform::bus::{Handle, HandlerResult, Outbox, Outcome};
-use bt_platform::db::now_millis;
 
+use crate::domain::{Refusal, Reservation, Ticket};
 use crate::store;
 
 /// The event handlers of the tickets service.
@@ -23,7 +28,7 @@ impl Handlers {
     async fn check_order_version(
         &self,
         tx: &mut Tx,
-        order_id: &str,
+        order_id: &OrderId,
         version: i64,
     ) -> Result<Option<Outcome>, sqlx::Error> {
         let held = store::order_version(tx, order_id).await?;
@@ -36,56 +41,57 @@ impl Handlers {
         }
     }
 
-    async fn publish_updated(&self, tx: &mut Tx, ticket_id: &str) -> HandlerResult {
-        let ticket = store::find_in(tx, ticket_id)
-            .await?
-            .ok_or_else(|| format!("ticket {ticket_id} vanished"))?;
-        self.outbox
-            .stage(tx, TicketUpdated(ticket.event_data()))
-            .await?;
+    async fn locked(&self, tx: &mut Tx, id: &TicketId, order_id: &OrderId) -> Result<Ticket, String> {
+        store::lock(tx, id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("order {order_id} is for unknown ticket {id}"))
+    }
+
+    /// Stores a changed ticket and stages its `ticket.updated`.
+    async fn save(
+        &self,
+        tx: &mut Tx,
+        read_version: i64,
+        ticket: &Ticket,
+        updated: TicketUpdated,
+    ) -> HandlerResult {
+        if !store::save(tx, ticket, read_version, Millis::now()).await? {
+            return Err(format!("ticket {} changed while locked", ticket.id).into());
+        }
+        self.outbox.stage(tx, updated).await?;
         Ok(Outcome::Applied)
     }
 }
 
 impl Handle<OrderCreated> for Handlers {
-    /// Reserves the ticket for the order.
+    /// Reserves the ticket for the order, or refuses when it is not what the buyer saw.
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCreated>) -> HandlerResult {
-        let order_created = event.data;
-        let Some(ticket) = store::find_in(tx, &order_created.ticket.id).await? else {
-            return Err(format!(
-                "order {} is for unknown ticket {}",
-                order_created.id, order_created.ticket.id
-            )
-            .into());
+        let created = event.data;
+        let ticket = self.locked(tx, &created.ticket.id, &created.id).await?;
+        let read_version = ticket.version;
+        let reservation = match ticket.reserve(&created) {
+            Ok(reservation) => reservation,
+            Err(Refusal::AlreadyReservedByIt) => return Ok(Outcome::Skipped),
+            // Still held by an earlier order whose cancellation has not arrived yet.
+            Err(refusal) => return Ok(Outcome::NotYet(refusal.to_string())),
         };
-        match ticket.order_id.as_deref() {
-            Some(current) if current == order_created.id => return Ok(Outcome::Skipped),
-            // Still reserved by an earlier order whose cancellation has not arrived yet.
-            Some(current) => {
-                return Ok(Outcome::NotYet(format!(
-                    "ticket reserved by order {current}"
-                )));
-            }
-            None => {}
-        }
         if let Some(outcome) = self
-            .check_order_version(tx, &order_created.id, order_created.version)
+            .check_order_version(tx, &created.id, created.version)
             .await?
         {
             return Ok(outcome);
         }
-        if !store::set_order(
-            tx,
-            &ticket.id,
-            Some(&order_created.id),
-            ticket.version,
-            now_millis(),
-        )
-        .await?
-        {
-            return Err("ticket changed during the reservation".into());
+        match reservation {
+            Reservation::Reserved(ticket, updated) => {
+                self.save(tx, read_version, &ticket, updated).await
+            }
+            Reservation::Refused(refused) => {
+                tracing::info!(order.id = %created.id, ticket.id = %created.ticket.id, reason = %refused.reason, "reservation refused");
+                self.outbox.stage(tx, refused).await?;
+                Ok(Outcome::Applied)
+            }
         }
-        self.publish_updated(tx, &ticket.id).await
     }
 }
 
@@ -99,24 +105,16 @@ impl Handle<OrderCancelled> for Handlers {
         {
             return Ok(outcome);
         }
-        let Some(ticket) = store::find_in(tx, &cancelled.ticket.id).await? else {
-            return Err(format!(
-                "cancelled order {} is for unknown ticket {}",
-                cancelled.id, cancelled.ticket.id
-            )
-            .into());
-        };
-        if ticket.order_id.as_deref() != Some(cancelled.id.as_str()) {
-            return Ok(Outcome::Skipped);
+        let ticket = self.locked(tx, &cancelled.ticket.id, &cancelled.id).await?;
+        let read_version = ticket.version;
+        match ticket.release(&cancelled.id) {
+            Ok((ticket, updated)) => self.save(tx, read_version, &ticket, updated).await,
+            Err(Refusal::Sold) => {
+                tracing::error!(order.id = %cancelled.id, ticket.id = %cancelled.ticket.id, "a sold ticket's order was cancelled; keeping it sold");
+                Ok(Outcome::Skipped)
+            }
+            Err(_) => Ok(Outcome::Skipped),
         }
-        if ticket.sold {
-            tracing::error!(order.id = %cancelled.id, ticket.id = %ticket.id, "a sold ticket's order was cancelled; keeping it sold");
-            return Ok(Outcome::Skipped);
-        }
-        if !store::set_order(tx, &ticket.id, None, ticket.version, now_millis()).await? {
-            return Err("ticket changed during the release".into());
-        }
-        self.publish_updated(tx, &ticket.id).await
     }
 }
 
@@ -130,23 +128,16 @@ impl Handle<OrderCompleted> for Handlers {
         {
             return Ok(outcome);
         }
-        let Some(ticket) = store::find_in(tx, &completed.ticket.id).await? else {
-            return Err(format!(
-                "completed order {} is for unknown ticket {}",
-                completed.id, completed.ticket.id
-            )
-            .into());
-        };
-        if ticket.sold {
-            return Ok(Outcome::Skipped);
+        let ticket = self.locked(tx, &completed.ticket.id, &completed.id).await?;
+        let read_version = ticket.version;
+        let holder = ticket.order_id.clone();
+        match ticket.sell(&completed.id) {
+            Ok((ticket, updated)) => self.save(tx, read_version, &ticket, updated).await,
+            Err(Refusal::Sold) => Ok(Outcome::Skipped),
+            Err(refusal) => {
+                tracing::error!(order.id = %completed.id, ticket.id = %completed.ticket.id, ?holder, %refusal, "completed order does not hold its ticket");
+                Ok(Outcome::Skipped)
+            }
         }
-        if ticket.order_id.as_deref() != Some(completed.id.as_str()) {
-            tracing::error!(order.id = %completed.id, ticket.id = %ticket.id, holder = ?ticket.order_id, "completed order does not hold its ticket");
-            return Ok(Outcome::Skipped);
-        }
-        if !store::mark_sold(tx, &ticket.id, ticket.version, now_millis()).await? {
-            return Err("ticket changed while being sold".into());
-        }
-        self.publish_updated(tx, &ticket.id).await
     }
 }

@@ -4,14 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
-use bt_contract::events::{TicketCreated, TicketUpdated};
 use bt_contract::json::string_field;
-use bt_contract::{ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, validate};
-use bt_platform::db::now_millis;
+use bt_contract::{
+    ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, Millis, TicketId, validate,
+};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::domain::{Price, Ticket, Title};
+use crate::domain::{Price, Refusal, Ticket, Title};
 use crate::store;
 
 /// Page size of the listing when none is asked for, and the largest allowed.
@@ -41,7 +41,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn list_tickets(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -111,7 +111,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// Extension: the caller's own tickets in every state (on sale, reserved, sold), newest first.
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn my_tickets(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -119,18 +119,18 @@ async fn my_tickets(
     Ok(Json(store::list_of_seller(&state.db, &user.0.id).await?))
 }
 
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn show_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Ticket>> {
-    store::find(&state.db, &id)
+    store::find(&state.db, &TicketId::new(id))
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound)
 }
 
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn create_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -140,27 +140,16 @@ async fn create_ticket(
         title: Title::parse(string_field(&body.title)),
         price: Price::parse(body.price.as_ref()),
     )?;
-    let ticket = Ticket {
-        id: uuid::Uuid::now_v7().to_string(),
-        title: title.as_str().to_owned(),
-        price: price.cents(),
-        user_id: user.0.id,
-        version: 0,
-        order_id: None,
-        sold: false,
-    };
+    let (ticket, created) = Ticket::list(TicketId::generate(), user.0.id, &title, price);
     let mut tx = state.db.begin().await?;
-    store::insert(&mut tx, &ticket, now_millis()).await?;
-    state
-        .outbox
-        .stage(&mut tx, TicketCreated(ticket.event_data()))
-        .await?;
+    store::insert(&mut tx, &ticket, Millis::now()).await?;
+    state.outbox.stage(&mut tx, created).await?;
     state.outbox.commit(tx).await?;
     tracing::info!(ticket.id = %ticket.id, "ticket created");
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id), err(Debug))]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn update_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -172,36 +161,20 @@ async fn update_ticket(
         price: Price::parse(body.price.as_ref()),
     )?;
     let mut tx = state.db.begin().await?;
-    let mut ticket = store::find_in(&mut tx, &id)
+    let ticket = store::lock(&mut tx, &TicketId::new(id))
         .await?
         .ok_or(ApiError::NotFound)?;
-    if ticket.user_id != user.0.id {
-        return Err(ApiError::NotAuthorized);
+    let read_version = ticket.version;
+    let (ticket, updated) = ticket
+        .edit(&user.0.id, &title, price)
+        .map_err(|refusal| match refusal {
+            Refusal::NotOwner => ApiError::NotAuthorized,
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+    if !store::save(&mut tx, &ticket, read_version, Millis::now()).await? {
+        return Err(ApiError::internal("ticket changed while locked"));
     }
-    if ticket.order_id.is_some() {
-        return Err(ApiError::bad_request("Cannot edit a reserved ticket"));
-    }
-    let changed = store::update_details(
-        &mut tx,
-        &id,
-        title.as_str(),
-        price.cents().get(),
-        ticket.version,
-        now_millis(),
-    )
-    .await?;
-    if !changed {
-        // Reserved or edited by someone else between our read and write (PostgreSQL; SQLite's
-        // BEGIN IMMEDIATE serialises writers).
-        return Err(ApiError::bad_request("Cannot edit a reserved ticket"));
-    }
-    ticket.title = title.as_str().to_owned();
-    ticket.price = price.cents();
-    ticket.version += 1;
-    state
-        .outbox
-        .stage(&mut tx, TicketUpdated(ticket.event_data()))
-        .await?;
+    state.outbox.stage(&mut tx, updated).await?;
     state.outbox.commit(tx).await?;
     Ok(Json(ticket))
 }

@@ -1,10 +1,13 @@
 //! The tickets service: list, show, create and update tickets (ARCHITECTURE §3); a ticket
 //! reserved by an order cannot be edited.
 //!
-//! - [`domain`]: [`Title`](domain::Title) and [`Price`](domain::Price), parsed once at the edge.
+//! - [`domain`]: [`Title`](domain::Title) and [`Price`](domain::Price), parsed once at the edge,
+//!   and the ticket's changes as pure transitions (list, edit, reserve at the order's terms or
+//!   refuse, release, sell).
 //! - [`store`]: the SQL of the `tickets` and `order_versions` tables.
 //! - [`handlers`]: the routes under `/api/tickets`.
-//! - [`events`]: what the service does on `order.created` (reserve), `order.cancelled`
+//! - [`events`]: what the service does on `order.created` (reserve, or refuse with
+//!   `ticket.reservation_refused` when the order was placed on other terms), `order.cancelled`
 //!   (release) and `order.completed` (sold); every change publishes `ticket.updated`.
 
 pub mod domain;

@@ -1,5 +1,6 @@
 //! The SQL of the tickets service, one named function per statement.
 
+use bt_contract::{Millis, OrderId, TicketId, UserId};
 use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::Ticket;
@@ -11,19 +12,17 @@ fn select(filter: &str) -> String {
 }
 
 const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $6)";
-const UPDATE_DETAILS: &str = "UPDATE tickets SET title = $2, price = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND version = $5 AND order_id IS NULL";
-const SET_ORDER: &str = "UPDATE tickets SET order_id = $2, version = version + 1, updated_at = $3 WHERE id = $1 AND version = $4";
-const MARK_SOLD: &str = "UPDATE tickets SET sold_at = $2, version = version + 1, updated_at = $2 WHERE id = $1 AND version = $3";
+const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7 WHERE id = $1 AND version = $8";
 const ORDER_VERSION: &str = "SELECT version FROM order_versions WHERE order_id = $1";
 const SET_ORDER_VERSION: &str = "INSERT INTO order_versions (order_id, version) VALUES ($1, $2) ON CONFLICT (order_id) DO UPDATE SET version = excluded.version";
 
 /// Inserts a new ticket (version 0, on sale).
-#[tracing::instrument(skip_all, err)]
-pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: i64) -> sqlx::Result<()> {
+#[tracing::instrument(skip_all)]
+pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: Millis) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT)
         .bind(&ticket.id)
         .bind(&ticket.title)
-        .bind(ticket.price.get())
+        .bind(ticket.price)
         .bind(&ticket.user_id)
         .bind(ticket.version)
         .bind(now)
@@ -33,8 +32,8 @@ pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: i64) -> sqlx::Result<()> 
 }
 
 /// The ticket with this id.
-#[tracing::instrument(skip_all, err)]
-pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<Ticket>> {
+#[tracing::instrument(skip_all)]
+pub async fn find(db: &Db, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
     let sql = select("WHERE id = $1");
     on_db!(db, |pool| sqlx::query_as::<_, Ticket>(&sql)
         .bind(id)
@@ -43,8 +42,8 @@ pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<Ticket>> {
 }
 
 /// The ticket with this id, read inside `tx`.
-#[tracing::instrument(skip_all, err)]
-pub async fn find_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<Ticket>> {
+#[tracing::instrument(skip_all)]
+pub async fn find_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
     let sql = select("WHERE id = $1");
     on_tx!(tx, |conn| sqlx::query_as::<_, Ticket>(&sql)
         .bind(id)
@@ -54,7 +53,7 @@ pub async fn find_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<Ticket>> {
 
 /// Tickets on sale, newest first, optionally whose title contains `search`
 /// (case-insensitive), after the ticket `after` (a cursor), at most `limit`.
-#[tracing::instrument(skip_all, err)]
+#[tracing::instrument(skip_all)]
 pub async fn list_on_sale(
     db: &Db,
     search: Option<&str>,
@@ -89,8 +88,8 @@ pub async fn list_on_sale(
 }
 
 /// Every ticket of a seller, newest first (at most 500).
-#[tracing::instrument(skip_all, err)]
-pub async fn list_of_seller(db: &Db, user_id: &str) -> sqlx::Result<Vec<Ticket>> {
+#[tracing::instrument(skip_all)]
+pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticket>> {
     let sql = select("WHERE user_id = $1 ORDER BY id DESC LIMIT 500");
     on_db!(db, |pool| sqlx::query_as::<_, Ticket>(&sql)
         .bind(user_id)
@@ -104,61 +103,46 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-/// Changes title and price of a free ticket at `version`; false when it is reserved or changed
-/// meanwhile.
-#[tracing::instrument(skip_all, err)]
-pub async fn update_details(
-    tx: &mut Tx,
-    id: &str,
-    title: &str,
-    price: i64,
-    version: i64,
-    now: i64,
-) -> sqlx::Result<bool> {
-    on_tx!(tx, |conn| sqlx::query(UPDATE_DETAILS)
-        .bind(id)
-        .bind(title)
-        .bind(price)
+/// Writes a ticket changed by a transition over the row read at `read_version`; false when the
+/// row changed meanwhile.
+#[tracing::instrument(skip_all, fields(ticket.id = %ticket.id))]
+pub async fn save(tx: &mut Tx, ticket: &Ticket, read_version: i64, now: Millis) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(SAVE)
+        .bind(&ticket.id)
+        .bind(&ticket.title)
+        .bind(ticket.price)
+        .bind(ticket.version)
+        .bind(&ticket.order_id)
+        .bind(ticket.sold)
         .bind(now)
-        .bind(version)
+        .bind(read_version)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
 }
 
-/// Reserves (`Some(order)`) or releases (`None`) the ticket at `version`.
-#[tracing::instrument(skip_all, err)]
-pub async fn set_order(
-    tx: &mut Tx,
-    id: &str,
-    order_id: Option<&str>,
-    version: i64,
-    now: i64,
-) -> sqlx::Result<bool> {
-    on_tx!(tx, |conn| sqlx::query(SET_ORDER)
-        .bind(id)
-        .bind(order_id)
-        .bind(now)
-        .bind(version)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected() == 1))
-}
-
-/// Marks the ticket sold at `version`.
-#[tracing::instrument(skip_all, err)]
-pub async fn mark_sold(tx: &mut Tx, id: &str, version: i64, now: i64) -> sqlx::Result<bool> {
-    on_tx!(tx, |conn| sqlx::query(MARK_SOLD)
-        .bind(id)
-        .bind(now)
-        .bind(version)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected() == 1))
+/// The ticket with this id, locked until `tx` ends (PostgreSQL `FOR UPDATE`; SQLite's
+/// `BEGIN IMMEDIATE` serialises writers already).
+#[tracing::instrument(skip_all)]
+pub async fn lock(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
+    match tx {
+        Tx::Sqlite(tx) => {
+            sqlx::query_as::<_, Ticket>(&select("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+        }
+        Tx::Postgres(tx) => {
+            sqlx::query_as::<_, Ticket>(&select("WHERE id = $1 FOR UPDATE"))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+        }
+    }
 }
 
 /// The latest version of an order applied here.
-pub async fn order_version(tx: &mut Tx, order_id: &str) -> sqlx::Result<Option<i64>> {
+pub async fn order_version(tx: &mut Tx, order_id: &OrderId) -> sqlx::Result<Option<i64>> {
     on_tx!(tx, |conn| sqlx::query_scalar(ORDER_VERSION)
         .bind(order_id)
         .fetch_optional(conn)
@@ -166,7 +150,7 @@ pub async fn order_version(tx: &mut Tx, order_id: &str) -> sqlx::Result<Option<i
 }
 
 /// Records that version `version` of an order was applied.
-pub async fn set_order_version(tx: &mut Tx, order_id: &str, version: i64) -> sqlx::Result<()> {
+pub async fn set_order_version(tx: &mut Tx, order_id: &OrderId, version: i64) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(SET_ORDER_VERSION)
         .bind(order_id)
         .bind(version)

@@ -81,21 +81,24 @@ impl TestApp {
 
 fn order_created(ticket: &Value, order_id: &str) -> OrderCreated {
     OrderCreated {
-        id: order_id.to_owned(),
+        id: order_id.into(),
         version: 0,
         status: OrderStatus::Created,
         user_id: "buyer".into(),
-        expires_at: chrono::Utc::now(),
+        expires_at: bt_contract::Millis::now(),
+        // The terms the buyer saw: the ticket as listed.
         ticket: OrderTicket {
-            id: ticket["id"].as_str().unwrap().to_owned(),
-            price: Cents::new(1000),
+            id: ticket["id"].as_str().unwrap().into(),
+            price: serde_json::from_value::<Cents>(ticket["price"].clone()).unwrap(),
+            title: Some(ticket["title"].as_str().unwrap().to_owned()),
+            version: Some(ticket["version"].as_i64().unwrap()),
         },
     }
 }
 
 fn ticket_ref(ticket: &Value) -> TicketRef {
     TicketRef {
-        id: ticket["id"].as_str().unwrap().to_owned(),
+        id: ticket["id"].as_str().unwrap().into(),
     }
 }
 
@@ -460,7 +463,7 @@ async fn order_created_reserves_and_order_cancelled_releases_the_ticket(backend:
     app.reserve(&ticket, "order-1").await;
     let reserved = probe.next::<TicketUpdated>(10).await.data.0;
     assert_eq!(
-        (reserved.version, reserved.order_id.as_deref()),
+        (reserved.version, reserved.order_id.as_ref().map(|o| o.as_str())),
         (1, Some("order-1"))
     );
 
@@ -470,6 +473,7 @@ async fn order_created_reserves_and_order_cancelled_releases_the_ticket(backend:
             id: "order-1".into(),
             version: 1,
             ticket: ticket_ref(&ticket),
+            reason: None,
         },
     )
     .await;
@@ -497,6 +501,7 @@ async fn a_cancellation_that_overtakes_its_order_waits_for_it(backend: Backend) 
             id: "order-1".into(),
             version: 1,
             ticket: ticket_ref(&ticket),
+            reason: None,
         },
     )
     .await;
@@ -534,6 +539,7 @@ async fn a_new_order_waits_until_the_previous_one_is_released(backend: Backend) 
             id: "order-1".into(),
             version: 1,
             ticket: ticket_ref(&ticket),
+            reason: None,
         },
     )
     .await;
@@ -558,6 +564,7 @@ async fn order_completed_keeps_the_ticket_off_the_market_for_good(backend: Backe
             id: "order-1".into(),
             version: 1,
             ticket: ticket_ref(&ticket),
+            payment_id: None,
         },
     )
     .await;
@@ -572,6 +579,7 @@ async fn order_completed_keeps_the_ticket_off_the_market_for_good(backend: Backe
             id: "order-1".into(),
             version: 2,
             ticket: ticket_ref(&ticket),
+            reason: None,
         },
     )
     .await;

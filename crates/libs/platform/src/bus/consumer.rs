@@ -95,6 +95,7 @@ pub struct Consumers {
     outbox: Outbox,
     handlers: Vec<(&'static str, Arc<dyn ErasedHandler>)>,
     on_commit: Vec<Arc<tokio::sync::Notify>>,
+    arrivals: Vec<crate::arrivals::Arrivals>,
 }
 
 impl std::fmt::Debug for Consumers {
@@ -121,6 +122,7 @@ impl Consumers {
             outbox,
             handlers: Vec::new(),
             on_commit: Vec::new(),
+            arrivals: Vec::new(),
         }
     }
 
@@ -128,6 +130,12 @@ impl Consumers {
     /// scheduler that must see what a handler wrote).
     pub fn notify_on_commit(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
         self.on_commit.push(notify);
+        self
+    }
+
+    /// Wakes the requests waiting in `arrivals` after every handler transaction that commits.
+    pub fn announce_to(mut self, arrivals: crate::arrivals::Arrivals) -> Self {
+        self.arrivals.push(arrivals);
         self
     }
 
@@ -155,6 +163,7 @@ impl Consumers {
                 runtime: runtime.clone(),
                 handler,
                 on_commit: self.on_commit.clone(),
+                arrivals: self.arrivals.clone(),
             };
             let shutdown = runtime.shutdown.clone();
             runtime.tasks.spawn(async move {
@@ -178,6 +187,7 @@ struct Worker {
     runtime: Runtime,
     handler: Arc<dyn ErasedHandler>,
     on_commit: Vec<Arc<tokio::sync::Notify>>,
+    arrivals: Vec<crate::arrivals::Arrivals>,
 }
 
 impl Worker {
@@ -283,6 +293,9 @@ impl Worker {
                 self.outbox.commit(tx).await.map_err(db_err)?;
                 for notify in &self.on_commit {
                     notify.notify_one();
+                }
+                for arrivals in &self.arrivals {
+                    arrivals.arrived();
                 }
                 Ok(Applied::Now)
             }

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use bt_contract::Cents;
-use bt_contract::events::{Envelope, Event, TicketCreated, TicketData};
+use bt_contract::events::{Envelope, Event, TicketCreated, TicketData, TicketUpdated};
+use bt_contract::{OrderId, TicketId, UserId};
+use bt_orders::domain::{Order, Reservation};
 use bt_orders::Settings;
 use bt_platform::bus::OutgoingMessage;
 use bt_platform::bus::consumer::durable_name;
@@ -89,7 +91,8 @@ impl TestApp {
     }
 
     /// Waits until the replica holds `version` of the ticket.
-    pub async fn wait_for_ticket_version(&self, id: &str, version: i64) {
+    pub async fn wait_for_ticket_version(&self, id: impl AsRef<str>, version: i64) {
+        let id = id.as_ref();
         eventually(
             20,
             &format!("the replica holds version {version} of ticket {id}"),
@@ -99,34 +102,66 @@ impl TestApp {
     }
 
     /// The version of the ticket the replica holds, if any.
-    pub async fn ticket_version(&self, id: &str) -> Option<i64> {
-        bt_orders::store::find_ticket(&self.store, id)
+    pub async fn ticket_version(&self, id: impl AsRef<str>) -> Option<i64> {
+        bt_orders::store::find_ticket(&self.store, &TicketId::new(id.as_ref()))
             .await
             .expect("read the replica")
             .map(|t| t.version)
     }
 
     /// `buyer` orders `ticket_id`; asserts 201 and returns the order JSON.
-    pub async fn ordered(&self, buyer: &TestUser, ticket_id: &str) -> Value {
+    pub async fn ordered(&self, buyer: &TestUser, ticket_id: impl AsRef<str>) -> Value {
         let res = self
             .as_user(buyer)
-            .post("/api/orders", &json!({"ticketId": ticket_id}))
+            .post("/api/orders", &json!({"ticketId": ticket_id.as_ref()}))
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
         res.json
     }
 
     /// `(status, version)` of an order, read from the database.
-    pub async fn stored_order(&self, id: &str) -> (String, i64) {
-        let order = bt_orders::store::find_order(&self.store, id)
+    pub async fn stored_order(&self, id: impl AsRef<str>) -> (String, i64) {
+        let order = self.order(id).await;
+        (order.status.as_str().to_owned(), order.version)
+    }
+
+    /// The order as stored.
+    pub async fn order(&self, id: impl AsRef<str>) -> Order {
+        let id = id.as_ref();
+        bt_orders::store::find_order(&self.store, &OrderId::new(id))
             .await
             .expect("read the order")
-            .unwrap_or_else(|| panic!("order {id} is stored"));
-        (order.status, order.version)
+            .unwrap_or_else(|| panic!("order {id} is stored"))
+    }
+
+    /// Publishes the tickets service's reservation of `ticket` (as listed, version 0 unless it
+    /// was updated since) for order `order_id`, and waits until the order counts as confirmed.
+    pub async fn confirm(&self, ticket: &TicketData, order_id: &str) {
+        self.confirm_without_waiting(ticket, order_id).await;
+        eventually(20, "the reservation is confirmed", || async {
+            self.order(order_id).await.reservation == Reservation::Confirmed
+        })
+        .await;
+    }
+
+    /// Publishes the tickets service's reservation of `ticket` for `order_id` and waits until
+    /// the replica applied it (whatever it meant for the order).
+    pub async fn confirm_without_waiting(&self, ticket: &TicketData, order_id: &str) {
+        let mut reserved = ticket.clone();
+        reserved.version = self
+            .ticket_version(&ticket.id)
+            .await
+            .expect("the replica holds the ticket")
+            + 1;
+        reserved.order_id = Some(OrderId::new(order_id));
+        publish(&self.bus.bus, TicketUpdated(reserved.clone())).await;
+        self.wait_for_ticket_version(&ticket.id, reserved.version)
+            .await;
     }
 
     /// Waits until the order has `status` in the database.
-    pub async fn wait_for_status(&self, id: &str, status: &str) {
+    pub async fn wait_for_status(&self, id: impl AsRef<str>, status: &str) {
+        let id = id.as_ref();
         eventually(20, &format!("order {id} is {status}"), || async {
             self.stored_order(id).await.0 == status
         })
@@ -189,11 +224,11 @@ impl TestApp {
 /// A ticket of `seller` at version 0 with a fresh id.
 pub fn ticket_data(seller: &TestUser, title: &str, cents: i64) -> TicketData {
     TicketData {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: TicketId::generate(),
         version: 0,
         title: title.to_owned(),
         price: Cents::new(cents),
-        user_id: seller.id.clone(),
+        user_id: UserId::new(&seller.id),
         order_id: None,
     }
 }

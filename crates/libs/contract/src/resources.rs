@@ -1,0 +1,101 @@
+//! The JSON the API answers with, as types: the services serialise them and the web client
+//! reads them, so both sides agree by construction.
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{CancelReason, OrderStatus};
+use crate::ids::{OrderId, PaymentId, TicketId, UserId};
+use crate::money::Cents;
+use crate::time::Millis;
+
+/// An order: `{id, userId, status, expiresAt, version, ticket, payment, cancelReason}`.
+/// `payment` and `cancelReason` are extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: OrderId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    /// ISO-8601 UTC.
+    pub expires_at: Millis,
+    pub version: i64,
+    /// The ticket as it was when the order reserved it: what the buyer pays for.
+    pub ticket: OrderTicket,
+    /// The money: `null` until a payment was authorised for the order.
+    #[serde(default)]
+    pub payment: Option<OrderPayment>,
+    /// Why the order was cancelled; `null` unless it was.
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+}
+
+/// The ticket inside an order: `{id, title, price, version}`, as reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTicket {
+    pub id: TicketId,
+    pub title: String,
+    pub price: Cents,
+    pub version: i64,
+}
+
+/// The payment of an order: `{id, amount, status}`; `amount` in currency units like `price`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPayment {
+    pub id: PaymentId,
+    pub amount: Cents,
+    pub status: OrderPaymentStatus,
+}
+
+crate::text_enum! {
+    /// Where the money of an order's payment stands, as the order sees it.
+    pub enum OrderPaymentStatus {
+        /// The card was authorised (the money is held) and the order is being completed.
+        Authorized = "authorized",
+        /// The order was completed with this payment: the money is taken.
+        Succeeded = "succeeded",
+        /// The order was cancelled before it could be completed: the hold is released and
+        /// nothing is charged.
+        Voided = "voided",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_order_has_the_contract_shape_plus_payment_and_cancel_reason() {
+        let order = Order {
+            id: "o1".into(),
+            user_id: "u1".into(),
+            status: OrderStatus::Complete,
+            expires_at: Millis::new(1_795_600_800_000).unwrap(),
+            version: 1,
+            ticket: OrderTicket {
+                id: "t1".into(),
+                title: "Concert".into(),
+                price: Cents::new(2050),
+                version: 0,
+            },
+            payment: Some(OrderPayment {
+                id: "p1".into(),
+                amount: Cents::new(2050),
+                status: OrderPaymentStatus::Succeeded,
+            }),
+            cancel_reason: None,
+        };
+        let json = serde_json::to_value(&order).unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "id": "o1", "userId": "u1", "status": "complete",
+                "expiresAt": "2026-11-25T10:00:00.000Z", "version": 1,
+                "ticket": {"id": "t1", "title": "Concert", "price": 20.5, "version": 0},
+                "payment": {"id": "p1", "amount": 20.5, "status": "succeeded"},
+                "cancelReason": null
+            })
+        );
+        assert_eq!(serde_json::from_value::<Order>(json).unwrap(), order);
+    }
+}
