@@ -5,6 +5,7 @@
 //! - [`TestServer`]: a router served on `127.0.0.1:0` until dropped.
 //! - [`TestClient`]: an HTTP client that keeps cookies, with JSON helpers.
 //! - [`backend_tests!`]: runs one async test body on SQLite and on PostgreSQL.
+//! - [`stripe::MockStripe`]: a local server that speaks Stripe's wire format.
 //!
 //! PostgreSQL is reached at `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role that may create databases.
@@ -17,6 +18,8 @@ use bt_platform::db::redact_url;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
+
+pub mod stripe;
 
 /// Where tests create their PostgreSQL databases.
 pub fn postgres_admin_url() -> String {

@@ -35,10 +35,25 @@ pub struct Reply {
     pub next: Option<String>,
 }
 
-/// The API could not be reached or answered with something unreadable.
+/// The API could not be reached, failed, or answered with something unreadable.
 #[derive(Debug, thiserror::Error)]
-#[error("the API is unavailable: {0}")]
-pub struct Unavailable(pub String);
+#[error("the API is unavailable: {reason}")]
+pub struct Unavailable {
+    pub reason: String,
+    /// Set when the API answered 503 with `Retry-After` (the seconds to wait): not an outage but
+    /// a request to ask again in a moment — what the request names was created a moment ago
+    /// and has not reached the service that answers yet, or an outcome is still being decided.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Unavailable {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retry_after_secs: None,
+        }
+    }
+}
 
 impl Reply {
     pub fn ok(&self) -> bool {
@@ -83,7 +98,7 @@ impl Api {
         query: &[(&str, &str)],
     ) -> Result<Reply, Unavailable> {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| Unavailable(e.to_string()))?;
+            .map_err(|e| Unavailable::new(e.to_string()))?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().filter(|(_, v)| !v.is_empty()));
         let path_and_query = match url.query() {
@@ -141,21 +156,35 @@ impl Api {
         let response = request
             .send()
             .await
-            .map_err(|e| Unavailable(e.to_string()))?;
+            .map_err(|e| Unavailable::new(e.to_string()))?;
         let status = response.status().as_u16();
         let headers: HeaderMap = response.headers().clone();
         let text = response
             .text()
             .await
-            .map_err(|e| Unavailable(e.to_string()))?;
+            .map_err(|e| Unavailable::new(e.to_string()))?;
         let json = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text)
-                .map_err(|_| Unavailable(format!("HTTP {status} with a body that is not JSON")))?
+            serde_json::from_str(&text).map_err(|_| {
+                Unavailable::new(format!("HTTP {status} with a body that is not JSON"))
+            })?
         };
         if status >= 500 {
-            return Err(Unavailable(format!("HTTP {status}")));
+            let retry_after_secs = (status == 503)
+                .then(|| headers.get(header::RETRY_AFTER))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            let message = serde_json::from_value::<bt_contract::error::ErrorBody>(json)
+                .ok()
+                .and_then(|b| b.errors.into_iter().next())
+                .map(|e| format!(": {}", e.message))
+                .unwrap_or_default();
+            return Err(Unavailable {
+                reason: format!("HTTP {status}{message}"),
+                retry_after_secs,
+            });
         }
         let set_cookies = headers
             .get_all(header::SET_COOKIE)

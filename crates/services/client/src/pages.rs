@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router, middleware};
 use axum_extra::extract::CookieJar;
+use bt_contract::resources::Order;
 use serde_json::{Value, json};
 
 use crate::Settings;
@@ -141,6 +142,13 @@ impl Ctx {
             "Something went wrong",
             "BuyTicket could not complete this request. Please try again in a moment.",
         )
+    }
+
+    /// An API reply that does not have the contract's shape: an API failure, never a default.
+    fn unreadable(&self, what: &str, err: &serde_json::Error) -> Response {
+        self.unavailable(&Unavailable::new(format!(
+            "{what} that does not parse: {err}"
+        )))
     }
 
     fn not_found(&self) -> Response {
@@ -700,10 +708,10 @@ async fn purchase(
         Err(err) => return ctx.unavailable(&err),
     };
     if reply.ok() {
-        return see_other(&format!(
-            "/orders/{}",
-            reply.json["id"].as_str().unwrap_or_default()
-        ));
+        return match serde_json::from_value::<Order>(reply.json) {
+            Ok(order) => see_other(&format!("/orders/{}", order.id)),
+            Err(err) => ctx.unreadable("POST /api/orders answered an order", &err),
+        };
     }
     let ticket = match fetch_ticket(&state, &ctx, &id).await {
         Ok(ticket) => ticket,
@@ -725,7 +733,7 @@ async fn purchase(
 }
 
 /// The order, or the page to show instead.
-async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Response> {
+async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Order, Response> {
     let Some(id) = segment(id) else {
         return Err(ctx.not_found());
     };
@@ -734,7 +742,9 @@ async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Res
         .get(&ctx.caller, &format!("/api/orders/{id}"))
         .await
     {
-        Ok(reply) if reply.ok() => Ok(reply.json),
+        Ok(reply) if reply.ok() => serde_json::from_value(reply.json).map_err(|err| {
+            ctx.unreadable(&format!("GET /api/orders/{id} answered an order"), &err)
+        }),
         Ok(reply) if reply.status == 401 => Err(ctx.error_page(
             StatusCode::FORBIDDEN,
             "Not your order",
@@ -749,11 +759,13 @@ async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Res
     }
 }
 
+/// The order page; `paid` when the API just took the payment (201 or 202): until the order is
+/// decided, the page says so and refreshes itself — as it does while the card is authorised.
 fn order_page_for(
     state: &AppState,
     ctx: &Ctx,
-    order: &Value,
-    confirming: bool,
+    order: &Order,
+    paid: bool,
     error: Option<String>,
 ) -> OrderPage {
     let view = OrderView::of(order, &ctx.currency, chrono::Utc::now());
@@ -761,7 +773,7 @@ fn order_page_for(
     layout.error = error;
     OrderPage {
         layout,
-        confirming: confirming && !view.paid && view.status != "cancelled",
+        confirming: (paid || view.authorized) && view.is_open(),
         order: view,
         cards: TEST_CARDS.to_vec(),
         stripe_key: state.settings.stripe_publishable_key.clone(),
@@ -781,10 +793,10 @@ async fn order_page(
         Ok(order) => order,
         Err(response) => return response,
     };
-    let confirming = query.contains_key("paid");
+    let paid = query.contains_key("paid");
     page(
         StatusCode::OK,
-        &order_page_for(&state, &ctx, &order, confirming, None),
+        &order_page_for(&state, &ctx, &order, paid, None),
     )
 }
 
@@ -803,8 +815,13 @@ async fn pay(
     let body = json!({"orderId": id, "token": field(&form, "token")});
     let reply = match state.api.post(&ctx.caller, "/api/payments", body).await {
         Ok(reply) => reply,
-        Err(err) => return ctx.unavailable(&err),
+        Err(err) => match err.retry_after_secs {
+            Some(secs) => return pay_later(&state, &ctx, &id, secs, &err).await,
+            None => return ctx.unavailable(&err),
+        },
     };
+    // 201: the order is complete; 202: the outcome is still being decided. Either way the
+    // order page shows where it stands, and refreshes itself until it is decided.
     if reply.ok() {
         return see_other(&format!("/orders/{id}?paid=1"));
     }
@@ -823,6 +840,35 @@ async fn pay(
         &order_page_for(&state, &ctx, &order, false, Some(message)),
     )
 }
+
+/// The order page with a "try again in a moment" banner, for a pay request the API asked to
+/// repeat later (503 with `Retry-After`): the order was created a moment ago and has not reached
+/// the payments service yet, or the provider is briefly unavailable. Not an outage page.
+async fn pay_later(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    retry_after_secs: u64,
+    err: &Unavailable,
+) -> Response {
+    tracing::debug!(%err, "payment to be tried again later");
+    let order = match fetch_order(state, ctx, id).await {
+        Ok(order) => order,
+        Err(response) => return response,
+    };
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &order_page_for(state, ctx, &order, false, Some(PAY_LATER.to_owned())),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs.max(1)),
+    );
+    response
+}
+
+/// The banner of [`pay_later`].
+const PAY_LATER: &str = "We could not take your payment just yet. Please try again in a moment.";
 
 async fn cancel(
     State(state): State<AppState>,
@@ -875,17 +921,15 @@ async fn my_orders(State(state): State<AppState>, ctx: Ctx) -> Response {
         Ok(_) => return see_other("/auth/signin?next=/orders"),
         Err(err) => return ctx.unavailable(&err),
     };
+    let orders = match serde_json::from_value::<Vec<Order>>(reply.json) {
+        Ok(orders) => orders,
+        Err(err) => return ctx.unreadable("GET /api/orders answered orders", &err),
+    };
     let now = chrono::Utc::now();
-    let orders = reply
-        .json
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|o| OrderView::of(o, &ctx.currency, now))
-                .collect()
-        })
-        .unwrap_or_default();
+    let orders = orders
+        .iter()
+        .map(|o| OrderView::of(o, &ctx.currency, now))
+        .collect();
     page(
         StatusCode::OK,
         &OrdersPage {

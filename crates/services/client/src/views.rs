@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use askama::Template;
 use bt_contract::FieldError;
+use bt_contract::events::{CancelReason, OrderStatus};
+use bt_contract::resources::{Order, OrderPayment, OrderPaymentStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -177,9 +179,9 @@ pub struct TicketPage {
 #[derive(Debug, Clone)]
 pub struct OrderView {
     pub id: String,
-    pub status: String,
-    pub status_label: String,
-    pub status_class: String,
+    pub status: OrderStatus,
+    pub status_label: &'static str,
+    pub status_class: &'static str,
     pub ticket_id: String,
     pub ticket_title: String,
     pub price: String,
@@ -188,46 +190,117 @@ pub struct OrderView {
     pub payable: bool,
     pub expired: bool,
     pub paid: bool,
+    /// Open, with its card authorised: the order is being completed (the page refreshes).
+    pub authorized: bool,
+    /// The money, once a payment was authorised for the order.
+    pub payment: Option<PaymentView>,
+    /// Why the order ended unpaid (cancelled, or past its window), for people.
+    pub ended: Option<&'static str>,
+}
+
+/// The payment of an order, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentView {
+    /// `Paid $20.50`, `Card authorised, confirming…`, `Card hold released — nothing was charged`.
+    pub text: String,
+    /// The CSS class of its state: `paid`, `pending` or `released`.
+    pub class: &'static str,
+}
+
+impl PaymentView {
+    pub fn of(payment: &OrderPayment, currency: &str) -> Self {
+        let (text, class) = match payment.status {
+            OrderPaymentStatus::Succeeded => (
+                format!("Paid {}", money(payment.amount.get(), currency)),
+                "paid",
+            ),
+            OrderPaymentStatus::Authorized => {
+                ("Card authorised, confirming…".to_owned(), "pending")
+            }
+            OrderPaymentStatus::Voided => (
+                "Card hold released — nothing was charged".to_owned(),
+                "released",
+            ),
+        };
+        Self { text, class }
+    }
+}
+
+/// What the buyer reads about an order that ended unpaid because it expired.
+pub const EXPIRED_TEXT: &str = "This order expired before it was paid.";
+
+/// Why an order was cancelled, for the buyer.
+pub fn cancel_reason_text(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::Buyer => "You cancelled this order.",
+        CancelReason::Expired => EXPIRED_TEXT,
+        CancelReason::TicketChanged => {
+            "The seller changed this ticket's title or price before your reservation was confirmed, so the order was cancelled. Nothing was charged."
+        }
+    }
 }
 
 impl OrderView {
-    pub fn of(order: &Value, currency: &str, now: DateTime<Utc>) -> Self {
-        let status = order["status"].as_str().unwrap_or_default().to_owned();
-        let expires_at: DateTime<Utc> = order["expiresAt"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(now);
+    pub fn of(order: &Order, currency: &str, now: DateTime<Utc>) -> Self {
+        let status = order.status;
+        let expires_at = order.expires_at.to_datetime();
         let past_window = now >= expires_at;
-        let paid = status == "complete";
-        let expired = past_window && matches!(status.as_str(), "cancelled" | "created");
-        let (label, class) = match status.as_str() {
-            "complete" => ("Paid", "paid"),
-            "cancelled" if expired => ("Expired", "expired"),
-            "cancelled" => ("Cancelled", "cancelled"),
+        let open = matches!(status, OrderStatus::Created | OrderStatus::AwaitingPayment);
+        // Authorised in time, the order is completed even when it is looked at after its window.
+        let authorized = open
+            && order
+                .payment
+                .as_ref()
+                .is_some_and(|p| p.status == OrderPaymentStatus::Authorized);
+        let expired = match status {
+            OrderStatus::Complete => false,
+            // Orders from before `cancelReason` existed: the window tells.
+            OrderStatus::Cancelled => match order.cancel_reason {
+                Some(reason) => reason == CancelReason::Expired,
+                None => past_window,
+            },
+            OrderStatus::Created | OrderStatus::AwaitingPayment => past_window && !authorized,
+        };
+        let (status_label, status_class) = match status {
+            OrderStatus::Complete => ("Paid", "paid"),
+            OrderStatus::Cancelled if expired => ("Expired", "expired"),
+            OrderStatus::Cancelled => ("Cancelled", "cancelled"),
             _ if expired => ("Expired", "expired"),
-            "awaiting:payment" => ("Payment in progress", "pending"),
+            OrderStatus::AwaitingPayment => ("Payment in progress", "pending"),
+            _ if authorized => ("Payment in progress", "pending"),
             _ => ("Awaiting payment", "pending"),
         };
+        let ended = match (status, order.cancel_reason) {
+            (OrderStatus::Cancelled, Some(reason)) => Some(cancel_reason_text(reason)),
+            _ if expired => Some(EXPIRED_TEXT),
+            (OrderStatus::Cancelled, None) => Some("This order was cancelled."),
+            _ => None,
+        };
         Self {
-            id: order["id"].as_str().unwrap_or_default().to_owned(),
-            payable: matches!(status.as_str(), "created" | "awaiting:payment") && !past_window,
+            id: order.id.to_string(),
             status,
-            status_label: label.to_owned(),
-            status_class: class.to_owned(),
-            ticket_id: order["ticket"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            ticket_title: order["ticket"]["title"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            price: money(cents_of(&order["ticket"]["price"]), currency),
+            status_label,
+            status_class,
+            ticket_id: order.ticket.id.to_string(),
+            ticket_title: order.ticket.title.clone(),
+            price: money(order.ticket.price.get(), currency),
             expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             expires_at_text: utc_text(expires_at),
+            payable: open && !past_window && !authorized,
             expired,
-            paid,
+            paid: status == OrderStatus::Complete,
+            authorized,
+            payment: order.payment.as_ref().map(|p| PaymentView::of(p, currency)),
+            ended,
         }
+    }
+
+    /// Created or awaiting payment: neither paid nor cancelled yet.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::Created | OrderStatus::AwaitingPayment
+        )
     }
 }
 
@@ -257,7 +330,8 @@ pub struct OrderPage {
     pub order: OrderView,
     pub cards: Vec<TestCard>,
     pub stripe_key: Option<String>,
-    /// Paid at the provider, waiting for the order to complete: the page refreshes itself.
+    /// A payment was made or authorised and the order is not decided yet (the API answered
+    /// 202, or the card is authorised): the page refreshes itself.
     pub confirming: bool,
 }
 
@@ -296,6 +370,8 @@ pub struct ErrorPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bt_contract::resources::OrderTicket;
+    use bt_contract::{Cents, Millis};
     use serde_json::json;
 
     #[test]
@@ -319,10 +395,53 @@ mod tests {
         assert_eq!(banner.as_deref(), Some("Email in use"));
     }
 
-    fn order_page(stripe_key: Option<&str>) -> String {
-        let now = Utc::now();
-        let order = json!({"id": "o1", "status": "created", "expiresAt": (now + chrono::Duration::minutes(5)).to_rfc3339(),
-            "ticket": {"id": "t1", "title": "Show", "price": 20.5}});
+    /// An order of a $20.50 ticket, its window ending at `expires`.
+    fn order(status: OrderStatus, expires: &str) -> Order {
+        Order {
+            id: "o1".into(),
+            user_id: "u1".into(),
+            status,
+            expires_at: Millis::from_datetime(expires.parse().unwrap()),
+            version: 0,
+            ticket: OrderTicket {
+                id: "t1".into(),
+                title: "Show".into(),
+                price: Cents::new(2050),
+                version: 0,
+            },
+            payment: None,
+            cancel_reason: None,
+        }
+    }
+
+    fn with_payment(mut order: Order, status: OrderPaymentStatus) -> Order {
+        order.payment = Some(OrderPayment {
+            id: "p1".into(),
+            amount: Cents::new(2050),
+            status,
+        });
+        order
+    }
+
+    fn cancelled(reason: CancelReason, expires: &str) -> Order {
+        Order {
+            cancel_reason: Some(reason),
+            ..order(OrderStatus::Cancelled, expires)
+        }
+    }
+
+    /// The moment the tests look at orders from; windows end at 10:10 (open) or 09:59 (over).
+    const NOW: &str = "2026-11-25T10:00:00Z";
+    const OPEN: &str = "2026-11-25T10:10:00Z";
+    const OVER: &str = "2026-11-25T09:59:00Z";
+
+    fn now() -> DateTime<Utc> {
+        NOW.parse().unwrap()
+    }
+
+    /// The order page as the handler builds it (`paid`: the API just took the payment).
+    fn render_order(order: &Order, paid: bool, stripe_key: Option<&str>) -> String {
+        let view = OrderView::of(order, "usd", now());
         OrderPage {
             layout: Layout {
                 title: "Order".into(),
@@ -331,13 +450,38 @@ mod tests {
                 notice: None,
                 error: None,
             },
-            order: OrderView::of(&order, "usd", now),
+            confirming: (paid || view.authorized) && view.is_open(),
+            order: view,
             cards: TEST_CARDS.to_vec(),
             stripe_key: stripe_key.map(str::to_owned),
-            confirming: false,
         }
         .render()
         .unwrap()
+        // Askama escapes apostrophes; the tests read the text.
+        .replace("&#39;", "'")
+    }
+
+    fn order_page(stripe_key: Option<&str>) -> String {
+        render_order(&order(OrderStatus::Created, OPEN), false, stripe_key)
+    }
+
+    fn render_orders(orders: &[Order]) -> String {
+        OrdersPage {
+            layout: Layout {
+                title: "My orders".into(),
+                user: None,
+                csrf: "tok".into(),
+                notice: None,
+                error: None,
+            },
+            orders: orders
+                .iter()
+                .map(|o| OrderView::of(o, "usd", now()))
+                .collect(),
+        }
+        .render()
+        .unwrap()
+        .replace("&#39;", "'")
     }
 
     #[test]
@@ -361,22 +505,224 @@ mod tests {
 
     #[test]
     fn an_order_past_its_window_is_expired_and_not_payable() {
-        let now: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
-        let order = |status: &str, expires: &str| json!({"id": "o1", "status": status, "expiresAt": expires, "ticket": {"id": "t1", "title": "Show", "price": 20.5}});
-        let open = OrderView::of(&order("created", "2026-11-25T10:10:00Z"), "usd", now);
+        let open = OrderView::of(&order(OrderStatus::Created, OPEN), "usd", now());
         assert!(open.payable && !open.expired);
         assert_eq!(
-            (open.status_label.as_str(), open.price.as_str()),
+            (open.status_label, open.price.as_str()),
             ("Awaiting payment", "$20.50")
         );
-        let late = OrderView::of(&order("created", "2026-11-25T09:59:00Z"), "usd", now);
+        let late = OrderView::of(&order(OrderStatus::Created, OVER), "usd", now());
         assert!(!late.payable && late.expired);
-        let expired = OrderView::of(&order("cancelled", "2026-11-25T09:59:00Z"), "usd", now);
+        let expired = OrderView::of(&order(OrderStatus::Cancelled, OVER), "usd", now());
         assert_eq!(expired.status_label, "Expired");
-        let cancelled = OrderView::of(&order("cancelled", "2026-11-25T10:10:00Z"), "usd", now);
+        let cancelled = OrderView::of(&order(OrderStatus::Cancelled, OPEN), "usd", now());
         assert_eq!(cancelled.status_label, "Cancelled");
-        let paid = OrderView::of(&order("complete", "2026-11-25T09:59:00Z"), "usd", now);
+        let paid = OrderView::of(&order(OrderStatus::Complete, OVER), "usd", now());
         assert!(paid.paid && !paid.payable);
         assert_eq!(paid.status_label, "Paid");
+    }
+
+    #[test]
+    fn the_order_page_shows_each_payment_status_in_words() {
+        let cases = [
+            (
+                with_payment(
+                    order(OrderStatus::Complete, OPEN),
+                    OrderPaymentStatus::Succeeded,
+                ),
+                "Paid $20.50",
+                "paid",
+            ),
+            (
+                with_payment(
+                    order(OrderStatus::Created, OPEN),
+                    OrderPaymentStatus::Authorized,
+                ),
+                "Card authorised, confirming…",
+                "pending",
+            ),
+            (
+                with_payment(
+                    cancelled(CancelReason::TicketChanged, OPEN),
+                    OrderPaymentStatus::Voided,
+                ),
+                "Card hold released — nothing was charged",
+                "released",
+            ),
+        ];
+        for (order, sentence, class) in cases {
+            let html = render_order(&order, false, None);
+            let line = format!(r#"<p class="payment {class}" id="payment">{sentence}</p>"#);
+            assert!(html.contains(&line), "{sentence}: {html}");
+        }
+        let unpaid = render_order(&order(OrderStatus::Created, OPEN), false, None);
+        assert!(!unpaid.contains(r#"id="payment""#), "no payment, no line");
+    }
+
+    #[test]
+    fn the_order_page_says_why_an_order_was_cancelled() {
+        let cases = [
+            (
+                CancelReason::Buyer,
+                "You cancelled this order.",
+                "cancelled",
+                "Cancelled",
+            ),
+            (
+                CancelReason::Expired,
+                "This order expired before it was paid.",
+                "expired",
+                "Expired",
+            ),
+            (
+                CancelReason::TicketChanged,
+                "The seller changed this ticket's title or price before your reservation was confirmed, so the order was cancelled. Nothing was charged.",
+                "cancelled",
+                "Cancelled",
+            ),
+        ];
+        for (reason, sentence, id, label) in cases {
+            // The reason decides, not the clock: within the window and after it alike.
+            for expires in [OPEN, OVER] {
+                let html = render_order(&cancelled(reason, expires), false, None);
+                assert!(
+                    html.contains(&format!(
+                        r#"<p class="aside" id="{id}">{sentence} <a href="/tickets/t1">"#
+                    )),
+                    "{reason} at {expires}: {html}"
+                );
+                assert!(
+                    html.contains(&format!(r#"id="order-status">{label}</p>"#)),
+                    "{reason} at {expires}: {html}"
+                );
+                assert!(!html.contains(r#"id="pay-form""#), "{reason}: not payable");
+            }
+        }
+    }
+
+    #[test]
+    fn an_order_cancelled_before_reasons_existed_reads_its_window() {
+        let expired = render_order(&order(OrderStatus::Cancelled, OVER), false, None);
+        assert!(expired.contains(r#"id="expired">This order expired before it was paid."#));
+        let cancelled = render_order(&order(OrderStatus::Cancelled, OPEN), false, None);
+        assert!(cancelled.contains(r#"id="cancelled">This order was cancelled."#));
+        let unpaid_past_window = render_order(&order(OrderStatus::Created, OVER), false, None);
+        assert!(
+            unpaid_past_window.contains(r#"id="expired">This order expired before it was paid."#)
+        );
+    }
+
+    #[test]
+    fn an_authorised_card_keeps_the_page_confirming_without_a_pay_form() {
+        // Authorised within the window, the order is being completed even after it.
+        for expires in [OPEN, OVER] {
+            let order = with_payment(
+                order(OrderStatus::Created, expires),
+                OrderPaymentStatus::Authorized,
+            );
+            let view = OrderView::of(&order, "usd", now());
+            assert!(
+                view.authorized && !view.payable && !view.expired,
+                "{expires}"
+            );
+            assert_eq!(view.status_label, "Payment in progress");
+            let html = render_order(&order, false, None);
+            assert!(
+                html.contains(r#"<meta http-equiv="refresh" content="2">"#),
+                "{html}"
+            );
+            assert!(!html.contains(r#"id="pay-form""#) && !html.contains(r#"id="expired""#));
+            assert!(
+                !html.contains(r#"id="confirming""#),
+                "the payment line says it once"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payment_being_processed_refreshes_the_page_until_the_order_is_decided() {
+        // The API answered 202 and no card is authorised yet.
+        let html = render_order(&order(OrderStatus::Created, OPEN), true, None);
+        assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#));
+        assert!(html.contains(r#"id="confirming">Payment submitted, confirming your order…"#));
+        assert!(!html.contains(r#"id="pay-form""#));
+        // Decided: no more refreshing.
+        for decided in [
+            with_payment(
+                order(OrderStatus::Complete, OPEN),
+                OrderPaymentStatus::Succeeded,
+            ),
+            with_payment(
+                cancelled(CancelReason::Expired, OVER),
+                OrderPaymentStatus::Voided,
+            ),
+        ] {
+            let html = render_order(&decided, true, None);
+            assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
+            assert!(!html.contains(r#"id="confirming""#));
+        }
+        let paid = render_order(
+            &with_payment(
+                order(OrderStatus::Complete, OPEN),
+                OrderPaymentStatus::Succeeded,
+            ),
+            true,
+            None,
+        );
+        assert!(paid.contains(r#"id="paid""#) && paid.contains("Paid $20.50"));
+    }
+
+    #[test]
+    fn the_orders_list_shows_the_money_and_why_orders_ended() {
+        let html = render_orders(&[
+            with_payment(
+                order(OrderStatus::Complete, OVER),
+                OrderPaymentStatus::Succeeded,
+            ),
+            with_payment(
+                order(OrderStatus::Created, OPEN),
+                OrderPaymentStatus::Authorized,
+            ),
+            with_payment(
+                cancelled(CancelReason::TicketChanged, OPEN),
+                OrderPaymentStatus::Voided,
+            ),
+            cancelled(CancelReason::Buyer, OPEN),
+            cancelled(CancelReason::Expired, OVER),
+        ]);
+        for text in [
+            r#"<span class="note payment paid">Paid $20.50</span>"#,
+            r#"<span class="note payment pending">Card authorised, confirming…</span>"#,
+            r#"<span class="note payment released">Card hold released — nothing was charged</span>"#,
+            r#"<span class="note">The seller changed this ticket's title or price"#,
+            r#"<span class="note">You cancelled this order.</span>"#,
+            r#"<span class="note">This order expired before it was paid.</span>"#,
+            r#"<span class="state expired">Expired</span>"#,
+            r#"<span class="state pending">Payment in progress</span>"#,
+        ] {
+            assert!(html.contains(text), "{text}: {html}");
+        }
+    }
+
+    #[test]
+    fn an_order_reply_of_another_shape_does_not_parse() {
+        let good = serde_json::to_value(order(OrderStatus::Created, OPEN)).unwrap();
+        assert!(serde_json::from_value::<Order>(good.clone()).is_ok());
+        let cases = [
+            ("status", json!("shipped"), "an unknown status"),
+            ("expiresAt", json!("soon"), "a time that is not ISO-8601"),
+            ("expiresAt", Value::Null, "no window"),
+            ("cancelReason", json!("bored"), "an unknown cancel reason"),
+            (
+                "payment",
+                json!({"id": "p1", "amount": 20.5, "status": "pending"}),
+                "an unknown payment status",
+            ),
+        ];
+        for (field, value, why) in cases {
+            let mut bad = good.clone();
+            bad[field] = value;
+            assert!(serde_json::from_value::<Order>(bad).is_err(), "{why}");
+        }
     }
 }

@@ -113,6 +113,13 @@ pub async fn pay(
         let order = store::lock_order(&mut tx, order_id)
             .await?
             .ok_or(ApiError::NotFound)?;
+        // A decided order answers as such; a request that joined an undecided charge learns
+        // the decision from the charge instead (below).
+        match order.status {
+            OrderStatus::Complete => return Err(refused(Refusal::AlreadyPaid)),
+            OrderStatus::Cancelled => return Err(refused(Refusal::Cancelled(order.cancel_reason))),
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
         let Some(active) = store::active_charge(&mut tx, order_id).await? else {
             order.check_payable(buyer, now).map_err(refused)?;
             let attempt = store::next_attempt(&mut tx, order_id).await?;

@@ -3,18 +3,21 @@
 
 #![allow(dead_code)]
 
-use bt_contract::Cents;
 use bt_contract::events::{
-    OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket, TicketRef,
+    CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    PaymentCreated, TicketRef,
 };
+use bt_contract::{Cents, Millis, OrderId, PaymentId};
 use bt_payments::Settings;
-use bt_payments::provider::Provider;
-use bt_payments::store::{self, Payment};
+use bt_payments::domain::{Charge, ChargeState, PayableOrder};
+use bt_payments::provider::{Provider, Stripe};
+use bt_payments::store;
 use bt_platform::db::DbOptions;
 use bt_platform::{Db, Runtime};
+use bt_test_support::stripe::{MockStripe, SECRET_KEY};
 use bt_test_support::{
-    Backend, TestBus, TestClient, TestDb, TestResponse, TestServer, TestUser, bus_for, eventually,
-    publish, test_sessions,
+    Backend, EventProbe, TestBus, TestClient, TestDb, TestResponse, TestServer, TestUser, bus_for,
+    eventually, publish, test_sessions,
 };
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -34,6 +37,11 @@ pub fn settings(provider: Provider) -> Settings {
     }
 }
 
+/// The Stripe provider against a local mock of Stripe.
+pub fn stripe_provider(mock: &MockStripe) -> Provider {
+    Provider::Stripe(Stripe::new(&mock.base, SecretString::from(SECRET_KEY)))
+}
+
 /// The payments service on its own database and bus, served on a loopback port.
 pub struct TestApp {
     pub server: TestServer,
@@ -41,7 +49,16 @@ pub struct TestApp {
     /// A handle of the test's own on the service's database.
     pub db: Db,
     pub runtime: Runtime,
+    orders: Option<tokio::task::JoinHandle<()>>,
     _test_db: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(orders) = self.orders.take() {
+            orders.abort();
+        }
+    }
 }
 
 impl TestApp {
@@ -65,8 +82,38 @@ impl TestApp {
             bus,
             db,
             runtime,
+            orders: None,
             _test_db: test_db,
         }
+    }
+
+    /// Plays the orders service's part for every `payment.created` from now on: completes the
+    /// order with the payment when the order is still open, as the orders service does once
+    /// its reservation is confirmed.
+    pub async fn orders_complete_paid_orders(&mut self) {
+        let mut probe = EventProbe::new(&self.bus.bus, "payment.created").await;
+        let bus = self.bus.bus.clone();
+        let db = self.db.clone();
+        self.orders = Some(tokio::spawn(async move {
+            loop {
+                let paid = probe.next::<PaymentCreated>(24 * 3600).await.data;
+                let Some(order) = store::order(&db, &paid.order_id).await.expect("replica") else {
+                    continue;
+                };
+                if order.status == OrderStatus::Created {
+                    publish(
+                        &bus,
+                        OrderCompleted {
+                            id: paid.order_id.clone(),
+                            version: order.version + 1,
+                            ticket: ticket_of(paid.order_id.as_str()),
+                            payment_id: Some(paid.id),
+                        },
+                    )
+                    .await;
+                }
+            }
+        }));
     }
 
     pub fn anonymous(&self) -> TestClient {
@@ -88,8 +135,10 @@ impl TestApp {
     }
 
     /// The order as the payments replica holds it.
-    pub async fn replica(&self, id: &str) -> Option<store::Order> {
-        store::order(&self.db, id).await.expect("read the replica")
+    pub async fn replica(&self, id: &str) -> Option<PayableOrder> {
+        store::order(&self.db, &OrderId::new(id))
+            .await
+            .expect("read the replica")
     }
 
     /// Publishes `order.created` as the orders service would, and waits until the replica
@@ -98,7 +147,7 @@ impl TestApp {
         let id = created.id.clone();
         publish(&self.bus.bus, created).await;
         eventually(10, "the payments replica holds the order", || async {
-            self.replica(&id).await.is_some()
+            self.replica(id.as_str()).await.is_some()
         })
         .await;
     }
@@ -118,34 +167,37 @@ impl TestApp {
     }
 
     /// Publishes `order.cancelled` (version `version`) and waits until the replica has it.
-    pub async fn cancel(&self, id: &str, version: i64) {
+    pub async fn cancel(&self, id: &str, version: i64, reason: CancelReason) {
         publish(
             &self.bus.bus,
             OrderCancelled {
-                id: id.to_owned(),
+                id: id.into(),
                 version,
                 ticket: ticket_of(id),
+                reason: Some(reason),
             },
         )
         .await;
-        self.wait_status(id, "cancelled", version).await;
+        self.wait_status(id, OrderStatus::Cancelled, version).await;
     }
 
-    /// Publishes `order.completed` (version `version`) and waits until the replica has it.
-    pub async fn complete(&self, id: &str, version: i64) {
+    /// Publishes `order.completed` (version `version`) by `payment` and waits until the replica
+    /// has it.
+    pub async fn complete(&self, id: &str, version: i64, payment: &str) {
         publish(
             &self.bus.bus,
             OrderCompleted {
-                id: id.to_owned(),
+                id: id.into(),
                 version,
                 ticket: ticket_of(id),
+                payment_id: Some(PaymentId::new(payment)),
             },
         )
         .await;
-        self.wait_status(id, "complete", version).await;
+        self.wait_status(id, OrderStatus::Complete, version).await;
     }
 
-    pub async fn wait_status(&self, id: &str, status: &str, version: i64) {
+    pub async fn wait_status(&self, id: &str, status: OrderStatus, version: i64) {
         eventually(
             15,
             &format!("the replica holds the order {status} at version {version}"),
@@ -158,18 +210,26 @@ impl TestApp {
         .await;
     }
 
-    /// Every payment row of an order.
-    pub async fn payments(&self, order_id: &str) -> Vec<Payment> {
-        store::payments_of(&self.db, order_id)
+    /// Every charge of an order, oldest first.
+    pub async fn charges(&self, order_id: &str) -> Vec<Charge> {
+        store::charges_of(&self.db, &OrderId::new(order_id))
             .await
-            .expect("read payments")
+            .expect("read charges")
     }
 
-    /// Waits until the order's only payment has `status`.
-    pub async fn wait_payment_status(&self, order_id: &str, status: &str) {
-        eventually(20, &format!("the payment is {status}"), || async {
-            let payments = self.payments(order_id).await;
-            payments.len() == 1 && payments[0].status == status
+    /// The states of an order's charges, oldest first.
+    pub async fn charge_states(&self, order_id: &str) -> Vec<ChargeState> {
+        self.charges(order_id)
+            .await
+            .into_iter()
+            .map(|c| c.state)
+            .collect()
+    }
+
+    /// Waits until the order's charges are in `states` (oldest first).
+    pub async fn wait_charge_states(&self, order_id: &str, states: &[ChargeState]) {
+        eventually(20, &format!("the charges are {states:?}"), || async {
+            self.charge_states(order_id).await == states
         })
         .await;
     }
@@ -193,6 +253,30 @@ impl TestApp {
         let header = sign(body, Utc::now().timestamp());
         self.webhook(body, Some(&header)).await
     }
+
+    /// Stores a started charge of `order` as a process that died with its provider call in
+    /// flight would leave it: token kept, lease run out.
+    pub async fn abandoned_charge(&self, order_id: &str, token: &str, price_cents: i64) -> Charge {
+        let now = Millis::now();
+        let charge = Charge {
+            id: PaymentId::generate(),
+            order_id: order_id.into(),
+            attempt: 1,
+            state: ChargeState::Started,
+            amount: Cents::new(price_cents),
+            currency: "usd".into(),
+            token: Some(token.into()),
+            provider_id: None,
+            failure: None,
+            lease_until: now.minus(std::time::Duration::from_secs(1)),
+            created_at: now.minus(std::time::Duration::from_secs(30)),
+            updated_at: now.minus(std::time::Duration::from_secs(30)),
+        };
+        let mut tx = self.db.begin().await.unwrap();
+        assert!(store::insert_charge(&mut tx, &charge).await.unwrap());
+        tx.commit().await.unwrap();
+        charge
+    }
 }
 
 /// A `Stripe-Signature` header for `body` with the endpoint secret, at `timestamp`.
@@ -208,21 +292,23 @@ pub fn order_created(
     expires_at: DateTime<Utc>,
 ) -> OrderCreated {
     OrderCreated {
-        id: id.to_owned(),
+        id: id.into(),
         version: 0,
         status: OrderStatus::Created,
-        user_id: user_id.to_owned(),
-        expires_at,
+        user_id: user_id.into(),
+        expires_at: expires_at.into(),
         ticket: OrderTicket {
-            id: format!("ticket-of-{id}"),
+            id: format!("ticket-of-{id}").into(),
             price: Cents::new(price_cents),
+            title: Some("A ticket".into()),
+            version: Some(0),
         },
     }
 }
 
 fn ticket_of(order_id: &str) -> TicketRef {
     TicketRef {
-        id: format!("ticket-of-{order_id}"),
+        id: format!("ticket-of-{order_id}").into(),
     }
 }
 
