@@ -6,6 +6,7 @@
 
 mod support;
 
+use bt_contract::events::Event;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -435,7 +436,8 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
         };
         match res.status {
             StatusCode::CREATED => Ok(()),
-            s if s == StatusCode::NOT_FOUND || replica_died(&res) => {
+            // 202: the order's decision is still on its way (a replica died with it in flight).
+            s if s == StatusCode::ACCEPTED || replica_died(&res) => {
                 Err(format!("{s} {}", res.text))
             }
             other => panic!("paying answered {other}: {}", res.text),
@@ -486,32 +488,26 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
         }
     })
     .await;
-    // ticket.updated → orders: an order on the edited ticket shows the edit.
+    // ticket.updated → orders: an order placed on the edited ticket is at the edited terms. (One
+    // placed before the edit reached the orders service keeps the old terms, is refused by the
+    // tickets service and cancelled — the fan then orders again.)
     let late_fan = &losers[0];
     let edited_id = ids["edited"].clone();
-    let edited_order = poll("the edited ticket can be ordered", || {
+    poll("an order at the edited terms", || {
         let edited_id = edited_id.clone();
         async move {
             let res = late_fan
                 .post("/api/orders", &json!({"ticketId": edited_id}))
                 .await;
             match res.status {
-                StatusCode::CREATED => Ok(res.json),
+                StatusCode::CREATED
+                    if res.json["ticket"]["title"] == "Quarter-final, row A"
+                        && res.json["ticket"]["price"] == json!(65) =>
+                {
+                    Ok(res.json)
+                }
                 s => Err(format!("{s} {}", res.text)),
             }
-        }
-    })
-    .await;
-    let order_path = format!("/api/orders/{}", edited_order["id"].as_str().unwrap());
-    let order_path_ref = &order_path;
-    poll("the order shows the edited ticket", move || async move {
-        let res = late_fan.get(order_path_ref).await;
-        if res.json["ticket"]["title"] == "Quarter-final, row A"
-            && res.json["ticket"]["price"] == json!(65)
-        {
-            Ok(())
-        } else {
-            Err(res.text)
         }
     })
     .await;
@@ -539,6 +535,10 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
         "dead letters: {counts:?}"
     );
     for subject in bt_contract::events::SUBJECTS {
+        // A refused reservation needs an edit racing an order: tests/races.rs makes those.
+        if subject == bt_contract::events::TicketReservationRefused::SUBJECT {
+            continue;
+        }
         assert!(counts.contains_key(subject), "no {subject}: {counts:?}");
     }
 

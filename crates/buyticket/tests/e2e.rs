@@ -10,112 +10,12 @@ mod support;
 use std::future::Future;
 use std::time::Duration;
 
-use bt_platform::bus::BusConfig;
-use bt_test_support::{Backend, TestBus, TestClient, TestDb, TestResponse, nats_url};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::Process;
-
-const KEY: &str = "an-e2e-test-key-that-is-at-least-32-bytes-long";
+use support::deployment::{Browser, Deployment, Ingress};
 
 /// How long the replicas may take to catch up through events.
 const CATCH_UP: Duration = Duration::from_secs(20);
-
-/// The ingress's path rules: where each request goes.
-#[derive(Debug, Clone)]
-struct Ingress {
-    auth: String,
-    tickets: String,
-    orders: String,
-    payments: String,
-}
-
-impl Ingress {
-    /// Everything on one listener (`buyticket up`).
-    fn single(url: &str) -> Self {
-        Self {
-            auth: url.to_owned(),
-            tickets: url.to_owned(),
-            orders: url.to_owned(),
-            payments: url.to_owned(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        let base = if path.starts_with("/api/users/") {
-            &self.auth
-        } else if path.starts_with("/api/tickets") {
-            &self.tickets
-        } else if path.starts_with("/api/orders") {
-            &self.orders
-        } else if path.starts_with("/api/payments") {
-            &self.payments
-        } else {
-            panic!("the test ingress has no route for {path}")
-        };
-        format!("{base}{path}")
-    }
-}
-
-/// One person with a browser: a cookie jar, talking to the ingress.
-struct Browser {
-    client: TestClient,
-    ingress: Ingress,
-    id: String,
-}
-
-impl Browser {
-    /// Signs up with `email`; the session is the `session` cookie of the auth service, which
-    /// the cookie jar then sends to every service (cookies are per host, not per port, so the
-    /// `serve` processes on other ports of 127.0.0.1 receive it too, as behind one ingress).
-    async fn sign_up(ingress: &Ingress, email: &str) -> Self {
-        let mut browser = Self {
-            client: TestClient::new(""),
-            ingress: ingress.clone(),
-            id: String::new(),
-        };
-        let res = browser
-            .post(
-                "/api/users/signup",
-                &json!({"email": email, "password": "password"}),
-            )
-            .await;
-        assert_eq!(res.status, StatusCode::CREATED, "sign-up: {}", res.text);
-        let cookies = res.set_cookies();
-        assert!(
-            cookies
-                .iter()
-                .any(|c| c.starts_with("session=") && !c.contains("Secure")),
-            "a plain-HTTP session cookie: {cookies:?}"
-        );
-        browser.id = res.json["id"].as_str().unwrap().to_owned();
-        browser
-    }
-
-    async fn get(&self, path: &str) -> TestResponse {
-        let http = &self.client.http;
-        self.client.send(http.get(self.ingress.url(path))).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> TestResponse {
-        let http = &self.client.http;
-        self.client
-            .send(http.post(self.ingress.url(path)).json(body))
-            .await
-    }
-
-    async fn put(&self, path: &str, body: &Value) -> TestResponse {
-        let http = &self.client.http;
-        self.client
-            .send(http.put(self.ingress.url(path)).json(body))
-            .await
-    }
-
-    async fn delete(&self, path: &str) -> TestResponse {
-        let http = &self.client.http;
-        self.client.send(http.delete(self.ingress.url(path))).await
-    }
-}
 
 /// Waits (up to [`CATCH_UP`]) until `attempt` gives `Ok`.
 async fn poll<T, F, Fut>(what: &str, attempt: F) -> T
@@ -142,8 +42,9 @@ async fn listed(browser: &Browser) -> Vec<String> {
         .collect()
 }
 
-/// Orders `ticket_id`, waiting while the orders service does not know the ticket yet (404):
-/// its replica learns tickets through events.
+/// Orders `ticket_id`, waiting while the orders service does not know the ticket yet (503 after
+/// a bounded wait; 404 only for a ticket older than the wait): its replica learns tickets
+/// through events.
 async fn order_when_known(buyer: &Browser, ticket_id: &str) -> Value {
     let body = json!({"ticketId": ticket_id});
     let body = &body;
@@ -151,7 +52,7 @@ async fn order_when_known(buyer: &Browser, ticket_id: &str) -> Value {
         let res = buyer.post("/api/orders", body).await;
         match res.status {
             StatusCode::CREATED => Ok(res.json),
-            StatusCode::NOT_FOUND => Err(res.text),
+            StatusCode::SERVICE_UNAVAILABLE => Err(res.text),
             other => panic!("ordering answered {other}: {}", res.text),
         }
     })
@@ -283,108 +184,70 @@ async fn purchase_flow(ingress: &Ingress) {
     assert_eq!(edited["price"], json!(25.5));
     assert_eq!(edited["orderId"], Value::Null);
 
-    // The other buyer can order it now; the ticket names the new order, and the orders
-    // service's replica catches up with the ticket (the edit, then the new reservation).
-    let res = rival
-        .post("/api/orders", &json!({"ticketId": ticket_id}))
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
-    let second_id = res.json["id"].as_str().unwrap().to_owned();
-    assert_ne!(second_id, order_id);
-    let reserved_again = ticket_when(
-        &rival,
-        &ticket_path,
-        "the ticket shows the new order",
-        |t| t["orderId"] == json!(second_id),
-    )
-    .await;
-    assert_eq!(version(&reserved_again), version(&edited) + 1);
-    let second_path = format!("/api/orders/{second_id}");
-    let (rival, second_path) = (&rival, &second_path);
-    let latest = version(&reserved_again);
-    let second = poll("the order shows the latest ticket", move || async move {
-        let res = rival.get(second_path).await;
-        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
-        if res.json["ticket"]["version"] == json!(latest) {
-            Ok(res.json)
-        } else {
-            Err(res.text)
+    // The other buyer can order it now, at the new terms. An order placed before the edit
+    // reached the orders service carries the old terms: the tickets service refuses it and it is
+    // cancelled, saying why — then the buyer orders again.
+    let (rival, ticket_id_ref) = (&rival, &ticket_id);
+    let second = poll("an order at the new terms", move || async move {
+        let res = rival
+            .post("/api/orders", &json!({"ticketId": ticket_id_ref}))
+            .await;
+        match res.status {
+            StatusCode::CREATED if res.json["ticket"]["title"] == "Concert, row 2" => Ok(res.json),
+            StatusCode::CREATED => {
+                let path = format!("/api/orders/{}", res.json["id"].as_str().unwrap());
+                let refused = poll("the stale order is refused", || async {
+                    let order = rival.get(&path).await.json;
+                    if order["status"] == "cancelled" {
+                        Ok(order)
+                    } else {
+                        Err(order.to_string())
+                    }
+                })
+                .await;
+                assert_eq!(refused["cancelReason"], "ticket_changed", "{refused}");
+                Err(format!("placed on stale terms: {}", res.text))
+            }
+            // Reserved by the stale order until its cancellation arrives.
+            StatusCode::BAD_REQUEST => Err(res.text),
+            other => panic!("ordering answered {other}: {}", res.text),
         }
     })
     .await;
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    assert_ne!(second_id, order_id);
+    let reserved_again = ticket_when(rival, &ticket_path, "the ticket shows the new order", |t| {
+        t["orderId"] == json!(second_id)
+    })
+    .await;
+    assert!(version(&reserved_again) > version(&edited));
     assert_eq!(second["status"], "created");
+    // The order keeps the terms it was placed on: what the buyer saw is what the buyer pays.
     assert_eq!(
         second["ticket"],
-        json!({"id": ticket_id, "title": "Concert, row 2", "price": 25.5, "version": latest})
+        json!({"id": ticket_id, "title": "Concert, row 2", "price": 25.5, "version": version(&edited)})
     );
+    let shown = rival.get(&format!("/api/orders/{second_id}")).await.json;
+    assert_eq!(shown["ticket"], second["ticket"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purchase_flow_through_up() {
-    let data = tempfile::tempdir().unwrap();
-    let process = Process::up(data.path());
-    purchase_flow(&Ingress::single(&process.url)).await;
-    assert!(process.stop().success(), "graceful shutdown exits 0");
+    let deployment = Deployment::embedded(&[]);
+    purchase_flow(&deployment.ingress()).await;
+    deployment.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purchase_flow_through_serve_processes_on_postgresql_and_nats() {
-    // Declared before the processes, so dropped after them: the stream of this run (unique
-    // name and subject prefix, deleted when the guard drops) and one database per service.
-    let unique = TestBus::test_config().stream[1..].to_owned();
-    let stream_guard = TestBus::on_nats(
-        &nats_url(),
-        BusConfig {
-            stream: format!("E{unique}"),
-            subject_prefix: format!("e{unique}."),
-            ..TestBus::test_config()
-        },
-    )
-    .await;
-    let (stream, prefix) = (
-        stream_guard.config.stream.clone(),
-        stream_guard.config.subject_prefix.clone(),
-    );
-    let auth_db = TestDb::new(Backend::Postgres).await;
-    let tickets_db = TestDb::new(Backend::Postgres).await;
-    let orders_db = TestDb::new(Backend::Postgres).await;
-
-    let nats = nats_url();
-    let serve = |service: &str, db: &TestDb| {
-        Process::start(
-            &["serve", service],
-            &[
-                ("HOST", "127.0.0.1"),
-                ("PORT", "0"),
-                ("DATABASE_URL", &db.url),
-                ("NATS_URL", &nats),
-                ("JWT_KEY", KEY),
-                ("EVENT_STREAM", &stream),
-                ("EVENT_SUBJECT_PREFIX", &prefix),
-                ("COOKIE_SECURE", "false"),
-            ],
-        )
-    };
-    let auth = serve("auth", &auth_db);
-    let tickets = serve("tickets", &tickets_db);
-    let orders = serve("orders", &orders_db);
-    let ingress = Ingress {
-        auth: auth.url.clone(),
-        tickets: tickets.url.clone(),
-        orders: orders.url.clone(),
-        payments: String::new(),
-    };
+    let deployment = Deployment::distributed(&[]).await;
+    let ingress = deployment.ingress();
     assert!(
-        auth.url != tickets.url && tickets.url != orders.url,
-        "three listeners: {ingress:?}"
+        ingress.auth != ingress.tickets && ingress.tickets != ingress.orders,
+        "one listener per service: {ingress:?}"
     );
-
     purchase_flow(&ingress).await;
-
-    for (name, process) in [("orders", orders), ("tickets", tickets), ("auth", auth)] {
-        let status = process.stop();
-        assert!(status.success(), "{name} exits 0 on SIGTERM: {status}");
-    }
+    deployment.stop();
 }
 
 /// The order window of the expiry tests.
@@ -426,7 +289,7 @@ async fn expiry_and_payment_flow(ingress: &Ingress) {
         let res = buyer_ref.post("/api/payments", body).await;
         match res.status {
             StatusCode::CREATED => Ok(res.json),
-            StatusCode::NOT_FOUND => Err(res.text),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
             other => panic!("paying answered {other}: {}", res.text),
         }
     })
@@ -517,83 +380,16 @@ async fn order_or_refusal(browser: &Browser, ticket_id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_expire_and_payments_complete_through_up() {
-    let data = tempfile::tempdir().unwrap();
     let window = SHORT_WINDOW_SECS.to_string();
-    let process = Process::start(
-        &[
-            "up",
-            "--port",
-            "0",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ],
-        &[("ORDER_EXPIRATION_SECONDS", &window)],
-    );
-    expiry_and_payment_flow(&Ingress::single(&process.url)).await;
-    assert!(process.stop().success());
+    let deployment = Deployment::embedded(&[("ORDER_EXPIRATION_SECONDS", &window)]);
+    expiry_and_payment_flow(&deployment.ingress()).await;
+    deployment.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_expire_and_payments_complete_through_serve_processes_on_postgresql_and_nats() {
-    let unique = TestBus::test_config().stream[1..].to_owned();
-    let stream_guard = TestBus::on_nats(
-        &nats_url(),
-        BusConfig {
-            stream: format!("X{unique}"),
-            subject_prefix: format!("x{unique}."),
-            ..TestBus::test_config()
-        },
-    )
-    .await;
-    let (stream, prefix) = (
-        stream_guard.config.stream.clone(),
-        stream_guard.config.subject_prefix.clone(),
-    );
-    let mut dbs = Vec::new();
-    for _ in 0..5 {
-        dbs.push(TestDb::new(Backend::Postgres).await);
-    }
-    let nats = nats_url();
     let window = SHORT_WINDOW_SECS.to_string();
-    let serve = |service: &str, db: &TestDb| {
-        Process::start(
-            &["serve", service],
-            &[
-                ("HOST", "127.0.0.1"),
-                ("PORT", "0"),
-                ("DATABASE_URL", &db.url),
-                ("NATS_URL", &nats),
-                ("JWT_KEY", KEY),
-                ("EVENT_STREAM", &stream),
-                ("EVENT_SUBJECT_PREFIX", &prefix),
-                ("COOKIE_SECURE", "false"),
-                ("ORDER_EXPIRATION_SECONDS", &window),
-                ("PAYMENT_PROVIDER", "development"),
-            ],
-        )
-    };
-    let auth = serve("auth", &dbs[0]);
-    let tickets = serve("tickets", &dbs[1]);
-    let orders = serve("orders", &dbs[2]);
-    let expiration = serve("expiration", &dbs[3]);
-    let payments = serve("payments", &dbs[4]);
-    let ingress = Ingress {
-        auth: auth.url.clone(),
-        tickets: tickets.url.clone(),
-        orders: orders.url.clone(),
-        payments: payments.url.clone(),
-    };
-
-    expiry_and_payment_flow(&ingress).await;
-
-    for (name, process) in [
-        ("payments", payments),
-        ("expiration", expiration),
-        ("orders", orders),
-        ("tickets", tickets),
-        ("auth", auth),
-    ] {
-        let status = process.stop();
-        assert!(status.success(), "{name} exits 0 on SIGTERM: {status}");
-    }
+    let deployment = Deployment::distributed(&[("ORDER_EXPIRATION_SECONDS", &window)]).await;
+    expiry_and_payment_flow(&deployment.ingress()).await;
+    deployment.stop();
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use bt_test_support::TestClient;
 
+pub mod deployment;
+
 /// A running `buyticket` process, killed when dropped (also when a test fails half-way).
 pub struct Process {
     child: Child,
@@ -67,6 +69,13 @@ impl Process {
 
     pub fn client(&self) -> TestClient {
         TestClient::new(&self.url)
+    }
+
+    /// Kills the process at once (SIGKILL), like a crash; the guard stays, so it can be
+    /// started again in its place.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits (≤ 20 s) for the process to exit.

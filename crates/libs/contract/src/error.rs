@@ -155,8 +155,10 @@ impl IntoResponse for ApiError {
             errors: self.errors(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::TooManyRequests { retry_after_secs } | Self::RetryLater { retry_after_secs, .. } =
-            self
+        if let Self::TooManyRequests { retry_after_secs }
+        | Self::RetryLater {
+            retry_after_secs, ..
+        } = self
         {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

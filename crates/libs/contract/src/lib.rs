@@ -28,13 +28,13 @@ pub mod time;
 pub mod validate;
 
 pub use error::{ApiError, ApiResult, FieldError};
+pub use ids::{OrderId, PaymentId, TicketId, UserId};
 pub use json::{ApiJson, JsonField};
 pub use money::{Cents, MoneyError};
 pub use query::ApiQuery;
 pub use session::{Claims, CurrentUser, MaybeUser, SESSION_COOKIE, SessionKeys};
-pub use validate::Validator;
-pub use ids::{OrderId, PaymentId, TicketId, UserId};
 pub use time::Millis;
+pub use validate::Validator;
 
 #[doc(hidden)]
 pub mod __private {

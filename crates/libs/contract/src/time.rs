@@ -172,7 +172,10 @@ mod tests {
         let at = Millis::new(1_000).unwrap();
         assert_eq!(at.plus(std::time::Duration::from_secs(1)).get(), 2_000);
         assert_eq!(at.minus(std::time::Duration::from_secs(5)), Millis::EPOCH);
-        assert_eq!(Millis::MAX.plus(std::time::Duration::from_secs(1)), Millis::MAX);
+        assert_eq!(
+            Millis::MAX.plus(std::time::Duration::from_secs(1)),
+            Millis::MAX
+        );
         assert_eq!(
             at.since(Millis::EPOCH),
             std::time::Duration::from_millis(1_000)

@@ -120,7 +120,11 @@ impl Arrivals {
     /// Re-runs `probe` whenever a handler commits (and at least every poll interval) until it
     /// finds something or `max_wait` has passed (`Ok(None)`). Answers 503 at once when too many
     /// requests are waiting already.
-    pub async fn wait_for<T, F, Fut>(&self, max_wait: Duration, mut probe: F) -> ApiResult<Option<T>>
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        max_wait: Duration,
+        mut probe: F,
+    ) -> ApiResult<Option<T>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = ApiResult<Option<T>>>,
@@ -174,7 +178,13 @@ mod tests {
             Ok::<Option<()>, ApiError>(None)
         };
         let old = Millis::now().minus(Duration::from_secs(120));
-        assert!(arrivals.find(Some(old), "order", probe).await.unwrap().is_none());
+        assert!(
+            arrivals
+                .find(Some(old), "order", probe)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(arrivals.find(None, "order", probe).await.unwrap().is_none());
         assert_eq!(probes.load(Ordering::SeqCst), 2);
     }
@@ -213,7 +223,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, ApiError::RetryLater { retry_after_secs: 1, .. }),
+            matches!(
+                err,
+                ApiError::RetryLater {
+                    retry_after_secs: 1,
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
@@ -233,7 +249,10 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
         let third = waiting(arrivals.clone()).await;
-        assert!(matches!(third, Err(ApiError::RetryLater { .. })), "{third:?}");
+        assert!(
+            matches!(third, Err(ApiError::RetryLater { .. })),
+            "{third:?}"
+        );
         assert!(a.await.unwrap().unwrap().is_none());
         assert!(b.await.unwrap().unwrap().is_none());
     }

@@ -136,7 +136,10 @@ impl Recorder {
         .execute(conn)
         .await
         .map(drop))?;
-        self.applied.lock().unwrap().push((data.id.into_string(), data.version));
+        self.applied
+            .lock()
+            .unwrap()
+            .push((data.id.into_string(), data.version));
         Ok(Outcome::Applied)
     }
 }

@@ -249,7 +249,9 @@ fn check_request(
     }
     let idempotency_key = header("idempotency-key");
     if idempotency_key.trim().is_empty() {
-        ledger.violations.push(format!("{path}: no Idempotency-Key"));
+        ledger
+            .violations
+            .push(format!("{path}: no Idempotency-Key"));
         return Err(stripe_error(
             StatusCode::BAD_REQUEST,
             json!({"type": "invalid_request_error", "message": "This test server requires an Idempotency-Key"}),
@@ -272,13 +274,18 @@ fn check_request(
 /// What Stripe answers to a key it has seen: the stored answer (or an error when the parameters
 /// differ), or 409 while the first request with the key is still being processed. `None` for a
 /// new key, which is then marked in flight.
-fn replay_or_begin(mock: &MockStripe, path: &str, key: &str, form: &[(String, String)]) -> Option<Reply> {
+fn replay_or_begin(
+    mock: &MockStripe,
+    path: &str,
+    key: &str,
+    form: &[(String, String)],
+) -> Option<Reply> {
     let mut ledger = mock.ledger();
     if let Some(stored) = ledger.replies.get(key).cloned() {
         if stored.form != form || stored.path != path {
-            ledger
-                .violations
-                .push(format!("idempotency key {key} reused with other parameters"));
+            ledger.violations.push(format!(
+                "idempotency key {key} reused with other parameters"
+            ));
             return Some(stripe_error(
                 StatusCode::BAD_REQUEST,
                 json!({"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}),
@@ -338,8 +345,18 @@ async fn payment_intents(State(mock): State<MockStripe>, headers: HeaderMap, bod
     if let Some(reply) = replay_or_begin(&mock, path, &key, &form) {
         return reply;
     }
-    let reply = create_intent(&mock, &key, &form).await;
-    finish(&mock, path, &key, form, reply)
+    // Stripe finishes what it started even when the client hangs up (a crash): so does the
+    // mock, on a task of its own.
+    let task = tokio::spawn(async move {
+        let reply = create_intent(&mock, &key, &form).await;
+        finish(&mock, path, &key, form, reply)
+    });
+    task.await.unwrap_or_else(|e| {
+        stripe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"type": "api_error", "message": format!("mock failed: {e}")}),
+        )
+    })
 }
 
 async fn create_intent(mock: &MockStripe, key: &str, form: &[(String, String)]) -> Reply {
@@ -348,8 +365,12 @@ async fn create_intent(mock: &MockStripe, key: &str, form: &[(String, String)]) 
     let token = param(form, "payment_method_data[card][token]")
         .unwrap_or_default()
         .to_owned();
-    let order_id = param(form, "metadata[order_id]").unwrap_or_default().to_owned();
-    let attempt = param(form, "metadata[attempt]").unwrap_or_default().to_owned();
+    let order_id = param(form, "metadata[order_id]")
+        .unwrap_or_default()
+        .to_owned();
+    let attempt = param(form, "metadata[attempt]")
+        .unwrap_or_default()
+        .to_owned();
     let manual = match param(form, "capture_method") {
         None | Some("automatic") => false,
         Some("manual") => true,
@@ -412,7 +433,11 @@ async fn create_intent(mock: &MockStripe, key: &str, form: &[(String, String)]) 
         ledger.intents.push(intent.clone());
         (StatusCode::OK, Json(intent_json(&intent)))
     };
-    let paid = if manual { "requires_capture" } else { "succeeded" };
+    let paid = if manual {
+        "requires_capture"
+    } else {
+        "succeeded"
+    };
     match token.as_str() {
         "tok_visa" | "tok_mastercard" | FLAKY | HELD | SLOW => make(paid),
         PROCESSING => make("processing"),
@@ -508,7 +533,9 @@ async fn refunds(State(mock): State<MockStripe>, headers: HeaderMap, body: Bytes
     if let Some(reply) = replay_or_begin(&mock, path, &key, &form) {
         return reply;
     }
-    let id = param(&form, "payment_intent").unwrap_or_default().to_owned();
+    let id = param(&form, "payment_intent")
+        .unwrap_or_default()
+        .to_owned();
     let reply = {
         let mut ledger = mock.ledger();
         match ledger.intents.iter_mut().find(|i| i.id == id) {

@@ -705,7 +705,10 @@ async fn purchase(
         .await
     {
         Ok(reply) => reply,
-        Err(err) => return ctx.unavailable(&err),
+        Err(err) => match err.retry_after_secs {
+            Some(secs) => return buy_later(&state, &ctx, &id, secs, &err).await,
+            None => return ctx.unavailable(&err),
+        },
     };
     if reply.ok() {
         return match serde_json::from_value::<Order>(reply.json) {
@@ -720,8 +723,13 @@ async fn purchase(
     let view = ticket_view(&ctx, &ticket);
     let mut layout = ctx.layout(view.title.clone());
     layout.error = Some(match reply.status {
-        404 => "This ticket was listed moments ago and cannot be bought yet. Please try again in a few seconds.".to_owned(),
-        _ => reply.errors().into_iter().map(|e| e.message).collect::<Vec<_>>().join(" "),
+        404 => "This ticket is no longer available.".to_owned(),
+        _ => reply
+            .errors()
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join(" "),
     });
     page(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -731,6 +739,41 @@ async fn purchase(
         },
     )
 }
+
+/// The ticket page with a "try again in a moment" banner, for an order the API asked to repeat
+/// later (503 with `Retry-After`): the ticket was listed a moment ago and has not reached the
+/// orders service yet. Not an outage page.
+async fn buy_later(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    retry_after_secs: u64,
+    err: &Unavailable,
+) -> Response {
+    tracing::debug!(%err, "order to be tried again later");
+    let ticket = match fetch_ticket(state, ctx, id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let view = ticket_view(ctx, &ticket);
+    let mut layout = ctx.layout(view.title.clone());
+    layout.error = Some(BUY_LATER.to_owned());
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &TicketPage {
+            layout,
+            ticket: view,
+        },
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs.max(1)),
+    );
+    response
+}
+
+/// The banner of [`buy_later`].
+const BUY_LATER: &str = "This ticket was listed moments ago and cannot be bought yet. Please try again in a few seconds.";
 
 /// The order, or the page to show instead.
 async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Order, Response> {

@@ -265,3 +265,54 @@ async fn an_api_outage_during_payment_is_the_outage_page() {
 
     assert!(is_outage_page(&page), "{}", page.text);
 }
+
+#[tokio::test]
+async fn buying_a_ticket_listed_a_moment_ago_asks_to_try_again_in_a_moment() {
+    let ticket = json!({"id": "t1", "title": "Show", "price": 20.5, "userId": "seller", "version": 0, "orderId": null, "sold": false});
+    let api = Router::new()
+        .route(
+            "/api/tickets/{id}",
+            get(move || {
+                let ticket = ticket.clone();
+                async move { Json(ticket) }
+            }),
+        )
+        .route(
+            "/api/orders",
+            post(|| async {
+                let mut response = errors(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "This ticket is not known here yet (it was created a moment ago); please try again",
+                );
+                response.headers_mut().insert(header::RETRY_AFTER, 1.into());
+                response
+            }),
+        );
+    let browser = Browser::new(api).await;
+
+    let request = browser
+        .http
+        .post(format!("{}/tickets/t1/purchase", browser.base))
+        .header(header::COOKIE, &browser.cookies)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("_csrf={CSRF}"));
+    let page = bt_test_support::TestClient::try_send(request)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.text
+    );
+    assert_eq!(page.headers[header::RETRY_AFTER], "1");
+    assert!(!is_outage_page(&page), "{}", page.text);
+    assert!(
+        page.text.contains(
+            "This ticket was listed moments ago and cannot be bought yet. Please try again in a few seconds."
+        ),
+        "{}",
+        page.text
+    );
+}

@@ -252,7 +252,12 @@ impl Order {
         })
     }
 
-    fn pay(mut self, payment: PaymentId, amount: Cents, now: Millis) -> Result<Transition, Refusal> {
+    fn pay(
+        mut self,
+        payment: PaymentId,
+        amount: Cents,
+        now: Millis,
+    ) -> Result<Transition, Refusal> {
         if let Some(known) = &self.payment {
             return Err(if known.id == payment {
                 Refusal::SamePayment
@@ -474,7 +479,9 @@ mod tests {
         let t = confirmed().apply(Command::Expire, at(900_000)).unwrap();
         assert_eq!(t.order.status, OrderStatus::Cancelled);
         assert_eq!(t.order.cancel_reason, Some(CancelReason::Expired));
-        assert!(matches!(t.event, Some(OrderEvent::Cancelled(ref c)) if c.reason == Some(CancelReason::Expired)));
+        assert!(
+            matches!(t.event, Some(OrderEvent::Cancelled(ref c)) if c.reason == Some(CancelReason::Expired))
+        );
     }
 
     #[test]
@@ -487,7 +494,10 @@ mod tests {
             .unwrap();
         assert_eq!(t.order.status, OrderStatus::Cancelled);
         assert_eq!(t.order.cancel_reason, Some(CancelReason::TicketChanged));
-        assert_eq!(t.order.to_json().cancel_reason, Some(CancelReason::TicketChanged));
+        assert_eq!(
+            t.order.to_json().cancel_reason,
+            Some(CancelReason::TicketChanged)
+        );
     }
 
     #[test]
@@ -497,7 +507,9 @@ mod tests {
         assert_eq!(t.order.reservation, Reservation::Confirmed);
         assert_eq!(t.order.version, 0, "no event, no new version");
         assert_eq!(
-            t.order.apply(Command::ConfirmReservation, at(6)).unwrap_err(),
+            t.order
+                .apply(Command::ConfirmReservation, at(6))
+                .unwrap_err(),
             Refusal::AlreadyConfirmed
         );
     }
@@ -506,7 +518,9 @@ mod tests {
     fn a_confirmation_after_a_cancellation_changes_nothing() {
         let cancelled = placed().apply(cancel_by("buyer"), at(5)).unwrap().order;
         assert_eq!(
-            cancelled.apply(Command::ConfirmReservation, at(6)).unwrap_err(),
+            cancelled
+                .apply(Command::ConfirmReservation, at(6))
+                .unwrap_err(),
             Refusal::AlreadyCancelled
         );
     }
@@ -545,7 +559,9 @@ mod tests {
             .apply(Command::ConfirmReservation, at(6))
             .unwrap();
         assert_eq!(t.order.status, OrderStatus::Complete);
-        assert!(matches!(t.event, Some(OrderEvent::Completed(ref c)) if c.payment_id == Some("p1".into())));
+        assert!(
+            matches!(t.event, Some(OrderEvent::Completed(ref c)) if c.payment_id == Some("p1".into()))
+        );
     }
 
     #[test]

@@ -90,10 +90,18 @@ impl Handle<TicketUpdated> for Handlers {
 
 impl Handle<TicketReservationRefused> for Handlers {
     /// Cancels the order, saying why, before any charge.
-    async fn handle(&self, tx: &mut Tx, event: Envelope<TicketReservationRefused>) -> HandlerResult {
+    async fn handle(
+        &self,
+        tx: &mut Tx,
+        event: Envelope<TicketReservationRefused>,
+    ) -> HandlerResult {
         let refused = event.data;
-        self.run(tx, &refused.order_id, Command::RefuseReservation(refused.reason))
-            .await
+        self.run(
+            tx,
+            &refused.order_id,
+            Command::RefuseReservation(refused.reason),
+        )
+        .await
     }
 }
 

@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn refusals_of_the_buyer_are_401_or_400_with_the_rule() {
-        assert!(matches!(refused(Refusal::NotOwner), ApiError::NotAuthorized));
+        assert!(matches!(
+            refused(Refusal::NotOwner),
+            ApiError::NotAuthorized
+        ));
         let err = refused(Refusal::CannotCancelCompleted);
         assert_eq!(err.to_string(), "Cannot cancel a completed order");
         assert_eq!(

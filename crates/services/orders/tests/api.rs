@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use bt_contract::{Cents, PaymentId, SessionKeys};
 use bt_contract::events::{
     CancelReason, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
     PaymentCreated, ReservationRefusal, TicketData, TicketReservationRefused, TicketUpdated,
 };
+use bt_contract::{Cents, PaymentId, SessionKeys};
 use bt_platform::db::DbOptions;
 use bt_platform::on_db;
 use bt_test_support::{Backend, EventProbe, TestUser, backend_tests, publish};
@@ -867,7 +867,6 @@ async fn a_payment_for_a_cancelled_order_leaves_it_cancelled(backend: Backend) {
     probe.assert_silent(300).await;
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Races: what the buyer sees is what the buyer pays, and nothing is 404 for being fresh
 
@@ -905,8 +904,15 @@ async fn a_payment_before_the_reservation_is_confirmed_completes_the_order_at_co
     let paid = publish(&app.bus.bus, payment.clone()).await;
     app.wait_processed(&paid).await;
     probe.assert_silent(300).await;
-    let waiting = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await.json;
-    assert_eq!(waiting["status"], "created", "not complete before the confirmation");
+    let waiting = app
+        .as_user(&buyer)
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json;
+    assert_eq!(
+        waiting["status"], "created",
+        "not complete before the confirmation"
+    );
     assert_eq!(
         waiting["payment"],
         json!({"id": payment.id, "amount": 10, "status": "authorized"})
@@ -944,7 +950,11 @@ async fn a_refused_reservation_cancels_the_order_saying_why_and_its_waiting_paym
 
     let event = cancelled.next::<OrderCancelled>(10).await;
     assert_eq!(event.data.reason, Some(CancelReason::TicketChanged));
-    let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await.json;
+    let shown = app
+        .as_user(&buyer)
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json;
     assert_eq!(shown["status"], "cancelled");
     assert_eq!(shown["cancelReason"], "ticket_changed");
     assert_eq!(shown["payment"]["status"], "voided");

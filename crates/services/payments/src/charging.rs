@@ -56,10 +56,9 @@ impl From<ChargeError> for ApiError {
     fn from(err: ChargeError) -> Self {
         match err {
             ChargeError::Database(err) => err.into(),
-            ChargeError::Unavailable(_) => ApiError::retry_later(
-                "The payment provider is unavailable; please try again",
-                2,
-            ),
+            ChargeError::Unavailable(_) => {
+                ApiError::retry_later("The payment provider is unavailable; please try again", 2)
+            }
             other => ApiError::internal(other),
         }
     }
@@ -143,6 +142,9 @@ impl Payments {
                 self.record(&charge.id, Answer::Declined { message }).await
             }
             Err(ProviderError::Unavailable(reason)) => {
+                // Logged once here; the charge stays started and is replayed later.
+                tracing::warn!(%reason, order.id = %charge.order_id, payment.id = %charge.id, "payment provider unavailable");
+                metrics::counter!("payments_provider_unavailable_total").increment(1);
                 store::release_lease(&self.db, &charge.id, Millis::now()).await?;
                 Err(ChargeError::Unavailable(reason))
             }

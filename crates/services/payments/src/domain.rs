@@ -52,7 +52,11 @@ impl ChargeState {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            Self::Started | Self::Authorized | Self::Capturing | Self::Succeeded | Self::CaptureFailed
+            Self::Started
+                | Self::Authorized
+                | Self::Capturing
+                | Self::Succeeded
+                | Self::CaptureFailed
         )
     }
 
@@ -384,8 +388,14 @@ mod tests {
     fn only_the_buyer_pays_only_an_open_order_within_its_window() {
         let buyer: UserId = "buyer".into();
         let open = order(OrderStatus::Created);
-        assert_eq!(open.check_payable(&"other".into(), at(0)), Err(Refusal::NotOwner));
-        assert_eq!(open.check_payable(&buyer, at(900_000)), Err(Refusal::Expired));
+        assert_eq!(
+            open.check_payable(&"other".into(), at(0)),
+            Err(Refusal::NotOwner)
+        );
+        assert_eq!(
+            open.check_payable(&buyer, at(900_000)),
+            Err(Refusal::Expired)
+        );
         assert_eq!(open.check_payable(&buyer, at(899_999)), Ok(()));
         let mut cancelled = order(OrderStatus::Cancelled);
         cancelled.cancel_reason = Some(CancelReason::Expired);
@@ -506,7 +516,10 @@ mod tests {
         let id = winner.id.clone();
         let capturing = winner.order_completed(&id, at(30)).unwrap();
         assert_eq!(capturing.state, ChargeState::Capturing);
-        assert_eq!(capturing.settled(at(40)).unwrap().state, ChargeState::Succeeded);
+        assert_eq!(
+            capturing.settled(at(40)).unwrap().state,
+            ChargeState::Succeeded
+        );
         let other: PaymentId = "someone-else".into();
         assert_eq!(
             authorized().order_completed(&other, at(30)).unwrap().state,
@@ -559,7 +572,13 @@ mod tests {
             .collect();
         assert_eq!(
             active,
-            ["started", "authorized", "capturing", "succeeded", "capture_failed"]
+            [
+                "started",
+                "authorized",
+                "capturing",
+                "succeeded",
+                "capture_failed"
+            ]
         );
     }
 }

@@ -46,7 +46,12 @@ impl Handlers {
         // Events of earlier versions do not name the payment: it is the one holding money.
         let winner = winner.or_else(|| {
             (status == OrderStatus::Complete)
-                .then(|| charges.iter().find(|c| c.state.is_active()).map(|c| c.id.clone()))
+                .then(|| {
+                    charges
+                        .iter()
+                        .find(|c| c.state.is_active())
+                        .map(|c| c.id.clone())
+                })
                 .flatten()
         });
         if !store::update_order(tx, id, status, version, cancel_reason, winner.as_ref()).await? {

@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use bt_contract::json::string_field;
-use bt_contract::{ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, validate};
+use bt_contract::{
+    ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, validate,
+};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};

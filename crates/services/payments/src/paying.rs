@@ -45,10 +45,7 @@ pub fn refused(refusal: Refusal) -> ApiError {
 
 /// Why the money of a charge went back, for the buyer.
 fn released(order: &PayableOrder, charge: &Charge) -> ApiError {
-    let nothing_charged = !matches!(
-        charge.state,
-        ChargeState::Refunding | ChargeState::Refunded
-    );
+    let nothing_charged = !matches!(charge.state, ChargeState::Refunding | ChargeState::Refunded);
     let outcome = if nothing_charged {
         "nothing was charged"
     } else {
@@ -69,15 +66,17 @@ fn released(order: &PayableOrder, charge: &Charge) -> ApiError {
 
 /// What a charge and its order say about a pay request, if it is decided.
 fn decided(order: &PayableOrder, charge: &Charge) -> Option<ApiResult<Paid>> {
-    let won = order.status == OrderStatus::Complete && order.completed_by.as_ref() == Some(&charge.id);
+    let won =
+        order.status == OrderStatus::Complete && order.completed_by.as_ref() == Some(&charge.id);
     match charge.state {
         ChargeState::Capturing | ChargeState::CaptureFailed => {
             Some(Ok(Paid::Complete(charge.id.clone())))
         }
         ChargeState::Succeeded if won => Some(Ok(Paid::Complete(charge.id.clone()))),
-        ChargeState::Voiding | ChargeState::Voided | ChargeState::Refunding | ChargeState::Refunded => {
-            Some(Err(released(order, charge)))
-        }
+        ChargeState::Voiding
+        | ChargeState::Voided
+        | ChargeState::Refunding
+        | ChargeState::Refunded => Some(Err(released(order, charge))),
         ChargeState::Declined => Some(Err(ApiError::bad_request(
             charge
                 .failure
@@ -164,7 +163,9 @@ pub async fn pay(
             .arrivals
             .wait_for(wait, || async {
                 let charge = store::charge(&payments.db, &active.id).await?;
-                Ok(charge.filter(|c| c.state != ChargeState::Started || c.lease_until != active.lease_until))
+                Ok(charge.filter(|c| {
+                    c.state != ChargeState::Started || c.lease_until != active.lease_until
+                }))
             })
             .await?;
         match answered {
@@ -220,7 +221,11 @@ mod tests {
 
     use super::*;
 
-    fn order(status: OrderStatus, reason: Option<CancelReason>, completed_by: Option<&str>) -> PayableOrder {
+    fn order(
+        status: OrderStatus,
+        reason: Option<CancelReason>,
+        completed_by: Option<&str>,
+    ) -> PayableOrder {
         PayableOrder {
             id: "o1".into(),
             user_id: "buyer".into(),
@@ -265,11 +270,15 @@ mod tests {
         assert!(decided(&open, &charge(ChargeState::Succeeded)).is_none());
         let complete = order(OrderStatus::Complete, None, Some("p1"));
         assert_eq!(
-            decided(&complete, &charge(ChargeState::Capturing)).unwrap().unwrap(),
+            decided(&complete, &charge(ChargeState::Capturing))
+                .unwrap()
+                .unwrap(),
             Paid::Complete("p1".into())
         );
         assert_eq!(
-            decided(&complete, &charge(ChargeState::Succeeded)).unwrap().unwrap(),
+            decided(&complete, &charge(ChargeState::Succeeded))
+                .unwrap()
+                .unwrap(),
             Paid::Complete("p1".into())
         );
     }
@@ -292,7 +301,10 @@ mod tests {
         ];
         for (reason, want) in cases {
             let cancelled = order(OrderStatus::Cancelled, reason, None);
-            assert_eq!(message(decided(&cancelled, &charge(ChargeState::Voiding))), want);
+            assert_eq!(
+                message(decided(&cancelled, &charge(ChargeState::Voiding))),
+                want
+            );
         }
         let cancelled = order(OrderStatus::Cancelled, Some(CancelReason::Buyer), None);
         assert_eq!(

@@ -183,7 +183,12 @@ impl Development {
     }
 
     /// Moves a known charge from one of `from` to `to`; `Invalid` from any other status.
-    fn settle(&self, provider_id: &str, from: &[DevStatus], to: DevStatus) -> Result<(), ProviderError> {
+    fn settle(
+        &self,
+        provider_id: &str,
+        from: &[DevStatus],
+        to: DevStatus,
+    ) -> Result<(), ProviderError> {
         let mut state = self.state();
         let Some(charge) = state
             .charges
@@ -330,7 +335,7 @@ impl Stripe {
                     let status = response.status().as_u16();
                     let body = response.text().await.unwrap_or_default();
                     if status == 409 || status == 429 || status >= 500 {
-                        tracing::warn!(
+                        tracing::debug!(
                             status,
                             path,
                             attempt,
@@ -342,7 +347,7 @@ impl Stripe {
                     return Ok((status, body));
                 }
                 Err(err) => {
-                    tracing::warn!(%err, path, attempt, "Stripe request failed");
+                    tracing::debug!(%err, path, attempt, "Stripe request failed");
                     last = err.to_string();
                 }
             }
@@ -352,7 +357,9 @@ impl Stripe {
 
     /// The answer of a PaymentIntent request (create or retrieve), or the error Stripe gave.
     fn read_error(status: u16, body: &str) -> (String, Option<StripeErrorBody>) {
-        let error = serde_json::from_str::<StripeError>(body).map(|e| e.error).ok();
+        let error = serde_json::from_str::<StripeError>(body)
+            .map(|e| e.error)
+            .ok();
         let message = error
             .as_ref()
             .and_then(|e| e.message.clone())
@@ -435,7 +442,8 @@ impl Stripe {
     }
 
     async fn capture(&self, provider_id: &str) -> Result<(), ProviderError> {
-        self.intent_action(provider_id, "capture", "succeeded").await
+        self.intent_action(provider_id, "capture", "succeeded")
+            .await
     }
 
     async fn void(&self, provider_id: &str) -> Result<(), ProviderError> {
@@ -518,7 +526,10 @@ mod tests {
         };
         dev.capture(&provider_id).unwrap();
         dev.capture(&provider_id).unwrap();
-        assert!(dev.void(&provider_id).is_err(), "a captured charge is refunded, not voided");
+        assert!(
+            dev.void(&provider_id).is_err(),
+            "a captured charge is refunded, not voided"
+        );
         dev.refund(&provider_id).unwrap();
         assert_eq!(dev.charges()[0].status, DevStatus::Refunded);
         let Answer::Authorized { provider_id } = dev.authorize(&request("tok_visa", "b")).unwrap()

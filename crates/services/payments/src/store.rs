@@ -16,10 +16,8 @@ const UPDATE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, cancel_
 const CHARGE_COLUMNS: &str = "id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at";
 const INSERT_CHARGE: &str = "INSERT INTO charges (id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const SAVE_CHARGE: &str = "UPDATE charges SET state = $2, token = $3, provider_id = $4, failure = $5, lease_until = $6, updated_at = $7 WHERE id = $1 AND state = $8";
-const NEXT_ATTEMPT: &str =
-    "SELECT COALESCE(MAX(attempt), 0) + 1 FROM charges WHERE order_id = $1";
-const ACTIVE_STATES: &str =
-    "('started', 'authorized', 'capturing', 'succeeded', 'capture_failed')";
+const NEXT_ATTEMPT: &str = "SELECT COALESCE(MAX(attempt), 0) + 1 FROM charges WHERE order_id = $1";
+const ACTIVE_STATES: &str = "('started', 'authorized', 'capturing', 'succeeded', 'capture_failed')";
 const RENEW_LEASE: &str =
     "UPDATE charges SET lease_until = $2 WHERE id = $1 AND state = 'started' AND lease_until < $2";
 const TAKE_LEASE: &str = "UPDATE charges SET lease_until = $3 WHERE id = $1 AND state = 'started' AND lease_until = $2 AND lease_until <= $4";
@@ -128,9 +126,7 @@ pub async fn charge_in(tx: &mut Tx, id: &PaymentId) -> sqlx::Result<Option<Charg
 
 /// The charge of an order that holds or may hold money, if any.
 pub async fn active_charge(tx: &mut Tx, order_id: &OrderId) -> sqlx::Result<Option<Charge>> {
-    let sql = select_charges(&format!(
-        "WHERE order_id = $1 AND state IN {ACTIVE_STATES}"
-    ));
+    let sql = select_charges(&format!("WHERE order_id = $1 AND state IN {ACTIVE_STATES}"));
     on_tx!(tx, |conn| sqlx::query_as::<_, Charge>(&sql)
         .bind(order_id)
         .fetch_optional(conn)
@@ -213,7 +209,11 @@ pub async fn insert_charge(tx: &mut Tx, charge: &Charge) -> sqlx::Result<bool> {
 }
 
 /// Writes a charge changed by a transition from `read_state`; false when it changed meanwhile.
-pub async fn save_charge(tx: &mut Tx, charge: &Charge, read_state: ChargeState) -> sqlx::Result<bool> {
+pub async fn save_charge(
+    tx: &mut Tx,
+    charge: &Charge,
+    read_state: ChargeState,
+) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(SAVE_CHARGE)
         .bind(&charge.id)
         .bind(charge.state)

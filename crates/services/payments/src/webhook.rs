@@ -150,7 +150,11 @@ pub async fn apply(payments: &Payments, event: &StripeEvent) -> Result<(), Charg
     let mut tx = payments.db.begin().await?;
     let mut charge = store::charge_by_provider(&mut tx, &intent.id).await?;
     let order_id = intent.metadata.order_id.as_deref().map(OrderId::from);
-    let attempt = intent.metadata.attempt.as_deref().and_then(|a| a.parse().ok());
+    let attempt = intent
+        .metadata
+        .attempt
+        .as_deref()
+        .and_then(|a| a.parse().ok());
     if charge.is_none()
         && let (Some(order_id), Some(attempt)) = (&order_id, attempt)
     {

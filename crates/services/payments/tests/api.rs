@@ -137,9 +137,7 @@ async fn paying_an_order_that_never_arrives_is_a_retryable_503_not_a_404(backend
     assert_eq!(res.headers["retry-after"], "1");
     assert_eq!(
         res.json,
-        error(
-            "This order is not known here yet (it was created a moment ago); please try again"
-        )
+        error("This order is not known here yet (it was created a moment ago); please try again")
     );
     let waited = started.elapsed();
     assert!(
@@ -196,7 +194,10 @@ async fn a_payment_is_authorised_announced_and_captured_once_the_order_is_comple
         .await;
     let charge = &app.charges(&order).await[0];
     assert_eq!(charge.id, id.as_str());
-    assert_eq!((charge.amount, charge.currency.as_str()), (Cents::new(2050), "usd"));
+    assert_eq!(
+        (charge.amount, charge.currency.as_str()),
+        (Cents::new(2050), "usd")
+    );
     assert_eq!(charge.token, None, "the card token is not kept");
     let charges = dev.charges();
     assert_eq!(charges[0].amount, Cents::new(2050));
@@ -482,9 +483,7 @@ async fn the_replica_applies_order_events_in_version_order(backend: Backend) {
     assert!(dev.charges().is_empty());
 }
 
-async fn a_captured_charge_reported_by_webhook_for_a_cancelled_order_is_refunded(
-    backend: Backend,
-) {
+async fn a_captured_charge_reported_by_webhook_for_a_cancelled_order_is_refunded(backend: Backend) {
     let (app, _dev) = spawn(backend).await;
     let mut probe = EventProbe::new(&app.bus.bus, "payment.created").await;
     let buyer = TestUser::new();

@@ -69,7 +69,11 @@ async fn an_authorisation_is_a_payment_intent_confirmed_with_manual_capture_in_s
     let intents = mock.intents();
     assert_eq!(intents.len(), 1);
     assert_eq!(
-        (intents[0].amount, intents[0].currency.as_str(), intents[0].status.as_str()),
+        (
+            intents[0].amount,
+            intents[0].currency.as_str(),
+            intents[0].status.as_str()
+        ),
         (2050, "usd", "requires_capture"),
         "held, not taken"
     );
@@ -103,7 +107,11 @@ async fn a_declined_card_is_a_decline_with_stripes_message() {
         })
     );
     assert!(mock.intents().is_empty());
-    assert_eq!(mock.requests().len(), 1, "a decline is final, never retried");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "a decline is final, never retried"
+    );
     mock.assert_wire_format_kept();
 }
 
@@ -164,7 +172,8 @@ async fn a_replay_while_the_first_request_is_in_flight_gets_the_same_answer() {
     assert_eq!(first.await.unwrap(), authorized("pi_mock_1"));
     let replayed = replay.await.unwrap();
     assert!(
-        replayed == authorized("pi_mock_1") || matches!(replayed, Err(ProviderError::Unavailable(_))),
+        replayed == authorized("pi_mock_1")
+            || matches!(replayed, Err(ProviderError::Unavailable(_))),
         "the same answer, or not yet: {replayed:?}"
     );
     assert_eq!(mock.intents().len(), 1, "one hold");
@@ -338,7 +347,10 @@ async fn paying_through_stripe_holds_then_captures_the_order_price_in_cents(back
     let requests = mock.requests();
     assert_eq!(requests[0].param("amount"), Some("2050"));
     assert_eq!(requests[0].param("currency"), Some("usd"));
-    assert_eq!(requests[0].param("metadata[order_id]"), Some(order.as_str()));
+    assert_eq!(
+        requests[0].param("metadata[order_id]"),
+        Some(order.as_str())
+    );
     assert_eq!(requests[0].idempotency_key, format!("{order}-1"));
     let event = probe.next::<PaymentCreated>(10).await;
     assert_eq!(event.data.stripe_id, "pi_mock_1");
@@ -347,7 +359,10 @@ async fn paying_through_stripe_holds_then_captures_the_order_price_in_cents(back
         .await;
     let captured = mock.captured();
     assert_eq!(captured.len(), 1);
-    assert_eq!((captured[0].amount, captured[0].order_id.as_str()), (2050, order.as_str()));
+    assert_eq!(
+        (captured[0].amount, captured[0].order_id.as_str()),
+        (2050, order.as_str())
+    );
     let charge = &app.charges(&order).await[0];
     assert_eq!(charge.id, res.json["id"].as_str().unwrap());
     assert_eq!(charge.provider_id.as_deref(), Some("pi_mock_1"));
@@ -377,7 +392,12 @@ async fn a_stripe_decline_is_a_400_and_the_next_card_is_a_new_attempt(backend: B
     let order = app.order_for(&buyer, 1000).await;
 
     let declined = app.pay(&buyer, &order, "tok_chargeDeclined").await;
-    assert_eq!(declined.status, StatusCode::BAD_REQUEST, "{}", declined.text);
+    assert_eq!(
+        declined.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        declined.text
+    );
     assert_eq!(declined.json, error("Your card was declined."));
 
     let paid = app.pay(&buyer, &order, "tok_visa").await;
@@ -463,9 +483,7 @@ async fn a_stripe_outage_is_a_503_and_the_same_attempt_goes_through_once_stripe_
     );
 }
 
-async fn an_authorisation_that_lands_after_the_order_was_cancelled_is_released(
-    backend: Backend,
-) {
+async fn an_authorisation_that_lands_after_the_order_was_cancelled_is_released(backend: Backend) {
     let (app, mock) = spawn_alone(backend).await;
     let mut probe = EventProbe::new(&app.bus.bus, "payment.created").await;
     let buyer = TestUser::new();
@@ -491,7 +509,11 @@ async fn an_authorisation_that_lands_after_the_order_was_cancelled_is_released(
         error("The order expired before the payment completed; nothing was charged")
     );
     app.wait_charge_states(&order, &[ChargeState::Voided]).await;
-    assert_eq!(mock.intents()[0].status, "canceled", "the hold was released");
+    assert_eq!(
+        mock.intents()[0].status,
+        "canceled",
+        "the hold was released"
+    );
     assert!(mock.captured().is_empty());
     probe.assert_silent(300).await;
     mock.assert_wire_format_kept();
@@ -516,7 +538,12 @@ async fn a_capture_stripe_refuses_for_good_is_recorded_for_a_person(backend: Bac
     app.complete(&order, 1, id.as_str()).await;
 
     let res = paying.await.unwrap();
-    assert_eq!(res.status, StatusCode::CREATED, "the order is complete: {}", res.text);
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "the order is complete: {}",
+        res.text
+    );
     app.wait_charge_states(&order, &[ChargeState::CaptureFailed])
         .await;
     assert!(mock.captured().is_empty());
@@ -632,8 +659,16 @@ async fn a_charge_stripe_reports_that_the_service_never_started_follows_the_rule
     let charges = app.charges(&order).await;
     assert_eq!(charges.len(), 1);
     assert_eq!(
-        (charges[0].provider_id.as_deref(), charges[0].amount, charges[0].state),
-        (Some("pi_from_elsewhere"), Cents::new(2050), ChargeState::Succeeded)
+        (
+            charges[0].provider_id.as_deref(),
+            charges[0].amount,
+            charges[0].state
+        ),
+        (
+            Some("pi_from_elsewhere"),
+            Cents::new(2050),
+            ChargeState::Succeeded
+        )
     );
     let again = app.pay(&buyer, &order, "tok_visa").await;
     assert_eq!(again.json, error("Order is already paid"));
@@ -702,7 +737,12 @@ async fn a_webhook_signed_longer_ago_than_the_tolerance_is_refused(backend: Back
     let now = Utc::now().timestamp();
 
     let replayed = app.webhook(&event, Some(&sign(&event, now - 301))).await;
-    assert_eq!(replayed.status, StatusCode::BAD_REQUEST, "{}", replayed.text);
+    assert_eq!(
+        replayed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        replayed.text
+    );
     assert_eq!(replayed.json, error("Invalid signature"));
     assert!(app.charges(&order).await.is_empty());
 
@@ -719,7 +759,12 @@ async fn a_webhook_without_a_valid_signature_header_is_refused(backend: Backend)
 
     for header in [None, Some(""), Some("t=abc,v1=00"), Some("v1=deadbeef")] {
         let res = app.webhook(&event, header).await;
-        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{header:?}: {}", res.text);
+        assert_eq!(
+            res.status,
+            StatusCode::BAD_REQUEST,
+            "{header:?}: {}",
+            res.text
+        );
         assert_eq!(res.json, error("Invalid signature"), "{header:?}");
     }
     assert!(app.charges(&order).await.is_empty());

@@ -106,7 +106,12 @@ pub enum Reservation {
 
 impl Ticket {
     /// A new ticket of `seller`, on sale (version 0).
-    pub fn list(id: TicketId, seller: UserId, title: &Title, price: Price) -> (Self, TicketCreated) {
+    pub fn list(
+        id: TicketId,
+        seller: UserId,
+        title: &Title,
+        price: Price,
+    ) -> (Self, TicketCreated) {
         let ticket = Self {
             id,
             title: title.as_str().to_owned(),
@@ -293,7 +298,10 @@ mod tests {
     }
 
     fn reserved(ticket: Ticket, order_id: &str) -> Ticket {
-        match ticket.reserve(&order(order_id, Some("Row A"), 1000)).unwrap() {
+        match ticket
+            .reserve(&order(order_id, Some("Row A"), 1000))
+            .unwrap()
+        {
             Reservation::Reserved(ticket, _) => ticket,
             other => panic!("{other:?}"),
         }
@@ -343,7 +351,9 @@ mod tests {
     fn a_held_ticket_waits_for_its_release_before_another_order() {
         let held = reserved(ticket(), "o1");
         assert_eq!(
-            held.clone().reserve(&order("o1", Some("Row A"), 1000)).unwrap_err(),
+            held.clone()
+                .reserve(&order("o1", Some("Row A"), 1000))
+                .unwrap_err(),
             Refusal::AlreadyReservedByIt
         );
         assert_eq!(
@@ -361,7 +371,10 @@ mod tests {
             Refusal::NotOwner
         );
         let (edited, updated) = ticket().edit(&"seller".into(), &title, price).unwrap();
-        assert_eq!((edited.title.as_str(), edited.price), ("Row Z", Cents::new(9900)));
+        assert_eq!(
+            (edited.title.as_str(), edited.price),
+            ("Row Z", Cents::new(9900))
+        );
         assert_eq!(updated.0.version, 1);
         assert_eq!(
             reserved(ticket(), "o1")
@@ -382,7 +395,10 @@ mod tests {
         assert_eq!(free.order_id, None);
         let (sold, _) = held.sell(&"o1".into()).unwrap();
         assert!(sold.sold);
-        assert_eq!(sold.clone().release(&"o1".into()).unwrap_err(), Refusal::Sold);
+        assert_eq!(
+            sold.clone().release(&"o1".into()).unwrap_err(),
+            Refusal::Sold
+        );
         assert_eq!(sold.sell(&"o1".into()).unwrap_err(), Refusal::Sold);
     }
 }

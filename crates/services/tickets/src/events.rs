@@ -6,9 +6,7 @@
 //! Order events are applied in order per order (by the order's version, kept in
 //! `order_versions`): an `order.cancelled` that arrives before its `order.created` waits.
 
-use bt_contract::events::{
-    Envelope, OrderCancelled, OrderCompleted, OrderCreated, TicketUpdated,
-};
+use bt_contract::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, TicketUpdated};
 use bt_contract::{Millis, OrderId, TicketId};
 use bt_platform::Tx;
 use bt_platform::bus::version::{VersionOrder, order};
@@ -41,7 +39,12 @@ impl Handlers {
         }
     }
 
-    async fn locked(&self, tx: &mut Tx, id: &TicketId, order_id: &OrderId) -> Result<Ticket, String> {
+    async fn locked(
+        &self,
+        tx: &mut Tx,
+        id: &TicketId,
+        order_id: &OrderId,
+    ) -> Result<Ticket, String> {
         store::lock(tx, id)
             .await
             .map_err(|e| e.to_string())?

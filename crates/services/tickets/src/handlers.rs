@@ -165,12 +165,13 @@ async fn update_ticket(
         .await?
         .ok_or(ApiError::NotFound)?;
     let read_version = ticket.version;
-    let (ticket, updated) = ticket
-        .edit(&user.0.id, &title, price)
-        .map_err(|refusal| match refusal {
-            Refusal::NotOwner => ApiError::NotAuthorized,
-            other => ApiError::bad_request(other.to_string()),
-        })?;
+    let (ticket, updated) =
+        ticket
+            .edit(&user.0.id, &title, price)
+            .map_err(|refusal| match refusal {
+                Refusal::NotOwner => ApiError::NotAuthorized,
+                other => ApiError::bad_request(other.to_string()),
+            })?;
     if !store::save(&mut tx, &ticket, read_version, Millis::now()).await? {
         return Err(ApiError::internal("ticket changed while locked"));
     }

@@ -106,7 +106,12 @@ fn escape_like(s: &str) -> String {
 /// Writes a ticket changed by a transition over the row read at `read_version`; false when the
 /// row changed meanwhile.
 #[tracing::instrument(skip_all, fields(ticket.id = %ticket.id))]
-pub async fn save(tx: &mut Tx, ticket: &Ticket, read_version: i64, now: Millis) -> sqlx::Result<bool> {
+pub async fn save(
+    tx: &mut Tx,
+    ticket: &Ticket,
+    read_version: i64,
+    now: Millis,
+) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(SAVE)
         .bind(&ticket.id)
         .bind(&ticket.title)

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bt_contract::Cents;
 use bt_contract::events::{
-    OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket, TicketCreated,
-    TicketRef, TicketUpdated,
+    OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket, ReservationRefusal,
+    TicketCreated, TicketRef, TicketReservationRefused, TicketUpdated,
 };
 use bt_platform::Runtime;
 use bt_platform::db::DbOptions;
@@ -463,7 +463,10 @@ async fn order_created_reserves_and_order_cancelled_releases_the_ticket(backend:
     app.reserve(&ticket, "order-1").await;
     let reserved = probe.next::<TicketUpdated>(10).await.data.0;
     assert_eq!(
-        (reserved.version, reserved.order_id.as_ref().map(|o| o.as_str())),
+        (
+            reserved.version,
+            reserved.order_id.as_ref().map(|o| o.as_str())
+        ),
         (1, Some("order-1"))
     );
 
@@ -655,7 +658,56 @@ async fn a_seller_sees_all_their_tickets_in_every_state(backend: Backend) {
     );
 }
 
+async fn an_order_placed_before_the_sellers_edit_reached_it_is_refused_not_reserved(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let mut refused = EventProbe::new(&app.bus.bus, "ticket.reservation_refused").await;
+    let mut updated = EventProbe::new(&app.bus.bus, "ticket.updated").await;
+    let seller = TestUser::new();
+    let listed = app.listed(&seller, "Row A", json!(10)).await;
+    let id = listed["id"].as_str().unwrap();
+    // The buyer's order was placed on the listed terms; the seller's edit reached this service
+    // first.
+    let edit = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Row Z (obstructed)", "price": 99}),
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.text);
+    assert_eq!(updated.next::<TicketUpdated>(10).await.data.0.version, 1);
+
+    publish(&app.bus.bus, order_created(&listed, "order-on-old-terms")).await;
+
+    let event = refused.next::<TicketReservationRefused>(10).await;
+    assert_eq!(
+        event.data,
+        TicketReservationRefused {
+            order_id: "order-on-old-terms".into(),
+            ticket_id: id.into(),
+            reason: ReservationRefusal::TicketChanged,
+        }
+    );
+    updated.assert_silent(300).await;
+    let ticket = app.ticket(id).await;
+    assert_eq!(
+        (&ticket["orderId"], &ticket["price"], &ticket["version"]),
+        (&Value::Null, &json!(99), &json!(1)),
+        "still on sale, at the seller's new terms"
+    );
+
+    // An order placed on the current terms reserves it.
+    let current = app.ticket(id).await;
+    app.reserve(&current, "order-on-new-terms").await;
+    let reserved = updated.next::<TicketUpdated>(10).await.data.0;
+    assert_eq!(reserved.order_id, Some("order-on-new-terms".into()));
+    refused.assert_silent(300).await;
+}
+
 backend_tests!(
+    an_order_placed_before_the_sellers_edit_reached_it_is_refused_not_reserved,
     a_seller_sees_all_their_tickets_in_every_state,
     creating_a_ticket_needs_a_session,
     creating_a_ticket_returns_it_and_publishes_ticket_created,

@@ -1,0 +1,301 @@
+//! A whole deployment for process-level tests — `buyticket up`, or one `buyticket serve`
+//! process per service on PostgreSQL and NATS with this test as the ingress — and the people
+//! who use it ([`Browser`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bt_platform::bus::BusConfig;
+use bt_test_support::{Backend, TestBus, TestClient, TestDb, TestResponse, nats_url};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::Process;
+
+/// The session key of the distributed deployments.
+pub const KEY: &str = "an-e2e-test-key-that-is-at-least-32-bytes-long";
+
+/// The ingress's path rules: where each request goes.
+#[derive(Debug, Clone)]
+pub struct Ingress {
+    pub auth: String,
+    pub tickets: String,
+    pub orders: String,
+    pub payments: String,
+}
+
+impl Ingress {
+    /// Everything on one listener (`buyticket up`).
+    pub fn single(url: &str) -> Self {
+        Self {
+            auth: url.to_owned(),
+            tickets: url.to_owned(),
+            orders: url.to_owned(),
+            payments: url.to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        let base = if path.starts_with("/api/users/") {
+            &self.auth
+        } else if path.starts_with("/api/tickets") {
+            &self.tickets
+        } else if path.starts_with("/api/orders") {
+            &self.orders
+        } else if path.starts_with("/api/payments") {
+            &self.payments
+        } else {
+            panic!("the test ingress has no route for {path}")
+        };
+        format!("{base}{path}")
+    }
+}
+
+/// One person with a browser: a cookie jar, talking to the ingress.
+pub struct Browser {
+    pub client: TestClient,
+    pub ingress: Ingress,
+    pub id: String,
+}
+
+impl Browser {
+    /// Signs up with `email`; the session is the `session` cookie of the auth service, which
+    /// the cookie jar then sends to every service (cookies are per host, not per port, so the
+    /// `serve` processes on other ports of 127.0.0.1 receive it too, as behind one ingress).
+    pub async fn sign_up(ingress: &Ingress, email: &str) -> Self {
+        let mut browser = Self {
+            client: TestClient::new(""),
+            ingress: ingress.clone(),
+            id: String::new(),
+        };
+        let res = browser
+            .post(
+                "/api/users/signup",
+                &json!({"email": email, "password": "password"}),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "sign-up: {}", res.text);
+        let cookies = res.set_cookies();
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("session=") && !c.contains("Secure")),
+            "a plain-HTTP session cookie: {cookies:?}"
+        );
+        browser.id = res.json["id"].as_str().unwrap().to_owned();
+        browser
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        let http = &self.client.http;
+        self.client.send(http.get(self.ingress.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> TestResponse {
+        let http = &self.client.http;
+        self.client
+            .send(http.post(self.ingress.url(path)).json(body))
+            .await
+    }
+
+    /// A POST that may lose its connection (a process killed with it in flight).
+    pub async fn try_post(&self, path: &str, body: &Value) -> Result<TestResponse, reqwest::Error> {
+        let http = &self.client.http;
+        TestClient::try_send(http.post(self.ingress.url(path)).json(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> TestResponse {
+        let http = &self.client.http;
+        self.client
+            .send(http.put(self.ingress.url(path)).json(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        let http = &self.client.http;
+        self.client.send(http.delete(self.ingress.url(path))).await
+    }
+}
+
+/// The services of a distributed deployment, in start order.
+pub const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "expiration", "payments"];
+
+/// A running deployment.
+pub enum Deployment {
+    /// `buyticket up` on a data directory of its own.
+    Embedded {
+        process: Option<Process>,
+        env: Vec<(String, String)>,
+        data: tempfile::TempDir,
+    },
+    /// One `serve` process per service, on PostgreSQL and NATS.
+    Distributed {
+        processes: BTreeMap<&'static str, Process>,
+        env: Vec<(String, String)>,
+        // Dropped after the processes: one database per service, and the run's own stream.
+        dbs: BTreeMap<&'static str, TestDb>,
+        _stream: Box<TestBus>,
+    },
+}
+
+impl Deployment {
+    /// `buyticket up` with `env` on top of a clean environment.
+    pub fn embedded(env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut deployment = Self::Embedded {
+            process: None,
+            env,
+            data,
+        };
+        deployment.start("all");
+        deployment
+    }
+
+    /// The five services as `serve` processes on PostgreSQL and NATS (each with its own fresh
+    /// database; a stream and subject prefix of this run's own), with `env` on top.
+    pub async fn distributed(env: &[(&str, &str)]) -> Self {
+        let unique = TestBus::test_config().stream[1..].to_owned();
+        let stream = TestBus::on_nats(
+            &nats_url(),
+            BusConfig {
+                stream: format!("D{unique}"),
+                subject_prefix: format!("d{unique}."),
+                ..TestBus::test_config()
+            },
+        )
+        .await;
+        let mut all_env: Vec<(String, String)> = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("NATS_URL", nats_url().as_str()),
+            ("JWT_KEY", KEY),
+            ("EVENT_STREAM", stream.config.stream.as_str()),
+            (
+                "EVENT_SUBJECT_PREFIX",
+                stream.config.subject_prefix.as_str(),
+            ),
+            ("COOKIE_SECURE", "false"),
+            ("PAYMENT_PROVIDER", "development"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        all_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut dbs = BTreeMap::new();
+        for service in SERVICES {
+            dbs.insert(service, TestDb::new(Backend::Postgres).await);
+        }
+        let mut deployment = Self::Distributed {
+            processes: BTreeMap::new(),
+            env: all_env,
+            dbs,
+            _stream: Box::new(stream),
+        };
+        for service in SERVICES {
+            deployment.start(service);
+        }
+        deployment
+    }
+
+    /// Starts `service` (`"all"` for the embedded deployment) again.
+    pub fn start(&mut self, service: &'static str) {
+        match self {
+            Self::Embedded { process, env, data } => {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let dir = data.path().to_str().expect("a UTF-8 path").to_owned();
+                let port = process
+                    .as_ref()
+                    .map(|p| p.url.rsplit(':').next().unwrap_or("0").to_owned())
+                    .unwrap_or_else(|| "0".to_owned());
+                *process = Some(Process::start(
+                    &["up", "--port", &port, "--data-dir", &dir],
+                    &env,
+                ));
+            }
+            Self::Distributed {
+                processes,
+                env,
+                dbs,
+                ..
+            } => {
+                let mut env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let db = &dbs[service].url;
+                env.push(("DATABASE_URL", db));
+                let port = processes
+                    .get(service)
+                    .map(|p| p.url.rsplit(':').next().unwrap_or("0").to_owned());
+                if let Some(port) = &port {
+                    env.retain(|(k, _)| *k != "PORT");
+                    env.push(("PORT", port));
+                }
+                processes.insert(service, Process::start(&["serve", service], &env));
+            }
+        }
+    }
+
+    /// Kills `service` (`"all"` for the embedded deployment) at once, like a crash.
+    pub fn kill(&mut self, service: &'static str) {
+        match self {
+            Self::Embedded { process, .. } => {
+                if let Some(process) = process.as_mut() {
+                    process.kill();
+                }
+            }
+            Self::Distributed { processes, .. } => {
+                if let Some(process) = processes.get_mut(service) {
+                    process.kill();
+                }
+            }
+        }
+    }
+
+    /// Where each path goes.
+    pub fn ingress(&self) -> Ingress {
+        match self {
+            Self::Embedded { process, .. } => {
+                Ingress::single(&process.as_ref().expect("running").url)
+            }
+            Self::Distributed { processes, .. } => Ingress {
+                auth: processes["auth"].url.clone(),
+                tickets: processes["tickets"].url.clone(),
+                orders: processes["orders"].url.clone(),
+                payments: processes["payments"].url.clone(),
+            },
+        }
+    }
+
+    /// Stops every process with SIGTERM; each must exit 0.
+    pub fn stop(self) {
+        match self {
+            Self::Embedded { process, .. } => {
+                if let Some(process) = process {
+                    let status = process.stop();
+                    assert!(status.success(), "up exits 0 on SIGTERM: {status}");
+                }
+            }
+            Self::Distributed { mut processes, .. } => {
+                for service in SERVICES.iter().rev() {
+                    if let Some(process) = processes.remove(service) {
+                        let status = process.stop();
+                        assert!(status.success(), "{service} exits 0 on SIGTERM: {status}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits (up to `limit`) until `attempt` gives `Ok`.
+pub async fn poll_for<T, F, Fut>(limit: Duration, what: &str, attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    super::poll(limit, Duration::from_millis(50), what, attempt).await
+}
