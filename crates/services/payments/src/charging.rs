@@ -64,7 +64,24 @@ impl From<ChargeError> for ApiError {
     }
 }
 
+/// Stripe keeps an idempotency key for 24 hours: a started charge older than this is not
+/// replayed (the replay could be a new charge) but closed as declined.
+pub const REPLAYABLE_FOR: Duration = Duration::from_secs(23 * 3600);
+
 impl Payments {
+    /// Closes started charge `charge` as declined when it is too old to replay safely; true
+    /// when it did.
+    pub async fn close_if_forgotten(&self, charge: &Charge) -> Result<bool, ChargeError> {
+        if Millis::now().since(charge.created_at) <= REPLAYABLE_FOR {
+            return Ok(false);
+        }
+        tracing::error!(order.id = %charge.order_id, payment.id = %charge.id, "no answer from the payment provider within a day; closing the attempt");
+        let message = "The payment provider did not answer; please try again".to_owned();
+        self.record(&charge.id, Answer::Declined { message })
+            .await?;
+        Ok(true)
+    }
+
     /// Records the provider's `answer` for charge `id`. A charge answered already (by a
     /// concurrent replay, a webhook) stays as it is. Returns the charge as it is now.
     pub async fn record(&self, id: &PaymentId, answer: Answer) -> Result<Charge, ChargeError> {

@@ -148,6 +148,10 @@ pub async fn pay(
             // Left behind by a process that died, or by an outage: replay it.
             let until = now.plus(payments.lease);
             if store::take_lease(&payments.db, &active.id, active.lease_until, until, now).await? {
+                if payments.close_if_forgotten(&active).await? {
+                    // Too old to replay: a new attempt with this request's card.
+                    continue;
+                }
                 tracing::info!(order.id = %order_id, payment.id = %active.id, "replaying an abandoned charge");
                 let charge = payments.authorize(&active).await?;
                 return outcome(payments, &charge).await;

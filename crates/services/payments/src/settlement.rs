@@ -135,6 +135,9 @@ async fn replay(payments: &Payments, charge: &Charge) -> Result<(), ChargeError>
     {
         return Ok(());
     }
+    if payments.close_if_forgotten(charge).await? {
+        return Ok(());
+    }
     tracing::info!(order.id = %charge.order_id, payment.id = %charge.id, "replaying an abandoned charge");
     payments.authorize(charge).await.map(drop)
 }

@@ -437,6 +437,29 @@ async fn a_pay_request_replays_an_abandoned_charge_instead_of_waiting_for_it(bac
     .await;
 }
 
+async fn a_charge_abandoned_longer_than_the_providers_memory_is_closed_not_replayed(
+    backend: Backend,
+) {
+    let (app, dev) = spawn_with_orders(backend).await;
+    let buyer = TestUser::new();
+    let order = app.order_for(&buyer, 1000).await;
+
+    // Stripe forgets idempotency keys after a day: a replay then could be a second charge.
+    app.abandoned_charge_aged(&order, "tok_visa", 1000, Duration::from_secs(2 * 24 * 3600))
+        .await;
+
+    app.wait_charge_states(&order, &[ChargeState::Declined])
+        .await;
+    assert!(dev.charges().is_empty(), "not sent again");
+    let paid = app.pay(&buyer, &order, "tok_visa").await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.text);
+    assert_eq!(
+        dev.charges().len(),
+        1,
+        "the order is payable with a new attempt"
+    );
+}
+
 async fn the_replica_applies_order_events_in_version_order(backend: Backend) {
     let (app, dev) = spawn(backend).await;
     let buyer = TestUser::new();
@@ -523,6 +546,7 @@ backend_tests!(
     a_payment_that_lost_to_another_is_released,
     a_charge_left_behind_by_a_dead_process_is_replayed_and_completes_the_order,
     a_pay_request_replays_an_abandoned_charge_instead_of_waiting_for_it,
+    a_charge_abandoned_longer_than_the_providers_memory_is_closed_not_replayed,
     the_replica_applies_order_events_in_version_order,
     a_captured_charge_reported_by_webhook_for_a_cancelled_order_is_refunded,
 );

@@ -257,6 +257,23 @@ impl TestApp {
     /// Stores a started charge of `order` as a process that died with its provider call in
     /// flight would leave it: token kept, lease run out.
     pub async fn abandoned_charge(&self, order_id: &str, token: &str, price_cents: i64) -> Charge {
+        self.abandoned_charge_aged(
+            order_id,
+            token,
+            price_cents,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// The same, sent `age` ago.
+    pub async fn abandoned_charge_aged(
+        &self,
+        order_id: &str,
+        token: &str,
+        price_cents: i64,
+        age: std::time::Duration,
+    ) -> Charge {
         let now = Millis::now();
         let charge = Charge {
             id: PaymentId::generate(),
@@ -269,8 +286,8 @@ impl TestApp {
             provider_id: None,
             failure: None,
             lease_until: now.minus(std::time::Duration::from_secs(1)),
-            created_at: now.minus(std::time::Duration::from_secs(30)),
-            updated_at: now.minus(std::time::Duration::from_secs(30)),
+            created_at: now.minus(age),
+            updated_at: now.minus(age),
         };
         let mut tx = self.db.begin().await.unwrap();
         assert!(store::insert_charge(&mut tx, &charge).await.unwrap());
