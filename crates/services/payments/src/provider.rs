@@ -390,20 +390,28 @@ impl Stripe {
             let intent: PaymentIntent = serde_json::from_str(&body).map_err(|e| {
                 ProviderError::Unavailable(format!("unreadable PaymentIntent: {e}"))
             })?;
-            return Ok(match intent.status.as_str() {
-                "requires_capture" => Answer::Authorized { provider_id: intent.id },
-                "succeeded" => Answer::Captured { provider_id: intent.id },
-                "processing" => Answer::Processing { provider_id: intent.id },
-                "requires_action" => Answer::Declined {
+            let declined = |intent: PaymentIntent| Answer::Declined {
+                message: intent
+                    .last_payment_error
+                    .and_then(|e| e.message)
+                    .unwrap_or_else(|| Development::DECLINED.into()),
+            };
+            return match intent.status.as_str() {
+                "requires_capture" => Ok(Answer::Authorized { provider_id: intent.id }),
+                "succeeded" => Ok(Answer::Captured { provider_id: intent.id }),
+                "processing" => Ok(Answer::Processing { provider_id: intent.id }),
+                "requires_action" => Ok(Answer::Declined {
                     message: "This card needs authentication, which checkout does not support; please use another card.".into(),
-                },
-                _ => Answer::Declined {
-                    message: intent
-                        .last_payment_error
-                        .and_then(|e| e.message)
-                        .unwrap_or_else(|| Development::DECLINED.into()),
-                },
-            });
+                }),
+                "requires_payment_method" | "canceled" => Ok(declined(intent)),
+                // Not what a confirmed PaymentIntent can be, or a status this version does not
+                // know: never read as a decline or a payment; the attempt stays open and is
+                // asked again.
+                other => Err(ProviderError::Unavailable(format!(
+                    "PaymentIntent {} has the unexpected status {other:?}",
+                    intent.id
+                ))),
+            };
         }
         let (message, error) = Self::read_error(status, &body);
         match (status, error.as_ref().map(|e| e.kind.as_str())) {
