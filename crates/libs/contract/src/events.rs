@@ -18,6 +18,10 @@ pub trait Event:
     Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static
 {
     const SUBJECT: &'static str;
+
+    /// The record the event is about (a ticket, an order): events about one record are applied
+    /// in order; events about different records may be applied concurrently.
+    fn key(&self) -> &str;
 }
 
 /// Every subject the services publish.
@@ -204,27 +208,51 @@ pub struct PaymentCreated {
 
 impl Event for TicketCreated {
     const SUBJECT: &'static str = "ticket.created";
+    fn key(&self) -> &str {
+        self.0.id.as_str()
+    }
 }
 impl Event for TicketUpdated {
     const SUBJECT: &'static str = "ticket.updated";
+    fn key(&self) -> &str {
+        self.0.id.as_str()
+    }
 }
 impl Event for TicketReservationRefused {
     const SUBJECT: &'static str = "ticket.reservation_refused";
+    fn key(&self) -> &str {
+        self.order_id.as_str()
+    }
 }
 impl Event for OrderCreated {
     const SUBJECT: &'static str = "order.created";
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
 }
 impl Event for OrderCancelled {
     const SUBJECT: &'static str = "order.cancelled";
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
 }
 impl Event for OrderCompleted {
     const SUBJECT: &'static str = "order.completed";
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
 }
 impl Event for ExpirationComplete {
     const SUBJECT: &'static str = "expiration.complete";
+    fn key(&self) -> &str {
+        self.order_id.as_str()
+    }
 }
 impl Event for PaymentCreated {
     const SUBJECT: &'static str = "payment.created";
+    fn key(&self) -> &str {
+        self.order_id.as_str()
+    }
 }
 
 #[cfg(test)]

@@ -174,6 +174,14 @@ impl Db {
         })
     }
 
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        match self {
+            Self::Sqlite(pool) => pool.options().get_max_connections(),
+            Self::Postgres(pool) => pool.options().get_max_connections(),
+        }
+    }
+
     /// Round trip to the database, for `/readyz`.
     pub async fn ping(&self) -> sqlx::Result<()> {
         match self {
@@ -242,6 +250,30 @@ macro_rules! on_tx {
             }
         }
     };
+}
+
+/// `($1, $2), ($3, $4)`: the placeholders of `rows` rows of `columns` values, numbered from
+/// `first`, for multi-row statements that both backends accept.
+pub fn values_placeholders(rows: usize, columns: usize, first: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let start = first + row * columns;
+            let values = (start..start + columns)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({values})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$3, $4, $5`: `count` placeholders numbered from `first`, for `IN (...)` lists.
+pub fn list_placeholders(count: usize, first: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// True when `err` is a unique-constraint violation, on either backend.
@@ -314,6 +346,13 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert_eq!(Backend::of_url("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn placeholders_number_rows_and_lists() {
+        assert_eq!(values_placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_placeholders(1, 2, 3), "($3, $4)");
+        assert_eq!(list_placeholders(3, 2), "$2, $3, $4");
     }
 
     #[test]

@@ -358,6 +358,8 @@ impl TestBus {
             retry_delay: std::time::Duration::from_millis(20),
             max_retry_delay: std::time::Duration::from_millis(200),
             poll_interval: std::time::Duration::from_millis(200),
+            consumer_batch: 64,
+            consumer_partitions: 4,
         }
     }
 

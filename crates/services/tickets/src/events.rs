@@ -68,6 +68,11 @@ impl Handlers {
 }
 
 impl Handle<OrderCreated> for Handlers {
+    /// Order events change the ticket: one ticket's events in order.
+    fn key(&self, event: &OrderCreated) -> String {
+        event.ticket.id.to_string()
+    }
+
     /// Reserves the ticket for the order, or refuses when it is not what the buyer saw.
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCreated>) -> HandlerResult {
         let created = event.data;
@@ -99,6 +104,11 @@ impl Handle<OrderCreated> for Handlers {
 }
 
 impl Handle<OrderCancelled> for Handlers {
+    /// Order events change the ticket: one ticket's events in order.
+    fn key(&self, event: &OrderCancelled) -> String {
+        event.ticket.id.to_string()
+    }
+
     /// Releases the ticket if this order holds it.
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCancelled>) -> HandlerResult {
         let cancelled = event.data;
@@ -122,6 +132,11 @@ impl Handle<OrderCancelled> for Handlers {
 }
 
 impl Handle<OrderCompleted> for Handlers {
+    /// Order events change the ticket: one ticket's events in order.
+    fn key(&self, event: &OrderCompleted) -> String {
+        event.ticket.id.to_string()
+    }
+
     /// Marks the ticket sold: it stays off the market for good.
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCompleted>) -> HandlerResult {
         let completed = event.data;

@@ -20,7 +20,8 @@ use super::{BusError, Delivery, Outbox, Runtime};
 use crate::db::{Db, Tx, now_millis};
 use crate::on_tx;
 
-const INBOX_INSERT: &str = "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+/// Inbox rows per statement.
+const INBOX_CHUNK: usize = 200;
 
 /// What a handler did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +44,20 @@ pub type HandlerResult = Result<Outcome, HandlerError>;
 pub trait Handle<E: Event>: Send + Sync + 'static {
     fn handle(&self, tx: &mut Tx, event: Envelope<E>)
     -> impl Future<Output = HandlerResult> + Send;
+
+    /// The record this handler changes for `event` (by default the event's own record, see
+    /// [`Event::key`]): events with one key are applied in order, in one partition; events with
+    /// different keys may be applied concurrently.
+    fn key(&self, event: &E) -> String {
+        event.key().to_owned()
+    }
 }
 
 /// A handler with its event type erased, so one consumer list holds them all.
 trait ErasedHandler: Send + Sync {
+    /// The partition key of a payload; `None` when it is not an event of this type.
+    fn key(&self, payload: &[u8]) -> Option<String>;
+
     fn call<'a>(
         &'a self,
         tx: &'a mut Tx,
@@ -60,6 +71,12 @@ struct Typed<E, H> {
 }
 
 impl<E: Event, H: Handle<E>> ErasedHandler for Typed<E, H> {
+    fn key(&self, payload: &[u8]) -> Option<String> {
+        serde_json::from_slice::<Envelope<E>>(payload)
+            .ok()
+            .map(|envelope| self.handler.key(&envelope.data))
+    }
+
     fn call<'a>(
         &'a self,
         tx: &'a mut Tx,
@@ -86,7 +103,21 @@ enum Failure {
 #[derive(Deserialize)]
 struct EnvelopeId {
     id: String,
+    #[serde(rename = "occurredAt", default)]
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// An event a consumer has applied (committed), as observers see it.
+#[derive(Debug, Clone)]
+pub struct AppliedEvent<'a> {
+    pub consumer: &'a str,
+    pub event_id: &'a str,
+    /// From the event's `occurredAt` (staged in the producer's outbox) to the commit here.
+    pub propagation: Option<std::time::Duration>,
+}
+
+/// Called after each event is applied and committed (measurements, tests).
+pub type Observer = Arc<dyn Fn(&AppliedEvent<'_>) + Send + Sync>;
 
 /// The event consumers of one service.
 pub struct Consumers {
@@ -96,6 +127,7 @@ pub struct Consumers {
     handlers: Vec<(&'static str, Arc<dyn ErasedHandler>)>,
     on_commit: Vec<Arc<tokio::sync::Notify>>,
     arrivals: Vec<crate::arrivals::Arrivals>,
+    observers: Vec<Observer>,
 }
 
 impl std::fmt::Debug for Consumers {
@@ -123,6 +155,7 @@ impl Consumers {
             handlers: Vec::new(),
             on_commit: Vec::new(),
             arrivals: Vec::new(),
+            observers: Vec::new(),
         }
     }
 
@@ -130,6 +163,12 @@ impl Consumers {
     /// scheduler that must see what a handler wrote).
     pub fn notify_on_commit(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
         self.on_commit.push(notify);
+        self
+    }
+
+    /// Calls `observer` after every event applied and committed.
+    pub fn observe(mut self, observer: Observer) -> Self {
+        self.observers.push(observer);
         self
     }
 
@@ -153,27 +192,45 @@ impl Consumers {
     /// spawns one loop per subject on `runtime`. Loops stop after their current message when
     /// `runtime` shuts down.
     pub async fn start(self, runtime: &Runtime) -> Result<(), BusError> {
+        // Event transactions of this service at one time: SQLite takes one writer anyway (and
+        // would make the others sleep on its lock); on PostgreSQL half the pool, so that
+        // requests always find a connection.
+        let permits = match self.db.backend() {
+            crate::db::Backend::Sqlite => 1,
+            crate::db::Backend::Postgres => (self.db.max_connections() as usize / 2).max(1),
+        };
+        let transactions = Arc::new(tokio::sync::Semaphore::new(permits));
         for (subject, handler) in self.handlers {
             let durable = durable_name(self.service, subject);
             let mut subscription = runtime.bus.subscribe(&durable, subject).await?;
+            let partitions = match self.db.backend() {
+                // One writer at a time: concurrency would only contend.
+                crate::db::Backend::Sqlite => 1,
+                crate::db::Backend::Postgres => runtime.bus.config().consumer_partitions.max(1),
+            };
             let worker = Worker {
                 consumer: durable,
                 db: self.db.clone(),
                 outbox: self.outbox.clone(),
                 runtime: runtime.clone(),
+                partitions,
+                transactions: transactions.clone(),
                 handler,
                 on_commit: self.on_commit.clone(),
                 arrivals: self.arrivals.clone(),
+                observers: self.observers.clone(),
             };
             let shutdown = runtime.shutdown.clone();
+            let batch = runtime.bus.config().consumer_batch.max(1);
             runtime.tasks.spawn(async move {
                 loop {
-                    let delivery = tokio::select! {
-                        delivery = subscription.next() => delivery,
+                    let deliveries = tokio::select! {
+                        deliveries = subscription.next_batch(batch) => deliveries,
                         () = shutdown.cancelled() => break,
                     };
-                    worker.process(delivery).await;
+                    worker.process_batch(deliveries).await;
                 }
+                subscription.close().await;
             });
         }
         Ok(())
@@ -185,131 +242,306 @@ struct Worker {
     db: Db,
     outbox: Outbox,
     runtime: Runtime,
+    /// How many transactions apply a batch concurrently (events split by key).
+    partitions: usize,
+    /// Shared by the service's workers: how many event transactions may run at once.
+    transactions: Arc<tokio::sync::Semaphore>,
     handler: Arc<dyn ErasedHandler>,
     on_commit: Vec<Arc<tokio::sync::Notify>>,
     arrivals: Vec<crate::arrivals::Arrivals>,
+    observers: Vec<Observer>,
+}
+
+/// One delivery of a batch, with what its envelope says.
+struct Item {
+    delivery: Delivery,
+    id: String,
+    /// The partition key (the record the event changes).
+    key: String,
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    span: tracing::Span,
+}
+
+/// What became of one event of a batch.
+enum Done {
+    /// Applied (or skipped) and committed.
+    Now,
+    /// Processed before (the inbox has it).
+    Before,
+    /// Cannot be applied yet; rolled back.
+    NotYet(String),
+    Malformed(String),
+    Failed(String),
 }
 
 impl Worker {
-    async fn process(&self, delivery: Delivery) {
-        let id = serde_json::from_slice::<EnvelopeId>(&delivery.payload).map(|e| e.id);
-        let span = tracing::info_span!(
-            "event",
-            consumer = %self.consumer,
-            subject = %delivery.subject,
-            event_id = id.as_deref().unwrap_or("-"),
-            request_id = delivery.request_id.as_deref().unwrap_or("-"),
-            delivered = delivery.delivered,
-        );
-        let request_id = delivery.request_id.clone();
-        crate::context::with_request_id(
-            request_id,
-            self.process_in_span(delivery, id).instrument(span),
-        )
-        .await;
+    /// Applies a batch: as many events per transaction as possible, each with its own inbox row.
+    /// An event that cannot be applied (not yet, failing, malformed) is rolled back alone — the
+    /// transaction is redone without it — and retried or dead-lettered alone; its neighbours
+    /// commit. Then the batch is acknowledged together.
+    async fn process_batch(&self, deliveries: Vec<Delivery>) {
+        let mut items = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let envelope = serde_json::from_slice::<EnvelopeId>(&delivery.payload);
+            let span = tracing::info_span!(
+                "event",
+                consumer = %self.consumer,
+                subject = %delivery.subject,
+                event_id = envelope.as_ref().map(|e| e.id.as_str()).unwrap_or("-"),
+                request_id = delivery.request_id.as_deref().unwrap_or("-"),
+                delivered = delivery.delivered,
+            );
+            match envelope {
+                Ok(envelope) => items.push(Item {
+                    key: self
+                        .handler
+                        .key(&delivery.payload)
+                        .unwrap_or_else(|| envelope.id.clone()),
+                    delivery,
+                    id: envelope.id,
+                    occurred_at: envelope.occurred_at,
+                    span,
+                }),
+                Err(err) => {
+                    self.dead_letter(&delivery, &format!("not an event envelope: {err}"))
+                        .instrument(span)
+                        .await;
+                }
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        let done = self.apply_partitioned(&items).await;
+        self.finish(items, done).await;
     }
 
-    async fn process_in_span(&self, delivery: Delivery, id: Result<String, serde_json::Error>) {
-        let subject = delivery.subject.clone();
+    /// Splits `items` by key into the worker's partitions (each keeping the batch's order) and
+    /// applies the partitions concurrently.
+    async fn apply_partitioned(&self, items: &[Item]) -> Vec<Done> {
+        let all: Vec<&Item> = items.iter().collect();
+        if self.partitions <= 1 || items.len() < 2 {
+            return self.apply_all(&all).await;
+        }
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.partitions];
+        for (i, item) in items.iter().enumerate() {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&item.key, &mut hasher);
+            let partition = (std::hash::Hasher::finish(&hasher) % self.partitions as u64) as usize;
+            groups[partition].push(i);
+        }
+        let runs = groups.iter().filter(|g| !g.is_empty()).map(|group| {
+            let members: Vec<&Item> = group.iter().map(|&i| &items[i]).collect();
+            async move { (group, self.apply_all(&members).await) }
+        });
+        let mut done: Vec<Option<Done>> = items.iter().map(|_| None).collect();
+        for (group, outcomes) in futures::future::join_all(runs).await {
+            for (&i, outcome) in group.iter().zip(outcomes) {
+                done[i] = Some(outcome);
+            }
+        }
+        done.into_iter()
+            .map(|d| d.unwrap_or_else(|| Done::Failed("not applied".into())))
+            .collect()
+    }
+
+    /// Applies `items` in as few transactions as their failures allow; one outcome per item.
+    async fn apply_all(&self, items: &[&Item]) -> Vec<Done> {
+        let mut done: Vec<Option<Done>> = items.iter().map(|_| None).collect();
+        // Ranges still to apply, in order.
+        let mut todo = std::collections::VecDeque::new();
+        todo.push_back(0..items.len());
+        while let Some(range) = todo.pop_front() {
+            if range.is_empty() {
+                continue;
+            }
+            match self.apply_run(&items[range.clone()]).await {
+                Ok(outcomes) => {
+                    for (i, outcome) in range.zip(outcomes) {
+                        done[i] = Some(outcome);
+                    }
+                }
+                Err(RunError::At(offset, failure)) => {
+                    // Redo the run without the failing event: the ones before it, then the rest.
+                    let at = range.start + offset;
+                    done[at] = Some(failure);
+                    todo.push_front(at + 1..range.end);
+                    todo.push_front(range.start..at);
+                }
+                Err(RunError::Transaction(err)) => {
+                    for i in range {
+                        done[i] = Some(Done::Failed(err.clone()));
+                    }
+                }
+            }
+        }
+        done.into_iter()
+            .map(|d| d.unwrap_or_else(|| Done::Failed("not applied".into())))
+            .collect()
+    }
+
+    /// Applies `items` in one transaction, all or nothing: the first event that cannot be
+    /// applied rolls the run back and is named.
+    async fn apply_run(&self, items: &[&Item]) -> Result<Vec<Done>, RunError> {
+        let db_err = |e: sqlx::Error| RunError::Transaction(e.to_string());
+        let _permit = self
+            .transactions
+            .acquire()
+            .await
+            .map_err(|e| RunError::Transaction(e.to_string()))?;
+        let mut tx = self.db.begin().await.map_err(db_err)?;
+        let mut fresh = self.record_in_inbox(&mut tx, items).await.map_err(db_err)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (offset, item) in items.iter().enumerate() {
+            // Processed before (or earlier in this very batch): nothing to do.
+            if !fresh.remove(&item.id) {
+                outcomes.push(Done::Before);
+                continue;
+            }
+            let applied = crate::context::with_request_id(
+                item.delivery.request_id.clone(),
+                self.apply_one(&mut tx, item).instrument(item.span.clone()),
+            )
+            .await;
+            match applied {
+                Ok(done) => outcomes.push(done),
+                Err(failure) => {
+                    tx.rollback().await.map_err(db_err)?;
+                    return Err(RunError::At(offset, failure));
+                }
+            }
+        }
+        self.outbox.commit(tx).await.map_err(db_err)?;
+        for notify in &self.on_commit {
+            notify.notify_one();
+        }
+        for arrivals in &self.arrivals {
+            arrivals.arrived();
+        }
+        Ok(outcomes)
+    }
+
+    /// Records every event of the run in the inbox (one statement per chunk); returns the ids
+    /// that were not there yet.
+    async fn record_in_inbox(
+        &self,
+        tx: &mut Tx,
+        items: &[&Item],
+    ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+        let now = now_millis();
+        let mut fresh = std::collections::HashSet::new();
+        for chunk in items.chunks(INBOX_CHUNK) {
+            let sql = format!(
+                "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
+                crate::db::values_placeholders(chunk.len(), 3, 1)
+            );
+            let inserted: Vec<String> = on_tx!(tx, |conn| {
+                let mut query = sqlx::query_scalar(&sql);
+                for item in chunk {
+                    query = query.bind(&self.consumer).bind(&item.id).bind(now);
+                }
+                query.fetch_all(conn).await
+            })?;
+            fresh.extend(inserted);
+        }
+        Ok(fresh)
+    }
+
+    /// The handler, inside the run's transaction (the inbox row is written already).
+    async fn apply_one(&self, tx: &mut Tx, item: &Item) -> Result<Done, Done> {
+        match self.handler.call(tx, &item.delivery.payload).await {
+            Ok(Outcome::Applied | Outcome::Skipped) => Ok(Done::Now),
+            Ok(Outcome::NotYet(reason)) => Err(Done::NotYet(reason)),
+            Err(Failure::Malformed(err)) => Err(Done::Malformed(err)),
+            Err(Failure::Handler(err)) => Err(Done::Failed(err.to_string())),
+        }
+    }
+
+    /// Acknowledges what is done, retries or dead-letters the rest, records metrics and tells
+    /// the observers.
+    async fn finish(&self, items: Vec<Item>, done: Vec<Done>) {
         let config = self.runtime.bus.config().clone();
-        let id = match id {
-            Ok(id) => id,
-            Err(err) => {
-                self.dead_letter(&delivery, &format!("not an event envelope: {err}"))
-                    .await;
-                return;
-            }
-        };
-        match self.apply(&id, &delivery).await {
-            Ok(Applied::Now) => {
-                metrics::counter!("events_handled_total", "consumer" => self.consumer.clone())
-                    .increment(1);
-                self.ack(&delivery).await;
-            }
-            Ok(Applied::Before) => {
-                metrics::counter!("events_duplicate_total", "consumer" => self.consumer.clone())
-                    .increment(1);
-                tracing::debug!("duplicate delivery, already processed");
-                self.ack(&delivery).await;
-            }
-            Ok(Applied::NotYet(reason)) => {
-                if delivery.delivered >= config.max_deliver_waiting {
-                    self.dead_letter(
-                        &delivery,
-                        &format!(
+        let mut acks: Vec<&Delivery> = Vec::new();
+        let mut handled: u64 = 0;
+        let mut duplicates: u64 = 0;
+        for (item, outcome) in items.iter().zip(done) {
+            let delivery = &item.delivery;
+            let _span = item.span.enter();
+            match outcome {
+                Done::Now => {
+                    handled += 1;
+                    let propagation = item
+                        .occurred_at
+                        .and_then(|at| (chrono::Utc::now() - at).to_std().ok());
+                    if let Some(propagation) = propagation {
+                        metrics::histogram!("events_propagation_seconds", "consumer" => self.consumer.clone())
+                            .record(propagation.as_secs_f64());
+                    }
+                    let applied = AppliedEvent {
+                        consumer: &self.consumer,
+                        event_id: &item.id,
+                        propagation,
+                    };
+                    for observer in &self.observers {
+                        observer(&applied);
+                    }
+                    acks.push(delivery);
+                }
+                Done::Before => {
+                    duplicates += 1;
+                    tracing::debug!("duplicate delivery, already processed");
+                    acks.push(delivery);
+                }
+                Done::NotYet(reason) => {
+                    if delivery.delivered >= config.max_deliver_waiting {
+                        let reason = format!(
                             "still waiting after {} deliveries: {reason}",
                             delivery.delivered
-                        ),
-                    )
-                    .await;
-                } else {
-                    let delay = config
-                        .backoff(delivery.delivered)
-                        .min(config.max_retry_delay / 2);
-                    tracing::debug!(%reason, ?delay, "not applicable yet, retrying later");
-                    self.nak(&delivery, delay).await;
+                        );
+                        if self.dead_letter_only(delivery, &reason).await {
+                            acks.push(delivery);
+                        }
+                    } else {
+                        let delay = config
+                            .backoff(delivery.delivered)
+                            .min(config.max_retry_delay / 2);
+                        tracing::debug!(%reason, ?delay, "not applicable yet, retrying later");
+                        self.nak(delivery, delay).await;
+                    }
                 }
-            }
-            Err(Failure::Malformed(err)) => {
-                self.dead_letter(&delivery, &format!("malformed {subject} event: {err}"))
-                    .await;
-            }
-            Err(Failure::Handler(err)) => {
-                metrics::counter!("events_failed_total", "consumer" => self.consumer.clone())
-                    .increment(1);
-                if delivery.delivered >= config.max_deliver {
-                    self.dead_letter(
-                        &delivery,
-                        &format!("failed {} times, last: {err}", delivery.delivered),
-                    )
-                    .await;
-                } else {
-                    let delay = config.backoff(delivery.delivered);
-                    tracing::warn!(error = %err, ?delay, "event handler failed; will retry");
-                    self.nak(&delivery, delay).await;
+                Done::Malformed(err) => {
+                    let reason = format!("malformed {} event: {err}", delivery.subject);
+                    if self.dead_letter_only(delivery, &reason).await {
+                        acks.push(delivery);
+                    }
+                }
+                Done::Failed(err) => {
+                    metrics::counter!("events_failed_total", "consumer" => self.consumer.clone())
+                        .increment(1);
+                    if delivery.delivered >= config.max_deliver {
+                        let reason = format!("failed {} times, last: {err}", delivery.delivered);
+                        if self.dead_letter_only(delivery, &reason).await {
+                            acks.push(delivery);
+                        }
+                    } else {
+                        let delay = config.backoff(delivery.delivered);
+                        tracing::warn!(error = %err, ?delay, "event handler failed; will retry");
+                        self.nak(delivery, delay).await;
+                    }
                 }
             }
         }
-    }
-
-    /// Inbox row + handler in one transaction.
-    async fn apply(&self, id: &str, delivery: &Delivery) -> Result<Applied, Failure> {
-        let db_err = |e: sqlx::Error| Failure::Handler(Box::new(e));
-        let mut tx = self.db.begin().await.map_err(db_err)?;
-        let inserted = on_tx!(&mut tx, |conn| sqlx::query(INBOX_INSERT)
-            .bind(&self.consumer)
-            .bind(id)
-            .bind(now_millis())
-            .execute(conn)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(db_err)?;
-        if inserted == 0 {
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(Applied::Before);
+        if handled > 0 {
+            metrics::counter!("events_handled_total", "consumer" => self.consumer.clone())
+                .increment(handled);
         }
-        match self.handler.call(&mut tx, &delivery.payload).await? {
-            Outcome::Applied | Outcome::Skipped => {
-                self.outbox.commit(tx).await.map_err(db_err)?;
-                for notify in &self.on_commit {
-                    notify.notify_one();
-                }
-                for arrivals in &self.arrivals {
-                    arrivals.arrived();
-                }
-                Ok(Applied::Now)
-            }
-            Outcome::NotYet(reason) => {
-                tx.rollback().await.map_err(db_err)?;
-                Ok(Applied::NotYet(reason))
-            }
+        if duplicates > 0 {
+            metrics::counter!("events_duplicate_total", "consumer" => self.consumer.clone())
+                .increment(duplicates);
         }
-    }
-
-    async fn ack(&self, delivery: &Delivery) {
-        if let Err(err) = delivery.ack().await {
-            // The message comes again after ack_wait; the inbox makes that harmless.
-            tracing::warn!(%err, "could not acknowledge; it will be delivered again");
+        if let Err(err) = super::ack_all(&acks).await {
+            // They come again after ack_wait; the inbox makes that harmless.
+            tracing::warn!(consumer = %self.consumer, %err, count = acks.len(), "could not acknowledge; they will be delivered again");
         }
     }
 
@@ -319,7 +551,9 @@ impl Worker {
         }
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
+    /// Copies a message that cannot be processed to the dead-letter subject; true when it is
+    /// there (then it is acknowledged with the batch), false when it will be retried.
+    async fn dead_letter_only(&self, delivery: &Delivery, reason: &str) -> bool {
         tracing::error!(%reason, "event moved to the dead-letter subject");
         metrics::counter!("events_dead_lettered_total", "consumer" => self.consumer.clone())
             .increment(1);
@@ -329,18 +563,30 @@ impl Worker {
             .dead_letter(delivery, &self.consumer, reason)
             .await
         {
-            Ok(()) => self.ack(delivery).await,
+            Ok(()) => true,
             Err(err) => {
                 tracing::error!(%err, "could not dead-letter; retrying later");
                 self.nak(delivery, self.runtime.bus.config().max_retry_delay)
                     .await;
+                false
             }
+        }
+    }
+
+    /// Dead-letters and acknowledges one message on its own.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
+        if self.dead_letter_only(delivery, reason).await
+            && let Err(err) = delivery.ack().await
+        {
+            tracing::warn!(%err, "could not acknowledge; it will be delivered again");
         }
     }
 }
 
-enum Applied {
-    Now,
-    Before,
-    NotYet(String),
+/// Why a run of a batch did not commit.
+enum RunError {
+    /// The event at this offset of the run cannot be applied (what became of it).
+    At(usize, Done),
+    /// The transaction itself failed (begin, rollback, commit).
+    Transaction(String),
 }

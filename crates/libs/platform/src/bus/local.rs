@@ -13,22 +13,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::watch;
 
 use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
-use crate::db::now_millis;
+use crate::db::{list_placeholders, now_millis, values_placeholders};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/local_bus");
 
 const PUBLISH: &str = "INSERT INTO events (id, subject, payload, request_id, published_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
 const JOIN: &str = "INSERT INTO consumers (name, subject, cursor) VALUES ($1, $2, 0) ON CONFLICT (name) DO UPDATE SET subject = excluded.subject";
 const DUE: &str =
-    "SELECT seq, delivered FROM pending WHERE consumer = $1 AND due_at <= $2 ORDER BY seq LIMIT 1";
-const REDELIVER: &str =
-    "UPDATE pending SET delivered = delivered + 1, due_at = $3 WHERE consumer = $1 AND seq = $2";
-const NEXT_NEW: &str = "SELECT e.seq FROM events e JOIN consumers c ON c.name = $1 WHERE e.seq > c.cursor AND e.subject = c.subject ORDER BY e.seq LIMIT 1";
+    "SELECT seq, delivered FROM pending WHERE consumer = $1 AND due_at <= $2 ORDER BY seq LIMIT $3";
+const CURSOR: &str = "SELECT cursor FROM consumers WHERE name = $1";
+const NEXT_NEW: &str =
+    "SELECT seq FROM events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const ADVANCE: &str = "UPDATE consumers SET cursor = $2 WHERE name = $1";
-const HAND_OUT: &str =
-    "INSERT INTO pending (consumer, seq, delivered, due_at) VALUES ($1, $2, 1, $3)";
-const EVENT: &str = "SELECT payload, request_id FROM events WHERE seq = $1";
-const ACK: &str = "DELETE FROM pending WHERE consumer = $1 AND seq = $2";
+/// Rows per multi-row statement (well under SQLite's limit of bound values).
+const CHUNK: usize = 200;
 const NAK: &str = "UPDATE pending SET due_at = $3 WHERE consumer = $1 AND seq = $2";
 const NEXT_DUE: &str = "SELECT MIN(due_at) FROM pending WHERE consumer = $1";
 
@@ -50,7 +48,7 @@ impl LocalBus {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(1)
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await?;
@@ -73,6 +71,34 @@ impl LocalBus {
             message.request_id.as_deref(),
         )
         .await
+    }
+
+    /// Publishes `messages` in one transaction of the log. Publishing an id again stores it once.
+    pub async fn publish_batch(&self, messages: &[OutgoingMessage]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in messages.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO events (id, subject, payload, request_id, published_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+                values_placeholders(chunk.len(), 5, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for message in chunk {
+                query = query
+                    .bind(&message.id)
+                    .bind(&message.subject)
+                    .bind(&message.payload)
+                    .bind(&message.request_id)
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 
     async fn append(
@@ -109,6 +135,7 @@ impl LocalBus {
             durable: durable.to_owned(),
             subject: subject.to_owned(),
             published: self.published.subscribe(),
+            acked: Arc::default(),
         })
     }
 
@@ -159,17 +186,21 @@ pub struct LocalSubscription {
     durable: String,
     subject: String,
     published: watch::Receiver<u64>,
+    /// Acknowledged, not yet removed from `pending`: removed in the subscription's next
+    /// transaction of the log (the next batch, or the next idle poll, within a second).
+    acked: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 impl LocalSubscription {
-    /// The next message: a redelivery that is due, else the next new event of the subject.
-    pub async fn next(&mut self) -> Delivery {
+    /// The next messages, at least one and at most `max`: redeliveries that are due, then the
+    /// next new events of the subject, in log order.
+    pub async fn next_batch(&mut self, max: usize) -> Vec<Delivery> {
         let mut failures = 0;
         loop {
             self.published.borrow_and_update();
-            match self.try_next().await {
-                Ok(Some(delivery)) => return delivery,
-                Ok(None) => failures = 0,
+            match self.try_next_batch(max).await {
+                Ok(batch) if !batch.is_empty() => return batch,
+                Ok(_) => failures = 0,
                 Err(err) => {
                     failures += 1;
                     tracing::warn!(durable = %self.durable, %err, "event log read failed; retrying");
@@ -201,64 +232,160 @@ impl LocalSubscription {
         }
     }
 
-    async fn try_next(&self) -> Result<Option<Delivery>, BusError> {
+    /// Removes what was acknowledged from `pending` now (at shutdown).
+    pub async fn flush_acks(&self) -> Result<(), BusError> {
+        let acked = std::mem::take(&mut *self.acked.lock().unwrap_or_else(|e| e.into_inner()));
+        if acked.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.bus.pool.begin_with("BEGIN IMMEDIATE").await?;
+        delete_pending(&mut tx, &self.durable, &acked).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hands out up to `max` messages in one transaction of the log.
+    async fn try_next_batch(&self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let max = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
         let now = now_millis();
         let redeliver_at =
             now + i64::try_from(self.bus.config.ack_wait.as_millis()).unwrap_or(i64::MAX / 4);
         let mut tx = self.bus.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let due: Option<(i64, i64)> = sqlx::query_as(DUE)
+        let acked = std::mem::take(&mut *self.acked.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(err) = delete_pending(&mut tx, &self.durable, &acked).await {
+            // Kept for the next transaction.
+            self.acked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(acked);
+            return Err(err);
+        }
+        let flushed = !acked.is_empty();
+        let due: Vec<(i64, i64)> = sqlx::query_as(DUE)
             .bind(&self.durable)
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .bind(max)
+            .fetch_all(&mut *tx)
             .await?;
-        let (seq, delivered) = match due {
-            Some((seq, delivered)) => {
-                sqlx::query(REDELIVER)
-                    .bind(&self.durable)
-                    .bind(seq)
-                    .bind(redeliver_at)
-                    .execute(&mut *tx)
-                    .await?;
-                (seq, delivered + 1)
+        let mut handed: Vec<(i64, i64)> = due
+            .iter()
+            .map(|(seq, delivered)| (*seq, delivered + 1))
+            .collect();
+        for chunk in due.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE pending SET delivered = delivered + 1, due_at = $2 WHERE consumer = $1 AND seq IN ({})",
+                list_placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql).bind(&self.durable).bind(redeliver_at);
+            for (seq, _) in chunk {
+                query = query.bind(seq);
             }
-            None => {
-                let next: Option<i64> = sqlx::query_scalar(NEXT_NEW)
-                    .bind(&self.durable)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(seq) = next else {
-                    tx.rollback().await?;
-                    return Ok(None);
-                };
+            query.execute(&mut *tx).await?;
+        }
+        let room = max - handed.len() as i64;
+        if room > 0 {
+            let cursor: i64 = sqlx::query_scalar(CURSOR)
+                .bind(&self.durable)
+                .fetch_one(&mut *tx)
+                .await?;
+            let new: Vec<i64> = sqlx::query_scalar(NEXT_NEW)
+                .bind(&self.subject)
+                .bind(cursor)
+                .bind(room)
+                .fetch_all(&mut *tx)
+                .await?;
+            if let Some(last) = new.last() {
                 sqlx::query(ADVANCE)
                     .bind(&self.durable)
-                    .bind(seq)
+                    .bind(last)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(HAND_OUT)
-                    .bind(&self.durable)
-                    .bind(seq)
-                    .bind(redeliver_at)
-                    .execute(&mut *tx)
-                    .await?;
-                (seq, 1)
             }
-        };
-        let (payload, request_id): (String, Option<String>) =
-            sqlx::query_as(EVENT).bind(seq).fetch_one(&mut *tx).await?;
+            for chunk in new.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO pending (consumer, seq, delivered, due_at) VALUES {}",
+                    values_placeholders(chunk.len(), 4, 1)
+                );
+                let mut query = sqlx::query(&sql);
+                for seq in chunk {
+                    query = query
+                        .bind(&self.durable)
+                        .bind(seq)
+                        .bind(1_i64)
+                        .bind(redeliver_at);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            handed.extend(new.iter().map(|seq| (*seq, 1)));
+        }
+        if handed.is_empty() {
+            if flushed {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            return Ok(Vec::new());
+        }
+        handed.sort_unstable();
+        let placeholders = (1..=handed.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT seq, payload, request_id FROM events WHERE seq IN ({placeholders}) ORDER BY seq"
+        );
+        let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
+        for (seq, _) in &handed {
+            query = query.bind(seq);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Some(Delivery {
-            subject: self.subject.clone(),
-            payload: Bytes::from(payload),
-            request_id,
-            delivered,
-            acker: Acker::Local(LocalAcker {
-                pool: self.bus.pool.clone(),
-                durable: self.durable.clone(),
-                seq,
-            }),
-        }))
+        let delivered: std::collections::HashMap<i64, i64> = handed.into_iter().collect();
+        Ok(rows
+            .into_iter()
+            .map(|(seq, payload, request_id)| Delivery {
+                subject: self.subject.clone(),
+                payload: Bytes::from(payload),
+                request_id,
+                delivered: delivered.get(&seq).copied().unwrap_or(1),
+                acker: Acker::Local(LocalAcker {
+                    pool: self.bus.pool.clone(),
+                    durable: self.durable.clone(),
+                    seq,
+                    acked: self.acked.clone(),
+                }),
+            })
+            .collect())
     }
+}
+
+/// Acknowledges local deliveries: each is removed from `pending` in its subscription's next
+/// transaction of the log (no transaction of its own).
+pub(crate) async fn ack_local(ackers: &[&LocalAcker]) -> Result<(), BusError> {
+    for acker in ackers {
+        acker.defer_ack();
+    }
+    Ok(())
+}
+
+/// Removes acknowledged deliveries of `durable` from `pending`, inside `tx`.
+async fn delete_pending(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    durable: &str,
+    seqs: &[i64],
+) -> Result<(), BusError> {
+    for chunk in seqs.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM pending WHERE consumer = $1 AND seq IN ({})",
+            list_placeholders(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).bind(durable);
+        for seq in chunk {
+            query = query.bind(seq);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Acknowledges one local delivery.
@@ -267,16 +394,22 @@ pub struct LocalAcker {
     pool: SqlitePool,
     durable: String,
     seq: i64,
+    acked: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 impl LocalAcker {
+    /// Done: removed from `pending` with the subscription's next transaction of the log (a
+    /// redelivery meanwhile, after a crash, is harmless: consumers keep an inbox).
     pub async fn ack(&self) -> Result<(), BusError> {
-        sqlx::query(ACK)
-            .bind(&self.durable)
-            .bind(self.seq)
-            .execute(&self.pool)
-            .await?;
+        self.defer_ack();
         Ok(())
+    }
+
+    fn defer_ack(&self) {
+        self.acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.seq);
     }
 
     pub async fn nak(&self, delay: Duration) -> Result<(), BusError> {

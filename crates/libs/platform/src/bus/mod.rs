@@ -47,6 +47,12 @@ pub struct BusConfig {
     pub max_retry_delay: Duration,
     /// How long the relay sleeps between polls when nothing wakes it.
     pub poll_interval: Duration,
+    /// The most events a consumer applies in one transaction (one batch of the bus).
+    pub consumer_batch: usize,
+    /// How many transactions apply a batch concurrently on PostgreSQL (events split by the
+    /// record they change; one record's events stay in one partition, in order). SQLite always
+    /// uses one.
+    pub consumer_partitions: usize,
 }
 
 impl Default for BusConfig {
@@ -60,6 +66,8 @@ impl Default for BusConfig {
             retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            consumer_batch: 256,
+            consumer_partitions: 4,
         }
     }
 }
@@ -135,6 +143,16 @@ impl Bus {
         }
     }
 
+    /// Publishes `messages` and waits until the bus has stored them all (NATS: sent together,
+    /// acknowledgements awaited together; in-process: one transaction of the log). On an error
+    /// some may have been stored: publishing them again stores each once.
+    pub async fn publish_batch(&self, messages: &[OutgoingMessage]) -> Result<(), BusError> {
+        match self {
+            Self::Nats(bus) => bus.publish_batch(messages).await,
+            Self::Local(bus) => bus.publish_batch(messages).await,
+        }
+    }
+
     /// Joins (creating or updating) the durable consumer `durable` of `subject`. Every
     /// subscriber of one durable consumer gets a share of its messages, each message once.
     pub async fn subscribe(&self, durable: &str, subject: &str) -> Result<Subscription, BusError> {
@@ -146,7 +164,7 @@ impl Bus {
             Self::Local(bus) => bus
                 .subscribe(durable, subject)
                 .await
-                .map(Subscription::Local),
+                .map(|s| Subscription::Local(Box::new(s))),
         }
     }
 
@@ -182,17 +200,50 @@ impl Bus {
 #[derive(Debug)]
 pub enum Subscription {
     Nats(Box<nats::NatsSubscription>),
-    Local(local::LocalSubscription),
+    Local(Box<local::LocalSubscription>),
 }
 
 impl Subscription {
     /// The next message; waits until there is one. Transient bus failures are retried inside.
     pub async fn next(&mut self) -> Delivery {
-        match self {
-            Self::Nats(sub) => sub.next().await,
-            Self::Local(sub) => sub.next().await,
+        loop {
+            if let Some(delivery) = self.next_batch(1).await.into_iter().next() {
+                return delivery;
+            }
         }
     }
+
+    /// The next messages, at least one and at most `max` (what is available now); waits until
+    /// there is one. Transient bus failures are retried inside.
+    pub async fn next_batch(&mut self, max: usize) -> Vec<Delivery> {
+        match self {
+            Self::Nats(sub) => sub.next_batch(max).await,
+            Self::Local(sub) => sub.next_batch(max).await,
+        }
+    }
+}
+
+impl Subscription {
+    /// Finishes what is left to do for acknowledged messages (before shutdown).
+    pub async fn close(&mut self) {
+        if let Self::Local(sub) = self
+            && let Err(err) = sub.flush_acks().await
+        {
+            tracing::warn!(%err, "acknowledgements not written; those events come again (harmlessly)");
+        }
+    }
+}
+
+/// Acknowledges `deliveries` (of one subscription) together.
+pub async fn ack_all(deliveries: &[&Delivery]) -> Result<(), BusError> {
+    let mut local = Vec::new();
+    for delivery in deliveries {
+        match &delivery.acker {
+            Acker::Nats(message) => message.ack().await.map_err(BusError::nats)?,
+            Acker::Local(acker) => local.push(acker),
+        }
+    }
+    local::ack_local(&local).await
 }
 
 /// One delivery of one message.

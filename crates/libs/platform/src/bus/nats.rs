@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
 
@@ -87,21 +87,33 @@ impl NatsBus {
     }
 
     pub async fn publish(&self, message: &OutgoingMessage) -> Result<(), BusError> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", message.id.as_str());
-        if let Some(request_id) = &message.request_id {
-            headers.insert(REQUEST_ID_HEADER, request_id.as_str());
+        self.publish_batch(std::slice::from_ref(message)).await
+    }
+
+    /// Sends every message, then awaits their acknowledgements together.
+    pub async fn publish_batch(&self, messages: &[OutgoingMessage]) -> Result<(), BusError> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", message.id.as_str());
+            if let Some(request_id) = &message.request_id {
+                headers.insert(REQUEST_ID_HEADER, request_id.as_str());
+            }
+            let ack = self
+                .js
+                .publish_with_headers(
+                    self.config.subject(&message.subject),
+                    headers,
+                    message.payload.clone().into(),
+                )
+                .await
+                .map_err(BusError::nats)?;
+            acks.push(ack);
         }
-        let ack = self
-            .js
-            .publish_with_headers(
-                self.config.subject(&message.subject),
-                headers,
-                message.payload.clone().into(),
-            )
-            .await
-            .map_err(BusError::nats)?;
-        ack.await.map_err(BusError::nats)?;
+        let acks = acks.into_iter().map(std::future::IntoFuture::into_future);
+        for ack in futures::future::join_all(acks).await {
+            ack.map_err(BusError::nats)?;
+        }
         Ok(())
     }
 
@@ -114,7 +126,7 @@ impl NatsBus {
             ack_wait: self.config.ack_wait,
             // A backstop: the consumer dead-letters long before (see `BusConfig`).
             max_deliver: self.config.max_deliver_waiting + self.config.max_deliver + 5,
-            max_ack_pending: 1000,
+            max_ack_pending: 2000,
             ..Default::default()
         }
     }
@@ -213,7 +225,7 @@ impl NatsSubscription {
             .map_err(|e| BusError::Nats(format!("cannot create consumer {}: {e}", self.durable)))?;
         let messages = consumer
             .stream()
-            .max_messages_per_batch(100)
+            .max_messages_per_batch(500)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -223,9 +235,51 @@ impl NatsSubscription {
         Ok(())
     }
 
+    /// The next messages, at least one and at most `max` (the first awaited, the rest what has
+    /// arrived already). Outages (NATS restarting, the stream or consumer re-created) are waited
+    /// out and the stream reopened.
+    pub async fn next_batch(&mut self, max: usize) -> Vec<Delivery> {
+        let mut batch = vec![self.next().await];
+        while batch.len() < max {
+            let Some(messages) = self.messages.as_mut() else {
+                break;
+            };
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(self.delivery(message)),
+                Some(Some(Err(err))) => {
+                    tracing::warn!(durable = %self.durable, %err, "consumer stream error; reopening");
+                    self.messages = None;
+                    break;
+                }
+                Some(None) => {
+                    self.messages = None;
+                    break;
+                }
+                None => break,
+            }
+        }
+        batch
+    }
+
+    fn delivery(&self, message: jetstream::Message) -> Delivery {
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        let request_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(REQUEST_ID_HEADER))
+            .map(|v| v.as_str().to_owned());
+        Delivery {
+            subject: self.subject.clone(),
+            payload: message.payload.clone(),
+            request_id,
+            delivered,
+            acker: Acker::Nats(Box::new(message)),
+        }
+    }
+
     /// The next message. Outages (NATS restarting, the stream or consumer re-created) are
     /// waited out and the stream reopened.
-    pub async fn next(&mut self) -> Delivery {
+    async fn next(&mut self) -> Delivery {
         let mut failures: i64 = 0;
         loop {
             if self.messages.is_none()
@@ -240,21 +294,7 @@ impl NatsSubscription {
                 continue;
             };
             match messages.next().await {
-                Some(Ok(message)) => {
-                    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-                    let request_id = message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(REQUEST_ID_HEADER))
-                        .map(|v| v.as_str().to_owned());
-                    return Delivery {
-                        subject: self.subject.clone(),
-                        payload: message.payload.clone(),
-                        request_id,
-                        delivered,
-                        acker: Acker::Nats(Box::new(message)),
-                    };
-                }
+                Some(Ok(message)) => return self.delivery(message),
                 Some(Err(err)) => {
                     failures += 1;
                     tracing::warn!(durable = %self.durable, %err, "consumer stream error; reopening");

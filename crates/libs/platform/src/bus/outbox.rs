@@ -11,7 +11,7 @@ use crate::db::{Db, Tx, now_millis};
 use crate::{on_db, on_tx};
 
 /// Rows the relay publishes per batch.
-const BATCH: i64 = 200;
+const BATCH: i64 = 500;
 /// Sent rows are kept this long (for inspection), then deleted.
 const KEEP_SENT: Duration = Duration::from_secs(3600);
 /// Inbox rows are kept this long: longer than any redelivery can come (the stream keeps
@@ -21,7 +21,6 @@ const KEEP_INBOX: Duration = Duration::from_secs(8 * 24 * 3600);
 const INSERT: &str =
     "INSERT INTO outbox (id, subject, payload, request_id, created_at) VALUES ($1, $2, $3, $4, $5)";
 const PENDING: &str = "SELECT seq, id, subject, payload, request_id FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1";
-const MARK_SENT: &str = "UPDATE outbox SET sent_at = $1 WHERE seq = $2";
 const DELETE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1";
 const DELETE_INBOX: &str = "DELETE FROM inbox WHERE processed_at < $1";
 const COUNT_PENDING: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
@@ -89,8 +88,9 @@ impl Outbox {
             .await)
     }
 
-    /// Publishes pending rows in order until none is left or the bus fails; returns how many
-    /// were published.
+    /// Publishes pending rows in order, a batch at a time (published together, then marked
+    /// sent with one statement), until none is left or the bus fails; returns how many were
+    /// published.
     pub async fn relay_once(&self, bus: &Bus) -> Result<usize, BusError> {
         let mut published = 0;
         loop {
@@ -98,25 +98,41 @@ impl Outbox {
                 .bind(BATCH)
                 .fetch_all(pool)
                 .await)?;
+            if rows.is_empty() {
+                return Ok(published);
+            }
             let full = rows.len() as i64 == BATCH;
-            for row in rows {
-                let message = OutgoingMessage {
+            let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+            let messages: Vec<OutgoingMessage> = rows
+                .into_iter()
+                .map(|row| OutgoingMessage {
                     id: row.id,
                     subject: row.subject,
                     payload: row.payload,
                     request_id: row.request_id,
-                };
-                bus.publish(&message).await?;
-                on_db!(&self.db, |pool| sqlx::query(MARK_SENT)
-                    .bind(now_millis())
-                    .bind(row.seq)
-                    .execute(pool)
-                    .await
-                    .map(drop))?;
+                })
+                .collect();
+            bus.publish_batch(&messages).await?;
+            // Marked by their own seqs: a row with a lower seq that committed after this batch
+            // was read is still pending, never marked without being published.
+            let placeholders = (2..seqs.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("UPDATE outbox SET sent_at = $1 WHERE seq IN ({placeholders})");
+            let now = now_millis();
+            on_db!(&self.db, |pool| {
+                let mut query = sqlx::query(&sql).bind(now);
+                for seq in &seqs {
+                    query = query.bind(seq);
+                }
+                query.execute(pool).await.map(drop)
+            })?;
+            for message in &messages {
                 metrics::counter!("events_published_total", "subject" => message.subject.clone())
                     .increment(1);
-                published += 1;
             }
+            published += messages.len();
             if !full {
                 return Ok(published);
             }
