@@ -255,6 +255,23 @@ impl Deployment {
         }
     }
 
+    /// The database URL of `service`.
+    pub fn database_url(&self, service: &str) -> String {
+        match self {
+            Self::Embedded { data, .. } => {
+                format!(
+                    "sqlite://{}",
+                    data.path().join(format!("{service}.db")).display()
+                )
+            }
+            Self::Distributed { dbs, .. } => dbs
+                .get(service)
+                .unwrap_or_else(|| panic!("no service {service}"))
+                .url
+                .clone(),
+        }
+    }
+
     /// Where each path goes.
     pub fn ingress(&self) -> Ingress {
         match self {

@@ -34,6 +34,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Check {
     pub name: String,
     probe: Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
+    /// Shown beside the checks when ready: `(key, what)`.
+    detail: Option<(String, Arc<dyn Fn() -> serde_json::Value + Send + Sync>)>,
 }
 
 impl std::fmt::Debug for Check {
@@ -51,7 +53,18 @@ impl Check {
         Self {
             name: name.into(),
             probe: Arc::new(move || Box::pin(probe())),
+            detail: None,
         }
+    }
+
+    /// Adds `key: detail()` to the body of a ready `/readyz` (information, never a failure).
+    pub fn with_detail(
+        mut self,
+        key: impl Into<String>,
+        detail: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        self.detail = Some((key.into(), Arc::new(detail)));
+        self
     }
 
     /// The database answers a round trip.
@@ -139,7 +152,21 @@ async fn readyz(State(checks): State<Arc<Vec<Check>>>) -> Response {
         .collect();
     if failed.is_empty() {
         let names: Vec<&String> = results.iter().map(|(n, _)| n).collect();
-        axum::Json(serde_json::json!({"status": "ready", "checks": names})).into_response()
+        let mut body = serde_json::json!({"status": "ready", "checks": names});
+        for check in checks.iter() {
+            if let Some((key, detail)) = &check.detail {
+                let value = detail();
+                match (body.get_mut(key.as_str()), value) {
+                    (Some(serde_json::Value::Object(have)), serde_json::Value::Object(more)) => {
+                        have.extend(more);
+                    }
+                    (_, value) => {
+                        body[key.as_str()] = value;
+                    }
+                }
+            }
+        }
+        axum::Json(body).into_response()
     } else {
         tracing::warn!(failed = ?failed, "not ready");
         ApiError::Unavailable(format!("Not ready: {}", failed.join("; "))).into_response()

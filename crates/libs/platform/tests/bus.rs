@@ -14,6 +14,10 @@ use bt_platform::{Backend, Db, Runtime, Tx, on_db, on_tx};
 use bt_test_support::{BusKind, OwnNatsServer, TestBus, TestDb};
 
 const REPLICA_TABLE: &str = "CREATE TABLE replica (id TEXT PRIMARY KEY NOT NULL, version BIGINT NOT NULL, title TEXT NOT NULL)";
+/// Every version applied, in commit order: written in the handler's transaction, so a run that
+/// is rolled back leaves nothing here.
+const HISTORY_TABLE: &str =
+    "CREATE TABLE history (id TEXT NOT NULL, version BIGINT NOT NULL, at BIGINT NOT NULL)";
 
 /// A test service: its database (with a replica table), outbox and recorded effects.
 struct Svc {
@@ -28,11 +32,9 @@ impl Svc {
         let db = Db::open(&test_db.url, &DbOptions::default(), &Migrations::NONE)
             .await
             .unwrap();
-        on_db!(&db, |pool| sqlx::query(REPLICA_TABLE)
-            .execute(pool)
-            .await
-            .map(drop))
-        .unwrap();
+        for table in [REPLICA_TABLE, HISTORY_TABLE] {
+            on_db!(&db, |pool| sqlx::query(table).execute(pool).await.map(drop)).unwrap();
+        }
         Self {
             outbox: Outbox::new(db.clone()),
             db,
@@ -57,6 +59,17 @@ impl Svc {
         )
         .bind(id)
         .fetch_optional(pool)
+        .await)
+        .unwrap()
+    }
+
+    /// The versions of `id` applied, in the order they were applied.
+    async fn history(&self, id: &str) -> Vec<i64> {
+        on_db!(&self.db, |pool| sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM history WHERE id = $1 ORDER BY at, version"
+        )
+        .bind(id)
+        .fetch_all(pool)
         .await)
         .unwrap()
     }
@@ -87,8 +100,9 @@ fn ticket(id: &str, version: i64, title: &str) -> TicketData {
 struct Recorder {
     calls: Arc<AtomicUsize>,
     calls_by_title: Arc<Mutex<std::collections::HashMap<String, usize>>>,
-    applied: Arc<Mutex<Vec<(String, i64)>>>,
     request_ids: Arc<Mutex<Vec<Option<String>>>>,
+    /// While set, every event is "not applicable yet" (a consumer that cannot keep up).
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Recorder {
@@ -116,6 +130,9 @@ impl Recorder {
         if data.title == "poison" {
             return Err("this event always fails".into());
         }
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(Outcome::NotYet("closed".into()));
+        }
         let held: Option<i64> = on_tx!(tx, |conn| sqlx::query_scalar(
             "SELECT version FROM replica WHERE id = $1"
         )
@@ -136,10 +153,17 @@ impl Recorder {
         .execute(conn)
         .await
         .map(drop))?;
-        self.applied
-            .lock()
-            .unwrap()
-            .push((data.id.into_string(), data.version));
+        // Microseconds, and a sequence within the transaction: the order of application.
+        let at = chrono::Utc::now().timestamp_micros();
+        on_tx!(tx, |conn| sqlx::query(
+            "INSERT INTO history (id, version, at) VALUES ($1, $2, $3)"
+        )
+        .bind(&data.id)
+        .bind(data.version)
+        .bind(at)
+        .execute(conn)
+        .await
+        .map(drop))?;
         Ok(Outcome::Applied)
     }
 }
@@ -384,14 +408,7 @@ async fn out_of_order_versions_are_applied_in_order(backend: Backend, kind: BusK
         svc.replica("t1").await == Some((4, "v4".into()))
     })
     .await;
-    let versions: Vec<i64> = recorder
-        .applied
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, v)| *v)
-        .collect();
-    assert_eq!(versions, [0, 1, 2, 3, 4]);
+    assert_eq!(svc.history("t1").await, [0, 1, 2, 3, 4]);
     runtime.stop().await;
 }
 
@@ -419,6 +436,150 @@ async fn the_request_id_travels_from_the_http_request_to_the_handler(
         *recorder.request_ids.lock().unwrap(),
         [Some("req-42".to_owned())]
     );
+    runtime.stop().await;
+}
+
+async fn a_failing_event_in_a_batch_neither_holds_up_nor_undoes_its_neighbours(
+    backend: Backend,
+    kind: BusKind,
+) {
+    let svc = Svc::new(backend).await;
+    let test_bus = TestBus::new(kind).await;
+    let recorder = Recorder::default();
+    // One transaction, so they travel and are applied as one batch.
+    let events = (0..60)
+        .map(|i| {
+            let title = if i == 30 { "poison" } else { "Neighbour" };
+            TicketCreated(ticket(&format!("t{i}"), 0, title))
+        })
+        .collect();
+    svc.stage_all(events).await;
+    let runtime = start_consumers(&svc, &test_bus.bus, recorder.clone()).await;
+    svc.outbox.spawn_relay(&runtime, "test");
+
+    eventually(20, "the 59 neighbours are applied", || async {
+        svc.replica_count().await == 59
+    })
+    .await;
+    for i in (0..60).filter(|i| *i != 30) {
+        assert_eq!(
+            svc.history(&format!("t{i}")).await,
+            [0],
+            "t{i} applied once"
+        );
+    }
+    eventually(
+        20,
+        "the failing event was tried max_deliver times",
+        || async { recorder.calls_for("poison") == test_bus.config.max_deliver as usize },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(svc.replica("t30").await, None);
+    assert_eq!(svc.replica_count().await, 59, "nothing undone");
+    runtime.stop().await;
+}
+
+async fn one_records_events_stay_in_order_while_others_are_applied_alongside(
+    backend: Backend,
+    kind: BusKind,
+) {
+    let svc = Svc::new(backend).await;
+    let test_bus = TestBus::new(kind).await;
+    let recorder = Recorder::default();
+    // Ten versions of twenty tickets, interleaved, in one transaction: one batch, split by
+    // ticket into concurrent transactions on PostgreSQL.
+    let mut tx = svc.db.begin().await.unwrap();
+    for version in 0..10 {
+        for i in 0..20 {
+            svc.outbox
+                .stage(
+                    &mut tx,
+                    TicketUpdated(ticket(&format!("t{i}"), version, &format!("v{version}"))),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    svc.outbox.commit(tx).await.unwrap();
+    let runtime = start_consumers(&svc, &test_bus.bus, recorder.clone()).await;
+    svc.outbox.spawn_relay(&runtime, "test");
+
+    eventually(30, "every ticket is at version 9", || async {
+        for i in 0..20 {
+            if svc.replica(&format!("t{i}")).await.map(|(v, _)| v) != Some(9) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    for i in 0..20 {
+        assert_eq!(
+            svc.history(&format!("t{i}")).await,
+            (0..10).collect::<Vec<i64>>(),
+            "t{i}"
+        );
+    }
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        200,
+        "each version applied at its first delivery: no gap was ever seen"
+    );
+    runtime.stop().await;
+}
+
+async fn a_consumer_that_falls_behind_shows_its_lag_then_catches_up(
+    backend: Backend,
+    kind: BusKind,
+) {
+    bt_platform::http::metrics_handle();
+    let svc = Svc::new(backend).await;
+    let test_bus = TestBus::new(kind).await;
+    let recorder = Recorder::default();
+    recorder.closed.store(true, Ordering::SeqCst);
+    let runtime = start_consumers(&svc, &test_bus.bus, recorder.clone()).await;
+    svc.outbox.spawn_relay(&runtime, "test");
+    svc.stage_all(
+        (0..20)
+            .map(|i| TicketCreated(ticket(&format!("t{i}"), 0, "Late")))
+            .collect(),
+    )
+    .await;
+    let consumer = bt_platform::bus::consumer::durable_name("replica", TicketCreated::SUBJECT);
+    let lag = || runtime.lag.lock().unwrap().get(&consumer).copied();
+
+    eventually(20, "the lag shows 20 events, some time old", || async {
+        lag().is_some_and(|l| l.events == 20 && l.seconds > 0.2)
+    })
+    .await;
+    let metrics = bt_platform::http::metrics_handle().render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("events_consumer_lag{") && l.contains(&consumer)),
+        "the gauge is exported"
+    );
+    let server =
+        bt_test_support::TestServer::spawn(bt_platform::http::app(vec![bt_platform::Service {
+            name: "replica",
+            router: axum::Router::new(),
+            checks: vec![runtime.readiness()],
+        }]))
+        .await;
+    let ready = server.client().get("/readyz").await;
+    assert_eq!(ready.json["status"], "ready", "{}", ready.text);
+    assert_eq!(
+        ready.json["consumers"][&consumer]["events"], 20,
+        "{}",
+        ready.text
+    );
+
+    recorder.closed.store(false, Ordering::SeqCst);
+    eventually(30, "the consumer caught up", || async {
+        svc.replica_count().await == 20 && lag().is_some_and(|l| l.events == 0 && l.seconds == 0.0)
+    })
+    .await;
     runtime.stop().await;
 }
 
@@ -451,6 +612,9 @@ bus_tests!(
     an_event_that_keeps_failing_is_dead_lettered_and_the_consumer_goes_on,
     out_of_order_versions_are_applied_in_order,
     the_request_id_travels_from_the_http_request_to_the_handler,
+    a_failing_event_in_a_batch_neither_holds_up_nor_undoes_its_neighbours,
+    one_records_events_stay_in_order_while_others_are_applied_alongside,
+    a_consumer_that_falls_behind_shows_its_lag_then_catches_up,
 );
 
 async fn every_event_is_delivered_when_nats_restarts_during_a_burst(backend: Backend) {

@@ -360,6 +360,8 @@ impl TestBus {
             poll_interval: std::time::Duration::from_millis(200),
             consumer_batch: 64,
             consumer_partitions: 4,
+            lag_warning: std::time::Duration::from_secs(10),
+            lag_interval: std::time::Duration::from_millis(200),
         }
     }
 

@@ -53,7 +53,7 @@ pub async fn service(
         router: Router::new(),
         checks: vec![
             Check::database("expiration database", db),
-            runtime.bus.readiness(),
+            runtime.readiness(),
         ],
     })
 }

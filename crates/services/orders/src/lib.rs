@@ -89,9 +89,6 @@ pub async fn service(
     Ok(Service {
         name: "orders",
         router: handlers::router(state),
-        checks: vec![
-            Check::database("orders database", db),
-            runtime.bus.readiness(),
-        ],
+        checks: vec![Check::database("orders database", db), runtime.readiness()],
     })
 }

@@ -123,7 +123,7 @@ pub async fn service(
         router: handlers::router(state),
         checks: vec![
             Check::database("payments database", db),
-            runtime.bus.readiness(),
+            runtime.readiness(),
         ],
     })
 }

@@ -63,9 +63,6 @@ pub async fn service(
     Ok(Service {
         name: "tickets",
         router: handlers::router(state),
-        checks: vec![
-            Check::database("tickets database", db),
-            runtime.bus.readiness(),
-        ],
+        checks: vec![Check::database("tickets database", db), runtime.readiness()],
     })
 }

@@ -200,9 +200,11 @@ impl Consumers {
             crate::db::Backend::Postgres => (self.db.max_connections() as usize / 2).max(1),
         };
         let transactions = Arc::new(tokio::sync::Semaphore::new(permits));
+        let mut durables = Vec::new();
         for (subject, handler) in self.handlers {
             let durable = durable_name(self.service, subject);
             let mut subscription = runtime.bus.subscribe(&durable, subject).await?;
+            durables.push((durable.clone(), subject));
             let partitions = match self.db.backend() {
                 // One writer at a time: concurrency would only contend.
                 crate::db::Backend::Sqlite => 1,
@@ -233,8 +235,53 @@ impl Consumers {
                 subscription.close().await;
             });
         }
+        spawn_lag_monitor(durables, runtime);
         Ok(())
     }
+}
+
+/// Measures the lag of `durables` every `lag_interval`: gauges `events_consumer_lag` (events)
+/// and `events_consumer_lag_seconds`, the runtime's lag board (`/readyz`), and a log line when
+/// a consumer falls further behind than `lag_warning` (and one when it has caught up).
+fn spawn_lag_monitor(durables: Vec<(String, &'static str)>, runtime: &Runtime) {
+    let bus = runtime.bus.clone();
+    let board = runtime.lag.clone();
+    let shutdown = runtime.shutdown.clone();
+    let config = runtime.bus.config().clone();
+    runtime.tasks.spawn(async move {
+        let warn_after = config.lag_warning.as_secs_f64();
+        let mut behind = std::collections::HashSet::new();
+        loop {
+            for (durable, subject) in &durables {
+                let lag = match bus.lag(durable, subject).await {
+                    Ok(lag) => lag,
+                    Err(err) => {
+                        tracing::debug!(consumer = %durable, %err, "cannot measure the lag");
+                        continue;
+                    }
+                };
+                metrics::gauge!("events_consumer_lag", "consumer" => durable.clone())
+                    .set(lag.events as f64);
+                metrics::gauge!("events_consumer_lag_seconds", "consumer" => durable.clone())
+                    .set(lag.seconds);
+                board
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(durable.clone(), lag);
+                if lag.seconds > warn_after {
+                    if behind.insert(durable.clone()) {
+                        tracing::warn!(consumer = %durable, events = lag.events, seconds = lag.seconds, "event consumer is falling behind");
+                    }
+                } else if lag.seconds < warn_after / 2.0 && behind.remove(durable) {
+                    tracing::info!(consumer = %durable, events = lag.events, "event consumer has caught up");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(config.lag_interval) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
 }
 
 struct Worker {

@@ -160,6 +160,33 @@ impl LocalBus {
         .await
     }
 
+    /// How far `durable` is behind: events not handed out yet plus those handed out and not
+    /// acknowledged (acknowledgements are written within a second, so this may count a few
+    /// acknowledged ones for that long).
+    pub async fn lag(&self, durable: &str, subject: &str) -> Result<super::Lag, BusError> {
+        let unread: (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(published_at) FROM events WHERE subject = $1 AND seq > (SELECT cursor FROM consumers WHERE name = $2)",
+        )
+        .bind(subject)
+        .bind(durable)
+        .fetch_one(&self.pool)
+        .await?;
+        let unacked: (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(e.published_at) FROM pending p JOIN events e ON e.seq = p.seq WHERE p.consumer = $1",
+        )
+        .bind(durable)
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest = match (unread.1, unacked.1) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(super::Lag {
+            events: u64::try_from(unread.0 + unacked.0).unwrap_or(0),
+            seconds: oldest.map_or(0.0, |at| (now_millis() - at).max(0) as f64 / 1e3),
+        })
+    }
+
     pub async fn ready(&self) -> Result<(), String> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -53,6 +53,10 @@ pub struct BusConfig {
     /// record they change; one record's events stay in one partition, in order). SQLite always
     /// uses one.
     pub consumer_partitions: usize,
+    /// A consumer further behind than this is logged (once, until it catches up).
+    pub lag_warning: Duration,
+    /// How often each consumer's lag is measured (for `/metrics`, `/readyz` and the log).
+    pub lag_interval: Duration,
 }
 
 impl Default for BusConfig {
@@ -68,6 +72,8 @@ impl Default for BusConfig {
             poll_interval: Duration::from_secs(1),
             consumer_batch: 256,
             consumer_partitions: 4,
+            lag_warning: Duration::from_secs(10),
+            lag_interval: Duration::from_secs(5),
         }
     }
 }
@@ -119,6 +125,18 @@ pub struct OutgoingMessage {
     pub request_id: Option<String>,
 }
 
+/// How far a durable consumer is behind.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Lag {
+    /// Events published and not yet acknowledged by the consumer.
+    pub events: u64,
+    /// How long ago the oldest of them was published (0 when none).
+    pub seconds: f64,
+}
+
+/// The latest lag of every consumer of a process, for `/readyz`.
+pub type LagBoard = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Lag>>>;
+
 /// Where events travel.
 #[derive(Debug, Clone)]
 pub enum Bus {
@@ -165,6 +183,14 @@ impl Bus {
                 .subscribe(durable, subject)
                 .await
                 .map(|s| Subscription::Local(Box::new(s))),
+        }
+    }
+
+    /// How far durable consumer `durable` of `subject` is behind.
+    pub async fn lag(&self, durable: &str, subject: &str) -> Result<Lag, BusError> {
+        match self {
+            Self::Nats(bus) => bus.lag(durable, subject).await,
+            Self::Local(bus) => bus.lag(durable, subject).await,
         }
     }
 
@@ -292,6 +318,8 @@ pub struct Runtime {
     pub bus: Bus,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// The consumers' latest lag (kept by [`Consumers`]).
+    pub lag: LagBoard,
 }
 
 impl Runtime {
@@ -300,7 +328,17 @@ impl Runtime {
             bus,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            lag: LagBoard::default(),
         }
+    }
+
+    /// `/readyz`: the bus is reachable; the detail shows how far each consumer is behind.
+    pub fn readiness(&self) -> Check {
+        let board = self.lag.clone();
+        self.bus.readiness().with_detail("consumers", move || {
+            let lag = board.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            serde_json::to_value(lag).unwrap_or_default()
+        })
     }
 
     /// Signals every background task to stop and waits until they have (relays flush first).

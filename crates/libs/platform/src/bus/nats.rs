@@ -186,6 +186,42 @@ impl NatsBus {
         Ok(())
     }
 
+    /// How far `durable` is behind: messages not delivered yet plus delivered and not
+    /// acknowledged; the age of the oldest of them.
+    pub async fn lag(&self, durable: &str, subject: &str) -> Result<super::Lag, BusError> {
+        let stream = self
+            .js
+            .get_stream(&self.config.stream)
+            .await
+            .map_err(BusError::nats)?;
+        let mut consumer: consumer::PullConsumer =
+            stream.get_consumer(durable).await.map_err(BusError::nats)?;
+        let info = consumer.info().await.map_err(BusError::nats)?;
+        let events = info.num_pending + info.num_ack_pending as u64;
+        if events == 0 {
+            return Ok(super::Lag {
+                events,
+                seconds: 0.0,
+            });
+        }
+        let oldest = stream
+            .raw_message_builder()
+            .sequence(info.ack_floor.stream_sequence + 1)
+            .next_by_subject(self.config.subject(subject))
+            .send()
+            .await
+            .map_err(BusError::nats)?;
+        let published = chrono::DateTime::<chrono::Utc>::from_timestamp(
+            oldest.time.unix_timestamp(),
+            oldest.time.nanosecond(),
+        )
+        .unwrap_or_else(chrono::Utc::now);
+        let seconds = (chrono::Utc::now() - published)
+            .to_std()
+            .map_or(0.0, |d| d.as_secs_f64());
+        Ok(super::Lag { events, seconds })
+    }
+
     pub async fn ready(&self) -> Result<(), String> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
