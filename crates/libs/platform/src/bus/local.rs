@@ -21,9 +21,7 @@ const PUBLISH: &str = "INSERT INTO events (id, subject, payload, request_id, pub
 const JOIN: &str = "INSERT INTO consumers (name, subject, cursor) VALUES ($1, $2, 0) ON CONFLICT (name) DO UPDATE SET subject = excluded.subject";
 const DUE: &str =
     "SELECT seq, delivered FROM pending WHERE consumer = $1 AND due_at <= $2 ORDER BY seq LIMIT $3";
-const CURSOR: &str = "SELECT cursor FROM consumers WHERE name = $1";
-const NEXT_NEW: &str =
-    "SELECT seq FROM events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+const NEXT_NEW: &str = "SELECT seq, payload, request_id FROM events WHERE subject = $1 AND seq > (SELECT cursor FROM consumers WHERE name = $2) ORDER BY seq LIMIT $3";
 const ADVANCE: &str = "UPDATE consumers SET cursor = $2 WHERE name = $1";
 /// Rows per multi-row statement (well under SQLite's limit of bound values).
 const CHUNK: usize = 200;
@@ -309,19 +307,28 @@ impl LocalSubscription {
             }
             query.execute(&mut *tx).await?;
         }
+        // Redeliveries' payloads (rare), then the new events with theirs in one query.
+        let mut rows: Vec<(i64, String, Option<String>)> = Vec::new();
+        if !handed.is_empty() {
+            let sql = format!(
+                "SELECT seq, payload, request_id FROM events WHERE seq IN ({})",
+                list_placeholders(handed.len(), 1)
+            );
+            let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
+            for (seq, _) in &handed {
+                query = query.bind(seq);
+            }
+            rows = query.fetch_all(&mut *tx).await?;
+        }
         let room = max - handed.len() as i64;
         if room > 0 {
-            let cursor: i64 = sqlx::query_scalar(CURSOR)
-                .bind(&self.durable)
-                .fetch_one(&mut *tx)
-                .await?;
-            let new: Vec<i64> = sqlx::query_scalar(NEXT_NEW)
+            let new: Vec<(i64, String, Option<String>)> = sqlx::query_as(NEXT_NEW)
                 .bind(&self.subject)
-                .bind(cursor)
+                .bind(&self.durable)
                 .bind(room)
                 .fetch_all(&mut *tx)
                 .await?;
-            if let Some(last) = new.last() {
+            if let Some((last, _, _)) = new.last() {
                 sqlx::query(ADVANCE)
                     .bind(&self.durable)
                     .bind(last)
@@ -334,7 +341,7 @@ impl LocalSubscription {
                     values_placeholders(chunk.len(), 4, 1)
                 );
                 let mut query = sqlx::query(&sql);
-                for seq in chunk {
+                for (seq, _, _) in chunk {
                     query = query
                         .bind(&self.durable)
                         .bind(seq)
@@ -343,7 +350,8 @@ impl LocalSubscription {
                 }
                 query.execute(&mut *tx).await?;
             }
-            handed.extend(new.iter().map(|seq| (*seq, 1)));
+            handed.extend(new.iter().map(|(seq, _, _)| (*seq, 1)));
+            rows.extend(new);
         }
         if handed.is_empty() {
             if flushed {
@@ -353,19 +361,7 @@ impl LocalSubscription {
             }
             return Ok(Vec::new());
         }
-        handed.sort_unstable();
-        let placeholders = (1..=handed.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT seq, payload, request_id FROM events WHERE seq IN ({placeholders}) ORDER BY seq"
-        );
-        let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
-        for (seq, _) in &handed {
-            query = query.bind(seq);
-        }
-        let rows = query.fetch_all(&mut *tx).await?;
+        rows.sort_unstable_by_key(|(seq, _, _)| *seq);
         tx.commit().await?;
         let delivered: std::collections::HashMap<i64, i64> = handed.into_iter().collect();
         Ok(rows
