@@ -92,10 +92,13 @@ pub struct ServeArgs {
     /// The JetStream stream that holds every event.
     #[arg(long, env = "EVENT_STREAM", default_value = "BUYTICKET")]
     pub event_stream: String,
-    /// Put before every event subject (to run several deployments on one NATS); empty in
-    /// production, so subjects are the contract's `ticket.created`, ...
-    #[arg(long, env = "EVENT_SUBJECT_PREFIX", default_value = "")]
-    pub event_subject_prefix: String,
+    /// Put before every event subject, so that several deployments share one NATS. Default:
+    /// none with the default stream `BUYTICKET` (subjects are the contract's `ticket.created`,
+    /// ...); with any other EVENT_STREAM, the stream's name in lower case and a dot
+    /// (`BUYTICKET_LOCAL` → `buyticket_local.`), so that two deployments never overlap. Set it
+    /// to the empty string for no prefix.
+    #[arg(long, env = "EVENT_SUBJECT_PREFIX")]
+    pub event_subject_prefix: Option<String>,
     /// How long a delivered event may stay unacknowledged (a replica died while handling it)
     /// before another replica gets it, in seconds.
     #[arg(long, env = "EVENT_ACK_WAIT_SECONDS", default_value_t = 30)]
@@ -167,7 +170,12 @@ pub enum PaymentProvider {
 impl ServeArgs {
     /// The bus settings of the distributed mode.
     pub fn bus_config(&self) -> anyhow::Result<bt_platform::bus::BusConfig> {
-        let prefix = &self.event_subject_prefix;
+        let prefix = match &self.event_subject_prefix {
+            Some(prefix) => prefix.clone(),
+            None if self.event_stream == DEFAULT_STREAM => String::new(),
+            None => format!("{}.", self.event_stream.to_lowercase()),
+        };
+        let prefix = &prefix;
         let token_ok = |s: &str| {
             !s.is_empty()
                 && s.chars()
@@ -196,6 +204,9 @@ impl ServeArgs {
         })
     }
 }
+
+/// The stream of the default deployment, whose subjects are the contract's without a prefix.
+pub const DEFAULT_STREAM: &str = "BUYTICKET";
 
 /// The two modes differ in their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,4 +347,60 @@ pub fn dev_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated a development JWT key");
     Ok(key.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["buyticket", "serve", "tickets"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            Command::Up(_) => unreachable!("serve was parsed"),
+        }
+    }
+
+    #[test]
+    fn deployments_on_one_nats_get_subjects_of_their_own_by_default() {
+        let cases = [
+            (vec![], DEFAULT_STREAM, ""),
+            (
+                vec!["--event-stream", "BUYTICKET_LOCAL"],
+                "BUYTICKET_LOCAL",
+                "buyticket_local.",
+            ),
+            (
+                vec!["--event-stream", "Staging-2"],
+                "Staging-2",
+                "staging-2.",
+            ),
+            (
+                vec![
+                    "--event-stream",
+                    "STAGING",
+                    "--event-subject-prefix",
+                    "stg.",
+                ],
+                "STAGING",
+                "stg.",
+            ),
+            (
+                vec!["--event-stream", "OTHER", "--event-subject-prefix", ""],
+                "OTHER",
+                "",
+            ),
+        ];
+        for (args, stream, prefix) in cases {
+            let config = serve(&args).bus_config().unwrap();
+            assert_eq!(
+                (config.stream.as_str(), config.subject_prefix.as_str()),
+                (stream, prefix),
+                "{args:?}"
+            );
+        }
+    }
 }

@@ -326,3 +326,69 @@ async fn serve_auth_runs_on_postgresql_with_secure_cookies() {
     assert_eq!(client.get("/readyz").await.status, StatusCode::OK);
     assert!(process.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_on_one_nats_coexist_and_a_real_overlap_names_the_fix() {
+    let unique = TestBus::test_config().stream[1..].to_lowercase();
+    let (first_stream, second_stream) = (format!("ONE{unique}"), format!("TWO{unique}"));
+    let shared_prefix = format!("shared{unique}.");
+    let (db_one, db_two, db_three) = (
+        TestDb::new(Backend::Postgres).await,
+        TestDb::new(Backend::Postgres).await,
+        TestDb::new(Backend::Postgres).await,
+    );
+    let nats = nats_url();
+    let env = |db: &TestDb, stream: &str| {
+        vec![
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            ("NATS_URL".to_owned(), nats.clone()),
+            ("JWT_KEY".to_owned(), KEY.to_owned()),
+            ("EVENT_STREAM".to_owned(), stream.to_owned()),
+        ]
+    };
+    let as_refs = |env: &[(String, String)]| -> Vec<(String, String)> { env.to_vec() };
+    // One deployment on a prefix of its own...
+    let mut one = as_refs(&env(&db_one, &first_stream));
+    one.push(("EVENT_SUBJECT_PREFIX".into(), shared_prefix.clone()));
+    let one_env: Vec<(&str, &str)> = one.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let first = Process::start(
+        &["serve", "tickets", "--host", "127.0.0.1", "--port", "0"],
+        &one_env,
+    );
+    // ... and another with only its own stream name: it derives a prefix of its own and starts.
+    let two = as_refs(&env(&db_two, &second_stream));
+    let two_env: Vec<(&str, &str)> = two.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let second = Process::start(
+        &["serve", "tickets", "--host", "127.0.0.1", "--port", "0"],
+        &two_env,
+    );
+    assert_eq!(second.client().get("/readyz").await.status, StatusCode::OK);
+
+    // A third that really claims the first one's subjects is refused, saying how to fix it.
+    let mut three = as_refs(&env(&db_three, &format!("THREE{unique}")));
+    three.push(("EVENT_SUBJECT_PREFIX".into(), shared_prefix));
+    let three_env: Vec<(&str, &str)> = three
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (code, stderr) = run_to_end(&["serve", "tickets", "--port", "0"], &three_env);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("overlap"), "{stderr}");
+    assert!(stderr.contains("EVENT_SUBJECT_PREFIX"), "{stderr}");
+
+    assert!(second.stop().success());
+    assert!(first.stop().success());
+    // The streams of this test go with it.
+    for stream in [first_stream, second_stream] {
+        let guard = TestBus::on_nats(
+            &nats_url(),
+            bt_platform::bus::BusConfig {
+                stream,
+                subject_prefix: format!("gone{unique}."),
+                ..TestBus::test_config()
+            },
+        )
+        .await;
+        drop(guard);
+    }
+}

@@ -77,11 +77,25 @@ impl NatsBus {
     }
 
     async fn ensure_stream(&self) -> Result<(), BusError> {
+        let config = self.stream_config();
         self.js
-            .create_or_update_stream(self.stream_config())
+            .create_or_update_stream(config.clone())
             .await
             .map_err(|e| {
-                BusError::Nats(format!("cannot create stream {}: {e}", self.config.stream))
+                let stream = &self.config.stream;
+                if e.to_string().contains("overlap") {
+                    BusError::Nats(format!(
+                        "cannot create stream {stream}: its subjects ({}) overlap with another \
+                         stream on this NATS server, i.e. another deployment uses the same \
+                         subjects. Give this deployment subjects of its own with \
+                         EVENT_SUBJECT_PREFIX (e.g. `{}.`), or join the other deployment by \
+                         using its EVENT_STREAM and EVENT_SUBJECT_PREFIX",
+                        config.subjects.join(", "),
+                        stream.to_lowercase()
+                    ))
+                } else {
+                    BusError::Nats(format!("cannot create stream {stream}: {e}"))
+                }
             })?;
         Ok(())
     }
