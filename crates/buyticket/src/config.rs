@@ -158,6 +158,64 @@ pub struct CommonArgs {
     /// Largest number of database connections per service.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
+    /// Serve `/metrics` on a listener of its own at this address (e.g. `0.0.0.0:9090`, a port
+    /// only the Prometheus scraper reaches). Without it and without METRICS_TOKEN, `/metrics`
+    /// is not served.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Serve `/metrics` on the main port too, to `Authorization: Bearer <METRICS_TOKEN>` only.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+    /// Connections open at one time; more are closed at once. Default: what the process's
+    /// open-file limit leaves room for (it is raised to its hard limit at start), at most 10,000.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+impl CommonArgs {
+    /// What the listener tolerates: the connection cap, header and idle timeouts.
+    pub fn serve_limits(&self) -> anyhow::Result<bt_platform::http::ServeLimits> {
+        let max_connections = match self.max_connections {
+            Some(0) => bail!("MAX_CONNECTIONS must be at least 1"),
+            Some(n) => n,
+            None => default_max_connections(),
+        };
+        Ok(bt_platform::http::ServeLimits {
+            max_connections,
+            ..Default::default()
+        })
+    }
+
+    /// `/metrics` behind METRICS_TOKEN on the main port, and the request timeout.
+    pub fn app_options(&self) -> anyhow::Result<bt_platform::http::AppOptions> {
+        let metrics_token = match &self.metrics_token {
+            Some(token) if token.expose_secret().len() < 16 => {
+                bail!("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 16`)")
+            }
+            Some(token) => Some(token.expose_secret().to_owned()),
+            None => None,
+        };
+        Ok(bt_platform::http::AppOptions {
+            metrics_token,
+            ..Default::default()
+        })
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, and leaves room under it for database
+/// connections, log files and the like: the default connection cap.
+fn default_max_connections() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+        limit = getrlimit(Resource::Nofile);
+    }
+    let files = limit.current.unwrap_or(u64::MAX);
+    usize::try_from(files.saturating_sub(256))
+        .unwrap_or(usize::MAX)
+        .clamp(64, 10_000)
 }
 
 /// Who takes payments.

@@ -33,6 +33,15 @@ const EMBEDDED: [ServiceName; 5] = [
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        // The databases hold password hashes and payment records: the owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| {
+                format!("restricting the data directory {}", args.data_dir.display())
+            })?;
+    }
     let dev_key = if args.common.jwt_key.is_none() {
         Some(crate::config::dev_jwt_key(&args.data_dir)?)
     } else {
@@ -71,10 +80,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("BuyTicket is running at http://{host}:{}", addr.port());
     println!("Data directory: {}", args.data_dir.display());
     tracing::info!(%addr, "listening");
-    let served = bt_platform::http::serve(
+    spawn_metrics_listener(&args.common).await?;
+    let served = bt_platform::http::serve_with(
         listener,
-        bt_platform::http::app(services),
+        bt_platform::http::app_with(services, &args.common.app_options()?),
         bt_platform::http::shutdown_signal(),
+        args.common.serve_limits()?,
     )
     .await;
     runtime.stop().await;
@@ -132,10 +143,12 @@ async fn serve_one(
         listener.local_addr()?
     );
     tracing::info!(service = args.service.as_str(), addr = %listener.local_addr()?, backing = %redact_url(backing), "listening");
-    let served = bt_platform::http::serve(
+    spawn_metrics_listener(&args.common).await?;
+    let served = bt_platform::http::serve_with(
         listener,
-        bt_platform::http::app(vec![service]),
+        bt_platform::http::app_with(vec![service], &args.common.app_options()?),
         bt_platform::http::shutdown_signal(),
+        args.common.serve_limits()?,
     )
     .await;
     if let Some(runtime) = runtime {
@@ -248,6 +261,29 @@ async fn build(
             other.as_str()
         ),
     }
+}
+
+/// `/metrics` on a listener of its own when METRICS_ADDR is set.
+async fn spawn_metrics_listener(common: &crate::config::CommonArgs) -> anyhow::Result<()> {
+    let Some(addr) = &common.metrics_addr else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(addr.as_str())
+        .await
+        .with_context(|| format!("METRICS_ADDR: cannot listen on {addr}"))?;
+    println!("Metrics served on {} at /metrics", listener.local_addr()?);
+    tokio::spawn(async move {
+        let served = bt_platform::http::serve(
+            listener,
+            bt_platform::http::metrics_router(),
+            std::future::pending(),
+        )
+        .await;
+        if let Err(err) = served {
+            tracing::error!(%err, "the metrics listener stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {

@@ -93,8 +93,9 @@ async fn up_serves_sign_up_and_keeps_data_and_sessions_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_routes_like_the_ingress_to_every_service_and_answers_unknown_paths_with_404() {
-    let data = tempfile::tempdir().unwrap();
-    let process = Process::up(data.path());
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let process = Process::up(&data);
     let client = process.client();
     let not_found = json!({"errors": [{"message": "Not Found"}]});
     let not_authorized = json!({"errors": [{"message": "Not authorized"}]});
@@ -170,12 +171,11 @@ async fn up_routes_like_the_ingress_to_every_service_and_answers_unknown_paths_w
 
     assert_eq!(client.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(client.get("/readyz").await.status, StatusCode::OK);
+    let metrics = client.get("/metrics").await;
     assert!(
-        client
-            .get("/metrics")
-            .await
-            .text
-            .contains("http_requests_total")
+        !metrics.text.contains("http_requests_total"),
+        "metrics are not public: {}",
+        metrics.status
     );
     for file in [
         "auth.db",
@@ -186,7 +186,27 @@ async fn up_routes_like_the_ingress_to_every_service_and_answers_unknown_paths_w
         "bus.db",
         "jwt_key",
     ] {
-        assert!(data.path().join(file).exists(), "{file}");
+        let path = data.join(file);
+        assert!(path.exists(), "{file}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "{file} is readable by its owner only: {mode:o}"
+        );
+    }
+    for companion in ["auth.db-wal", "auth.db-shm"] {
+        let path = data.join(companion);
+        if path.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{companion}: {mode:o}");
+        }
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the data directory: {mode:o}");
     }
 }
 
@@ -391,4 +411,94 @@ async fn deployments_on_one_nats_coexist_and_a_real_overlap_names_the_fix() {
         .await;
         drop(guard);
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_behind_a_token_or_on_a_port_of_their_own() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token = "a-metrics-token-0123456789";
+    let process = Process::start(
+        &[
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        &[
+            ("METRICS_TOKEN", token),
+            ("METRICS_ADDR", &format!("127.0.0.1:{port}")),
+        ],
+    );
+    let client = process.client();
+    client.get("/healthz").await;
+
+    let anonymous = client.get("/metrics").await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        anonymous.text
+    );
+    assert_eq!(
+        anonymous.json,
+        json!({"errors": [{"message": "Not authorized"}]})
+    );
+    let wrong = client
+        .send(
+            client
+                .http
+                .get(client.url("/metrics"))
+                .bearer_auth("a-wrong-token-0123456789"),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let scraped = client
+        .send(client.http.get(client.url("/metrics")).bearer_auth(token))
+        .await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(
+        scraped.text.contains("http_requests_total"),
+        "{}",
+        scraped.text
+    );
+
+    let own_port = bt_test_support::TestClient::new(&format!("http://127.0.0.1:{port}"));
+    let scraped = own_port.get("/metrics").await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(scraped.text.contains("http_requests_total"));
+    assert_eq!(
+        own_port.get("/api/tickets").await.status,
+        StatusCode::NOT_FOUND,
+        "metrics only"
+    );
+    assert!(process.stop().success());
+}
+
+#[test]
+fn a_short_metrics_token_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_to_end(
+        &[
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        &[("METRICS_TOKEN", "short")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("METRICS_TOKEN must be at least 16 characters"),
+        "{stderr}"
+    );
 }

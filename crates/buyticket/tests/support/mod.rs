@@ -71,6 +71,11 @@ impl Process {
         TestClient::new(&self.url)
     }
 
+    /// The operating system's id of the process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL), like a crash; the guard stays, so it can be
     /// started again in its place.
     pub fn kill(&mut self) {

@@ -65,6 +65,12 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// Any other status the framework produces (408, 414, ...), with its message.
+    #[error("{message}")]
+    Status {
+        status: StatusCode,
+        message: String,
+    },
     /// 500. The source is logged once and never sent to the client.
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -101,6 +107,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Status { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -115,7 +115,10 @@ impl Db {
     pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, OpenError> {
         match Backend::of_url(url) {
             Some(Backend::Sqlite) => {
-                let connect = SqliteConnectOptions::from_str(url)?
+                let connect = SqliteConnectOptions::from_str(url)?;
+                private_file(connect.get_filename())
+                    .map_err(|e| OpenError::Connect(sqlx::Error::Io(e)))?;
+                let connect = connect
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
@@ -303,6 +306,39 @@ pub fn redact_url(url: &str) -> String {
         },
         None => url.to_owned(),
     }
+}
+
+/// Makes a SQLite database file (and its `-wal` / `-shm` companions) readable by its owner
+/// only — creating it so when it is missing: it may hold password hashes or payment records.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file::memory:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+        for companion in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{name}{companion}"));
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the database named in `options` when the server says it does not exist (so that a

@@ -2,7 +2,6 @@
 //! health and metrics endpoints, and serving with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use axum::routing::get;
 use bt_contract::ApiError;
 use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -91,10 +91,37 @@ pub struct Service {
     pub checks: Vec<Check>,
 }
 
+/// How the composed application behaves beyond its services' routes.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// `/metrics` on this application, for `Authorization: Bearer <token>` only; `None`: not
+    /// served here (see [`metrics_router`] for a listener of its own).
+    pub metrics_token: Option<String>,
+    /// The longest a request may take (408 in the error format after it).
+    pub request_timeout: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            metrics_token: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The longest request target the application answers (414 in the error format beyond).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// Composes services into one application, as the ingress does: every service's routes on one
-/// router, `/healthz`, `/readyz` and `/metrics`, unknown paths and methods answered in the error
-/// format, and the common layers.
+/// router, `/healthz` and `/readyz`, unknown paths and methods answered in the error format, and
+/// the common layers. `/metrics` is not served (see [`app_with`]).
 pub fn app(services: Vec<Service>) -> Router {
+    app_with(services, &AppOptions::default())
+}
+
+/// [`app`] with options: `/metrics` behind a token, the request timeout.
+pub fn app_with(services: Vec<Service>, options: &AppOptions) -> Router {
     let mut router = Router::new();
     let mut checks = Vec::new();
     for service in services {
@@ -105,14 +132,38 @@ pub fn app(services: Vec<Service>) -> Router {
             }
         }
     }
+    if let Some(token) = options.metrics_token.clone() {
+        router = router.route(
+            "/metrics",
+            get(move |headers: axum::http::HeaderMap| {
+                let token = token.clone();
+                async move {
+                    let given = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or_default();
+                    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                        metrics_endpoint().await.into_response()
+                    } else {
+                        ApiError::NotAuthorized.into_response()
+                    }
+                }
+            }),
+        );
+    }
     router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(Arc::new(checks)))
-        .route("/metrics", get(metrics_endpoint))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ))
         .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(errors_in_the_contract_format))
         .layer(middleware::from_fn(scope_request_id))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -133,6 +184,65 @@ pub fn app(services: Vec<Service>) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+}
+
+/// `/metrics` alone, for a listener of its own (`METRICS_ADDR`, e.g. on an internal port that
+/// only the Prometheus scraper reaches).
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .fallback(|| async { ApiError::NotFound })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Every error the framework itself produces answers in the contract's format: a request
+/// target over [`MAX_URI_BYTES`] is a 414, and an error response that is neither JSON nor a
+/// page (a rejected path parameter that is not UTF-8, a timeout, a body over the limit read
+/// by an extractor) gets the `{"errors":[...]}` body with its status.
+async fn errors_in_the_contract_format(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let length = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if length > MAX_URI_BYTES {
+        return ApiError::Status {
+            status: StatusCode::URI_TOO_LONG,
+            message: "The request URL is too long".into(),
+        }
+        .into_response();
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let message = match status {
+        StatusCode::REQUEST_TIMEOUT => "The request took too long".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large".to_owned(),
+        StatusCode::BAD_REQUEST => "The request is not valid".to_owned(),
+        other => other.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    let mut replaced = ApiError::Status { status, message }.into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(value) = response.headers().get(&name) {
+            replaced.headers_mut().insert(name, value.clone());
+        }
+    }
+    if let Some(id) = response.headers().get(&REQUEST_ID) {
+        replaced
+            .headers_mut()
+            .insert(REQUEST_ID.clone(), id.clone());
+    }
+    replaced
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -229,6 +339,31 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// What a listener tolerates from its clients.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Connections open at one time; one more is closed at once (and counted).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay without reading or writing a byte (idle keep-alive, a
+    /// body trickled slowly) before it is closed.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
 /// Handlers see the peer address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
@@ -236,12 +371,203 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, app, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with explicit limits: at most `max_connections` at a time, headers within
+/// `header_read_timeout`, no connection silent for longer than `idle_timeout` (requests as a
+/// whole are bounded by the application's own timeout, see [`app`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tokio::io::AsyncWriteExt;
+    use tower::ServiceExt;
+
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Long enough for any URL the application answers itself (414 in the error format).
+        .max_buf_size(256 * 1024);
+    builder.http2().timer(TokioTimer::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // E.g. out of file descriptors: wait for connections to close.
+                    tracing::warn!(%err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            metrics::counter!("http_connections_refused_total").increment(1);
+            tracing::debug!(%peer, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut stream = stream;
+            // The first request line is read here, so that one too long for the HTTP parser
+            // (which would answer a bare 414) is answered in the contract's format.
+            let head = match tokio::time::timeout(
+                limits.header_read_timeout,
+                read_request_line(&mut stream),
+            )
+            .await
+            {
+                Ok(Ok(RequestLine::Read(head))) => head,
+                Ok(Ok(RequestLine::TooLong)) => {
+                    let _ = stream.write_all(URI_TOO_LONG_RESPONSE.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                Ok(Err(_)) | Err(_) => return,
+            };
+            let mut io = tokio_io_timeout::TimeoutStream::new(Prefixed {
+                prefix: head,
+                offset: 0,
+                inner: stream,
+            });
+            io.set_read_timeout(Some(limits.idle_timeout));
+            io.set_write_timeout(Some(limits.idle_timeout));
+            let io = TokioIo::new(Box::pin(io));
+            let connection = watcher.watch(
+                builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned(),
+            );
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, %err, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the shutdown grace period; closing them");
+    }
+    Ok(())
+}
+
+/// What the first request line of a connection was.
+enum RequestLine {
+    /// Read (possibly with more bytes after it, or the client went away): hand these to the
+    /// HTTP parser first.
+    Read(Vec<u8>),
+    /// Longer than the application answers.
+    TooLong,
+}
+
+/// The 414 a request line over [`MAX_URI_BYTES`] gets, in the contract's format.
+const URI_TOO_LONG_RESPONSE: &str = "HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\ncontent-length: 54\r\nconnection: close\r\n\r\n{\"errors\":[{\"message\":\"The request URL is too long\"}]}";
+
+/// Reads until the end of the first line (or the client stops sending).
+async fn read_request_line(stream: &mut tokio::net::TcpStream) -> std::io::Result<RequestLine> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if head.contains(&b'\n') {
+            return Ok(RequestLine::Read(head));
+        }
+        // The method, a space, the target, a space, the version.
+        if head.len() > MAX_URI_BYTES + 32 {
+            return Ok(RequestLine::TooLong);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(RequestLine::Read(head));
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A stream that first yields bytes read from it already.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    offset: usize,
+    inner: S,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.offset < self.prefix.len() {
+            let rest = &self.prefix[self.offset..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.offset += n;
+            if self.offset == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.offset = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -408,8 +734,13 @@ mod tests {
             Request::post("/api/things").body(Body::empty()).unwrap(),
         )
         .await;
-        let (status, _, body) =
-            call(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        let (status, _, _) = call(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "not on the public listener");
+        let (status, _, body) = call(
+            metrics_router(),
+            Request::get("/metrics").body(Body::empty()).unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             body.lines().any(|l| l.starts_with("http_requests_total")

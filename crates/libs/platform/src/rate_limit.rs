@@ -122,7 +122,7 @@ impl RateLimiter {
             limiter.shrink_to_fit();
         }
         let client = self.proxies.client_addr(parts);
-        limiter.check_key(&client).map_err(|not_until| {
+        limiter.check_key(&bucket_of(client)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             tracing::warn!(%client, "rate limited");
             metrics::counter!("rate_limited_total").increment(1);
@@ -130,6 +130,22 @@ impl RateLimiter {
                 retry_after_secs: wait.as_secs() + 1,
             }
         })
+    }
+}
+
+/// The budget a client address draws on: itself for IPv4, its /64 for IPv6 (one subscriber
+/// usually holds a whole /64, so counting full addresses would give it 2^64 budgets).
+pub fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(octets))
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -197,6 +213,22 @@ mod tests {
         assert!(!proxies.contains("192.168.1.2".parse().unwrap()));
         assert!(TrustedProxies::from_str("").unwrap().0.is_empty());
         assert!(TrustedProxies::from_str("nope").is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64_and_mapped_ipv4_is_ipv4() {
+        let limiter = RateLimiter::per_minute(2, TrustedProxies::default());
+        let one = parts("[2001:db8:1:2::1]:1", None);
+        let same_64 = parts("[2001:db8:1:2:ffff:ffff:ffff:ffff]:1", None);
+        let other_64 = parts("[2001:db8:1:3::1]:1", None);
+        limiter.check(&one).unwrap();
+        limiter.check(&same_64).unwrap();
+        assert!(limiter.check(&one).is_err(), "the /64 used its budget");
+        limiter.check(&other_64).unwrap();
+        assert_eq!(
+            bucket_of("::ffff:198.51.100.1".parse().unwrap()),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -60,7 +60,9 @@ async fn sign_up(
     {
         return Err(ApiError::bad_request("Email in use"));
     }
-    let password_hash = tokio::task::spawn_blocking(move || password.hash())
+    let password_hash = state
+        .hasher
+        .run(move || password.hash())
         .await?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let user = User {
@@ -100,7 +102,10 @@ async fn sign_in(
     )?;
     let user = store::user_by_email(&state.db, email.as_str()).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = tokio::task::spawn_blocking(move || password.verify(hash.as_deref())).await?;
+    let matches = state
+        .hasher
+        .run(move || password.verify(hash.as_deref()))
+        .await?;
     let Some(user) = user.filter(|_| matches) else {
         return Err(ApiError::bad_request("Invalid credentials"));
     };

@@ -2,6 +2,7 @@
 //!
 //! - [`domain`]: [`Email`](domain::Email) and [`Password`](domain::Password), parsed once at the
 //!   edge, and argon2id hashing.
+//! - [`hashing`]: password hashing on the blocking pool, a bounded number at a time.
 //! - [`store`]: the SQL of the `users` table.
 //! - [`handlers`]: the four routes under `/api/users`.
 //!
@@ -10,6 +11,7 @@
 
 pub mod domain;
 pub mod handlers;
+pub mod hashing;
 pub mod store;
 
 use axum::extract::FromRef;
@@ -32,12 +34,17 @@ pub struct Settings {
     pub rate_limit: RateLimiter,
 }
 
+/// The memory password hashing may take at one time (argon2id takes 19 MiB per hash): the
+/// hashes running at once are the cores, or fewer when this says so.
+pub const HASHING_MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
+
 /// Shared state of the handlers.
 #[derive(Debug, Clone, FromRef)]
 pub struct AppState {
     pub db: Db,
     pub sessions: SessionKeys,
     pub rate_limit: RateLimiter,
+    pub hasher: hashing::Hasher,
 }
 
 /// Opens the auth database at `database_url`, migrates it and returns the service.
@@ -56,6 +63,7 @@ pub fn service_on(db: Db, settings: Settings) -> Service {
         db: db.clone(),
         sessions: settings.sessions,
         rate_limit: settings.rate_limit,
+        hasher: hashing::Hasher::for_this_machine(HASHING_MEMORY_BUDGET),
     };
     Service {
         name: "auth",

@@ -40,7 +40,9 @@ pub struct LocalBus {
 impl LocalBus {
     /// Opens (creating when missing) the log at `url` (`sqlite://data/bus.db`).
     pub async fn open(url: &str, config: BusConfig) -> Result<Self, BusError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        crate::db::private_file(options.get_filename()).map_err(sqlx::Error::Io)?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)

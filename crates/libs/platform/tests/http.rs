@@ -1,0 +1,196 @@
+//! The listener and the common layers under abuse: errors the framework produces answer in the
+//! contract's format; slow, idle and surplus connections are closed.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use bt_platform::http::{AppOptions, ServeLimits, app_with, serve_with};
+use bt_platform::{Check, Service};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An application with an id route and a slow route, served with `limits`; its address.
+async fn serve(limits: ServeLimits) -> std::net::SocketAddr {
+    let router = Router::new()
+        .route(
+            "/api/things/{id}",
+            get(|Path(id): Path<String>| async move { id }),
+        )
+        .route(
+            "/api/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "done"
+            }),
+        );
+    let app = app_with(
+        vec![Service {
+            name: "things",
+            router,
+            checks: vec![Check::new("always", || async { Ok(()) })],
+        }],
+        &AppOptions {
+            metrics_token: None,
+            request_timeout: Duration::from_millis(300),
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_with(listener, app, std::future::pending(), limits));
+    addr
+}
+
+fn error(message: &str) -> serde_json::Value {
+    json!({"errors": [{"message": message}]})
+}
+
+async fn get_json(url: String) -> (StatusCode, String, serde_json::Value) {
+    let res = reqwest::get(url).await.unwrap();
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = res.json().await.unwrap_or_default();
+    (status, content_type, body)
+}
+
+#[tokio::test]
+async fn errors_the_framework_produces_answer_in_the_error_format() {
+    let addr = serve(ServeLimits::default()).await;
+
+    // A path parameter that is not UTF-8 once decoded.
+    let (status, content_type, body) = get_json(format!("http://{addr}/api/things/%FF")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body, error("The request is not valid"));
+
+    // A request target of 10 KB, and one of 100 KB (longer than an HTTP parser takes).
+    let long = "x".repeat(10 * 1024);
+    let (status, content_type, body) = get_json(format!("http://{addr}/api/things/{long}")).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body, error("The request URL is too long"));
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/things/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "y".repeat(100 * 1024)
+    );
+    let _ = raw.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        error("The request URL is too long")
+    );
+
+    // A request that takes longer than the application allows.
+    let (status, content_type, body) = get_json(format!("http://{addr}/api/slow")).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body, error("The request took too long"));
+
+    // What works still works.
+    let ok = reqwest::get(format!("http://{addr}/api/things/abc"))
+        .await
+        .unwrap();
+    assert_eq!(ok.text().await.unwrap(), "abc");
+}
+
+/// True when the server closed `stream` (reading gives end of file or an error) within `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn headers_sent_too_slowly_and_idle_connections_are_closed() {
+    let addr = serve(ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        ..ServeLimits::default()
+    })
+    .await;
+
+    // Slowloris: a request line, then nothing.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)).await,
+        "slow headers"
+    );
+
+    // A keep-alive connection that stays idle after its request.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(3)).await,
+        "idle keep-alive"
+    );
+
+    // A connection that never sends a byte.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3)).await,
+        "silent"
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_and_the_server_goes_on() {
+    let addr = serve(ServeLimits {
+        max_connections: 3,
+        header_read_timeout: Duration::from_millis(800),
+        ..ServeLimits::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A fourth is closed at once.
+    let mut surplus = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut surplus, Duration::from_millis(500)).await);
+
+    // Once the held ones are gone (they time out), the server answers again.
+    drop(held);
+    let mut answered = false;
+    for _ in 0..50 {
+        if let Ok(res) = reqwest::get(format!("http://{addr}/healthz")).await {
+            answered = res.status() == StatusCode::OK;
+            if answered {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "the server goes on");
+}

@@ -1,0 +1,176 @@
+//! Look-alike emails are one account: sign-up, sign-in and the stored email all use the
+//! canonical form of `Email::parse`, on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use bt_auth::Settings;
+use bt_contract::SessionKeys;
+use bt_platform::db::DbOptions;
+use bt_platform::rate_limit::{RateLimiter, TrustedProxies};
+use bt_test_support::{Backend, TestClient, TestDb, TestResponse, TestServer, backend_tests};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const KEY: &[u8] = b"test-key-that-is-at-least-32-bytes-long";
+
+struct TestApp {
+    server: TestServer,
+    db: TestDb,
+}
+
+impl TestApp {
+    async fn spawn(backend: Backend) -> Self {
+        let db = TestDb::new(backend).await;
+        let settings = Settings {
+            sessions: SessionKeys::new(KEY, Duration::from_secs(3600), false),
+            rate_limit: RateLimiter::per_minute(0, TrustedProxies::loopback()),
+        };
+        let service = bt_auth::service(&db.url, &DbOptions::default(), settings)
+            .await
+            .expect("auth service starts");
+        let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
+        Self { server, db }
+    }
+
+    fn client(&self) -> TestClient {
+        self.server.client()
+    }
+}
+
+async fn signup(client: &TestClient, email: &str) -> TestResponse {
+    client
+        .post(
+            "/api/users/signup",
+            &json!({"email": email, "password": "password"}),
+        )
+        .await
+}
+
+async fn signin(client: &TestClient, email: &str) -> TestResponse {
+    client
+        .post(
+            "/api/users/signin",
+            &json!({"email": email, "password": "password"}),
+        )
+        .await
+}
+
+async fn signing_up_with_a_look_alike_of_an_existing_email_answers_email_in_use(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.client();
+    let cases = [
+        (
+            "A + combining ring after precomposed å",
+            "åda@example.com",
+            "A\u{030A}DA@EXAMPLE.COM",
+        ),
+        (
+            "precomposed é after e + combining acute",
+            "be\u{0301}a@example.com",
+            "béa@example.com",
+        ),
+        (
+            "full-width letters after ASCII",
+            "cy@example.com",
+            "ＣＹ@example.com",
+        ),
+        (
+            "punycode after the Unicode domain",
+            "di@exämple.com",
+            "di@xn--exmple-cua.com",
+        ),
+        (
+            "the Unicode domain after its punycode",
+            "ed@xn--exmple-cua.com",
+            "ED@EXÄMPLE.COM",
+        ),
+    ];
+    for (case, existing, look_alike) in cases {
+        let first = signup(&client, existing).await;
+        assert_eq!(first.status, StatusCode::CREATED, "{case}: {}", first.text);
+
+        let res = signup(&client, look_alike).await;
+
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{case}: {}", res.text);
+        assert_eq!(
+            res.json,
+            json!({"errors": [{"message": "Email in use"}]}),
+            "{case}"
+        );
+        assert!(res.set_cookies().is_empty(), "{case}: no session");
+    }
+}
+
+async fn signing_in_with_a_look_alike_spelling_reaches_the_same_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = signup(&app.client(), "åda@exämple.com").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+
+    for spelling in [
+        "åda@exämple.com",
+        "A\u{030A}DA@EXA\u{0308}MPLE.COM",
+        "ÅDA@xn--exmple-cua.com",
+        " åda＠EXÄMPLE。COM ",
+    ] {
+        let client = app.client();
+        let res = signin(&client, spelling).await;
+
+        assert_eq!(res.status, StatusCode::OK, "{spelling:?}: {}", res.text);
+        assert_eq!(
+            res.json,
+            json!({"id": id, "email": "åda@xn--exmple-cua.com"}),
+            "{spelling:?}"
+        );
+        let me = client.get("/api/users/currentuser").await;
+        assert_eq!(me.json["currentUser"]["id"], id.as_str(), "{spelling:?}");
+    }
+}
+
+async fn the_stored_and_returned_email_is_the_canonical_form(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.client();
+    let canonical = "ada@xn--exmple-cua.com";
+
+    let res = signup(&client, "  ＡＤＡ@EXA\u{0308}MPLE.COM ").await;
+
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    assert_eq!(res.json["email"], canonical);
+    let me = client.get("/api/users/currentuser").await;
+    assert_eq!(me.json["currentUser"]["email"], canonical);
+    let db = bt_platform::Db::connect(&app.db.url, &DbOptions::default())
+        .await
+        .unwrap();
+    let stored = bt_auth::store::user_by_email(&db, canonical)
+        .await
+        .unwrap()
+        .expect("the user is stored under the canonical email");
+    assert_eq!(stored.id, res.json["id"].as_str().unwrap());
+    assert_eq!(stored.email, canonical);
+}
+
+async fn emails_with_invisible_characters_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.client();
+    for (case, email) in [
+        ("zero-width space", "ada\u{200B}@example.com"),
+        ("left-to-right mark", "ada@example.com\u{200E}"),
+        ("right-to-left override", "\u{202E}ada@example.com"),
+    ] {
+        let res = signup(&client, email).await;
+
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{case}: {}", res.text);
+        assert_eq!(
+            res.field_errors(),
+            vec![("email".to_owned(), "Email must be valid".to_owned())],
+            "{case}"
+        );
+    }
+}
+
+backend_tests!(
+    signing_up_with_a_look_alike_of_an_existing_email_answers_email_in_use,
+    signing_in_with_a_look_alike_spelling_reaches_the_same_account,
+    the_stored_and_returned_email_is_the_canonical_form,
+    emails_with_invisible_characters_are_refused,
+);
