@@ -54,7 +54,69 @@ pub async fn service(
     settings: Settings,
 ) -> Result<Service, OpenError> {
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
+    if let Err(err) = canonicalise_stored_emails(&db).await {
+        // The accounts keep working under their old spelling; the next start retries.
+        tracing::error!(%err, "cannot bring stored emails to the canonical form");
+    }
     Ok(service_on(db, settings))
+}
+
+/// What [`canonicalise_stored_emails`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Canonicalised {
+    /// Rows now in the canonical form.
+    pub rewritten: usize,
+    /// Rows left as they were: the address is not valid any more, or its canonical form is
+    /// another account's (each is logged at WARN with what to do).
+    pub left: usize,
+}
+
+/// Brings emails stored by an earlier release (trimmed and lower-cased only) to the canonical
+/// form of [`domain::Email`], so that look-alike spellings are one account for them too.
+/// Idempotent; only rows still in the old form are read.
+pub async fn canonicalise_stored_emails(db: &Db) -> sqlx::Result<Canonicalised> {
+    let mut done = Canonicalised::default();
+    let mut after = String::new();
+    loop {
+        let rows = store::legacy_emails(db, &after, 500).await?;
+        let Some((last, _)) = rows.last() else {
+            break;
+        };
+        after = last.clone();
+        for (id, stored) in rows {
+            let Ok(email) = domain::Email::parse(Some(stored.clone())) else {
+                tracing::warn!(
+                    user = %id,
+                    "a stored email is not valid under the current rules (invisible or \
+                     IDNA-refused characters): the account cannot sign in until an operator \
+                     corrects users.email and sets email_form = 2"
+                );
+                done.left += 1;
+                continue;
+            };
+            match store::set_email_form(db, &id, email.as_str(), store::EMAIL_FORM).await {
+                Ok(()) => done.rewritten += 1,
+                Err(err) if bt_platform::db::is_unique_violation(&err) => {
+                    tracing::warn!(
+                        user = %id,
+                        "a stored email is the canonical spelling of another account's: both \
+                         stay as they are; an operator merges or renames one, then sets \
+                         email_form = 2"
+                    );
+                    done.left += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    if done != Canonicalised::default() {
+        tracing::info!(
+            rewritten = done.rewritten,
+            left = done.left,
+            "stored emails brought to the canonical form"
+        );
+    }
+    Ok(done)
 }
 
 /// The service on an already opened and migrated database.

@@ -168,9 +168,68 @@ async fn emails_with_invisible_characters_are_refused(backend: Backend) {
     }
 }
 
+async fn emails_stored_by_the_first_release_are_brought_to_the_canonical_form(backend: Backend) {
+    // Three accounts as the first release stored them (trimmed and lower-cased only).
+    let test_db = TestDb::new(backend).await;
+    let db = bt_platform::Db::open(&test_db.url, &DbOptions::default(), &bt_auth::MIGRATIONS)
+        .await
+        .unwrap();
+    let legacy = [
+        ("u1", "ada@exämple.com"),         // domain becomes punycode
+        ("u2", "ada@xn--exmple-cua.com"),  // already the canonical form of u1's: a clash
+        ("u3", "ｂｏｂ@example.com"),      // fullwidth: NFKC makes it bob@example.com
+        ("u4", "z\u{200b}oe@example.com"), // invisible: no longer valid
+    ];
+    for (id, email) in legacy {
+        bt_platform::on_db!(&db, |pool| sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, 'h', 0)"
+        )
+        .bind(id)
+        .bind(email)
+        .execute(pool)
+        .await
+        .map(drop)
+        .unwrap());
+    }
+    let done = bt_auth::canonicalise_stored_emails(&db).await.unwrap();
+    assert_eq!(
+        done,
+        bt_auth::Canonicalised {
+            rewritten: 2,
+            left: 2
+        }
+    );
+    let rows: Vec<(String, String, i16)> = bt_platform::on_db!(&db, |pool| sqlx::query_as(
+        "SELECT id, email, email_form FROM users ORDER BY id"
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap());
+    assert_eq!(
+        rows,
+        vec![
+            ("u1".into(), "ada@exämple.com".into(), 1),
+            ("u2".into(), "ada@xn--exmple-cua.com".into(), 2),
+            ("u3".into(), "bob@example.com".into(), 2),
+            ("u4".into(), "z\u{200b}oe@example.com".into(), 1),
+        ],
+        "u1 clashes with u2 (which was first in id order and is canonical already), u4 is invalid"
+    );
+    // Idempotent: the rows left are reported again, nothing else changes.
+    let again = bt_auth::canonicalise_stored_emails(&db).await.unwrap();
+    assert_eq!(
+        again,
+        bt_auth::Canonicalised {
+            rewritten: 0,
+            left: 2
+        }
+    );
+}
+
 backend_tests!(
     signing_up_with_a_look_alike_of_an_existing_email_answers_email_in_use,
     signing_in_with_a_look_alike_spelling_reaches_the_same_account,
     the_stored_and_returned_email_is_the_canonical_form,
     emails_with_invisible_characters_are_refused,
+    emails_stored_by_the_first_release_are_brought_to_the_canonical_form,
 );
