@@ -69,7 +69,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let mut services = Vec::new();
     for name in EMBEDDED {
-        services.push(build(name, &sqlite_url(name.as_str()), &shared, Some(&runtime)).await?);
+        services.push(build(name, &sqlite_url(name.as_str()), &shared, &runtime).await?);
     }
     services.push(bt_client::service(client_settings(
         &shared,
@@ -100,7 +100,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.service == ServiceName::Payments {
         args.common.require_payment_provider()?;
     }
+    if shared.sessions.ttl() > bt_platform::sessions::MAX_SESSION_TTL {
+        bail!(
+            "JWT_TTL_SECONDS is {}: at most {} in the distributed mode, the time the event stream \
+             keeps the sign-outs that other services must know about",
+            shared.sessions.ttl().as_secs(),
+            bt_platform::sessions::MAX_SESSION_TTL.as_secs()
+        );
+    }
     let bus_config = args.bus_config()?;
+    // Every service follows sign-outs on the bus (to refuse revoked sessions); most also
+    // publish or consume events.
+    let bus = NatsBus::connect(&args.nats_url, bus_config)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", redact_url(&args.nats_url)))?;
+    let runtime = Runtime::new(Bus::Nats(Box::new(bus)));
+    bt_platform::sessions::follow_revocations(&runtime, shared.sessions.clone())
+        .await
+        .context("reading the sessions signed out from the event stream")?;
     if args.service == ServiceName::Client {
         let Some(api_base) = &args.api_base_url else {
             bail!(
@@ -108,7 +125,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         };
         let service = bt_client::service(client_settings(&shared, api_base.clone(), &args.common));
-        return serve_one(&args, service, None, api_base).await;
+        return serve_one(&args, service, runtime, api_base).await;
     }
     let Some(database_url) = &args.database_url else {
         bail!(
@@ -117,15 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.service.as_str()
         );
     };
-    let runtime = if uses_events(args.service) {
-        let bus = NatsBus::connect(&args.nats_url, bus_config)
-            .await
-            .with_context(|| format!("connecting to NATS at {}", redact_url(&args.nats_url)))?;
-        Some(Runtime::new(Bus::Nats(Box::new(bus))))
-    } else {
-        None
-    };
-    let service = build(args.service, database_url, &shared, runtime.as_ref()).await?;
+    let service = build(args.service, database_url, &shared, &runtime).await?;
     serve_one(&args, service, runtime, database_url).await
 }
 
@@ -133,7 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_one(
     args: &ServeArgs,
     service: Service,
-    runtime: Option<Runtime>,
+    runtime: Runtime,
     backing: &str,
 ) -> anyhow::Result<()> {
     let listener = bind(&args.host, args.port).await?;
@@ -151,9 +160,7 @@ async fn serve_one(
         args.common.serve_limits()?,
     )
     .await;
-    if let Some(runtime) = runtime {
-        runtime.stop().await;
-    }
+    runtime.stop().await;
     served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
@@ -175,16 +182,11 @@ fn client_settings(
     }
 }
 
-/// Whether a service publishes or consumes events (and so needs the bus).
-fn uses_events(name: ServiceName) -> bool {
-    !matches!(name, ServiceName::Auth | ServiceName::Client)
-}
-
 async fn build(
     name: ServiceName,
     database_url: &str,
     shared: &Shared,
-    runtime: Option<&Runtime>,
+    runtime: &Runtime,
 ) -> anyhow::Result<Service> {
     match name {
         ServiceName::Auth => {
@@ -192,30 +194,26 @@ async fn build(
                 sessions: shared.sessions.clone(),
                 rate_limit: shared.auth_rate_limit.clone(),
             };
-            bt_auth::service(database_url, &shared.db_options, settings)
+            bt_auth::service(database_url, &shared.db_options, settings, runtime)
                 .await
                 .with_context(|| {
                     format!("starting the auth service on {}", redact_url(database_url))
                 })
         }
-        ServiceName::Tickets => {
-            let runtime = runtime.context("the tickets service needs the event bus")?;
-            bt_tickets::service(
-                database_url,
-                &shared.db_options,
-                shared.sessions.clone(),
-                runtime,
+        ServiceName::Tickets => bt_tickets::service(
+            database_url,
+            &shared.db_options,
+            shared.sessions.clone(),
+            runtime,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "starting the tickets service on {}",
+                redact_url(database_url)
             )
-            .await
-            .with_context(|| {
-                format!(
-                    "starting the tickets service on {}",
-                    redact_url(database_url)
-                )
-            })
-        }
+        }),
         ServiceName::Orders => {
-            let runtime = runtime.context("the orders service needs the event bus")?;
             let settings = bt_orders::Settings {
                 sessions: shared.sessions.clone(),
                 expiration: shared.order_expiration,
@@ -230,7 +228,6 @@ async fn build(
                 })
         }
         ServiceName::Expiration => {
-            let runtime = runtime.context("the expiration service needs the event bus")?;
             bt_expiration::service(database_url, &shared.db_options, runtime)
                 .await
                 .with_context(|| {
@@ -240,22 +237,19 @@ async fn build(
                     )
                 })
         }
-        ServiceName::Payments => {
-            let runtime = runtime.context("the payments service needs the event bus")?;
-            bt_payments::service(
-                database_url,
-                &shared.db_options,
-                shared.payments.clone(),
-                runtime,
+        ServiceName::Payments => bt_payments::service(
+            database_url,
+            &shared.db_options,
+            shared.payments.clone(),
+            runtime,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "starting the payments service on {}",
+                redact_url(database_url)
             )
-            .await
-            .with_context(|| {
-                format!(
-                    "starting the payments service on {}",
-                    redact_url(database_url)
-                )
-            })
-        }
+        }),
         other => bail!(
             "the {} service is not available in this version yet",
             other.as_str()

@@ -67,10 +67,7 @@ pub enum ApiError {
     },
     /// Any other status the framework produces (408, 414, ...), with its message.
     #[error("{message}")]
-    Status {
-        status: StatusCode,
-        message: String,
-    },
+    Status { status: StatusCode, message: String },
     /// 500. The source is logged once and never sent to the client.
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),

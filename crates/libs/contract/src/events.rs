@@ -25,7 +25,7 @@ pub trait Event:
 }
 
 /// Every subject the services publish.
-pub const SUBJECTS: [&str; 8] = [
+pub const SUBJECTS: [&str; 9] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     TicketReservationRefused::SUBJECT,
@@ -34,6 +34,7 @@ pub const SUBJECTS: [&str; 8] = [
     OrderCompleted::SUBJECT,
     ExpirationComplete::SUBJECT,
     PaymentCreated::SUBJECT,
+    SessionRevoked::SUBJECT,
 ];
 
 /// The wire form of every event.
@@ -206,6 +207,19 @@ pub struct PaymentCreated {
     pub amount: Option<Cents>,
 }
 
+/// A session was ended (signed out) before it expired: every service refuses its token from
+/// now on. An extension (the seed has no such event); published by auth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRevoked {
+    /// The session's id (the token's `sid` claim).
+    pub sid: String,
+    pub user_id: UserId,
+    /// When the token expires anyway, seconds since the epoch: the revocation is needed until
+    /// then only.
+    pub expires_at: i64,
+}
+
 impl Event for TicketCreated {
     const SUBJECT: &'static str = "ticket.created";
     fn key(&self) -> &str {
@@ -252,6 +266,12 @@ impl Event for PaymentCreated {
     const SUBJECT: &'static str = "payment.created";
     fn key(&self) -> &str {
         self.order_id.as_str()
+    }
+}
+impl Event for SessionRevoked {
+    const SUBJECT: &'static str = "session.revoked";
+    fn key(&self) -> &str {
+        &self.sid
     }
 }
 
@@ -348,6 +368,14 @@ mod tests {
             },
             json!({"orderId": "o1", "ticketId": "t1", "reason": "ticket_changed"}),
         );
+        round_trip(
+            SessionRevoked {
+                sid: "s1".into(),
+                user_id: "u1".into(),
+                expires_at: 1_795_600_800,
+            },
+            json!({"sid": "s1", "userId": "u1", "expiresAt": 1_795_600_800}),
+        );
     }
 
     #[test]
@@ -395,7 +423,8 @@ mod tests {
                 "order.cancelled",
                 "order.completed",
                 "expiration.complete",
-                "payment.created"
+                "payment.created",
+                "session.revoked"
             ]
         );
     }

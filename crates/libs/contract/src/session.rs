@@ -1,7 +1,12 @@
 //! Sessions: a JWT (HS256, shared key) in the `session` cookie or an `Authorization: Bearer`
 //! header, verified locally by every service (ARCHITECTURE §3, §7).
+//!
+//! Every token names its session (`sid`). Signing out revokes the session: auth records it and
+//! publishes `session.revoked`; each process keeps the revoked sessions that have not expired
+//! yet in memory ([`SessionKeys::revoke`]) and refuses their tokens, so verifying stays local.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -29,6 +34,9 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// The session's id, unique per sign-in: what signing out revokes. Required: a token
+    /// without one (issued before sessions were revocable) is refused.
+    pub sid: String,
 }
 
 /// Everything needed to issue and verify sessions. Cheap to clone.
@@ -43,7 +51,12 @@ struct Inner {
     validation: Validation,
     ttl: Duration,
     cookie_secure: bool,
+    /// Revoked sessions that have not expired: `sid` → expiry (seconds since the epoch).
+    revoked: RwLock<HashMap<String, i64>>,
 }
+
+/// Revoked sessions kept before expired ones are swept out.
+const SWEEP_ABOVE: usize = 1024;
 
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +82,7 @@ impl SessionKeys {
                 validation,
                 ttl,
                 cookie_secure,
+                revoked: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -90,6 +104,7 @@ impl SessionKeys {
             email: email.to_owned(),
             iat,
             exp: iat.saturating_add(ttl),
+            sid: uuid::Uuid::new_v4().simple().to_string(),
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -100,11 +115,50 @@ impl SessionKeys {
         Ok((token, claims))
     }
 
-    /// The claims of a valid, unexpired token signed with our key; `None` for anything else.
+    /// The claims of a valid, unexpired, not revoked token signed with our key; `None` for
+    /// anything else.
     pub fn verify(&self, token: &str) -> Option<Claims> {
         jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
             .ok()
             .map(|data| data.claims)
+            .filter(|claims| !self.is_revoked(&claims.sid))
+    }
+
+    /// Refuses session `sid` from now on (until `expires_at`, seconds since the epoch, after
+    /// which its token is refused anyway). Idempotent.
+    pub fn revoke(&self, sid: &str, expires_at: i64) {
+        let now = chrono::Utc::now().timestamp();
+        if expires_at < now - self.inner.validation.leeway as i64 {
+            return;
+        }
+        let mut revoked = self
+            .inner
+            .revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if revoked.len() >= SWEEP_ABOVE {
+            let leeway = self.inner.validation.leeway as i64;
+            revoked.retain(|_, exp| *exp >= now - leeway);
+        }
+        revoked.insert(sid.to_owned(), expires_at);
+    }
+
+    /// Whether session `sid` was revoked.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.inner
+            .revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(sid)
+    }
+
+    /// How many revoked sessions are kept (expired ones are swept out as more arrive).
+    pub fn revoked_count(&self) -> usize {
+        self.inner
+            .revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// The cookie that carries a session token.
@@ -237,6 +291,67 @@ mod tests {
         .unwrap();
         assert_eq!(keys().verify(&token2), None);
         drop(token);
+    }
+
+    #[test]
+    fn a_revoked_session_is_refused_and_others_are_not() {
+        let keys = keys();
+        let (first, claims) = keys.issue("u1", "a@b.co").unwrap();
+        let (second, _) = keys.issue("u1", "a@b.co").unwrap();
+        keys.revoke(&claims.sid, claims.exp);
+        assert_eq!(keys.verify(&first), None);
+        assert!(
+            keys.verify(&second).is_some(),
+            "another sign-in of the same user"
+        );
+        // A clone shares the list (one process, many services).
+        assert_eq!(keys.clone().verify(&first), None);
+        // Revoking twice is harmless; an already expired session is not kept.
+        keys.revoke(&claims.sid, claims.exp);
+        keys.revoke("old", 1);
+        assert_eq!(keys.revoked_count(), 1);
+    }
+
+    #[test]
+    fn expired_revocations_are_swept_out() {
+        let keys = keys();
+        let now = chrono::Utc::now().timestamp();
+        for i in 0..SWEEP_ABOVE {
+            // Expired a minute ago: past the leeway, but still inserted directly.
+            keys.inner
+                .revoked
+                .write()
+                .unwrap()
+                .insert(format!("s{i}"), now - 60);
+        }
+        keys.revoke("live", now + 60);
+        assert_eq!(keys.revoked_count(), 1);
+        assert!(keys.is_revoked("live"));
+    }
+
+    #[test]
+    fn a_token_without_a_session_id_is_refused() {
+        // Issued before sessions were revocable: it cannot be signed out, so it is not accepted.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            id: &'a str,
+            email: &'a str,
+            iat: i64,
+            exp: i64,
+        }
+        let now = chrono::Utc::now().timestamp();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Old {
+                id: "u1",
+                email: "a@b.co",
+                iat: now,
+                exp: now + 3600,
+            },
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert_eq!(keys().verify(&token), None);
     }
 
     #[test]

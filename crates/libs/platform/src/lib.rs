@@ -22,6 +22,7 @@ pub mod context;
 pub mod db;
 pub mod http;
 pub mod rate_limit;
+pub mod sessions;
 pub mod telemetry;
 
 pub use arrivals::Arrivals;
@@ -36,4 +37,6 @@ pub enum StartError {
     Database(#[from] db::OpenError),
     #[error("event bus: {0}")]
     Bus(#[from] bus::BusError),
+    #[error("reading the database at start: {0}")]
+    Read(#[from] sqlx::Error),
 }

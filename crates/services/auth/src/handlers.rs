@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use axum_extra::extract::CookieJar;
+use bt_contract::events::SessionRevoked;
 use bt_contract::json::string_field;
 use bt_contract::{ApiError, ApiJson, ApiResult, JsonField, MaybeUser, validate};
 use bt_platform::rate_limit;
@@ -120,8 +121,42 @@ async fn sign_in(
     ))
 }
 
-async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> (CookieJar, Json<Value>) {
-    (jar.add(state.sessions.cleared_cookie()), Json(json!({})))
+/// Ends the session the request carries (if any): its token is refused from now on, by every
+/// service, and the browser's cookie is cleared.
+#[tracing::instrument(skip_all)]
+async fn sign_out(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    jar: CookieJar,
+) -> ApiResult<(CookieJar, Json<Value>)> {
+    if let Some(claims) = user {
+        let mut tx = state.db.begin().await?;
+        let first = store::revoke_session(
+            &mut tx,
+            &claims.sid,
+            claims.id.as_str(),
+            claims.exp,
+            bt_platform::db::now_millis(),
+        )
+        .await?;
+        if first {
+            state
+                .outbox
+                .stage(
+                    &mut tx,
+                    SessionRevoked {
+                        sid: claims.sid.clone(),
+                        user_id: claims.id.clone(),
+                        expires_at: claims.exp,
+                    },
+                )
+                .await?;
+        }
+        state.outbox.commit(tx).await?;
+        state.sessions.revoke(&claims.sid, claims.exp);
+        tracing::info!(user.id = %claims.id, "signed out");
+    }
+    Ok((jar.add(state.sessions.cleared_cookie()), Json(json!({}))))
 }
 
 async fn current_user(MaybeUser(user): MaybeUser) -> Json<Value> {

@@ -3,8 +3,9 @@
 //! - [`domain`]: [`Email`](domain::Email) and [`Password`](domain::Password), parsed once at the
 //!   edge, and argon2id hashing.
 //! - [`hashing`]: password hashing on the blocking pool, a bounded number at a time.
-//! - [`store`]: the SQL of the `users` table.
-//! - [`handlers`]: the four routes under `/api/users`.
+//! - [`store`]: the SQL of the `users` and `revoked_sessions` tables.
+//! - [`handlers`]: the four routes under `/api/users`; signing out revokes the session (kept
+//!   in `revoked_sessions`, published as `session.revoked`).
 //!
 //! [`service`] opens the database, applies the migrations and returns the mountable
 //! [`Service`](bt_platform::Service).
@@ -16,9 +17,10 @@ pub mod store;
 
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
-use bt_platform::db::{DbOptions, OpenError};
+use bt_platform::bus::Outbox;
+use bt_platform::db::DbOptions;
 use bt_platform::rate_limit::RateLimiter;
-use bt_platform::{Check, Db, Migrations, Service};
+use bt_platform::{Check, Db, Migrations, Runtime, Service, StartError};
 
 /// The migrations of the auth database.
 pub static MIGRATIONS: Migrations = Migrations {
@@ -45,20 +47,58 @@ pub struct AppState {
     pub sessions: SessionKeys,
     pub rate_limit: RateLimiter,
     pub hasher: hashing::Hasher,
+    pub outbox: Outbox,
 }
 
-/// Opens the auth database at `database_url`, migrates it and returns the service.
+/// Opens the auth database at `database_url`, migrates it, loads the revoked sessions into
+/// the session keys, starts the outbox relay on `runtime` and returns the service.
 pub async fn service(
     database_url: &str,
     db_options: &DbOptions,
     settings: Settings,
-) -> Result<Service, OpenError> {
+    runtime: &Runtime,
+) -> Result<Service, StartError> {
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
     if let Err(err) = canonicalise_stored_emails(&db).await {
         // The accounts keep working under their old spelling; the next start retries.
         tracing::error!(%err, "cannot bring stored emails to the canonical form");
     }
-    Ok(service_on(db, settings))
+    load_revoked_sessions(&db, &settings.sessions).await?;
+    spawn_revocation_sweeper(db.clone(), runtime);
+    let outbox = Outbox::new(db.clone());
+    outbox.spawn_relay(runtime, "auth");
+    Ok(service_on(db, settings, outbox))
+}
+
+/// Puts the revoked sessions that have not expired into `sessions`, so that their tokens stay
+/// refused after a restart.
+pub async fn load_revoked_sessions(db: &Db, sessions: &SessionKeys) -> sqlx::Result<usize> {
+    let now = chrono::Utc::now().timestamp();
+    let revoked = store::revoked_sessions(db, now).await?;
+    for (sid, expires_at) in &revoked {
+        sessions.revoke(sid, *expires_at);
+    }
+    Ok(revoked.len())
+}
+
+/// Deletes, hourly, the revocations of sessions that have expired anyway.
+fn spawn_revocation_sweeper(db: Db, runtime: &Runtime) {
+    let shutdown = runtime.shutdown.clone();
+    runtime.tasks.spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let now = chrono::Utc::now().timestamp();
+            match store::sweep_revoked_sessions(&db, now).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::debug!(swept, "expired revocations swept"),
+                Err(err) => tracing::warn!(%err, "cannot sweep expired revocations"),
+            }
+        }
+    });
 }
 
 /// What [`canonicalise_stored_emails`] did.
@@ -120,12 +160,13 @@ pub async fn canonicalise_stored_emails(db: &Db) -> sqlx::Result<Canonicalised> 
 }
 
 /// The service on an already opened and migrated database.
-pub fn service_on(db: Db, settings: Settings) -> Service {
+pub fn service_on(db: Db, settings: Settings, outbox: Outbox) -> Service {
     let state = AppState {
         db: db.clone(),
         sessions: settings.sessions,
         rate_limit: settings.rate_limit,
         hasher: hashing::Hasher::for_this_machine(HASHING_MEMORY_BUDGET),
+        outbox,
     };
     Service {
         name: "auth",

@@ -1,6 +1,6 @@
 //! The SQL of the auth service, one named function per statement.
 
-use bt_platform::{Db, on_db};
+use bt_platform::{Db, Tx, on_db, on_tx};
 
 /// A stored user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -67,4 +67,47 @@ pub async fn set_email_form(db: &Db, id: &str, email: &str, form: i16) -> sqlx::
         .execute(pool)
         .await
         .map(drop))
+}
+
+const REVOKE: &str = "INSERT INTO revoked_sessions (sid, user_id, expires_at, revoked_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (sid) DO NOTHING";
+const REVOKED_UNTIL: &str = "SELECT sid, expires_at FROM revoked_sessions WHERE expires_at >= $1";
+const SWEEP_REVOKED: &str = "DELETE FROM revoked_sessions WHERE expires_at < $1";
+
+/// Records that session `sid` of `user_id` is revoked; true when it was not already.
+#[tracing::instrument(skip_all)]
+pub async fn revoke_session(
+    tx: &mut Tx,
+    sid: &str,
+    user_id: &str,
+    expires_at: i64,
+    now_millis: i64,
+) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(REVOKE)
+        .bind(sid)
+        .bind(user_id)
+        .bind(expires_at)
+        .bind(now_millis)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected() == 1))
+}
+
+/// The revoked sessions that expire at `now_secs` or later: `(sid, expires_at)`.
+#[tracing::instrument(skip_all)]
+pub async fn revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<Vec<(String, i64)>> {
+    on_db!(db, |pool| sqlx::query_as(REVOKED_UNTIL)
+        .bind(now_secs)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Deletes the revocations of sessions that expired before `now_secs`.
+#[tracing::instrument(skip_all)]
+pub async fn sweep_revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<u64> {
+    on_db!(db, |pool| sqlx::query(SWEEP_REVOKED)
+        .bind(now_secs)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
 }

@@ -1,44 +1,15 @@
 //! The auth API, route by route and error by error, on SQLite and on PostgreSQL.
 
+mod support;
+
 use std::time::Duration;
 
-use bt_auth::Settings;
 use bt_contract::SessionKeys;
 use bt_platform::db::DbOptions;
-use bt_platform::rate_limit::{RateLimiter, TrustedProxies};
-use bt_test_support::{Backend, TestClient, TestDb, TestServer, backend_tests};
+use bt_test_support::{Backend, TestClient, TestResponse, backend_tests, eventually};
 use reqwest::StatusCode;
-use serde_json::json;
-
-const KEY: &[u8] = b"test-key-that-is-at-least-32-bytes-long";
-
-struct TestApp {
-    server: TestServer,
-    db: TestDb,
-}
-
-impl TestApp {
-    async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(backend, 0, false).await
-    }
-
-    async fn spawn_with(backend: Backend, rate_limit: u32, cookie_secure: bool) -> Self {
-        let db = TestDb::new(backend).await;
-        let settings = Settings {
-            sessions: SessionKeys::new(KEY, Duration::from_secs(7 * 24 * 3600), cookie_secure),
-            rate_limit: RateLimiter::per_minute(rate_limit, TrustedProxies::loopback()),
-        };
-        let service = bt_auth::service(&db.url, &DbOptions::default(), settings)
-            .await
-            .expect("auth service starts");
-        let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
-        Self { server, db }
-    }
-
-    fn client(&self) -> TestClient {
-        self.server.client()
-    }
-}
+use serde_json::{Value, json};
+use support::TestApp;
 
 async fn signup(client: &TestClient, email: &str, password: &str) -> bt_test_support::TestResponse {
     client
@@ -518,6 +489,108 @@ async fn health_readiness_and_metrics_are_served(backend: Backend) {
     assert_eq!(client.get("/metrics").await.status, StatusCode::NOT_FOUND);
 }
 
+fn session_token(res: &TestResponse) -> String {
+    let cookie = &res.set_cookies()[0];
+    cookie
+        .trim_start_matches("session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn current_email(client: &TestClient, token: &str) -> Value {
+    let me = client
+        .send(
+            client
+                .http
+                .get(client.url("/api/users/currentuser"))
+                .bearer_auth(token),
+        )
+        .await;
+    me.json["currentUser"]["email"].clone()
+}
+
+async fn signing_out_ends_the_session_for_every_process_and_after_restarts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let running = app.replica().await;
+    let client = app.client();
+    let token = session_token(&signup(&client, "fay@test.com", "password").await);
+    let other_sign_in = session_token(
+        &client
+            .post(
+                "/api/users/signin",
+                &json!({"email": "fay@test.com", "password": "password"}),
+            )
+            .await,
+    );
+    assert_eq!(
+        current_email(&running.server.client(), &token).await,
+        "fay@test.com"
+    );
+
+    // Signing out with the token (as a stolen-cookie holder would keep using it afterwards).
+    let out = client
+        .send(
+            client
+                .http
+                .post(client.url("/api/users/signout"))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.text);
+
+    assert_eq!(
+        current_email(&client, &token).await,
+        Value::Null,
+        "this process"
+    );
+    assert!(app.sessions.verify(&token).is_none());
+    let restarted = app.replica().await;
+    assert_eq!(
+        current_email(&restarted.server.client(), &token).await,
+        Value::Null,
+        "a process started afterwards"
+    );
+    if backend == Backend::Postgres {
+        // Replicas on NATS follow sign-outs as they happen.
+        let replica = running.server.client();
+        eventually(10, "the running replica refuses the token", || {
+            let replica = replica.clone();
+            let token = token.clone();
+            async move { current_email(&replica, &token).await == Value::Null }
+        })
+        .await;
+        assert_eq!(
+            app.bus.subject_counts().await.get("session.revoked"),
+            Some(&1),
+            "one event"
+        );
+    }
+    // The user's other session goes on.
+    assert_eq!(current_email(&client, &other_sign_in).await, "fay@test.com");
+    assert_eq!(
+        current_email(&restarted.server.client(), &other_sign_in).await,
+        "fay@test.com"
+    );
+    // Signing out again with the revoked token changes nothing and publishes nothing.
+    let again = client
+        .send(
+            client
+                .http
+                .post(client.url("/api/users/signout"))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    if backend == Backend::Postgres {
+        assert_eq!(
+            app.bus.subject_counts().await.get("session.revoked"),
+            Some(&1)
+        );
+    }
+}
+
 backend_tests!(
     signing_up_returns_201_the_user_and_a_session_cookie,
     the_cookie_is_secure_when_configured,
@@ -530,6 +603,7 @@ backend_tests!(
     signing_in_with_invalid_fields_reports_each_field,
     signing_out_clears_the_cookie,
     signing_out_needs_no_body_and_no_session,
+    signing_out_ends_the_session_for_every_process_and_after_restarts,
     the_current_user_comes_from_a_bearer_token_too,
     without_a_valid_session_there_is_no_current_user,
     bodies_that_are_not_json_objects_are_refused_in_the_error_format,

@@ -1,41 +1,13 @@
 //! Look-alike emails are one account: sign-up, sign-in and the stored email all use the
 //! canonical form of `Email::parse`, on SQLite and on PostgreSQL.
 
-use std::time::Duration;
+mod support;
 
-use bt_auth::Settings;
-use bt_contract::SessionKeys;
 use bt_platform::db::DbOptions;
-use bt_platform::rate_limit::{RateLimiter, TrustedProxies};
-use bt_test_support::{Backend, TestClient, TestDb, TestResponse, TestServer, backend_tests};
+use bt_test_support::{Backend, TestClient, TestDb, TestResponse, backend_tests};
 use reqwest::StatusCode;
 use serde_json::json;
-
-const KEY: &[u8] = b"test-key-that-is-at-least-32-bytes-long";
-
-struct TestApp {
-    server: TestServer,
-    db: TestDb,
-}
-
-impl TestApp {
-    async fn spawn(backend: Backend) -> Self {
-        let db = TestDb::new(backend).await;
-        let settings = Settings {
-            sessions: SessionKeys::new(KEY, Duration::from_secs(3600), false),
-            rate_limit: RateLimiter::per_minute(0, TrustedProxies::loopback()),
-        };
-        let service = bt_auth::service(&db.url, &DbOptions::default(), settings)
-            .await
-            .expect("auth service starts");
-        let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
-        Self { server, db }
-    }
-
-    fn client(&self) -> TestClient {
-        self.server.client()
-    }
-}
+use support::TestApp;
 
 async fn signup(client: &TestClient, email: &str) -> TestResponse {
     client

@@ -63,6 +63,7 @@ impl NatsBus {
                 "order.>",
                 "expiration.>",
                 "payment.>",
+                "session.>",
                 "deadletter.>",
             ]
             .iter()
@@ -234,6 +235,48 @@ impl NatsBus {
             .to_std()
             .map_or(0.0, |d| d.as_secs_f64());
         Ok(super::Lag { events, seconds })
+    }
+
+    /// The payloads on `subject` published at `since` or later, then each new one as it
+    /// comes, in order; and how many there were already. An ordered consumer of this process
+    /// alone: nothing is acknowledged, and after a reconnect it resumes where it was.
+    pub async fn follow_since(
+        &self,
+        subject: &str,
+        since: std::time::SystemTime,
+    ) -> Result<
+        (
+            u64,
+            futures::stream::BoxStream<'static, Result<Vec<u8>, BusError>>,
+        ),
+        BusError,
+    > {
+        use futures::StreamExt;
+        let stream = self
+            .js
+            .get_stream(&self.config.stream)
+            .await
+            .map_err(BusError::nats)?;
+        let nanos = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        let start_time = async_nats::datetime::from_nanos(nanos).map_err(BusError::nats)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.config.subject(subject),
+                deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time },
+                ..Default::default()
+            })
+            .await
+            .map_err(BusError::nats)?;
+        let pending = consumer.cached_info().num_pending;
+        let messages = consumer.messages().await.map_err(BusError::nats)?;
+        let payloads = messages.map(|message| {
+            message
+                .map(|m| m.message.payload.to_vec())
+                .map_err(BusError::nats)
+        });
+        Ok((pending, payloads.boxed()))
     }
 
     pub async fn ready(&self) -> Result<(), String> {
