@@ -123,8 +123,9 @@ pub struct CommonArgs {
     /// Sign-in and sign-up attempts per minute per client address; 0 turns the limit off.
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_limit_per_minute: u32,
-    /// Proxies whose X-Forwarded-For is believed, as addresses or CIDR networks (default:
-    /// loopback in `up`; loopback and private networks in `serve`).
+    /// Proxies whose X-Forwarded-For is believed, as addresses or CIDR networks, e.g. the
+    /// ingress's pod network (default: none; the web client proves itself with a token derived
+    /// from JWT_KEY).
     #[arg(long, env = "TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// How long an order reserves its ticket, in seconds.
@@ -306,13 +307,15 @@ impl CommonArgs {
             ),
         };
         let cookie_secure = self.cookie_secure.unwrap_or(mode == Mode::Distributed);
+        // Proxies are trusted only when configured; the web client, which calls the API for
+        // the browsers, proves itself with the token every process derives from the key.
         let proxies = match &self.trusted_proxies {
             Some(list) => list
-                .parse()
+                .parse::<TrustedProxies>()
                 .map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?,
-            None if mode == Mode::Embedded => TrustedProxies::loopback(),
-            None => TrustedProxies::private_networks(),
-        };
+            None => TrustedProxies::none(),
+        }
+        .with_token(TrustedProxies::token_for_key(&key));
         if self.order_expiration_seconds == 0 {
             bail!("ORDER_EXPIRATION_SECONDS must be at least 1");
         }

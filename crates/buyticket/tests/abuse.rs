@@ -132,3 +132,68 @@ async fn hundreds_of_idle_connections_neither_stop_the_server_nor_stay_open() {
     assert_eq!(client.get("/healthz").await.status, StatusCode::OK);
     assert!(process.stop().success());
 }
+
+/// Sign-in attempts from this machine with `X-Forwarded-For: <forwarded>`; the statuses.
+async fn sign_ins_forwarded_for(process: &Process, forwarded: &[&str]) -> Vec<StatusCode> {
+    let client = process.client();
+    let mut statuses = Vec::new();
+    for address in forwarded {
+        let res = client
+            .send(
+                client
+                    .http
+                    .post(client.url("/api/users/signin"))
+                    .header("x-forwarded-for", *address)
+                    .json(&json!({"email": "guess@test.com", "password": "password"})),
+            )
+            .await;
+        statuses.push(res.status);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_client_cannot_pick_its_rate_limit_bucket_with_x_forwarded_for() {
+    let data = tempfile::tempdir().unwrap();
+    let process = Process::start(
+        &["up", "--port", "0", "--data-dir", data.path().to_str().unwrap()],
+        &[("AUTH_RATE_LIMIT_PER_MINUTE", "3")],
+    );
+    // A new forwarded address per attempt: all are this machine's attempts all the same.
+    let statuses = sign_ins_forwarded_for(
+        &process,
+        &["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"],
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert!(process.stop().success());
+
+    // Once loopback is configured as a proxy, its forwarded addresses are believed.
+    let data = tempfile::tempdir().unwrap();
+    let process = Process::start(
+        &["up", "--port", "0", "--data-dir", data.path().to_str().unwrap()],
+        &[
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "1"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    let statuses =
+        sign_ins_forwarded_for(&process, &["198.51.100.1", "198.51.100.2", "198.51.100.1"]).await;
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert!(process.stop().success());
+}

@@ -690,6 +690,30 @@ fn every_deployment_runs_a_real_service_on_its_port_with_health_probes() {
                 );
             }
 
+            // Metrics: scraped on a port of their own (METRICS_ADDR), not the public one.
+            let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+            if annotations["prometheus.io/scrape"] == "true" {
+                let addr = env_value(&env, "METRICS_ADDR")
+                    .unwrap_or_else(|| panic!("{context}: scraped, so METRICS_ADDR is set"));
+                let metrics_port: u64 = addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("{context}: METRICS_ADDR {addr} has a port"));
+                assert_ne!(metrics_port, port, "{context}: metrics off the public port");
+                assert_eq!(
+                    annotations["prometheus.io/port"].as_str(),
+                    Some(metrics_port.to_string().as_str()),
+                    "{context}: the scrape port"
+                );
+                assert!(
+                    array(&container["ports"])
+                        .iter()
+                        .any(|p| p["containerPort"].as_u64() == Some(metrics_port)),
+                    "{context}: a container port for the metrics"
+                );
+            }
+
             // Locked down and bounded.
             let security = &container["securityContext"];
             assert!(
@@ -1282,8 +1306,9 @@ fn the_dockerfile_builds_and_runs_the_binary_the_manifests_expect() {
                 assert!(
                     array(&container["ports"])
                         .iter()
+                        .filter(|p| p["name"] == "http")
                         .all(|p| p["containerPort"].as_u64() == Some(port)),
-                    "{overlay}: Deployment {}: containerPort equals the image's PORT {port}",
+                    "{overlay}: Deployment {}: the http containerPort equals the image's PORT {port}",
                     name(deployment)
                 );
             }

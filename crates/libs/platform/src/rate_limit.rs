@@ -14,14 +14,74 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
-/// The proxies whose `X-Forwarded-For` is believed.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+/// The header by which the web client proves it is a trusted proxy, wherever it runs: it
+/// carries [`TrustedProxies::token_for_key`] of the shared session key.
+pub const PROXY_TOKEN_HEADER: &str = "x-buyticket-proxy";
+
+/// The proxies whose `X-Forwarded-For` (and the client's `X-Forwarded-Host`) is believed: peers
+/// in the configured networks (`TRUSTED_PROXIES`; none unless configured), and requests that
+/// carry the proxy token (the web client calling the API for a browser).
+#[derive(Clone, Default)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for TrustedProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedProxies")
+            .field("nets", &self.nets)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
 
 impl TrustedProxies {
-    /// Loopback only: the embedded default, where the web client runs in the same process.
+    /// Nobody: every peer is the client.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Loopback only.
     pub fn loopback() -> Self {
         Self::from_str("127.0.0.0/8,::1/128").expect("static list")
+    }
+
+    /// Also trusts requests that carry `token` in [`PROXY_TOKEN_HEADER`].
+    pub fn with_token(mut self, token: String) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The token a trusted proxy sends ([`PROXY_TOKEN_HEADER`]), if one is set.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The proxy token of a deployment: derived from its shared session key (HMAC-SHA256 of a
+    /// fixed label), so every process knows it and it reveals nothing of the key.
+    pub fn token_for_key(key: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(b"buyticket trusted proxy v1");
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether the request comes from a trusted proxy: its peer is in a trusted network, or it
+    /// carries the proxy token.
+    pub fn is_trusted(&self, parts: &Parts) -> bool {
+        self.contains(peer_of(parts)) || self.carries_token(parts)
+    }
+
+    fn carries_token(&self, parts: &Parts) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(token) = &self.token else {
+            return false;
+        };
+        parts
+            .headers
+            .get(PROXY_TOKEN_HEADER)
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
     }
 
     /// Loopback and the private ranges where an ingress or load balancer lives.
@@ -31,19 +91,15 @@ impl TrustedProxies {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
-    /// address of `X-Forwarded-For` that is not itself a trusted proxy (what NGINX's
-    /// `real_ip_recursive` does). Spoofed entries to the left of our proxies are ignored.
+    /// The client's address: the peer, or, when the request comes from a trusted proxy, the
+    /// right-most address of `X-Forwarded-For` that is not itself in a trusted network (what
+    /// NGINX's `real_ip_recursive` does). Spoofed entries to the left of our proxies are ignored.
     pub fn client_addr(&self, parts: &Parts) -> IpAddr {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if !self.contains(peer) {
+        let peer = peer_of(parts);
+        if !self.is_trusted(parts) {
             return peer;
         }
         let forwarded: Vec<IpAddr> = parts
@@ -65,6 +121,14 @@ impl TrustedProxies {
     }
 }
 
+fn peer_of(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
 impl FromStr for TrustedProxies {
     type Err = String;
 
@@ -79,7 +143,7 @@ impl FromStr for TrustedProxies {
                     .map_err(|_| format!("{p:?} is not an IP address or CIDR network"))
             })
             .collect::<Result<_, _>>()
-            .map(Self)
+            .map(|nets| Self { nets, token: None })
     }
 }
 
@@ -124,7 +188,8 @@ impl RateLimiter {
         let client = self.proxies.client_addr(parts);
         limiter.check_key(&bucket_of(client)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            tracing::warn!(%client, "rate limited");
+            // Under attack this is every request: the counter tells, the log stays quiet.
+            tracing::debug!(%client, "rate limited");
             metrics::counter!("rate_limited_total").increment(1);
             ApiError::TooManyRequests {
                 retry_after_secs: wait.as_secs() + 1,
@@ -206,12 +271,36 @@ mod tests {
     }
 
     #[test]
+    fn a_request_with_the_proxy_token_is_trusted_from_any_peer_and_others_are_not() {
+        let token = TrustedProxies::token_for_key(b"a-shared-session-key-of-32-bytes");
+        assert_eq!(token.len(), 64);
+        assert_ne!(token, TrustedProxies::token_for_key(b"another-key-of-at-least-32-bytes"));
+        let proxies = TrustedProxies::none().with_token(token.clone());
+        let with = |value: &str| {
+            let mut parts = parts("127.0.0.1:5000", Some("198.51.100.7"));
+            parts
+                .headers
+                .insert(PROXY_TOKEN_HEADER, value.parse().unwrap());
+            parts
+        };
+        assert_eq!(proxies.client_addr(&with(&token)).to_string(), "198.51.100.7");
+        // Loopback is not trusted by itself any more, nor a wrong token.
+        let plain = parts("127.0.0.1:5000", Some("198.51.100.7"));
+        assert_eq!(proxies.client_addr(&plain).to_string(), "127.0.0.1");
+        assert_eq!(proxies.client_addr(&with("0000")).to_string(), "127.0.0.1");
+        // Without a configured token, no header value is trusted.
+        let none = TrustedProxies::none();
+        assert_eq!(none.client_addr(&with("")).to_string(), "127.0.0.1");
+        assert!(!format!("{proxies:?}").contains(&token), "redacted");
+    }
+
+    #[test]
     fn proxy_lists_parse_addresses_and_networks_and_reject_garbage() {
         let proxies = TrustedProxies::from_str("10.0.0.0/8, 192.168.1.1,::1").unwrap();
         assert!(proxies.contains("10.9.9.9".parse().unwrap()));
         assert!(proxies.contains("192.168.1.1".parse().unwrap()));
         assert!(!proxies.contains("192.168.1.2".parse().unwrap()));
-        assert!(TrustedProxies::from_str("").unwrap().0.is_empty());
+        assert!(TrustedProxies::from_str("").unwrap().nets.is_empty());
         assert!(TrustedProxies::from_str("nope").is_err());
     }
 
