@@ -14,6 +14,9 @@ use serde_json::Value;
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    /// Sent as [`PROXY_TOKEN_HEADER`](bt_platform::rate_limit::PROXY_TOKEN_HEADER), so that
+    /// the API believes the browser's address this client forwards.
+    proxy_token: Option<HeaderValue>,
 }
 
 /// Who the call is made for: the browser's session, address and request id.
@@ -79,7 +82,19 @@ impl Api {
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            proxy_token: None,
         }
+    }
+
+    /// Proves this client to the API as a trusted proxy with `token` (see
+    /// [`TrustedProxies`](bt_platform::rate_limit::TrustedProxies)).
+    pub fn with_proxy_token(mut self, token: Option<&str>) -> Self {
+        self.proxy_token = token.and_then(|t| {
+            let mut value = HeaderValue::from_str(t).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -146,6 +161,9 @@ impl Api {
         }
         if let Some(address) = caller.address {
             request = request.header("x-forwarded-for", address.to_string());
+        }
+        if let Some(token) = &self.proxy_token {
+            request = request.header(bt_platform::rate_limit::PROXY_TOKEN_HEADER, token.clone());
         }
         if let Some(id) = &caller.request_id {
             request = request.header("x-request-id", id);

@@ -1,9 +1,14 @@
 //! CSRF protection for every state-changing form: a random token in a `csrf` cookie
 //! (SameSite=Strict, HttpOnly) that each form repeats in a hidden `_csrf` field (double submit),
 //! plus an `Origin` check when the browser sends one. The session cookie is SameSite=Lax too.
+//!
+//! The cookie is only set on HTML pages that no cache may keep (never on the static assets: a
+//! shared cache would hand one person's token to the next). The `Origin` is compared with the
+//! `Host` header; `X-Forwarded-Host` and `X-Forwarded-Proto` are believed only from a trusted
+//! proxy (the TCP peer, `TrustedProxies`), as anyone else can send them.
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
@@ -16,7 +21,8 @@ pub const FIELD: &str = "_csrf";
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
 
-/// Gives every request a token; sets the cookie on responses when the browser had none.
+/// Gives every request a token; sets the cookie on the response when the browser had none and
+/// the response is a page that no cache keeps (see [`crate::headers::is_cacheable`]).
 pub async fn ensure_token(secure: bool, mut req: Request, next: Next) -> Response {
     let jar = CookieJar::from_headers(req.headers());
     let existing = jar
@@ -29,7 +35,7 @@ pub async fn ensure_token(secure: bool, mut req: Request, next: Next) -> Respons
     };
     req.extensions_mut().insert(CsrfToken(token.clone()));
     let mut response = next.run(req).await;
-    if fresh {
+    if fresh && is_html(&response) && !crate::headers::is_cacheable(&response) {
         let cookie = Cookie::build((COOKIE, token))
             .http_only(true)
             .same_site(SameSite::Strict)
@@ -43,9 +49,18 @@ pub async fn ensure_token(secure: bool, mut req: Request, next: Next) -> Respons
     response
 }
 
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
 /// True when a form post carries the token of its cookie and, if the browser says where it
-/// comes from, comes from this site.
-pub fn is_valid(headers: &HeaderMap, submitted: Option<&str>) -> bool {
+/// comes from, comes from this site. `from_trusted_proxy`: the TCP peer is one of the trusted
+/// proxies, whose `X-Forwarded-Host`/`-Proto` say what the browser asked for.
+pub fn is_valid(headers: &HeaderMap, submitted: Option<&str>, from_trusted_proxy: bool) -> bool {
     let jar = CookieJar::from_headers(headers);
     let Some(cookie) = jar.get(COOKIE) else {
         return false;
@@ -56,24 +71,37 @@ pub fn is_valid(headers: &HeaderMap, submitted: Option<&str>) -> bool {
     if !constant_time_eq(cookie.value().as_bytes(), submitted.as_bytes()) {
         return false;
     }
-    same_origin(headers)
+    same_origin(headers, from_trusted_proxy)
 }
 
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+/// No `Origin` (an older browser, a same-origin GET turned POST by some agents): the token
+/// alone decides. Otherwise its host (and, behind a proxy that says so, its scheme) must be
+/// this site's.
+fn same_origin(headers: &HeaderMap, from_trusted_proxy: bool) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    if origin == "null" {
+    let Some((scheme, origin_host)) = origin.to_str().ok().and_then(|o| o.split_once("://")) else {
+        // `null` (a sandboxed or opaque origin) or garbage.
+        return false;
+    };
+    let origin_host = origin_host.trim_end_matches('/');
+    let forwarded = |name: &'static str| {
+        from_trusted_proxy
+            .then(|| first_value(headers, HeaderName::from_static(name)))
+            .flatten()
+    };
+    if forwarded("x-forwarded-proto").is_some_and(|proto| !proto.eq_ignore_ascii_case(scheme)) {
         return false;
     }
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+    let host = forwarded("x-forwarded-host").or_else(|| first_value(headers, header::HOST));
+    host.is_some_and(|host| !host.is_empty() && host.eq_ignore_ascii_case(origin_host))
+}
+
+/// The first value of a header that may be a comma-separated list (proxies append).
+fn first_value(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    let value = headers.get(name)?.to_str().ok()?;
+    Some(value.split(',').next().unwrap_or_default().trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -99,10 +127,14 @@ mod tests {
     fn a_form_must_repeat_the_cookie_token() {
         let token = "ab".repeat(32);
         let h = headers(&[("cookie", &format!("csrf={token}")), ("host", "shop.test")]);
-        assert!(is_valid(&h, Some(&token)));
-        assert!(!is_valid(&h, Some(&"cd".repeat(32))));
-        assert!(!is_valid(&h, None));
-        assert!(!is_valid(&headers(&[("host", "shop.test")]), Some(&token)));
+        assert!(is_valid(&h, Some(&token), false));
+        assert!(!is_valid(&h, Some(&"cd".repeat(32)), false));
+        assert!(!is_valid(&h, None, false));
+        assert!(!is_valid(
+            &headers(&[("host", "shop.test")]),
+            Some(&token),
+            false
+        ));
     }
 
     #[test]
@@ -114,18 +146,69 @@ mod tests {
             ("host", "shop.test:3000"),
             ("origin", "http://shop.test:3000"),
         ]);
-        assert!(is_valid(&same, Some(&token)));
+        assert!(is_valid(&same, Some(&token), false));
         let cross = headers(&[
             ("cookie", &cookie),
             ("host", "shop.test:3000"),
             ("origin", "http://evil.test"),
         ]);
-        assert!(!is_valid(&cross, Some(&token)));
+        assert!(!is_valid(&cross, Some(&token), false));
         let null = headers(&[
             ("cookie", &cookie),
             ("host", "shop.test"),
             ("origin", "null"),
         ]);
-        assert!(!is_valid(&null, Some(&token)));
+        assert!(!is_valid(&null, Some(&token), false));
+    }
+
+    #[test]
+    fn forwarded_host_and_proto_are_believed_only_from_a_trusted_proxy() {
+        let token = "ab".repeat(32);
+        let cookie = format!("csrf={token}");
+        // Cases: (origin, x-forwarded-host, x-forwarded-proto, from a trusted proxy, accepted).
+        let cases = [
+            ("http://evil.test", Some("evil.test"), None, false, false),
+            ("http://evil.test", Some("evil.test"), None, true, true),
+            ("http://shop.test", Some("evil.test"), None, false, true),
+            ("http://shop.test", Some("evil.test"), None, true, false),
+            (
+                "https://shop.example",
+                Some("shop.example"),
+                Some("https"),
+                true,
+                true,
+            ),
+            (
+                "http://shop.example",
+                Some("shop.example"),
+                Some("https"),
+                true,
+                false,
+            ),
+            (
+                "https://shop.example",
+                Some("shop.example, inner"),
+                Some("https, http"),
+                true,
+                true,
+            ),
+            ("http://SHOP.test", None, None, false, true),
+            ("http://shop.test", None, Some("https"), false, true),
+            ("http://shop.test", None, Some("https"), true, false),
+        ];
+        for (origin, forwarded_host, forwarded_proto, trusted, accepted) in cases {
+            let mut pairs = vec![
+                ("cookie", cookie.as_str()),
+                ("host", "shop.test"),
+                ("origin", origin),
+            ];
+            pairs.extend(forwarded_host.map(|h| ("x-forwarded-host", h)));
+            pairs.extend(forwarded_proto.map(|p| ("x-forwarded-proto", p)));
+            assert_eq!(
+                is_valid(&headers(&pairs), Some(&token), trusted),
+                accepted,
+                "{origin} forwarded {forwarded_host:?} {forwarded_proto:?}, trusted: {trusted}"
+            );
+        }
     }
 }

@@ -7,10 +7,13 @@
 //!   orders, my listings. Every flow works without JavaScript (forms, POST-redirect-GET);
 //!   `assets/app.js` only adds the countdown, local times and Stripe.js card entry.
 //! - [`csrf`]: double-submit token and Origin check on every form post.
+//! - [`headers`]: security headers (Content-Security-Policy, framing, sniffing, referrer) on
+//!   every response, and `Cache-Control: no-store` on all but the static assets.
 //! - [`views`]: template data and formatting; templates are in `templates/`.
 
 pub mod api;
 pub mod csrf;
+pub mod headers;
 pub mod pages;
 pub mod views;
 
@@ -38,7 +41,7 @@ pub struct Settings {
 
 /// The client service.
 pub fn service(settings: Settings) -> Service {
-    let api = api::Api::new(&settings.api_base);
+    let api = api::Api::new(&settings.api_base).with_proxy_token(settings.trusted_proxies.token());
     let health = api.clone();
     Service {
         name: "client",
@@ -57,6 +60,6 @@ pub fn service(settings: Settings) -> Service {
 
 /// The client's routes, for tests that mount it next to a fake API.
 pub fn router(settings: Settings) -> Router {
-    let api = api::Api::new(&settings.api_base);
+    let api = api::Api::new(&settings.api_base).with_proxy_token(settings.trusted_proxies.token());
     pages::router(settings, api)
 }

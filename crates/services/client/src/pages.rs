@@ -2,11 +2,13 @@
 //! or redirect (POST-redirect-GET). API validation errors are shown next to their fields,
 //! other errors in a banner; no page ever shows raw JSON or a stack trace.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,6 +21,7 @@ use serde_json::{Value, json};
 use crate::Settings;
 use crate::api::{Api, Caller, Reply, Unavailable};
 use crate::csrf::{self, CsrfToken};
+use crate::headers;
 use crate::views::{
     AuthPage, ErrorPage, FieldErrors, HomePage, Layout, ListingView, ListingsPage, OrderPage,
     OrderView, OrdersPage, TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketState,
@@ -57,6 +60,9 @@ pub fn router(settings: Settings, api: Api) -> Router {
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .route("/{*path}", get(not_found))
+        // Inside the CSRF layer: it sets its cookie only on responses that no cache keeps, and
+        // needs the final Cache-Control to know.
+        .layer(middleware::from_fn(headers::secure))
         .layer(middleware::from_fn(move |req: Request, next| {
             csrf::ensure_token(secure, req, next)
         }))
@@ -69,6 +75,8 @@ struct Ctx {
     user: Option<UserView>,
     csrf: String,
     headers: HeaderMap,
+    /// The TCP peer is a trusted proxy: its `X-Forwarded-Host`/`-Proto` are believed.
+    from_trusted_proxy: bool,
     currency: String,
 }
 
@@ -95,6 +103,10 @@ impl FromRequestParts<AppState> for Ctx {
             .get::<CsrfToken>()
             .map(|t| t.0.clone())
             .unwrap_or_default();
+        let from_trusted_proxy = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .is_some_and(|ConnectInfo(peer)| state.settings.trusted_proxies.contains(peer.ip()));
         let caller = Caller {
             session: if user.is_some() { session } else { None },
             address: Some(state.settings.trusted_proxies.client_addr(parts)),
@@ -109,6 +121,7 @@ impl FromRequestParts<AppState> for Ctx {
             user,
             csrf,
             headers: parts.headers.clone(),
+            from_trusted_proxy,
             currency: state.settings.currency.clone(),
         })
     }
@@ -161,7 +174,11 @@ impl Ctx {
 
     /// The refusal of a form post without a valid CSRF token, if it has none.
     fn form_refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
-        if csrf::is_valid(&self.headers, form.get(csrf::FIELD).map(String::as_str)) {
+        if csrf::is_valid(
+            &self.headers,
+            form.get(csrf::FIELD).map(String::as_str),
+            self.from_trusted_proxy,
+        ) {
             None
         } else {
             Some(self.error_page(
@@ -214,12 +231,66 @@ fn see_other_with_cookies(to: &str, reply: &Reply) -> Response {
     response
 }
 
-/// Only local paths are followed after sign-in (no open redirect).
+/// Only local paths are followed after sign-in (no open redirect); anything else goes home.
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        Some(n) if is_local_path(n) => n.clone(),
         _ => "/".to_owned(),
     }
+}
+
+/// A path of this site that a browser cannot read as another host, however it is decoded:
+/// printable ASCII (it goes into `Location` as is), and, as given and after each round of
+/// percent-decoding, one leading `/` not followed by `/` or `\`, and no backslash, control
+/// character or whitespace anywhere (browsers drop tabs and newlines and read `\` as `/`, so
+/// `/\t/evil.test` is `//evil.test`). Not starting with `/` also means no scheme
+/// (`javascript:`, `https:`).
+fn is_local_path(target: &str) -> bool {
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return false;
+    }
+    let mut current = Cow::Borrowed(target);
+    // Each round removes at least one `%`: a few rounds reach every decoding that matters.
+    for _ in 0..4 {
+        let shape_ok = current.starts_with('/')
+            && !current.starts_with("//")
+            && !current
+                .chars()
+                .any(|c| c == '\\' || c.is_control() || c.is_whitespace());
+        if !shape_ok {
+            return false;
+        }
+        let decoded = percent_decode(&current);
+        if decoded == current {
+            return true;
+        }
+        current = Cow::Owned(decoded);
+    }
+    false
+}
+
+/// `%XX` escapes decoded (others left as they are); bytes that are not UTF-8 become U+FFFD.
+fn percent_decode(s: &str) -> String {
+    fn hex(b: Option<&u8>) -> Option<u8> {
+        b.and_then(|b| char::from(*b).to_digit(16))
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(high * 16 + low);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn encode(s: &str) -> String {
@@ -279,7 +350,7 @@ async fn css() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
         ],
         include_str!("../assets/app.css"),
     )
@@ -289,7 +360,7 @@ async fn js() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
         ],
         include_str!("../assets/app.js"),
     )
@@ -823,6 +894,18 @@ fn order_page_for(
     }
 }
 
+/// The order page, with the Content-Security-Policy that lets it load Stripe.js when it does.
+fn order_response(status: StatusCode, order_page: &OrderPage) -> Response {
+    let mut response = page(status, order_page);
+    if order_page.uses_stripe() {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(headers::CSP_WITH_STRIPE),
+        );
+    }
+    response
+}
+
 async fn order_page(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -837,7 +920,7 @@ async fn order_page(
         Err(response) => return response,
     };
     let paid = query.contains_key("paid");
-    page(
+    order_response(
         StatusCode::OK,
         &order_page_for(&state, &ctx, &order, paid, None),
     )
@@ -855,11 +938,14 @@ async fn pay(
     if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
         return redirect;
     }
+    let Some(id) = segment(&id) else {
+        return ctx.not_found();
+    };
     let body = json!({"orderId": id, "token": field(&form, "token")});
     let reply = match state.api.post(&ctx.caller, "/api/payments", body).await {
         Ok(reply) => reply,
         Err(err) => match err.retry_after_secs {
-            Some(secs) => return pay_later(&state, &ctx, &id, secs, &err).await,
+            Some(secs) => return pay_later(&state, &ctx, id, secs, &err).await,
             None => return ctx.unavailable(&err),
         },
     };
@@ -868,7 +954,7 @@ async fn pay(
     if reply.ok() {
         return see_other(&format!("/orders/{id}?paid=1"));
     }
-    let order = match fetch_order(&state, &ctx, &id).await {
+    let order = match fetch_order(&state, &ctx, id).await {
         Ok(order) => order,
         Err(response) => return response,
     };
@@ -878,7 +964,7 @@ async fn pay(
         .map(|e| e.message)
         .collect::<Vec<_>>()
         .join(" ");
-    page(
+    order_response(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
         &order_page_for(&state, &ctx, &order, false, Some(message)),
     )
@@ -899,7 +985,7 @@ async fn pay_later(
         Ok(order) => order,
         Err(response) => return response,
     };
-    let mut response = page(
+    let mut response = order_response(
         StatusCode::SERVICE_UNAVAILABLE,
         &order_page_for(state, ctx, &order, false, Some(PAY_LATER.to_owned())),
     );
@@ -949,7 +1035,7 @@ async fn cancel(
         .map(|e| e.message)
         .collect::<Vec<_>>()
         .join(" ");
-    page(
+    order_response(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
         &order_page_for(&state, &ctx, &order, false, Some(message)),
     )
@@ -1023,9 +1109,31 @@ mod tests {
     fn only_local_paths_are_followed_after_sign_in() {
         let cases = [
             (Some("/orders"), "/orders"),
+            (Some("/orders/abc?x=1#y"), "/orders/abc?x=1#y"),
+            (Some("/?q=caf%C3%A9"), "/?q=caf%C3%A9"),
+            (Some("/100%"), "/100%"),
+            (Some("/\t/evil.test"), "/"),
+            (Some("/\n/x"), "/"),
+            (Some("/\r/evil.test"), "/"),
+            (Some("/\u{7f}/evil.test"), "/"),
+            (Some("/\u{85}/evil.test"), "/"),
+            (Some("/\u{a0}/evil.test"), "/"),
+            (Some("/é"), "/"),
             (Some("//evil.test"), "/"),
+            (Some("///evil.test"), "/"),
             (Some("https://evil.test"), "/"),
+            (Some("javascript:alert(1)"), "/"),
             (Some("/\\evil.test"), "/"),
+            (Some("\\\\evil.test"), "/"),
+            (Some("/%2F/evil.test"), "/"),
+            (Some("/%2f%2fevil.test"), "/"),
+            (Some("/%252F/evil.test"), "/"),
+            (Some("/%25252F/evil.test"), "/"),
+            (Some("%2F%2Fevil.test"), "/"),
+            (Some("/%5Cevil.test"), "/"),
+            (Some("/%09/evil.test"), "/"),
+            (Some("/a%20b"), "/"),
+            (Some(""), "/"),
             (None, "/"),
         ];
         for (next, want) in cases {

@@ -335,6 +335,13 @@ pub struct OrderPage {
     pub confirming: bool,
 }
 
+impl OrderPage {
+    /// Whether the page loads Stripe.js (and so needs [`crate::headers::CSP_WITH_STRIPE`]).
+    pub fn uses_stripe(&self) -> bool {
+        self.stripe_key.is_some() && self.order.payable
+    }
+}
+
 #[derive(Template)]
 #[template(path = "orders.html")]
 pub struct OrdersPage {
