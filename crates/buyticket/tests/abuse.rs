@@ -156,13 +156,24 @@ async fn sign_ins_forwarded_for(process: &Process, forwarded: &[&str]) -> Vec<St
 async fn a_local_client_cannot_pick_its_rate_limit_bucket_with_x_forwarded_for() {
     let data = tempfile::tempdir().unwrap();
     let process = Process::start(
-        &["up", "--port", "0", "--data-dir", data.path().to_str().unwrap()],
+        &[
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
         &[("AUTH_RATE_LIMIT_PER_MINUTE", "3")],
     );
     // A new forwarded address per attempt: all are this machine's attempts all the same.
     let statuses = sign_ins_forwarded_for(
         &process,
-        &["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"],
+        &[
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "198.51.100.4",
+        ],
     )
     .await;
     assert_eq!(
@@ -179,7 +190,13 @@ async fn a_local_client_cannot_pick_its_rate_limit_bucket_with_x_forwarded_for()
     // Once loopback is configured as a proxy, its forwarded addresses are believed.
     let data = tempfile::tempdir().unwrap();
     let process = Process::start(
-        &["up", "--port", "0", "--data-dir", data.path().to_str().unwrap()],
+        &[
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
         &[
             ("AUTH_RATE_LIMIT_PER_MINUTE", "1"),
             ("TRUSTED_PROXIES", "127.0.0.1"),

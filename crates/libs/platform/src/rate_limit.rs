@@ -274,7 +274,10 @@ mod tests {
     fn a_request_with_the_proxy_token_is_trusted_from_any_peer_and_others_are_not() {
         let token = TrustedProxies::token_for_key(b"a-shared-session-key-of-32-bytes");
         assert_eq!(token.len(), 64);
-        assert_ne!(token, TrustedProxies::token_for_key(b"another-key-of-at-least-32-bytes"));
+        assert_ne!(
+            token,
+            TrustedProxies::token_for_key(b"another-key-of-at-least-32-bytes")
+        );
         let proxies = TrustedProxies::none().with_token(token.clone());
         let with = |value: &str| {
             let mut parts = parts("127.0.0.1:5000", Some("198.51.100.7"));
@@ -283,7 +286,10 @@ mod tests {
                 .insert(PROXY_TOKEN_HEADER, value.parse().unwrap());
             parts
         };
-        assert_eq!(proxies.client_addr(&with(&token)).to_string(), "198.51.100.7");
+        assert_eq!(
+            proxies.client_addr(&with(&token)).to_string(),
+            "198.51.100.7"
+        );
         // Loopback is not trusted by itself any more, nor a wrong token.
         let plain = parts("127.0.0.1:5000", Some("198.51.100.7"));
         assert_eq!(proxies.client_addr(&plain).to_string(), "127.0.0.1");
