@@ -76,6 +76,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         format!("http://{host}:{}", addr.port()),
         &args.common,
     )));
+    services.push(api_reference());
 
     println!("BuyTicket is running at http://{host}:{}", addr.port());
     println!("Data directory: {}", args.data_dir.display());
@@ -155,7 +156,7 @@ async fn serve_one(
     spawn_metrics_listener(&args.common).await?;
     let served = bt_platform::http::serve_with(
         listener,
-        bt_platform::http::app_with(vec![service], &args.common.app_options()?),
+        bt_platform::http::app_with(vec![service, api_reference()], &args.common.app_options()?),
         bt_platform::http::shutdown_signal(),
         args.common.serve_limits()?,
     )
@@ -164,6 +165,19 @@ async fn serve_one(
     served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The whole API's OpenAPI document at `/api/openapi.json` and its reference page at
+/// `/api/docs`. Every process serves them (the documents are built from the code, which every
+/// process has): in the distributed mode the ingress sends these paths to the client service,
+/// like every path it does not route to an API service.
+fn api_reference() -> Service {
+    bt_platform::api_docs::reference_service([
+        bt_auth::handlers::openapi(),
+        bt_tickets::handlers::openapi(),
+        bt_orders::handlers::openapi(),
+        bt_payments::handlers::openapi(),
+    ])
 }
 
 /// The web client's settings.

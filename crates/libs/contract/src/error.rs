@@ -5,10 +5,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// One entry of the `errors` array. `field` is present only for validation errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub message: String,
+    /// The request field that failed validation (its name on the wire); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(nullable = false)]
     pub field: Option<String>,
 }
 
@@ -22,8 +24,9 @@ impl FieldError {
 }
 
 /// The body of every error response: `{"errors":[...]}`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    #[schema(min_items = 1)]
     pub errors: Vec<FieldError>,
 }
 

@@ -8,7 +8,7 @@
 use crate::time::Millis;
 
 macro_rules! id_type {
-    ($(#[$meta:meta])* $name:ident) => {
+    ($(#[$meta:meta])* $name:ident, $description:literal) => {
         $(#[$meta])*
         #[derive(
             Debug,
@@ -52,6 +52,18 @@ macro_rules! id_type {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::openapi::id_schema($description)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
@@ -92,19 +104,23 @@ macro_rules! id_type {
 
 id_type!(
     /// A user (auth service).
-    UserId
+    UserId,
+    "The id of a user."
 );
 id_type!(
     /// A ticket (tickets service).
-    TicketId
+    TicketId,
+    "The id of a ticket."
 );
 id_type!(
     /// An order (orders service).
-    OrderId
+    OrderId,
+    "The id of an order."
 );
 id_type!(
     /// A payment: one attempt to charge an order (payments service).
-    PaymentId
+    PaymentId,
+    "The id of a payment."
 );
 
 /// The creation time of a UUID v7 in its canonical text form.

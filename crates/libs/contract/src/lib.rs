@@ -12,6 +12,8 @@
 //! - [`text_enum!`]: enums stored as TEXT whose unknown values are errors, never defaults.
 //! - [`events`]: the events between services and their envelope.
 //! - [`resources`]: the JSON the API answers with, typed, for services and the web client.
+//! - [`openapi`]: how those types look in the OpenAPI documents, the security schemes and the
+//!   error answers many routes share.
 //! - [`session`]: JWT sessions ([`SessionKeys`], [`Claims`]) and the [`CurrentUser`] /
 //!   [`MaybeUser`] extractors (cookie `session` or `Authorization: Bearer`).
 
@@ -20,6 +22,7 @@ pub mod events;
 pub mod ids;
 pub mod json;
 pub mod money;
+pub mod openapi;
 pub mod query;
 pub mod resources;
 pub mod session;
@@ -40,4 +43,5 @@ pub use validate::Validator;
 pub mod __private {
     pub use serde;
     pub use sqlx;
+    pub use utoipa;
 }

@@ -10,7 +10,7 @@ use crate::time::Millis;
 
 /// An order: `{id, userId, status, expiresAt, version, ticket, payment, cancelReason}`.
 /// `payment` and `cancelReason` are extensions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: OrderId,
@@ -30,7 +30,7 @@ pub struct Order {
 }
 
 /// The ticket inside an order: `{id, title, price, version}`, as reserved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderTicket {
     pub id: TicketId,
     pub title: String,
@@ -39,7 +39,7 @@ pub struct OrderTicket {
 }
 
 /// The payment of an order: `{id, amount, status}`; `amount` in currency units like `price`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPayment {
     pub id: PaymentId,
     pub amount: Cents,

@@ -88,6 +88,20 @@ macro_rules! text_enum {
             }
         }
 
+        impl $crate::__private::utoipa::PartialSchema for $name {
+            fn schema() -> $crate::__private::utoipa::openapi::RefOr<
+                $crate::__private::utoipa::openapi::schema::Schema,
+            > {
+                $crate::openapi::string_enum(&[$($text),+])
+            }
+        }
+
+        impl $crate::__private::utoipa::ToSchema for $name {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+
         impl<DB: $crate::__private::sqlx::Database> $crate::__private::sqlx::Type<DB> for $name
         where
             str: $crate::__private::sqlx::Type<DB>,

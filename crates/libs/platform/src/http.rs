@@ -153,8 +153,7 @@ pub fn app_with(services: Vec<Service>, options: &AppOptions) -> Router {
         );
     }
     router
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz).with_state(Arc::new(checks)))
+        .merge(health_routes(Arc::new(checks)).0)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -245,10 +244,58 @@ async fn errors_in_the_contract_format(req: Request, next: Next) -> Response {
     replaced
 }
 
+/// `/healthz` and `/readyz`, registered and described by the same call.
+pub(crate) fn health_routes(checks: Arc<Vec<Check>>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(healthz))
+        .routes(utoipa_axum::routes!(readyz))
+        .split_for_parts();
+    (router.with_state(checks), doc)
+}
+
+/// `{"status": "ok"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    status: String,
+}
+
+/// `{"status": "ready", "checks": [...]}` and the checks' details.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// Always `ready`.
+    #[schema(pattern = "^ready$")]
+    status: String,
+    /// The names of the checks that passed (all of them).
+    checks: Vec<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "The process is alive.", body = Health))
+)]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    summary = "Readiness: the databases and the event bus answer",
+    description = "Runs every readiness check of the services in this process (2 s each). \
+        More keys may follow `checks` (consumer lag, event log figures).",
+    responses(
+        (status = 200, description = "Every check passed.", body = Readiness),
+        (status = 503, description = "`Not ready: <check>: <why>`: a check failed or timed out.", body = bt_contract::error::ErrorBody),
+    )
+)]
 async fn readyz(State(checks): State<Arc<Vec<Check>>>) -> Response {
     let results = futures::future::join_all(
         checks

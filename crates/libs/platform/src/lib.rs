@@ -10,12 +10,15 @@
 //! - [`bus`]: events — the transactional [`Outbox`](bus::Outbox) and its relay, typed
 //!   consumers with an idempotent inbox, version ordering, dead letters — over NATS JetStream or
 //!   the embedded default's durable in-process log.
+//! - [`api_docs`]: finishing and merging the services' OpenAPI documents, and the API
+//!   reference page rendered from them.
 //! - [`arrivals`]: bounded waits for events that have not reached the service yet (a fresh id
 //!   is answered once its event arrives, or 503 with `Retry-After`, never 404).
 //! - [`context`]: the request id carried from HTTP into events and back into logs.
 //! - [`rate_limit`]: per-client-address limits and the client address behind trusted proxies.
 //! - [`telemetry`]: `tracing` set-up.
 
+pub mod api_docs;
 pub mod arrivals;
 pub mod bus;
 pub mod context;

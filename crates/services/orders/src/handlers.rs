@@ -1,15 +1,23 @@
-//! The routes of the orders service: parse, call the domain, answer.
+//! The routes of the orders service: parse, call the domain, answer. Each route is registered
+//! together with its OpenAPI description ([`routes`]); the service's document is [`openapi`],
+//! served at `/api/orders/openapi.json`.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::response::Response;
 use axum::{Json, Router};
 use bt_contract::json::string_field;
+use bt_contract::openapi::{JsonBodyRefused, NotAuthorized};
 use bt_contract::resources;
 use bt_contract::{
     ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, TicketId, validate,
 };
+use bt_platform::api_docs::{self, OpenApiDocument};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::domain::{Command, Order, Refusal};
@@ -17,22 +25,59 @@ use crate::lifecycle::{Executed, execute};
 use crate::store;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/orders", get(list_orders).post(create_order))
-        .route("/api/orders/{id}", get(show_order).delete(cancel_order))
-        .with_state(state)
+    let (router, _) = routes().split_for_parts();
+    router.with_state(state)
 }
 
-/// The body of a new order.
-#[derive(Debug, Deserialize)]
+/// Every route of the service with its description. `/api/orders/openapi.json` is a static
+/// path, so it wins over `/api/orders/{id}` (order ids are UUIDs).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orders, create_order))
+        .routes(routes!(openapi_document))
+        .routes(routes!(show_order, cancel_order))
+}
+
+/// The OpenAPI document of the orders service.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = routes().into_openapi();
+    doc.tags = Some(vec![api_docs::tag(
+        "orders",
+        "Orders: reserve a ticket, see one's orders, cancel (service `orders`).",
+    )]);
+    api_docs::finish(
+        doc,
+        "BuyTicket orders API",
+        "An order reserves a ticket until `expiresAt`; paying completes it, otherwise it is \
+         cancelled when it expires.",
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/orders/openapi.json",
+    tag = "orders",
+    operation_id = "orders_openapi",
+    summary = "The OpenAPI document of the orders service",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = OpenApiDocument))
+)]
+async fn openapi_document() -> Response {
+    static DOCUMENT: OnceLock<Arc<String>> = OnceLock::new();
+    api_docs::document_response(DOCUMENT.get_or_init(|| Arc::new(openapi().to_string())))
+}
+
+/// The body of a new order: `{ticketId}`. Other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewOrder {
+    /// The ticket to reserve (trimmed; 1 to 100 characters).
     #[serde(rename = "ticketId")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     ticket_id: Option<JsonField>,
 }
 
 fn parse_ticket_id(raw: Option<String>) -> Result<TicketId, &'static str> {
     match raw.map(|s| s.trim().to_owned()) {
-        Some(id) if !id.is_empty() && id.len() <= 100 => Ok(TicketId::new(id)),
+        Some(id) if !id.is_empty() && id.chars().count() <= 100 => Ok(TicketId::new(id)),
         _ => Err("TicketId must be provided"),
     }
 }
@@ -45,6 +90,20 @@ fn refused(refusal: Refusal) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    tag = "orders",
+    operation_id = "list_orders",
+    summary = "The caller's orders, newest first",
+    description = "Each with the ticket as it was reserved and its payment, if any.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The caller's orders.", body = [resources::Order]),
+        NotAuthorized,
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn list_orders(
     State(state): State<AppState>,
@@ -54,6 +113,31 @@ async fn list_orders(
     Ok(Json(orders.iter().map(Order::to_json).collect()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    operation_id = "create_order",
+    summary = "Reserve a ticket",
+    description = "Places an order for a ticket on sale: it reserves the ticket until `expiresAt` \
+        (`ORDER_EXPIRATION_SECONDS` after now, 900 by default).",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    request_body(content = NewOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new order, status `created`.", body = resources::Order,
+            links(
+                ("GetOrder" = (operation_id = "show_order", parameters(("id" = "$response.body#/id")))),
+                ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")))),
+                ("PayOrder" = (operation_id = "create_payment", request_body = json!({"orderId": "$response.body#/id", "token": "tok_visa"}))),
+            )),
+        (status = 400, description = "`Ticket is already reserved`, `You cannot buy your own ticket`, validation (`ticketId`), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
+        NotAuthorized,
+        (status = 404, description = "`Not Found`: no such ticket.", body = bt_contract::error::ErrorBody),
+        JsonBodyRefused,
+        (status = 503, description = "The ticket was listed a moment ago and has not reached this service yet (with `Retry-After`), or busy.", body = bt_contract::error::ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn create_order(
     State(state): State<AppState>,
@@ -86,6 +170,22 @@ async fn create_order(
     Ok((StatusCode::CREATED, Json(order.to_json())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    operation_id = "show_order",
+    summary = "One of the caller's orders",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    params(("id" = String, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = resources::Order),
+        (status = 400, description = "`The request is not valid`: the id is not valid UTF-8 once decoded.", body = bt_contract::error::ErrorBody),
+        (status = 401, description = "`Not authorized`: no valid session, or the order is someone else's.", body = bt_contract::error::ErrorBody),
+        (status = 404, description = "`Not Found`: no such order.", body = bt_contract::error::ErrorBody),
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn show_order(
     State(state): State<AppState>,
@@ -101,6 +201,24 @@ async fn show_order(
     Ok(Json(order.to_json()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    operation_id = "cancel_order",
+    summary = "Cancel one of the caller's orders",
+    description = "The ticket is free again. Cancelling a cancelled order changes nothing and \
+        answers 204 too.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    params(("id" = String, Path, description = "The order's id.")),
+    responses(
+        (status = 204, description = "Cancelled (status `cancelled`)."),
+        (status = 400, description = "`Cannot cancel a completed order`, or the id is not valid UTF-8 once decoded.", body = bt_contract::error::ErrorBody),
+        (status = 401, description = "`Not authorized`: no valid session, or the order is someone else's.", body = bt_contract::error::ErrorBody),
+        (status = 404, description = "`Not Found`: no such order.", body = bt_contract::error::ErrorBody),
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn cancel_order(
     State(state): State<AppState>,
@@ -138,6 +256,14 @@ mod tests {
         assert!(parse_ticket_id(Some("  ".into())).is_err());
         assert!(parse_ticket_id(None).is_err());
         assert!(parse_ticket_id(Some("x".repeat(101))).is_err());
+    }
+
+    #[test]
+    fn a_ticket_id_is_limited_in_characters_as_the_document_says_not_in_bytes() {
+        // The document's `maxLength: 100` counts characters; 100 two-byte characters are
+        // 200 bytes and still a well-formed id (a 404 then, not a 400).
+        assert!(parse_ticket_id(Some("é".repeat(100))).is_ok());
+        assert!(parse_ticket_id(Some("é".repeat(101))).is_err());
     }
 
     #[test]

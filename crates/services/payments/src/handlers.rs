@@ -1,18 +1,25 @@
 //! The routes of the payments service: `POST /api/payments` ([`paying`](crate::paying)) and
-//! `POST /api/payments/webhook` ([`webhook`](crate::webhook)).
+//! `POST /api/payments/webhook` ([`webhook`](crate::webhook)), each registered together with
+//! its OpenAPI description ([`routes`]); the service's document is [`openapi`], served at
+//! `/api/payments/openapi.json`.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bt_contract::json::string_field;
+use bt_contract::openapi::JsonBodyRefused;
 use bt_contract::{
-    ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, validate,
+    ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, PaymentId, validate,
 };
+use bt_platform::api_docs::{self, OpenApiDocument};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::paying::{self, Paid};
@@ -20,53 +27,203 @@ use crate::store;
 use crate::webhook::{self, StripeEvent};
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/payments", post(create_payment))
-        .route("/api/payments/webhook", post(stripe_webhook))
-        .with_state(state)
+    let (router, _) = routes().split_for_parts();
+    router.with_state(state)
 }
 
-/// The body of a payment.
-#[derive(Debug, Deserialize)]
+/// Every route of the service with its description.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_payment))
+        .routes(routes!(stripe_webhook))
+        .routes(routes!(openapi_document))
+}
+
+/// The OpenAPI document of the payments service.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = routes().into_openapi();
+    doc.tags = Some(vec![api_docs::tag(
+        "payments",
+        "Paying an order, and Stripe's webhook (service `payments`).",
+    )]);
+    api_docs::finish(
+        doc,
+        "BuyTicket payments API",
+        "Pays an order through the payment provider (Stripe, or the development provider, \
+         which mirrors Stripe's test tokens: `tok_visa` succeeds, `tok_chargeDeclined` is \
+         declined).",
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/payments/openapi.json",
+    tag = "payments",
+    operation_id = "payments_openapi",
+    summary = "The OpenAPI document of the payments service",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = OpenApiDocument))
+)]
+async fn openapi_document() -> Response {
+    static DOCUMENT: OnceLock<Arc<String>> = OnceLock::new();
+    api_docs::document_response(DOCUMENT.get_or_init(|| Arc::new(openapi().to_string())))
+}
+
+/// The body of a payment: `{token, orderId}`. Other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewPayment {
+    /// The card token from the provider (Stripe.js), e.g. `tok_visa`; trimmed, 1 to 255
+    /// characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]", examples("tok_visa"))]
     token: Option<JsonField>,
+    /// The order to pay (one of the caller's); trimmed, 1 to 255 characters.
     #[serde(rename = "orderId")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     order_id: Option<JsonField>,
+}
+
+/// A payment that completed its order: `{id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Payment {
+    id: PaymentId,
+}
+
+/// A payment whose outcome is still being decided: `{id, status: "processing"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PaymentProcessing {
+    id: PaymentId,
+    /// Always `processing`.
+    #[schema(value_type = String, pattern = "^processing$")]
+    status: &'static str,
+}
+
+/// What a webhook answers: `{received: true}`, with `duplicate: true` for an event handled
+/// before.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookReceived {
+    received: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    duplicate: Option<bool>,
+}
+
+/// A Stripe event as the webhook reads it (`payment_intent.*`): `{id, type, data: {object}}`;
+/// other fields are ignored. The service parses it with [`StripeEvent`] once the signature of
+/// the raw body is verified.
+#[derive(Debug)]
+pub struct StripeEventBody;
+
+impl utoipa::PartialSchema for StripeEventBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let string = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "id",
+                string("Stripe's event id (`evt_...`): an event is handled once."),
+            )
+            .required("id")
+            .property("type", string("E.g. `payment_intent.succeeded`."))
+            .required("type")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property("object", ObjectBuilder::new().schema_type(Type::Object))
+                    .required("object"),
+            )
+            .required("data")
+            .description(Some("A Stripe event; other fields are ignored."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StripeEventBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("StripeEvent")
+    }
 }
 
 fn required(raw: Option<String>, message: &'static str) -> Result<String, &'static str> {
     match raw.map(|s| s.trim().to_owned()) {
-        Some(s) if !s.is_empty() && s.len() <= 255 => Ok(s),
+        Some(s) if !s.is_empty() && s.chars().count() <= 255 => Ok(s),
         _ => Err(message),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/payments",
+    tag = "payments",
+    operation_id = "create_payment",
+    summary = "Pay an order",
+    description = "Charges the order's price with the card `token`. Concurrent requests for one \
+        order collapse into one charge; a declined card may be retried with another.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    request_body(content = NewPayment, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Paid: the order is complete with this payment.", body = Payment),
+        (status = 202, description = "The outcome is not known yet (the provider or the orders service is slow); the order shows it when it is.", body = PaymentProcessing),
+        (status = 400, description = "The order cannot be paid (`Cannot pay for a cancelled order`, `Order is already paid`, `Cannot pay for an expired order`), the card was declined (the provider's message), validation (`token`, `orderId`), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
+        (status = 401, description = "`Not authorized`: no valid session, or the order is someone else's.", body = bt_contract::error::ErrorBody),
+        (status = 404, description = "`Not Found`: no such order.", body = bt_contract::error::ErrorBody),
+        JsonBodyRefused,
+        (status = 503, description = "The order was placed a moment ago and has not reached this service yet (with `Retry-After`), or busy.", body = bt_contract::error::ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn create_payment(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<NewPayment>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let (token, order_id) = validate!(
         token: required(string_field(&body.token), "Token must be provided"),
         order_id as "orderId": required(string_field(&body.order_id), "OrderId must be provided"),
     )?;
     let order_id = OrderId::new(order_id);
     match paying::pay(&state.payments, &user.0.id, &order_id, token).await? {
-        Paid::Complete(id) => Ok((StatusCode::CREATED, Json(json!({"id": id})))),
+        Paid::Complete(id) => Ok((StatusCode::CREATED, Json(Payment { id })).into_response()),
         Paid::Processing(id) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "status": "processing"})),
-        )),
+            Json(PaymentProcessing {
+                id,
+                status: "processing",
+            }),
+        )
+            .into_response()),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/payments/webhook",
+    tag = "payments",
+    operation_id = "stripe_webhook",
+    summary = "Stripe's webhook",
+    description = "Stripe's events about PaymentIntents, verified with the `Stripe-Signature` \
+        header (HMAC-SHA256 of the raw body with `STRIPE_WEBHOOK_SECRET`, within the tolerance). \
+        Each event is handled once.",
+    params(("Stripe-Signature" = Option<String>, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256>`.")),
+    request_body(content = StripeEventBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Handled (or handled before: `duplicate: true`).", body = WebhookReceived),
+        (status = 400, description = "`Invalid signature`, `Not a Stripe event`, or webhooks are not configured (no `STRIPE_WEBHOOK_SECRET`).", body = bt_contract::error::ErrorBody),
+        (status = 413, description = "`Request body is too large`: more than 64 KiB.", body = bt_contract::error::ErrorBody),
+        (status = 503, description = "Busy (database connections exhausted); Stripe retries.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookReceived>> {
     let Some(secret) = &state.webhook_secret else {
         return Err(ApiError::bad_request(
             "Webhooks are not configured (STRIPE_WEBHOOK_SECRET)",
@@ -95,14 +252,20 @@ async fn stripe_webhook(
     let db = &state.payments.db;
     let mut tx = db.begin().await?;
     if !store::webhook_seen(&mut tx, &event.id, &event.kind, Millis::now()).await? {
-        return Ok(Json(json!({"received": true, "duplicate": true})));
+        return Ok(Json(WebhookReceived {
+            received: true,
+            duplicate: Some(true),
+        }));
     }
     tx.rollback().await?;
     webhook::apply(&state.payments, &event).await?;
     let mut tx = db.begin().await?;
     store::webhook_seen(&mut tx, &event.id, &event.kind, Millis::now()).await?;
     tx.commit().await?;
-    Ok(Json(json!({"received": true})))
+    Ok(Json(WebhookReceived {
+        received: true,
+        duplicate: None,
+    }))
 }
 
 #[cfg(test)]
@@ -117,5 +280,11 @@ mod tests {
         );
         assert_eq!(required(Some("".into()), "m"), Err("m"));
         assert_eq!(required(None, "m"), Err("m"));
+    }
+
+    #[test]
+    fn required_fields_are_limited_in_characters_as_the_document_says_not_in_bytes() {
+        assert!(required(Some("é".repeat(255)), "m").is_ok());
+        assert_eq!(required(Some("é".repeat(256)), "m"), Err("m"));
     }
 }

@@ -65,14 +65,18 @@ impl Price {
 
 /// A ticket as stored and as the API shows it: `{id, title, price, userId, version, orderId}`
 /// plus `sold`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ticket {
     pub id: TicketId,
     pub title: String,
     pub price: Cents,
+    /// The seller.
     pub user_id: UserId,
+    /// Goes up by one with every change.
     pub version: i64,
+    /// The order that reserves it; `null` when it is free.
+    #[schema(required = true)]
     pub order_id: Option<OrderId>,
     /// Extension: true once the order that reserves it was paid (it stays off the market).
     pub sold: bool,

@@ -1,14 +1,22 @@
-//! The routes of the tickets service.
+//! The routes of the tickets service, each registered together with its OpenAPI description
+//! ([`routes`]); the service's document is [`openapi`], served at `/api/tickets/openapi.json`.
 
+use std::sync::{Arc, OnceLock};
+
+use axum::Json;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::response::Response;
 use bt_contract::json::string_field;
+use bt_contract::openapi::{JsonBodyRefused, NotAuthorized};
 use bt_contract::{
     ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, Millis, TicketId, validate,
 };
+use bt_platform::api_docs::{self, OpenApiDocument};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::domain::{Price, Refusal, Ticket, Title};
@@ -19,28 +27,128 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/tickets", get(list_tickets).post(create_ticket))
-        .route("/api/tickets/mine", get(my_tickets))
-        .route("/api/tickets/{id}", get(show_ticket).put(update_ticket))
-        .with_state(state)
+    let (router, _) = routes().split_for_parts();
+    router.with_state(state)
 }
 
-/// The body of create and update.
-#[derive(Debug, Deserialize)]
+/// Every route of the service with its description. `/api/tickets/mine` and
+/// `/api/tickets/openapi.json` are static paths, so they win over `/api/tickets/{id}` (a
+/// ticket cannot be named `mine` or `openapi.json`: ids are UUIDs).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tickets, create_ticket))
+        .routes(routes!(my_tickets))
+        .routes(routes!(openapi_document))
+        .routes(routes!(show_ticket, update_ticket))
+}
+
+/// The OpenAPI document of the tickets service.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = routes().into_openapi();
+    doc.tags = Some(vec![api_docs::tag(
+        "tickets",
+        "Tickets for sale: list, search, show, sell and edit (service `tickets`).",
+    )]);
+    api_docs::finish(
+        doc,
+        "BuyTicket tickets API",
+        "Tickets on sale and their sellers' changes; a ticket reserved by an order cannot be edited.",
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/tickets/openapi.json",
+    tag = "tickets",
+    operation_id = "tickets_openapi",
+    summary = "The OpenAPI document of the tickets service",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = OpenApiDocument))
+)]
+async fn openapi_document() -> Response {
+    static DOCUMENT: OnceLock<Arc<String>> = OnceLock::new();
+    api_docs::document_response(DOCUMENT.get_or_init(|| Arc::new(openapi().to_string())))
+}
+
+/// The body of create and update: `{title, price}`. Other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TicketBody {
+    /// 1 to 200 characters once white space around it is trimmed, and no control characters
+    /// (the pattern says so: white space is Unicode's `White_Space`, which trimming removes).
+    #[schema(value_type = String, required = true, pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", examples("Concert, row 5"))]
     title: Option<JsonField>,
+    #[schema(value_type = PriceInput, required = true)]
     price: Option<JsonField>,
 }
 
+/// A price as a request gives it.
+#[derive(Debug)]
+pub struct PriceInput;
+
+impl utoipa::PartialSchema for PriceInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(0))
+                    .maximum(Some(1_000_000))
+                    .multiple_of(Some(0.01)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\+?(?:0*[1-9][0-9]{0,5}(?:\.[0-9]{0,2}0*)?|0*1000000(?:\.0*)?|0*\.(?:[1-9][0-9]?|0[1-9])0*)[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")),
+            )
+            .description(Some(
+                "More than 0, at most 1,000,000, at most two decimals: a JSON number (`20`, \
+                 `20.5`) or a numeric string (`\"25.50\"`, trimmed), read exactly (never \
+                 through a binary float). The exponent form (`2.05e1`) is read too.",
+            ))
+            .examples([serde_json::json!(20.5)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PriceInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("PriceInput")
+    }
+}
+
 /// Query of the listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Extension: only tickets whose title contains this text (case-insensitive; trimmed, at
+    /// most 200 characters).
+    #[param(value_type = Option<String>, max_length = 200)]
     q: Option<String>,
+    /// Extension: page size, 1 to 200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// Extension: the id of the last ticket of the previous page (from the `Link` header).
+    #[param(value_type = Option<String>, format = Uuid)]
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tickets",
+    tag = "tickets",
+    operation_id = "list_tickets",
+    summary = "Tickets on sale, newest first",
+    description = "Only tickets that are not reserved or sold. When there are more, the `Link` \
+        header names the next page.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tickets on sale.", body = [Ticket],
+            headers(("Link" = String, description = "`</api/tickets?limit=..&cursor=..>; rel=\"next\"` when there are more.")),
+            links(("OrderTheFirst" = (operation_id = "create_order", request_body = json!({"ticketId": "$response.body#/0/id"}), description = "Order the first ticket of the page.")))),
+        (status = 400, description = "A parameter is not valid (one entry per parameter, `field` is its name), or the query string does not parse.", body = bt_contract::error::ErrorBody),
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list_tickets(
     State(state): State<AppState>,
@@ -111,6 +219,20 @@ fn urlencode(s: &str) -> String {
 }
 
 /// Extension: the caller's own tickets in every state (on sale, reserved, sold), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/tickets/mine",
+    tag = "tickets",
+    operation_id = "my_tickets",
+    summary = "The caller's own tickets",
+    description = "Extension: every ticket the caller listed, on sale, reserved or sold, newest first.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The caller's tickets.", body = [Ticket]),
+        NotAuthorized,
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn my_tickets(
     State(state): State<AppState>,
@@ -119,6 +241,20 @@ async fn my_tickets(
     Ok(Json(store::list_of_seller(&state.db, &user.0.id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tickets/{id}",
+    tag = "tickets",
+    operation_id = "show_ticket",
+    summary = "One ticket",
+    params(("id" = String, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket, in any state.", body = Ticket),
+        (status = 400, description = "`The request is not valid`: the id is not valid UTF-8 once decoded.", body = bt_contract::error::ErrorBody),
+        (status = 404, description = "`Not Found`: no such ticket.", body = bt_contract::error::ErrorBody),
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn show_ticket(
     State(state): State<AppState>,
@@ -130,6 +266,27 @@ async fn show_ticket(
         .ok_or(ApiError::NotFound)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/tickets",
+    tag = "tickets",
+    operation_id = "create_ticket",
+    summary = "Sell a ticket",
+    description = "Lists a ticket of the caller for sale (version 0, `orderId` null).",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    request_body(content = TicketBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new ticket.", body = Ticket,
+            links(
+                ("GetTicket" = (operation_id = "show_ticket", parameters(("id" = "$response.body#/id")))),
+                ("UpdateTicket" = (operation_id = "update_ticket", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "Validation: one entry per failed field (`title`, `price`), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
+        NotAuthorized,
+        JsonBodyRefused,
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn create_ticket(
     State(state): State<AppState>,
@@ -149,6 +306,25 @@ async fn create_ticket(
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/tickets/{id}",
+    tag = "tickets",
+    operation_id = "update_ticket",
+    summary = "Edit one's ticket",
+    description = "Changes the title and price of a ticket of the caller; its version goes up by one.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    params(("id" = String, Path, description = "The ticket's id.")),
+    request_body(content = TicketBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed ticket.", body = Ticket),
+        (status = 400, description = "`Cannot edit a reserved ticket` (reserved or sold), validation (one entry per failed field), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
+        (status = 401, description = "`Not authorized`: no valid session, or the ticket is someone else's.", body = bt_contract::error::ErrorBody),
+        (status = 404, description = "`Not Found`: no such ticket.", body = bt_contract::error::ErrorBody),
+        JsonBodyRefused,
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
 async fn update_ticket(
     State(state): State<AppState>,
