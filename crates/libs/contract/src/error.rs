@@ -128,17 +128,78 @@ impl ApiError {
     }
 }
 
-/// Database failures are internal errors, except an exhausted connection pool, which is a
-/// temporary overload (503) that a client may retry.
+/// Database failures are internal errors, except those a client may simply retry: an
+/// exhausted connection pool (503, overload), and a database that is unreachable, restarting,
+/// out of connections, or that refused a transaction for a conflict (serialization failure,
+/// deadlock, a SQLite database busy past its timeout) — 503 with `Retry-After`. A database that
+/// is down is a dependency that is down (ARCHITECTURE §3), not a bug: it is logged as a
+/// warning, at most once every [`OUTAGE_WARNING_EVERY_SECS`] seconds per process, however many
+/// requests meet it.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::PoolTimedOut => {
-                tracing::warn!("database connection pool exhausted");
+                warn_outage("database connection pool exhausted", &err);
                 Self::Unavailable("Service is busy, please try again".into())
+            }
+            other if is_transient(&other) => {
+                warn_outage(
+                    "database unavailable (requests answer 503 until it is back)",
+                    &other,
+                );
+                Self::retry_later("Service is temporarily unavailable, please try again", 1)
             }
             other => Self::internal(other),
         }
+    }
+}
+
+/// How often (at most) a process logs that its database is unreachable or busy.
+pub const OUTAGE_WARNING_EVERY_SECS: u64 = 10;
+
+/// Whether a database error is one that passes by itself: the connection (lost, refused,
+/// closed pool), the server (shutting down, starting, out of connections or resources), or a
+/// transaction conflict that a retry resolves.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            let code = code.as_ref();
+            // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P01-03
+            // shutdown / crash / cannot connect now, 40001 serialization failure, 40P01
+            // deadlock. SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED (and their extended codes).
+            // (PostgreSQL's codes have five characters, SQLite's extended codes at most four
+            // digits, the primary code in the low byte.)
+            let sqlite_busy =
+                code.len() < 5 && code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+                || sqlite_busy
+        }),
+        _ => false,
+    }
+}
+
+fn warn_outage(what: &str, err: &sqlx::Error) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + OUTAGE_WARNING_EVERY_SECS
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(error = %err, "{what}");
+    } else {
+        tracing::debug!(error = %err, "{what}");
     }
 }
 

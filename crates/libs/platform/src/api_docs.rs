@@ -11,7 +11,8 @@
 //!
 //! Documents are JSON values once finished: the platform adds what `utoipa` cannot say
 //! (a header that is always sent is `required`), and the answers the platform itself gives on
-//! every route (408 after the request timeout, 414 for a request target over 8 KiB).
+//! every route (408 after the request timeout, 414 for a request target over 8 KiB, 503 when a
+//! dependency is down or busy).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -88,6 +89,18 @@ pub fn finish(doc: OpenApi, title: &str, description: &str) -> Value {
         });
         responses.entry("414").or_insert_with(|| {
             error_response("`The request URL is too long`: the request target is over 8 KiB.")
+        });
+        responses.entry("503").or_insert_with(|| {
+            let mut response = error_response(
+                "A dependency is down or busy (the database restarting, a pool exhausted, a \
+                 transaction conflict): `Service is temporarily unavailable, please try again` \
+                 or `Service is busy, please try again`. Safe to retry; `Retry-After` says when.",
+            );
+            response["headers"] = json!({"Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer", "minimum": 1}
+            }});
+            response
         });
         for (status, response) in responses.iter_mut() {
             mark_required_headers(status, response);
