@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bt_platform::bus::BusConfig;
-use bt_test_support::{Backend, TestBus, TestClient, TestDb, TestResponse, nats_url};
+use bt_test_support::{TestBus, TestClient, TestDb, TestResponse, nats_url, postgres_admin_url};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -158,9 +158,29 @@ impl Deployment {
     /// The five services as `serve` processes on PostgreSQL and NATS (each with its own fresh
     /// database; a stream and subject prefix of this run's own), with `env` on top.
     pub async fn distributed(env: &[(&str, &str)]) -> Self {
+        Self::distributed_on(&postgres_admin_url(), &nats_url(), env).await
+    }
+
+    /// [`Deployment::distributed`] on the PostgreSQL server of `pg_admin_url` (a role that may
+    /// create databases) and the NATS server at `nats_url`, e.g. servers of the test's own
+    /// ([`bt_test_support::OwnPostgresServer`], [`bt_test_support::OwnNatsServer`]) that it
+    /// restarts.
+    pub async fn distributed_on(pg_admin_url: &str, nats_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut deployment = Self::prepared_on(pg_admin_url, nats_url, env).await;
+        for service in SERVICES {
+            deployment.start(service);
+        }
+        deployment
+    }
+
+    /// What [`Deployment::distributed_on`] prepares — a database per service, the run's own
+    /// stream, the settings — with no process started yet: start them with
+    /// [`Deployment::start`], or run them as processes of the test's own with
+    /// [`Deployment::service_env`] (e.g. several replicas of a service).
+    pub async fn prepared_on(pg_admin_url: &str, nats_url: &str, env: &[(&str, &str)]) -> Self {
         let unique = TestBus::test_config().stream[1..].to_owned();
         let stream = TestBus::on_nats(
-            &nats_url(),
+            nats_url,
             BusConfig {
                 stream: format!("D{unique}"),
                 subject_prefix: format!("d{unique}."),
@@ -171,7 +191,7 @@ impl Deployment {
         let mut all_env: Vec<(String, String)> = [
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
-            ("NATS_URL", nats_url().as_str()),
+            ("NATS_URL", nats_url),
             ("JWT_KEY", KEY),
             ("EVENT_STREAM", stream.config.stream.as_str()),
             (
@@ -187,18 +207,14 @@ impl Deployment {
         all_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut dbs = BTreeMap::new();
         for service in SERVICES {
-            dbs.insert(service, TestDb::new(Backend::Postgres).await);
+            dbs.insert(service, TestDb::postgres_on(pg_admin_url).await);
         }
-        let mut deployment = Self::Distributed {
+        Self::Distributed {
             processes: BTreeMap::new(),
             env: all_env,
             dbs,
             _stream: Box::new(stream),
-        };
-        for service in SERVICES {
-            deployment.start(service);
         }
-        deployment
     }
 
     /// Starts `service` (`"all"` for the embedded deployment) again.
@@ -236,6 +252,29 @@ impl Deployment {
                 }
                 processes.insert(service, Process::start(&["serve", service], &env));
             }
+        }
+    }
+
+    /// The environment `serve <service>` runs with in the distributed deployment (its
+    /// `DATABASE_URL` included, `PORT` left out).
+    pub fn service_env(&self, service: &str) -> Vec<(String, String)> {
+        let Self::Distributed { env, dbs, .. } = self else {
+            panic!("serve processes are for the distributed deployment");
+        };
+        let mut env: Vec<(String, String)> =
+            env.iter().filter(|(k, _)| k != "PORT").cloned().collect();
+        env.push(("DATABASE_URL".to_owned(), dbs[service].url.clone()));
+        env
+    }
+
+    /// The distributed deployment's own stream on NATS (e.g. for
+    /// [`TestBus::subject_counts`]); `None` for the embedded deployment.
+    pub fn bus(&self) -> Option<&TestBus> {
+        match self {
+            Self::Embedded { .. } => None,
+            Self::Distributed {
+                _stream: stream, ..
+            } => Some(stream),
         }
     }
 

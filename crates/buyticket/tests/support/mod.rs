@@ -85,22 +85,24 @@ impl Process {
 
     /// Sends SIGTERM and waits (≤ 20 s) for the process to exit.
     pub fn stop(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "buyticket did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        terminate(&mut self.child, "buyticket")
+    }
+}
+
+/// Sends SIGTERM to `child` and waits (≤ 20 s) for it to exit; `what` names it if it does not.
+pub fn terminate(child: &mut std::process::Child, what: &str) -> ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
+        assert!(Instant::now() < deadline, "{what} did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

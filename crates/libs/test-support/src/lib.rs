@@ -6,6 +6,8 @@
 //! - [`TestClient`]: an HTTP client that keeps cookies, with JSON helpers.
 //! - [`backend_tests!`]: runs one async test body on SQLite and on PostgreSQL.
 //! - [`stripe::MockStripe`]: a local server that speaks Stripe's wire format.
+//! - [`OwnNatsServer`], [`OwnPostgresServer`]: servers of a test's own, for tests that stop and
+//!   restart them.
 //!
 //! PostgreSQL is reached at `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role that may create databases.
@@ -34,6 +36,9 @@ pub struct TestDb {
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
+    /// The admin URL of the server the database was made on, when not
+    /// [`postgres_admin_url`] (see [`TestDb::postgres_on`]).
+    pg_admin: Option<String>,
 }
 
 impl TestDb {
@@ -48,6 +53,7 @@ impl TestDb {
                     backend,
                     _dir: Some(dir),
                     pg_name: None,
+                    pg_admin: None,
                 }
             }
             Backend::Postgres => {
@@ -71,8 +77,38 @@ impl TestDb {
                     backend,
                     _dir: None,
                     pg_name: Some(name),
+                    pg_admin: None,
                 }
             }
+        }
+    }
+
+    /// A fresh PostgreSQL database on the server of `admin_url` (a role that may create
+    /// databases), e.g. an [`OwnPostgresServer`]; dropped there afterwards.
+    pub async fn postgres_on(admin_url: &str) -> Self {
+        init_logs();
+        let name = format!("bt_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL must run for this test ({}): {e}",
+                    redact_url(admin_url)
+                )
+            });
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        drop(conn.close().await);
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("admin URL has a database");
+        Self {
+            url: format!("{base}/{name}"),
+            backend: Backend::Postgres,
+            _dir: None,
+            pg_name: Some(name),
+            pg_admin: Some(admin_url.to_owned()),
         }
     }
 }
@@ -82,7 +118,7 @@ impl Drop for TestDb {
         let Some(name) = self.pg_name.take() else {
             return;
         };
-        let admin = postgres_admin_url();
+        let admin = self.pg_admin.take().unwrap_or_else(postgres_admin_url);
         clean_up_in_drop(async move {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                 drop_database(&mut conn, &name).await;
@@ -404,19 +440,27 @@ impl TestBus {
 }
 
 impl TestBus {
+    /// The test's NATS stream; `None` for the local bus.
+    async fn nats_stream(&self) -> Option<async_nats::jetstream::stream::Stream> {
+        let bt_platform::Bus::Nats(nats) = &self.bus else {
+            return None;
+        };
+        Some(
+            nats.jetstream()
+                .get_stream(&self.config.stream)
+                .await
+                .expect("the test's stream exists"),
+        )
+    }
+
     /// How many messages the NATS stream holds per subject (without the test's prefix); empty
     /// for the local bus. Tells, e.g., that nothing went to a `deadletter.` subject.
     pub async fn subject_counts(&self) -> std::collections::BTreeMap<String, usize> {
         use futures::TryStreamExt;
         let mut counts = std::collections::BTreeMap::new();
-        let bt_platform::Bus::Nats(nats) = &self.bus else {
+        let Some(stream) = self.nats_stream().await else {
             return counts;
         };
-        let stream = nats
-            .jetstream()
-            .get_stream(&self.config.stream)
-            .await
-            .expect("the test's stream exists");
         let subjects: Vec<(String, usize)> = stream
             .info_with_subjects(">")
             .await
@@ -432,6 +476,26 @@ impl TestBus {
             counts.insert(subject, count);
         }
         counts
+    }
+
+    /// What every durable consumer of the NATS stream has not finished yet, by consumer name:
+    /// `(not delivered yet, delivered and not acknowledged)`; empty for the local bus. Tells
+    /// that every event reached its consumers.
+    pub async fn consumer_backlogs(&self) -> std::collections::BTreeMap<String, (u64, usize)> {
+        use futures::TryStreamExt;
+        let mut backlogs = std::collections::BTreeMap::new();
+        let Some(stream) = self.nats_stream().await else {
+            return backlogs;
+        };
+        let infos: Vec<async_nats::jetstream::consumer::Info> = stream
+            .consumers()
+            .try_collect()
+            .await
+            .expect("consumer infos");
+        for info in infos {
+            backlogs.insert(info.name, (info.num_pending, info.num_ack_pending));
+        }
+        backlogs
     }
 }
 
@@ -562,11 +626,258 @@ impl OwnNatsServer {
             let _ = child.wait();
         }
     }
+
+    /// Stops the server as an operator would (SIGTERM), waiting (≤ 10 s, then SIGKILL) until it
+    /// has exited; [`OwnNatsServer::restart`] starts it again.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
 }
 
 impl Drop for OwnNatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A PostgreSQL server of a test's own (`initdb` into a temporary directory, `pg_ctl` on a free
+/// port of 127.0.0.1, trust authentication), for tests that stop and restart the database server
+/// without disturbing anyone else; stopped (immediate mode) and removed when dropped. Run as
+/// root, the server runs as the `postgres` OS user (PostgreSQL refuses to run as root).
+/// Panics, with what to install, when PostgreSQL's server binaries are missing.
+#[derive(Debug)]
+pub struct OwnPostgresServer {
+    pub port: u16,
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`: a superuser, for [`TestDb::postgres_on`].
+    pub admin_url: String,
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    /// Run the binaries as this OS user (`runuser -u <user> --`), when running as root.
+    as_user: Option<String>,
+    running: bool,
+}
+
+impl OwnPostgresServer {
+    /// Creates a cluster and starts the server.
+    pub fn start() -> Self {
+        let bin = Self::bin_dir();
+        let as_user = Self::running_as_root().then(|| "postgres".to_owned());
+        let dir = tempfile::Builder::new()
+            .prefix("bt-pg-")
+            .tempdir()
+            .expect("temp dir");
+        if let Some(user) = &as_user {
+            let status = std::process::Command::new("chown")
+                .args([
+                    &format!("{user}:"),
+                    dir.path().to_str().expect("UTF-8 path"),
+                ])
+                .status()
+                .expect("run chown");
+            assert!(
+                status.success(),
+                "chown {user} {}: is there a `{user}` OS user?",
+                dir.path().display()
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut server = Self {
+            port,
+            admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin,
+            dir,
+            as_user,
+            running: false,
+        };
+        let data = server.data_dir();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+        );
+        server.start_again();
+        server
+    }
+
+    /// The newest installed `initdb`'s directory (Debian: /usr/lib/postgresql/<v>/bin), or the
+    /// one on `PATH`.
+    fn bin_dir() -> std::path::PathBuf {
+        let mut candidates: Vec<(u32, std::path::PathBuf)> =
+            std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| {
+                    let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+                    let bin = entry.path().join("bin");
+                    bin.join("initdb").exists().then_some((version, bin))
+                })
+                .collect();
+        candidates.sort();
+        if let Some((_, bin)) = candidates.pop() {
+            return bin;
+        }
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "this test needs PostgreSQL's server binaries (initdb, pg_ctl): none under \
+                     /usr/lib/postgresql/*/bin or on PATH; install the `postgresql` package"
+                )
+            })
+    }
+
+    fn running_as_root() -> bool {
+        use std::os::unix::fs::MetadataExt;
+        // /proc/self belongs to the process's effective user.
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir
+            .path()
+            .join("data")
+            .to_str()
+            .expect("UTF-8 path")
+            .to_owned()
+    }
+
+    /// Runs one of PostgreSQL's binaries (as the server's OS user), panicking with its output
+    /// when it fails.
+    fn run(&self, binary: &str, args: &[&str]) {
+        let program = self.bin.join(binary);
+        let mut command = match &self.as_user {
+            Some(user) => {
+                let mut command = std::process::Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(&program);
+                command
+            }
+            None => std::process::Command::new(&program),
+        };
+        // The server's own log goes to a file; the output of the command itself is collected.
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+        assert!(
+            output.status.success(),
+            "{binary} {} failed: {}\n{}\nserver log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log_tail()
+        );
+    }
+
+    /// The end of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Starts the stopped server again on the same port and data, and waits until it accepts
+    /// connections.
+    pub fn start_again(&mut self) {
+        assert!(!self.running, "already running");
+        let socket_dir = self.dir.path().to_str().expect("UTF-8 path").to_owned();
+        let options = format!(
+            "-p {} -k {socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=300 \
+             -c fsync=off -c full_page_writes=off",
+            self.port
+        );
+        let data = self.data_dir();
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-l",
+                log.to_str().expect("UTF-8 path"),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        self.running = true;
+    }
+
+    /// Stops the server in fast mode (clients are disconnected, the server shuts down cleanly)
+    /// and waits until it is down.
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-m", "fast", "-w", "-t", "30", "stop"],
+        );
+        self.running = false;
+    }
+
+    /// Stops (fast mode) and starts the server again.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+}
+
+impl Drop for OwnPostgresServer {
+    fn drop(&mut self) {
+        if self.running {
+            let data = self.data_dir();
+            let program = self.bin.join("pg_ctl");
+            let mut command = match &self.as_user {
+                Some(user) => {
+                    let mut command = std::process::Command::new("runuser");
+                    command.args(["-u", user, "--"]).arg(&program);
+                    command
+                }
+                None => std::process::Command::new(&program),
+            };
+            // Not `run`: no panic while dropping.
+            drop(
+                command
+                    .args(["-D", &data, "-m", "immediate", "-w", "-t", "30", "stop"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status(),
+            );
+            self.running = false;
+        }
     }
 }
 
