@@ -131,6 +131,10 @@ pub struct CommonArgs {
     /// How long an order reserves its ticket, in seconds.
     #[arg(long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
     pub order_expiration_seconds: u64,
+    /// The highest resale price, in percent of a ticket's face value (when the seller gives
+    /// one): 120 lets a ticket with face value 40.00 sell for at most 48.00.
+    #[arg(long, env = "RESALE_PRICE_CAP_PERCENT", default_value_t = bt_tickets::domain::ResaleCap::DEFAULT_PERCENT)]
+    pub resale_price_cap_percent: u32,
     /// Who takes payments: `stripe` (needs STRIPE_SECRET_KEY) or `development` (accepts
     /// Stripe's test tokens, charges nothing, no network). Default: `stripe` when
     /// STRIPE_SECRET_KEY is set; otherwise `development` in `up`, while `serve payments`
@@ -283,6 +287,7 @@ pub struct Shared {
     pub order_expiration: Duration,
     pub payments: bt_payments::Settings,
     pub trusted_proxies: TrustedProxies,
+    pub tickets: bt_tickets::Settings,
 }
 
 impl CommonArgs {
@@ -319,6 +324,8 @@ impl CommonArgs {
         if self.order_expiration_seconds == 0 {
             bail!("ORDER_EXPIRATION_SECONDS must be at least 1");
         }
+        let resale_cap = bt_tickets::domain::ResaleCap::new(self.resale_price_cap_percent)
+            .map_err(|e| anyhow::anyhow!("RESALE_PRICE_CAP_PERCENT {e}, e.g. 120"))?;
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
         }
@@ -357,6 +364,7 @@ impl CommonArgs {
                 ..DbOptions::default()
             },
             order_expiration: Duration::from_secs(self.order_expiration_seconds),
+            tickets: bt_tickets::Settings { resale_cap },
             payments: bt_payments::Settings {
                 sessions: sessions.clone(),
                 provider,

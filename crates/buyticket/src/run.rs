@@ -218,6 +218,7 @@ async fn build(
             database_url,
             &shared.db_options,
             shared.sessions.clone(),
+            shared.tickets.clone(),
             runtime,
         )
         .await

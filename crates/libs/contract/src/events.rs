@@ -93,6 +93,10 @@ crate::text_enum! {
         /// The seller changed the ticket's title or price before the reservation was confirmed,
         /// so the tickets service refused it: the buyer is never charged for terms they did not see.
         TicketChanged = "ticket_changed",
+        /// The owner took the ticket off sale before the reservation was confirmed.
+        NotForSale = "not_for_sale",
+        /// The event started before the reservation was confirmed.
+        EventStarted = "event_started",
     }
 }
 
@@ -101,6 +105,10 @@ crate::text_enum! {
     pub enum ReservationRefusal {
         /// The ticket's title or price differ from those the order was made on.
         TicketChanged = "ticket_changed",
+        /// Its owner took it off sale.
+        NotForSale = "not_for_sale",
+        /// The event has started.
+        EventStarted = "event_started",
     }
 }
 
@@ -112,8 +120,24 @@ pub struct TicketData {
     pub version: i64,
     pub title: String,
     pub price: Cents,
+    /// The owner: the seller while it is listed, the buyer once an order for it completes.
     pub user_id: UserId,
     pub order_id: Option<OrderId>,
+    /// Extensions (second wave), absent from events of earlier versions: the event's venue,
+    /// start and face value; whether the owner offers it for sale (`true` when absent: every
+    /// ticket of the first release was on sale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_value: Option<Cents>,
+    #[serde(default = "on_sale")]
+    pub for_sale: bool,
+}
+
+fn on_sale() -> bool {
+    true
 }
 
 /// A ticket was listed (version 0).
@@ -152,6 +176,12 @@ pub struct OrderTicket {
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// Extensions (second wave): who sells it (the payments service credits them) and when the
+    /// event starts (the seller's credit becomes available then).
+    #[serde(rename = "sellerId", default, skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<UserId>,
+    #[serde(rename = "startsAt", default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Millis>,
 }
 
 /// An order reserved a ticket until `expiresAt`.
@@ -186,6 +216,9 @@ pub struct OrderCompleted {
     pub ticket: TicketRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<PaymentId>,
+    /// Extension (second wave): the buyer, who becomes the ticket's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
 }
 
 /// The payment window of an order has passed.
@@ -302,12 +335,50 @@ mod tests {
             price: Cents::new(2050),
             user_id: "u1".into(),
             order_id: None,
+            venue: None,
+            starts_at: None,
+            face_value: None,
+            for_sale: true,
         }
     }
 
     #[test]
+    fn second_wave_fields_round_trip_and_are_optional_in_earlier_events() {
+        let starts = Millis::new(1_798_000_000_000).unwrap();
+        let full = TicketData {
+            venue: Some("Paradiso".into()),
+            starts_at: Some(starts),
+            face_value: Some(Cents::new(4000)),
+            for_sale: false,
+            ..ticket()
+        };
+        round_trip(
+            TicketUpdated(full),
+            json!({"id": "t1", "version": 3, "title": "Concert", "price": 20.5, "userId": "u1",
+                "orderId": null, "venue": "Paradiso", "startsAt": "2026-12-23T04:26:40.000Z",
+                "faceValue": 40, "forSale": false}),
+        );
+        // A first-release event: on sale, no details.
+        let old: TicketData = serde_json::from_value(json!({"id": "t1", "version": 3,
+            "title": "Concert", "price": 20.5, "userId": "u1", "orderId": null}))
+        .unwrap();
+        assert_eq!(old, ticket());
+        let order_ticket: OrderTicket = serde_json::from_value(
+            json!({"id": "t1", "price": 20, "sellerId": "u1", "startsAt": "2026-12-23T04:26:40.000Z"}),
+        )
+        .unwrap();
+        assert_eq!(order_ticket.seller_id, Some("u1".into()));
+        assert_eq!(order_ticket.starts_at, Some(starts));
+        let completed: OrderCompleted = serde_json::from_value(
+            json!({"id": "o1", "version": 2, "ticket": {"id": "t1"}, "userId": "u2"}),
+        )
+        .unwrap();
+        assert_eq!(completed.user_id, Some("u2".into()));
+    }
+
+    #[test]
     fn every_event_has_the_contract_wire_shape_and_round_trips() {
-        let ticket_json = json!({"id": "t1", "version": 3, "title": "Concert", "price": 20.5, "userId": "u1", "orderId": null});
+        let ticket_json = json!({"id": "t1", "version": 3, "title": "Concert", "price": 20.5, "userId": "u1", "orderId": null, "forSale": true});
         round_trip(TicketCreated(ticket()), ticket_json.clone());
         round_trip(TicketUpdated(ticket()), ticket_json);
         let expires = Millis::new(1_795_600_800_000).unwrap();
@@ -323,6 +394,8 @@ mod tests {
                     price: Cents::new(2000),
                     title: Some("Concert".into()),
                     version: Some(3),
+                    seller_id: None,
+                    starts_at: None,
                 },
             },
             json!({"id": "o1", "version": 0, "status": "created", "userId": "u2", "expiresAt": "2026-11-25T10:00:00.000Z", "ticket": {"id": "t1", "price": 20, "title": "Concert", "version": 3}}),
@@ -342,6 +415,7 @@ mod tests {
                 version: 2,
                 ticket: TicketRef { id: "t1".into() },
                 payment_id: Some("p1".into()),
+                user_id: None,
             },
             json!({"id": "o1", "version": 2, "ticket": {"id": "t1"}, "paymentId": "p1"}),
         );

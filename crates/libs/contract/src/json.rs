@@ -88,6 +88,20 @@ impl JsonField {
         self.0.get()
     }
 
+    /// Whether the field is JSON `null`.
+    pub fn is_null(&self) -> bool {
+        self.raw() == "null"
+    }
+
+    /// The value when the field is a JSON boolean.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.raw() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
     /// The value when the field is a JSON string.
     pub fn as_str(&self) -> Option<String> {
         let raw = self.raw();
@@ -110,6 +124,15 @@ impl JsonField {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "bt_contract::json::present")]` on an
+/// `Option<JsonField>`: a field sent as `null` is `Some` (its raw text `null`), so that a
+/// request can tell "leave it" (absent, `None`) from "clear it" (`null`).
+pub fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<JsonField>, D::Error> {
+    <JsonField as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// The string value of an optional field: `None` when it is missing, null or not a string.
 pub fn string_field(field: &Option<JsonField>) -> Option<String> {
     field.as_ref().and_then(JsonField::as_str)
@@ -118,6 +141,23 @@ pub fn string_field(field: &Option<JsonField>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_present_field_tells_null_from_absent() {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "present")]
+            venue: Option<JsonField>,
+            #[serde(default, deserialize_with = "present")]
+            flag: Option<JsonField>,
+        }
+        let body: Body = serde_json::from_str(r#"{"venue": null}"#).unwrap();
+        assert!(body.venue.as_ref().is_some_and(JsonField::is_null));
+        assert!(body.flag.is_none());
+        let body: Body = serde_json::from_str(r#"{"venue": "Hall", "flag": false}"#).unwrap();
+        assert_eq!(body.venue.unwrap().as_str().as_deref(), Some("Hall"));
+        assert_eq!(body.flag.unwrap().as_bool(), Some(false));
+    }
     use axum::body::Body;
     use axum::extract::DefaultBodyLimit;
     use axum::routing::post;

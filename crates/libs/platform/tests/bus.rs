@@ -92,6 +92,10 @@ fn ticket(id: &str, version: i64, title: &str) -> TicketData {
         price: Cents::new(1000),
         user_id: "u1".into(),
         order_id: None,
+        venue: None,
+        starts_at: None,
+        face_value: None,
+        for_sale: true,
     }
 }
 

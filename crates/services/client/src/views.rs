@@ -237,6 +237,12 @@ pub fn cancel_reason_text(reason: CancelReason) -> &'static str {
         CancelReason::TicketChanged => {
             "The seller changed this ticket's title or price before your reservation was confirmed, so the order was cancelled. Nothing was charged."
         }
+        CancelReason::NotForSale => {
+            "The seller took this ticket off sale before your reservation was confirmed, so the order was cancelled. Nothing was charged."
+        }
+        CancelReason::EventStarted => {
+            "The event started before your reservation was confirmed, so the order was cancelled. Nothing was charged."
+        }
     }
 }
 

@@ -40,6 +40,8 @@ fn order_created(id: &str, expires_at: DateTime<Utc>) -> OrderCreated {
             price: Cents::new(1000),
             title: Some("A ticket".into()),
             version: Some(0),
+            seller_id: None,
+            starts_at: None,
         },
     }
 }
@@ -130,6 +132,7 @@ async fn cancelled_and_completed_orders_never_expire(backend: Backend) {
             version: 1,
             ticket: TicketRef { id: "t".into() },
             payment_id: None,
+            user_id: None,
         },
     )
     .await;

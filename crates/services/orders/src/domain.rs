@@ -52,8 +52,13 @@ pub struct ListedTicket {
     pub id: TicketId,
     pub title: String,
     pub price: Cents,
+    /// Its owner (the seller while it is listed).
     pub user_id: UserId,
     pub version: i64,
+    /// When the event starts, if the seller said.
+    pub starts_at: Option<Millis>,
+    /// Whether its owner offers it for sale.
+    pub for_sale: bool,
 }
 
 /// A payment the order knows of: the one that completed it, or one waiting for the
@@ -115,6 +120,10 @@ pub struct Transition {
 pub enum Refusal {
     #[error("You cannot buy your own ticket")]
     OwnTicket,
+    #[error("This ticket is not for sale")]
+    NotForSale,
+    #[error("This event has already started")]
+    EventStarted,
     #[error("Not authorized")]
     NotOwner,
     #[error("Cannot cancel a completed order")]
@@ -145,6 +154,12 @@ impl Order {
         if ticket.user_id == buyer {
             return Err(Refusal::OwnTicket);
         }
+        if !ticket.for_sale {
+            return Err(Refusal::NotForSale);
+        }
+        if ticket.starts_at.is_some_and(|starts| starts <= now) {
+            return Err(Refusal::EventStarted);
+        }
         let order = Order {
             id,
             user_id: buyer,
@@ -174,6 +189,8 @@ impl Order {
                 price: order.ticket.price,
                 title: Some(order.ticket.title.clone()),
                 version: Some(order.ticket.version),
+                seller_id: Some(ticket.user_id.clone()),
+                starts_at: ticket.starts_at,
             },
         };
         Ok((order, created))
@@ -197,8 +214,13 @@ impl Order {
                 self.cancel(CancelReason::Buyer, now)
             }
             Command::Expire => self.cancel(CancelReason::Expired, now),
-            Command::RefuseReservation(ReservationRefusal::TicketChanged) => {
-                self.cancel(CancelReason::TicketChanged, now)
+            Command::RefuseReservation(refusal) => {
+                let reason = match refusal {
+                    ReservationRefusal::TicketChanged => CancelReason::TicketChanged,
+                    ReservationRefusal::NotForSale => CancelReason::NotForSale,
+                    ReservationRefusal::EventStarted => CancelReason::EventStarted,
+                };
+                self.cancel(reason, now)
             }
             Command::ConfirmReservation => self.confirm(now),
             Command::Pay { payment, amount } => self.pay(payment, amount, now),
@@ -313,6 +335,7 @@ impl Order {
                 id: self.ticket.id.clone(),
             },
             payment_id: self.payment.as_ref().map(|p| p.id.clone()),
+            user_id: Some(self.user_id.clone()),
         });
         Transition {
             order: self,
@@ -371,6 +394,8 @@ mod tests {
             price: Cents::new(1000),
             user_id: "seller".into(),
             version: 4,
+            starts_at: None,
+            for_sale: true,
         }
     }
 
@@ -413,6 +438,51 @@ mod tests {
         assert_eq!(created.ticket.title.as_deref(), Some("Row A"));
         assert_eq!(created.ticket.version, Some(4));
         assert_eq!(created.expires_at, order.expires_at);
+        assert_eq!(created.ticket.seller_id, Some("seller".into()));
+        assert_eq!(created.ticket.starts_at, None);
+    }
+
+    #[test]
+    fn a_ticket_off_sale_or_whose_event_started_cannot_be_ordered() {
+        let off = ListedTicket {
+            for_sale: false,
+            ..ticket()
+        };
+        assert_eq!(
+            Order::place("o1".into(), "buyer".into(), &off, at(0), WINDOW).unwrap_err(),
+            Refusal::NotForSale
+        );
+        let starts = ListedTicket {
+            starts_at: Some(at(5_000)),
+            ..ticket()
+        };
+        let (_, created) =
+            Order::place("o1".into(), "buyer".into(), &starts, at(4_999), WINDOW).unwrap();
+        assert_eq!(created.ticket.starts_at, Some(at(5_000)));
+        for now in [5_000, 9_000] {
+            assert_eq!(
+                Order::place("o1".into(), "buyer".into(), &starts, at(now), WINDOW).unwrap_err(),
+                Refusal::EventStarted
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_reservation_cancels_with_the_tickets_reason() {
+        for (refusal, reason) in [
+            (
+                ReservationRefusal::TicketChanged,
+                CancelReason::TicketChanged,
+            ),
+            (ReservationRefusal::NotForSale, CancelReason::NotForSale),
+            (ReservationRefusal::EventStarted, CancelReason::EventStarted),
+        ] {
+            let t = placed()
+                .apply(Command::RefuseReservation(refusal), at(5))
+                .unwrap();
+            assert_eq!(t.order.status, OrderStatus::Cancelled);
+            assert_eq!(t.order.cancel_reason, Some(reason));
+        }
     }
 
     #[test]
@@ -537,6 +607,7 @@ mod tests {
                 version: 1,
                 ticket: TicketRef { id: "t1".into() },
                 payment_id: Some("p1".into()),
+                user_id: Some("buyer".into()),
             }))
         );
         let json = t.order.to_json();

@@ -37,6 +37,8 @@ impl Handlers {
             price: data.price,
             user_id: data.user_id,
             version: data.version,
+            starts_at: data.starts_at,
+            for_sale: data.for_sale,
         };
         if held.is_none() {
             store::insert_ticket(tx, &row).await?;

@@ -6,9 +6,10 @@
 //! - [`lifecycle`]: lock, transition, store + stage the event — the one way an order changes,
 //!   used by the HTTP handlers and the event handlers alike.
 //! - [`store`]: the SQL of `orders` and the `tickets` replica. The partial unique index
-//!   `orders_one_active_per_ticket` makes a second active order for one ticket impossible; its
-//!   violation becomes `400 Ticket is already reserved` in exactly one place
-//!   ([`store::insert_order`]).
+//!   `orders_one_open_per_ticket` makes a second open order (created or awaiting payment) for
+//!   one ticket impossible; its violation becomes `400 Ticket is already reserved` in exactly
+//!   one place ([`store::insert_order`]). A completed order no longer holds its ticket: the
+//!   buyer owns it and may sell it again; until they do the replica says it is not for sale.
 //! - [`handlers`]: the routes under `/api/orders`.
 //! - [`events`]: the tickets replica (`ticket.created` / `ticket.updated`, in version order),
 //!   the tickets service's answer on a reservation, expiry (`expiration.complete`) and payment

@@ -17,10 +17,10 @@ fn select_orders(filter: &str) -> String {
 
 const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, cancel_reason = $7, updated_at = $8 WHERE id = $1 AND version = $9";
-const TICKET: &str = "SELECT id, title, price, user_id, version FROM tickets WHERE id = $1";
-const INSERT_TICKET: &str =
-    "INSERT INTO tickets (id, title, price, user_id, version) VALUES ($1, $2, $3, $4, $5)";
-const UPDATE_TICKET: &str = "UPDATE tickets SET title = $2, price = $3, user_id = $4, version = $5 WHERE id = $1 AND version = $5 - 1";
+const TICKET: &str =
+    "SELECT id, title, price, user_id, version, starts_at, for_sale FROM tickets WHERE id = $1";
+const INSERT_TICKET: &str = "INSERT INTO tickets (id, title, price, user_id, version, starts_at, for_sale) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const UPDATE_TICKET: &str = "UPDATE tickets SET title = $2, price = $3, user_id = $4, version = $5, starts_at = $6, for_sale = $7 WHERE id = $1 AND version = $5 - 1";
 
 /// One row of `orders`, as stored.
 #[derive(Debug, sqlx::FromRow)]
@@ -200,6 +200,8 @@ pub async fn insert_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<(
         .bind(ticket.price)
         .bind(&ticket.user_id)
         .bind(ticket.version)
+        .bind(ticket.starts_at)
+        .bind(ticket.for_sale)
         .execute(conn)
         .await
         .map(drop))
@@ -214,6 +216,8 @@ pub async fn update_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<b
         .bind(ticket.price)
         .bind(&ticket.user_id)
         .bind(ticket.version)
+        .bind(ticket.starts_at)
+        .bind(ticket.for_sale)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))

@@ -246,7 +246,8 @@ async fn creating_an_order_publishes_order_created_with_the_contract_data(backen
             "status": "created",
             "userId": buyer.id,
             "expiresAt": expires_at,
-            "ticket": {"id": ticket.id, "price": 20.5, "title": "Concert", "version": 0},
+            "ticket": {"id": ticket.id, "price": 20.5, "title": "Concert", "version": 0,
+                "sellerId": ticket.user_id},
         })
     );
     assert_eq!(event.data.status, OrderStatus::Created);
@@ -761,11 +762,59 @@ async fn expiration_leaves_a_completed_order_complete(backend: Backend) {
 
     assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
     probe.assert_silent(300).await;
+}
+
+async fn a_sold_ticket_is_off_sale_until_its_buyer_lists_it_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let order = app.ordered(&buyer, &ticket.id).await;
+    let id = id_of(&order);
+    app.confirm(&ticket, &id).await;
+    publish(&app.bus.bus, payment_for(&id)).await;
+    app.wait_for_status(&id, "complete").await;
+    let third = TestUser::new();
+
+    // The tickets service gives it to the buyer, off sale.
+    let owned = app.owned_by(&ticket, &buyer, None).await;
+    let res = app
+        .as_user(&third)
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(res.json, error("This ticket is not for sale"));
+    // Its new owner cannot buy it; its old one can, once it is listed again.
+    let relisted = app.owned_by(&owned, &buyer, Some(1150)).await;
+    let res = app
+        .as_user(&buyer)
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(res.json, error("You cannot buy your own ticket"));
+    let again = app.ordered(&seller, &ticket.id).await;
+    assert_eq!(again["ticket"]["price"], json!(11.5));
+    assert_ne!(id_of(&again), id);
+    let res = app
+        .as_user(&third)
+        .post("/api/orders", &json!({"ticketId": relisted.id}))
+        .await;
+    assert_eq!(res.json, error("Ticket is already reserved"));
+}
+
+async fn a_ticket_whose_event_started_cannot_be_ordered(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    ticket.version += 1;
+    ticket.starts_at = Some(bt_contract::Millis::now().plus(std::time::Duration::from_millis(400)));
+    publish(&app.bus.bus, TicketUpdated(ticket.clone())).await;
+    app.wait_for_ticket_version(&ticket.id, ticket.version)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let res = app
         .as_user(&TestUser::new())
         .post("/api/orders", &json!({"ticketId": ticket.id}))
         .await;
-    assert_eq!(res.json, error("Ticket is already reserved"), "still sold");
+    assert_eq!(res.status, reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(res.json, error("This event has already started"));
 }
 
 async fn expiration_of_an_order_the_buyer_cancelled_changes_nothing(backend: Backend) {
@@ -803,7 +852,8 @@ async fn payment_completes_the_order_and_publishes_order_completed(backend: Back
     assert_eq!(event.kind, "order.completed");
     assert_eq!(
         serde_json::to_value(&event.data).unwrap(),
-        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}, "paymentId": payment.id})
+        json!({"id": id, "version": 1, "ticket": {"id": ticket.id}, "paymentId": payment.id,
+            "userId": buyer.id})
     );
     assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
     let shown = app.as_user(&buyer).get(&format!("/api/orders/{id}")).await;
@@ -1008,6 +1058,8 @@ backend_tests!(
     a_ticket_update_that_overtakes_the_ticket_creation_waits_for_it,
     expiration_cancels_a_created_order_and_publishes_order_cancelled,
     expiration_leaves_a_completed_order_complete,
+    a_sold_ticket_is_off_sale_until_its_buyer_lists_it_again,
+    a_ticket_whose_event_started_cannot_be_ordered,
     expiration_of_an_order_the_buyer_cancelled_changes_nothing,
     payment_completes_the_order_and_publishes_order_completed,
     a_redelivered_or_repeated_payment_changes_nothing,

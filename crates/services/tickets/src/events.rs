@@ -78,7 +78,7 @@ impl Handle<OrderCreated> for Handlers {
         let created = event.data;
         let ticket = self.locked(tx, &created.ticket.id, &created.id).await?;
         let read_version = ticket.version;
-        let reservation = match ticket.reserve(&created) {
+        let reservation = match ticket.reserve(&created, Millis::now()) {
             Ok(reservation) => reservation,
             Err(Refusal::AlreadyReservedByIt) => return Ok(Outcome::Skipped),
             // Still held by an earlier order whose cancellation has not arrived yet.
@@ -137,7 +137,7 @@ impl Handle<OrderCompleted> for Handlers {
         event.ticket.id.to_string()
     }
 
-    /// Marks the ticket sold: it stays off the market for good.
+    /// Sells the ticket: its buyer owns it now, off sale until they list it again.
     async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCompleted>) -> HandlerResult {
         let completed = event.data;
         if let Some(outcome) = self
@@ -149,7 +149,7 @@ impl Handle<OrderCompleted> for Handlers {
         let ticket = self.locked(tx, &completed.ticket.id, &completed.id).await?;
         let read_version = ticket.version;
         let holder = ticket.order_id.clone();
-        match ticket.sell(&completed.id) {
+        match ticket.sell(&completed.id, completed.user_id.as_ref()) {
             Ok((ticket, updated)) => self.save(tx, read_version, &ticket, updated).await,
             Err(Refusal::Sold) => Ok(Outcome::Skipped),
             Err(refusal) => {

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::domain::{Price, Refusal, Ticket, Title};
+use crate::domain::{Edit, Listing, Patch, Price, Refusal, Ticket, Title, Venue, parse_starts_at};
 use crate::store;
 
 /// Page size of the listing when none is asked for, and the largest allowed.
@@ -69,8 +69,11 @@ async fn openapi_document() -> Response {
     api_docs::document_response(DOCUMENT.get_or_init(|| Arc::new(openapi().to_string())))
 }
 
-/// The body of create and update: `{title, price}`. Other fields are ignored.
+/// The body of create and update: the seed's `{title, price}`, and the second wave's optional
+/// `venue`, `startsAt`, `faceValue` and `forSale`. On update an optional field that is absent is
+/// left as it is, and `null` clears it. Other fields are ignored.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TicketBody {
     /// 1 to 200 characters once white space around it is trimmed, and no control characters
     /// (the pattern says so: white space is Unicode's `White_Space`, which trimming removes).
@@ -78,6 +81,104 @@ pub struct TicketBody {
     title: Option<JsonField>,
     #[schema(value_type = PriceInput, required = true)]
     price: Option<JsonField>,
+    /// Where the event takes place: up to 200 characters once trimmed, no control characters;
+    /// blank or `null` is none.
+    #[schema(value_type = Option<String>, pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", examples("Paradiso, Amsterdam"))]
+    #[serde(default, deserialize_with = "bt_contract::json::present")]
+    venue: Option<JsonField>,
+    /// When the event starts: an RFC 3339 date and time with its offset, in the future. Once it
+    /// has passed the ticket leaves the listing and cannot be ordered.
+    #[schema(value_type = Option<String>, format = DateTime, examples("2027-06-12T19:30:00Z"))]
+    #[serde(default, deserialize_with = "bt_contract::json::present")]
+    starts_at: Option<JsonField>,
+    /// The price printed on the ticket (the same rules as a price). With it, `price` may be at
+    /// most `RESALE_PRICE_CAP_PERCENT`% of it (120% by default). Fixed once the ticket was sold.
+    #[schema(value_type = Option<PriceInput>)]
+    #[serde(default, deserialize_with = "bt_contract::json::present")]
+    face_value: Option<JsonField>,
+    /// Whether the owner offers the ticket for sale (default `true` when listing). A buyer lists
+    /// a ticket they bought again with `true`; `false` takes a free ticket off sale.
+    #[schema(value_type = bool)]
+    #[serde(default, deserialize_with = "bt_contract::json::present")]
+    for_sale: Option<JsonField>,
+}
+
+impl TicketBody {
+    fn venue(&self) -> Result<Option<Venue>, String> {
+        match &self.venue {
+            None => Ok(None),
+            Some(field) if field.is_null() => Ok(None),
+            Some(field) => match field.as_str() {
+                Some(text) => Venue::parse(Some(text)),
+                None => Err("Venue must be text".into()),
+            },
+        }
+    }
+
+    fn starts_at(&self, now: Millis) -> Result<Option<Millis>, &'static str> {
+        match &self.starts_at {
+            None => Ok(None),
+            Some(field) if field.is_null() => Ok(None),
+            Some(field) => match field.as_str() {
+                Some(text) => parse_starts_at(Some(&text), now),
+                None => Err(
+                    "Event start must be a date and time with a time zone, e.g. 2026-12-31T20:00:00Z",
+                ),
+            },
+        }
+    }
+
+    fn for_sale(&self) -> Result<Option<bool>, &'static str> {
+        match &self.for_sale {
+            None => Ok(None),
+            Some(field) => field
+                .as_bool()
+                .map(Some)
+                .ok_or("forSale must be true or false"),
+        }
+    }
+
+    /// A new listing, every field checked at once.
+    fn listing(&self, now: Millis) -> ApiResult<(Listing, bool)> {
+        let (title, price, venue, starts_at, face_value, for_sale) = validate!(
+            title: Title::parse(string_field(&self.title)),
+            price: Price::parse(self.price.as_ref()),
+            venue: self.venue(),
+            starts_at as "startsAt": self.starts_at(now),
+            face_value as "faceValue": Price::parse_face_value(self.face_value.as_ref()),
+            for_sale as "forSale": self.for_sale(),
+        )?;
+        let listing = Listing {
+            title,
+            price,
+            venue,
+            starts_at,
+            face_value,
+        };
+        Ok((listing, for_sale.unwrap_or(true)))
+    }
+
+    /// An edit: absent optional fields are kept.
+    fn edit(&self, now: Millis) -> ApiResult<Edit> {
+        let (listing, _) = self.listing(now)?;
+        Ok(Edit {
+            title: listing.title,
+            price: listing.price,
+            venue: Patch::from_parsed(self.venue.is_some(), listing.venue),
+            starts_at: Patch::from_parsed(self.starts_at.is_some(), listing.starts_at),
+            face_value: Patch::from_parsed(self.face_value.is_some(), listing.face_value),
+            for_sale: self.for_sale().unwrap_or(None),
+        })
+    }
+}
+
+/// A refused change of a ticket as the API answers it.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotOwner => ApiError::NotAuthorized,
+        Refusal::OverCap(message) => ApiError::field("price", message),
+        other => ApiError::bad_request(other.to_string()),
+    }
 }
 
 /// A price as a request gives it.
@@ -159,8 +260,14 @@ async fn list_tickets(
         cursor: parse_cursor(query.cursor.as_deref()),
         q: parse_search(query.q.as_deref()),
     )?;
-    let mut tickets =
-        store::list_on_sale(&state.db, search.as_deref(), cursor.as_deref(), limit + 1).await?;
+    let mut tickets = store::list_on_sale(
+        &state.db,
+        search.as_deref(),
+        cursor.as_deref(),
+        limit + 1,
+        Millis::now(),
+    )
+    .await?;
     let mut headers = HeaderMap::new();
     if tickets.len() as i64 > limit {
         tickets.truncate(limit as usize);
@@ -293,11 +400,16 @@ async fn create_ticket(
     user: CurrentUser,
     ApiJson(body): ApiJson<TicketBody>,
 ) -> ApiResult<(StatusCode, Json<Ticket>)> {
-    let (title, price) = validate!(
-        title: Title::parse(string_field(&body.title)),
-        price: Price::parse(body.price.as_ref()),
-    )?;
-    let (ticket, created) = Ticket::list(TicketId::generate(), user.0.id, &title, price);
+    let now = Millis::now();
+    let (listing, for_sale) = body.listing(now)?;
+    let cap = state.settings.resale_cap;
+    let (mut ticket, mut created) =
+        Ticket::list(TicketId::generate(), user.0.id, &listing, cap).map_err(refused)?;
+    if !for_sale {
+        // Listed off sale: the owner offers it later.
+        ticket.for_sale = false;
+        created.0.for_sale = false;
+    }
     let mut tx = state.db.begin().await?;
     store::insert(&mut tx, &ticket, Millis::now()).await?;
     state.outbox.stage(&mut tx, created).await?;
@@ -332,23 +444,17 @@ async fn update_ticket(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TicketBody>,
 ) -> ApiResult<Json<Ticket>> {
-    let (title, price) = validate!(
-        title: Title::parse(string_field(&body.title)),
-        price: Price::parse(body.price.as_ref()),
-    )?;
+    let now = Millis::now();
+    let edit = body.edit(now)?;
     let mut tx = state.db.begin().await?;
     let ticket = store::lock(&mut tx, &TicketId::new(id))
         .await?
         .ok_or(ApiError::NotFound)?;
     let read_version = ticket.version;
-    let (ticket, updated) =
-        ticket
-            .edit(&user.0.id, &title, price)
-            .map_err(|refusal| match refusal {
-                Refusal::NotOwner => ApiError::NotAuthorized,
-                other => ApiError::bad_request(other.to_string()),
-            })?;
-    if !store::save(&mut tx, &ticket, read_version, Millis::now()).await? {
+    let (ticket, updated) = ticket
+        .edit(&user.0.id, &edit, state.settings.resale_cap, now)
+        .map_err(refused)?;
+    if !store::save(&mut tx, &ticket, read_version, now).await? {
         return Err(ApiError::internal("ticket changed while locked"));
     }
     state.outbox.stage(&mut tx, updated).await?;

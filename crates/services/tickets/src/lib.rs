@@ -1,14 +1,15 @@
 //! The tickets service: list, show, create and update tickets (ARCHITECTURE §3); a ticket
 //! reserved by an order cannot be edited.
 //!
-//! - [`domain`]: [`Title`](domain::Title) and [`Price`](domain::Price), parsed once at the edge,
-//!   and the ticket's changes as pure transitions (list, edit, reserve at the order's terms or
-//!   refuse, release, sell).
+//! - [`domain`]: [`Title`](domain::Title), [`Price`](domain::Price) and the event details,
+//!   parsed once at the edge, the resale cap, and the ticket's changes as pure transitions
+//!   (list, edit or relist, reserve at the order's terms or refuse, release, sell to the buyer).
 //! - [`store`]: the SQL of the `tickets` and `order_versions` tables.
 //! - [`handlers`]: the routes under `/api/tickets`.
 //! - [`events`]: what the service does on `order.created` (reserve, or refuse with
 //!   `ticket.reservation_refused` when the order was placed on other terms), `order.cancelled`
-//!   (release) and `order.completed` (sold); every change publishes `ticket.updated`.
+//!   (release) and `order.completed` (sold: the buyer owns it); every change publishes
+//!   `ticket.updated`.
 
 pub mod domain;
 pub mod events;
@@ -33,6 +34,14 @@ pub struct AppState {
     pub db: Db,
     pub outbox: Outbox,
     pub sessions: SessionKeys,
+    pub settings: Settings,
+}
+
+/// What an operator configures in the tickets service.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `RESALE_PRICE_CAP_PERCENT`: how far above its face value a ticket may be sold.
+    pub resale_cap: domain::ResaleCap,
 }
 
 /// Opens the tickets database, starts its outbox relay and event consumers on `runtime`, and
@@ -41,6 +50,7 @@ pub async fn service(
     database_url: &str,
     db_options: &DbOptions,
     sessions: SessionKeys,
+    settings: Settings,
     runtime: &Runtime,
 ) -> Result<Service, StartError> {
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
@@ -59,6 +69,7 @@ pub async fn service(
         db: db.clone(),
         outbox,
         sessions,
+        settings,
     };
     Ok(Service {
         name: "tickets",

@@ -5,14 +5,16 @@ use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::Ticket;
 
-const COLUMNS: &str = "id, title, price, user_id, version, order_id, (sold_at IS NOT NULL) AS sold";
+const COLUMNS: &str = "id, title, price, user_id, version, order_id, (sold_at IS NOT NULL) AS sold, venue, starts_at, face_value, for_sale, (file_key IS NOT NULL) AS has_file, reserved_for, sales";
 
 fn select(filter: &str) -> String {
     format!("SELECT {COLUMNS} FROM tickets {filter}")
 }
 
-const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $6)";
-const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7 WHERE id = $1 AND version = $8";
+const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, venue, starts_at, face_value, for_sale, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $10)";
+const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7, user_id = $9, venue = $10, starts_at = $11, face_value = $12, for_sale = $13, reserved_for = $14, sales = $15 WHERE id = $1 AND version = $8";
+const FILE: &str = "SELECT file_key, file_kind FROM tickets WHERE id = $1 AND file_key IS NOT NULL";
+const SET_FILE: &str = "UPDATE tickets SET file_key = $2, file_kind = $3, file_size = $4, updated_at = $5 WHERE id = $1";
 const ORDER_VERSION: &str = "SELECT version FROM order_versions WHERE order_id = $1";
 const SET_ORDER_VERSION: &str = "INSERT INTO order_versions (order_id, version) VALUES ($1, $2) ON CONFLICT (order_id) DO UPDATE SET version = excluded.version";
 
@@ -25,6 +27,10 @@ pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: Millis) -> sqlx::Result<(
         .bind(ticket.price)
         .bind(&ticket.user_id)
         .bind(ticket.version)
+        .bind(&ticket.venue)
+        .bind(ticket.starts_at)
+        .bind(ticket.face_value)
+        .bind(ticket.for_sale)
         .bind(now)
         .execute(conn)
         .await
@@ -51,17 +57,21 @@ pub async fn find_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>>
         .await)
 }
 
-/// Tickets on sale, newest first, optionally whose title contains `search`
-/// (case-insensitive), after the ticket `after` (a cursor), at most `limit`.
+/// Tickets on sale — free, offered by their owner, whose event has not started at `now` —
+/// newest first, optionally whose title contains `search` (case-insensitive), after the ticket
+/// `after` (a cursor), at most `limit`.
 #[tracing::instrument(skip_all)]
 pub async fn list_on_sale(
     db: &Db,
     search: Option<&str>,
     after: Option<&str>,
     limit: i64,
+    now: Millis,
 ) -> sqlx::Result<Vec<Ticket>> {
-    let mut filter = String::from("WHERE order_id IS NULL");
-    let mut n = 0;
+    let mut filter = String::from(
+        "WHERE order_id IS NULL AND for_sale AND (starts_at IS NULL OR starts_at > $1)",
+    );
+    let mut n = 1;
     let mut next = || {
         n += 1;
         format!("${n}")
@@ -76,7 +86,7 @@ pub async fn list_on_sale(
     let sql = select(&filter);
     let pattern = search.map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
     on_db!(db, |pool| {
-        let mut query = sqlx::query_as::<_, Ticket>(&sql);
+        let mut query = sqlx::query_as::<_, Ticket>(&sql).bind(now);
         if let Some(pattern) = &pattern {
             query = query.bind(pattern);
         }
@@ -87,7 +97,8 @@ pub async fn list_on_sale(
     })
 }
 
-/// Every ticket of a seller, newest first (at most 500).
+/// Every ticket a user owns — listed, reserved, or bought and not listed again — newest first
+/// (at most 500).
 #[tracing::instrument(skip_all)]
 pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticket>> {
     let sql = select("WHERE user_id = $1 ORDER BY id DESC LIMIT 500");
@@ -121,6 +132,13 @@ pub async fn save(
         .bind(ticket.sold)
         .bind(now)
         .bind(read_version)
+        .bind(&ticket.user_id)
+        .bind(&ticket.venue)
+        .bind(ticket.starts_at)
+        .bind(ticket.face_value)
+        .bind(ticket.for_sale)
+        .bind(&ticket.reserved_for)
+        .bind(ticket.sales)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
@@ -162,4 +180,41 @@ pub async fn set_order_version(tx: &mut Tx, order_id: &OrderId, version: i64) ->
         .execute(conn)
         .await
         .map(drop))
+}
+
+/// Where the file of a ticket is stored, and its kind (`pdf`, `png`, `jpeg`); `None` without one.
+#[tracing::instrument(skip_all)]
+pub async fn file_of(db: &Db, id: &TicketId) -> sqlx::Result<Option<(String, String)>> {
+    on_db!(db, |pool| sqlx::query_as(FILE)
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// Points the ticket at its (new) file; answers the key of the file it replaces, if any.
+#[tracing::instrument(skip_all)]
+pub async fn set_file(
+    tx: &mut Tx,
+    id: &TicketId,
+    key: &str,
+    kind: &str,
+    size: i64,
+    now: Millis,
+) -> sqlx::Result<Option<String>> {
+    let old: Option<Option<String>> = on_tx!(tx, |conn| sqlx::query_scalar(
+        "SELECT file_key FROM tickets WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await)?;
+    on_tx!(tx, |conn| sqlx::query(SET_FILE)
+        .bind(id)
+        .bind(key)
+        .bind(kind)
+        .bind(size)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop))?;
+    Ok(old.flatten().filter(|old| old != key))
 }

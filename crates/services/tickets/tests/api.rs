@@ -29,10 +29,15 @@ impl TestApp {
         let db = TestDb::new(backend).await;
         let bus = TestBus::new(bus_for(backend)).await;
         let runtime = Runtime::new(bus.bus.clone());
-        let service =
-            bt_tickets::service(&db.url, &DbOptions::default(), test_sessions(), &runtime)
-                .await
-                .expect("tickets service starts");
+        let service = bt_tickets::service(
+            &db.url,
+            &DbOptions::default(),
+            test_sessions(),
+            bt_tickets::Settings::default(),
+            &runtime,
+        )
+        .await
+        .expect("tickets service starts");
         let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
         Self {
             server,
@@ -92,6 +97,8 @@ fn order_created(ticket: &Value, order_id: &str) -> OrderCreated {
             price: serde_json::from_value::<Cents>(ticket["price"].clone()).unwrap(),
             title: Some(ticket["title"].as_str().unwrap().to_owned()),
             version: Some(ticket["version"].as_i64().unwrap()),
+            seller_id: None,
+            starts_at: None,
         },
     }
 }
@@ -122,7 +129,9 @@ async fn creating_a_ticket_returns_it_and_publishes_ticket_created(backend: Back
     let id = ticket["id"].as_str().unwrap();
     assert_eq!(
         ticket,
-        json!({"id": id, "title": "Concert", "price": 20.5, "userId": seller.id, "version": 0, "orderId": null, "sold": false})
+        json!({"id": id, "title": "Concert", "price": 20.5, "userId": seller.id, "version": 0,
+            "orderId": null, "sold": false, "venue": null, "startsAt": null, "faceValue": null,
+            "forSale": true, "hasFile": false})
     );
     let event = probe.next::<TicketCreated>(10).await;
     assert_eq!(event.data.0.id, id);
@@ -554,28 +563,49 @@ async fn a_new_order_waits_until_the_previous_one_is_released(backend: Backend) 
     assert_eq!(app.ticket(id).await["version"], 3);
 }
 
-async fn order_completed_keeps_the_ticket_off_the_market_for_good(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let seller = TestUser::new();
-    let ticket = app.listed(&seller, "Concert", json!(10)).await;
-    let id = ticket["id"].as_str().unwrap();
-    app.reserve(&ticket, "order-1").await;
-
+/// Publishes `order.completed` for the order of `buyer` that holds `ticket`, as the orders
+/// service would after `order_created_by`, and waits until the buyer owns the ticket.
+async fn complete(app: &TestApp, ticket: &Value, order_id: &str, buyer: &TestUser, version: i64) {
     publish(
         &app.bus.bus,
         OrderCompleted {
-            id: "order-1".into(),
-            version: 1,
-            ticket: ticket_ref(&ticket),
+            id: order_id.into(),
+            version,
+            ticket: ticket_ref(ticket),
             payment_id: None,
+            user_id: Some(buyer.id.as_str().into()),
         },
     )
     .await;
-    eventually(10, "the ticket is sold", || async {
-        app.ticket(id).await["sold"] == true
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    eventually(10, "the buyer owns the ticket", || async {
+        app.ticket(&id).await["userId"] == buyer.id.as_str()
     })
     .await;
-    // A late cancellation of the paid order does not put it back on sale.
+}
+
+fn order_created_by(ticket: &Value, order_id: &str, buyer: &TestUser) -> OrderCreated {
+    OrderCreated {
+        user_id: buyer.id.as_str().into(),
+        ..order_created(ticket, order_id)
+    }
+}
+
+async fn order_completed_gives_the_ticket_to_its_buyer_off_sale(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let buyer = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+    publish(&app.bus.bus, order_created_by(&ticket, "order-1", &buyer)).await;
+    eventually(10, "reserved", || async {
+        app.ticket(id).await["orderId"] == "order-1"
+    })
+    .await;
+    let mut probe = EventProbe::new(&app.bus.bus, "ticket.updated").await;
+
+    complete(&app, &ticket, "order-1", &buyer, 1).await;
+    // A late cancellation of the paid order changes nothing.
     publish(
         &app.bus.bus,
         OrderCancelled {
@@ -590,10 +620,33 @@ async fn order_completed_keeps_the_ticket_off_the_market_for_good(backend: Backe
 
     let sold = app.ticket(id).await;
     assert_eq!(
-        (sold["orderId"].as_str(), sold["version"].as_i64()),
-        (Some("order-1"), Some(2))
+        (
+            sold["orderId"].clone(),
+            sold["userId"].as_str(),
+            sold["forSale"].clone(),
+            sold["sold"].clone(),
+            sold["version"].as_i64()
+        ),
+        (
+            json!(null),
+            Some(buyer.id.as_str()),
+            json!(false),
+            json!(true),
+            Some(2)
+        )
     );
+    // (The reservation's own event may reach the probe first: the relay publishes after the
+    // commit that the test saw.)
+    let mut event = probe.next::<TicketUpdated>(10).await;
+    if event.data.0.version == 1 {
+        event = probe.next::<TicketUpdated>(10).await;
+    }
+    assert_eq!(event.data.0.version, 2);
+    assert_eq!(event.data.0.user_id.as_str(), buyer.id);
+    assert!(!event.data.0.for_sale);
+    probe.assert_silent(300).await;
     assert_eq!(app.anonymous().get("/api/tickets").await.json, json!([]));
+    // The seller cannot edit it any more; it is the buyer's.
     let edit = app
         .as_user(&seller)
         .put(
@@ -601,7 +654,284 @@ async fn order_completed_keeps_the_ticket_off_the_market_for_good(backend: Backe
             &json!({"title": "x", "price": 1}),
         )
         .await;
-    assert_eq!(edit.status, StatusCode::BAD_REQUEST);
+    assert_eq!(edit.status, StatusCode::UNAUTHORIZED);
+    let mine = app.as_user(&buyer).get("/api/tickets/mine").await;
+    assert_eq!(mine.json, json!([sold]));
+    let theirs = app.as_user(&seller).get("/api/tickets/mine").await;
+    assert_eq!(theirs.json, json!([]));
+}
+
+async fn event_details_are_listed_shown_and_announced(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "ticket.created").await;
+    let seller = TestUser::new();
+    let res = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Row 5", "price": "48", "venue": "  Paradiso ",
+                "startsAt": "2099-06-12T21:30:00+02:00", "faceValue": 40}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    assert_eq!(res.json["venue"], "Paradiso");
+    assert_eq!(res.json["startsAt"], "2099-06-12T19:30:00.000Z");
+    assert_eq!(res.json["faceValue"], json!(40));
+    assert_eq!(res.json["forSale"], json!(true));
+    let event = probe.next::<TicketCreated>(10).await;
+    assert_eq!(event.data.0.venue.as_deref(), Some("Paradiso"));
+    assert_eq!(event.data.0.face_value, Some(Cents::new(4000)));
+    assert_eq!(
+        event.data.0.starts_at.map(|m| m.to_iso()),
+        Some("2099-06-12T19:30:00.000Z".to_owned())
+    );
+    let id = res.json["id"].as_str().unwrap();
+    assert_eq!(app.ticket(id).await, res.json);
+    // A client of the first release sends title and price only: the details stay.
+    let edited = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Row 6", "price": 45}),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
+    assert_eq!(
+        (
+            edited.json["venue"].clone(),
+            edited.json["faceValue"].clone()
+        ),
+        (json!("Paradiso"), json!(40))
+    );
+    // `null` clears one.
+    let cleared = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Row 6", "price": 45, "venue": null}),
+        )
+        .await;
+    assert_eq!(cleared.json["venue"], json!(null));
+    assert_eq!(cleared.json["faceValue"], json!(40));
+}
+
+async fn a_price_over_the_resale_cap_and_bad_details_are_refused_per_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let over = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Row 5", "price": 48.01, "faceValue": "40"}),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        over.field_errors(),
+        [(
+            "price".to_owned(),
+            "Price must be at most 48.00 (120% of the face value 40.00)".to_owned()
+        )]
+    );
+    let bad = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Row 5", "price": 10, "venue": 7,
+                "startsAt": "2020-01-01T00:00:00Z", "faceValue": 0, "forSale": "yes"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.field_errors(),
+        [
+            ("venue".to_owned(), "Venue must be text".to_owned()),
+            (
+                "startsAt".to_owned(),
+                "Event start must be in the future".to_owned()
+            ),
+            (
+                "faceValue".to_owned(),
+                "Face value must be greater than 0".to_owned()
+            ),
+            (
+                "forSale".to_owned(),
+                "forSale must be true or false".to_owned()
+            ),
+        ]
+    );
+    let no_zone = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Row 5", "price": 10, "startsAt": "2099-01-01T20:00:00"}),
+        )
+        .await;
+    assert_eq!(
+        no_zone.field_errors(),
+        [(
+            "startsAt".to_owned(),
+            "Event start must be a date and time with a time zone, e.g. 2026-12-31T20:00:00Z"
+                .to_owned()
+        )]
+    );
+}
+
+async fn the_listing_hides_tickets_off_sale_and_events_that_started(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let starting = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Starting", "price": 10, "startsAt": soon}),
+        )
+        .await;
+    assert_eq!(starting.status, StatusCode::CREATED, "{}", starting.text);
+    let off = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Kept", "price": 10, "forSale": false}),
+        )
+        .await;
+    assert_eq!(off.json["forSale"], json!(false));
+    let later = app.listed(&seller, "Later", json!(10)).await;
+    let titles = |res: Value| -> Vec<String> {
+        res.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        titles(app.anonymous().get("/api/tickets").await.json),
+        ["Later", "Starting"]
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        titles(app.anonymous().get("/api/tickets").await.json),
+        ["Later"]
+    );
+    // Still shown to its owner and by id.
+    assert_eq!(
+        titles(app.as_user(&seller).get("/api/tickets/mine").await.json),
+        ["Later", "Kept", "Starting"]
+    );
+    // An order that reaches the tickets service after the start is refused, saying why.
+    let mut refusals = EventProbe::new(&app.bus.bus, "ticket.reservation_refused").await;
+    publish(&app.bus.bus, order_created(&starting.json, "order-late")).await;
+    assert_eq!(
+        refusals
+            .next::<TicketReservationRefused>(10)
+            .await
+            .data
+            .reason,
+        ReservationRefusal::EventStarted
+    );
+    publish(&app.bus.bus, order_created(&off.json, "order-off")).await;
+    assert_eq!(
+        refusals
+            .next::<TicketReservationRefused>(10)
+            .await
+            .data
+            .reason,
+        ReservationRefusal::NotForSale
+    );
+    // It cannot be put on sale again once its event started.
+    let id = starting.json["id"].as_str().unwrap();
+    let relist = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Starting", "price": 10, "forSale": true}),
+        )
+        .await;
+    assert_eq!(
+        relist.json,
+        json!({"errors": [{"message": "This event has already started"}]})
+    );
+    assert_eq!(later["forSale"], json!(true));
+}
+
+async fn a_buyer_relists_within_the_cap_and_the_next_buyer_owns_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (a, b, c) = (TestUser::new(), TestUser::new(), TestUser::new());
+    let res = app
+        .as_user(&a)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Row 5", "price": 40, "faceValue": 40, "venue": "Hall"}),
+        )
+        .await;
+    let ticket = res.json;
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    app.reserve(&ticket, "order-1").await;
+    complete(&app, &ticket, "order-1", &b, 1).await;
+    // Reserved for "buyer" by `reserve`, completed with b as the event's buyer: b owns it.
+    let path = format!("/api/tickets/{id}");
+
+    let above = app
+        .as_user(&b)
+        .put(
+            &path,
+            &json!({"title": "Row 5", "price": 48.5, "forSale": true}),
+        )
+        .await;
+    assert_eq!(
+        above.field_errors(),
+        [(
+            "price".to_owned(),
+            "Price must be at most 48.00 (120% of the face value 40.00)".to_owned()
+        )]
+    );
+    let lift = app
+        .as_user(&b)
+        .put(
+            &path,
+            &json!({"title": "Row 5", "price": 90, "faceValue": 80, "forSale": true}),
+        )
+        .await;
+    assert_eq!(
+        lift.json,
+        json!({"errors": [{"message": "The event details cannot be changed once the ticket has been sold"}]})
+    );
+    let relisted = app
+        .as_user(&b)
+        .put(
+            &path,
+            &json!({"title": "Row 5", "price": 48, "forSale": true}),
+        )
+        .await;
+    assert_eq!(relisted.status, StatusCode::OK, "{}", relisted.text);
+    assert_eq!(
+        (
+            relisted.json["forSale"].clone(),
+            relisted.json["sold"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        app.anonymous().get("/api/tickets").await.json,
+        json!([relisted.json])
+    );
+
+    let relisted = relisted.json;
+    publish(&app.bus.bus, order_created_by(&relisted, "order-2", &c)).await;
+    eventually(10, "reserved again", || async {
+        app.ticket(&id).await["orderId"] == "order-2"
+    })
+    .await;
+    complete(&app, &relisted, "order-2", &c, 1).await;
+    let owned = app.ticket(&id).await;
+    assert_eq!(owned["userId"], c.id.as_str());
+    assert_eq!(owned["price"], json!(48));
+    assert_eq!(owned["venue"], "Hall");
+    assert_eq!(
+        app.as_user(&b).get("/api/tickets/mine").await.json,
+        json!([])
+    );
 }
 
 async fn a_redelivered_order_event_changes_nothing(backend: Backend) {
@@ -725,6 +1055,10 @@ backend_tests!(
     order_created_reserves_and_order_cancelled_releases_the_ticket,
     a_cancellation_that_overtakes_its_order_waits_for_it,
     a_new_order_waits_until_the_previous_one_is_released,
-    order_completed_keeps_the_ticket_off_the_market_for_good,
+    order_completed_gives_the_ticket_to_its_buyer_off_sale,
+    event_details_are_listed_shown_and_announced,
+    a_price_over_the_resale_cap_and_bad_details_are_refused_per_field,
+    the_listing_hides_tickets_off_sale_and_events_that_started,
+    a_buyer_relists_within_the_cap_and_the_next_buyer_owns_it,
     a_redelivered_order_event_changes_nothing,
 );

@@ -159,6 +159,33 @@ impl TestApp {
             .await;
     }
 
+    /// Publishes the tickets service's change of `ticket` after the order completed: the buyer
+    /// owns it, off sale (or on sale again at `relist_cents`, as its new owner lists it), and
+    /// waits until the replica applied it. Answers the ticket as the replica holds it.
+    pub async fn owned_by(
+        &self,
+        ticket: &TicketData,
+        buyer: &TestUser,
+        relist_cents: Option<i64>,
+    ) -> TicketData {
+        let mut owned = ticket.clone();
+        owned.version = self
+            .ticket_version(&ticket.id)
+            .await
+            .expect("the replica holds the ticket")
+            + 1;
+        owned.order_id = None;
+        owned.user_id = UserId::new(buyer.id.clone());
+        owned.for_sale = relist_cents.is_some();
+        if let Some(cents) = relist_cents {
+            owned.price = Cents::new(cents);
+        }
+        publish(&self.bus.bus, TicketUpdated(owned.clone())).await;
+        self.wait_for_ticket_version(&ticket.id, owned.version)
+            .await;
+        owned
+    }
+
     /// Waits until the order has `status` in the database.
     pub async fn wait_for_status(&self, id: impl AsRef<str>, status: &str) {
         let id = id.as_ref();
@@ -230,5 +257,9 @@ pub fn ticket_data(seller: &TestUser, title: &str, cents: i64) -> TicketData {
         price: Cents::new(cents),
         user_id: UserId::new(&seller.id),
         order_id: None,
+        venue: None,
+        starts_at: None,
+        face_value: None,
+        for_sale: true,
     }
 }

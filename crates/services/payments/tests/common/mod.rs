@@ -108,6 +108,7 @@ impl TestApp {
                             version: order.version + 1,
                             ticket: ticket_of(paid.order_id.as_str()),
                             payment_id: Some(paid.id),
+                            user_id: None,
                         },
                     )
                     .await;
@@ -191,6 +192,7 @@ impl TestApp {
                 version,
                 ticket: ticket_of(id),
                 payment_id: Some(PaymentId::new(payment)),
+                user_id: None,
             },
         )
         .await;
@@ -319,6 +321,8 @@ pub fn order_created(
             price: Cents::new(price_cents),
             title: Some("A ticket".into()),
             version: Some(0),
+            seller_id: None,
+            starts_at: None,
         },
     }
 }
