@@ -114,7 +114,12 @@ fn ticket(i: u64) -> TicketCreated {
         title: format!("Seat {i}"),
         price: Cents::new(1000),
         user_id: "seller".into(),
-        order_id: None, venue: None, starts_at: None, face_value: None, for_sale: true, })
+        order_id: None,
+        venue: None,
+        starts_at: None,
+        face_value: None,
+        for_sale: true,
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

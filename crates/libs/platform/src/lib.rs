@@ -15,6 +15,8 @@
 //! - [`arrivals`]: bounded waits for events that have not reached the service yet (a fresh id
 //!   is answered once its event arrives, or 503 with `Retry-After`, never 404).
 //! - [`context`]: the request id carried from HTTP into events and back into logs.
+//! - [`files`]: ticket files — their kind by signature, content-addressed keys, and the
+//!   [`FileStore`](files::FileStore) over a local directory or an S3-compatible bucket.
 //! - [`rate_limit`]: per-client-address limits and the client address behind trusted proxies.
 //! - [`telemetry`]: `tracing` set-up.
 
@@ -23,6 +25,7 @@ pub mod arrivals;
 pub mod bus;
 pub mod context;
 pub mod db;
+pub mod files;
 pub mod http;
 pub mod rate_limit;
 pub mod sessions;

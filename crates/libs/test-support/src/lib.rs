@@ -6,6 +6,8 @@
 //! - [`TestClient`]: an HTTP client that keeps cookies, with JSON helpers.
 //! - [`backend_tests!`]: runs one async test body on SQLite and on PostgreSQL.
 //! - [`stripe::MockStripe`]: a local server that speaks Stripe's wire format.
+//! - [`moto::MotoServer`]: a real S3 API (moto, installed from PyPI on first use) with a fresh
+//!   bucket per test.
 //! - [`OwnNatsServer`], [`OwnPostgresServer`]: servers of a test's own, for tests that stop and
 //!   restart them.
 //!
@@ -21,6 +23,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
 
+pub mod moto;
 pub mod stripe;
 
 /// Where tests create their PostgreSQL databases.
