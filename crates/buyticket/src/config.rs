@@ -23,6 +23,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start and moved into the one mode that runs: the size of the larger
+// variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole marketplace in this process: every service on one listener, SQLite files
@@ -103,8 +106,52 @@ pub struct ServeArgs {
     /// before another replica gets it, in seconds.
     #[arg(long, env = "EVENT_ACK_WAIT_SECONDS", default_value_t = 30)]
     pub event_ack_wait_seconds: u64,
+    /// Where the tickets service keeps ticket files (`serve tickets` only): `s3://<bucket>`
+    /// (an S3-compatible store shared by every replica), or `file:///<directory>` when every
+    /// replica runs on one machine.
+    #[arg(long, env = "FILE_STORE_URL")]
+    pub file_store_url: Option<String>,
+    /// The S3 endpoint for a store that is not AWS itself (MinIO, Ceph, R2, ...).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// The S3 store's region.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// The S3 store's access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub aws_access_key_id: Option<String>,
+    /// The S3 store's secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub aws_secret_access_key: Option<SecretString>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl ServeArgs {
+    /// The ticket files' store of `serve tickets`, from FILE_STORE_URL and the AWS settings.
+    pub fn file_store(&self) -> anyhow::Result<bt_platform::files::FileStore> {
+        use bt_platform::files;
+        let Some(url) = &self.file_store_url else {
+            bail!(
+                "FILE_STORE_URL is not set: the tickets service keeps the ticket files sellers \
+                 upload in a store every replica reaches. Set it to s3://<bucket> (with \
+                 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a store that is \
+                 not AWS, AWS_ENDPOINT_URL), or to file:///<directory> when every replica runs \
+                 on this machine"
+            );
+        };
+        let setting = |name: &str| match name {
+            files::ENDPOINT_VAR => self.aws_endpoint_url.clone(),
+            files::REGION_VAR => self.aws_region.clone(),
+            files::ACCESS_KEY_VAR => self.aws_access_key_id.clone(),
+            files::SECRET_KEY_VAR => self
+                .aws_secret_access_key
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            _ => None,
+        };
+        Ok(files::FileStore::from_url(url, setting)?)
+    }
 }
 
 /// Settings shared by both modes.
@@ -160,6 +207,21 @@ pub struct CommonArgs {
     /// Currency of every charge (ISO code).
     #[arg(long, env = "PAYMENT_CURRENCY", default_value = "usd")]
     pub payment_currency: String,
+    /// The platform's fee on every sale, in whole percent of the price (0 to 100); the seller
+    /// is credited the rest.
+    #[arg(long, env = "SELLER_FEE_PERCENT", default_value_t = 5, value_parser = seller_fee_percent)]
+    pub seller_fee_percent: u8,
+    /// When the event's start is unknown, how long after a sale the seller's credit becomes
+    /// available for payout, in hours (with a start: when the event starts).
+    #[arg(long, env = "PAYOUT_DELAY_HOURS", default_value_t = 48, value_parser = payout_delay_hours)]
+    pub payout_delay_hours: u64,
+    /// How often the payout worker transfers available credits to sellers, in seconds.
+    #[arg(long, env = "PAYOUT_INTERVAL_SECONDS", default_value_t = 60, value_parser = payout_interval_seconds)]
+    pub payout_interval_seconds: u64,
+    /// The address browsers reach the site at (e.g. `https://buyticket.example.com`): Stripe's
+    /// seller onboarding sends sellers back to its `/payouts`. Needed for payouts through Stripe.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Largest number of database connections per service.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
@@ -221,6 +283,42 @@ fn default_max_connections() -> usize {
     usize::try_from(files.saturating_sub(256))
         .unwrap_or(usize::MAX)
         .clamp(64, 10_000)
+}
+
+/// `SELLER_FEE_PERCENT`: a whole percentage from 0 to 100.
+fn seller_fee_percent(text: &str) -> Result<u8, String> {
+    text.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| {
+            "SELLER_FEE_PERCENT must be a whole number of percent from 0 to 100 (default 5)".into()
+        })
+}
+
+/// `PAYOUT_DELAY_HOURS`: whole hours from 0 to a year.
+fn payout_delay_hours(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|h| *h <= 8760)
+        .ok_or_else(|| {
+            "PAYOUT_DELAY_HOURS must be a whole number of hours from 0 to 8760 (a year; default 48)"
+                .into()
+        })
+}
+
+/// `PAYOUT_INTERVAL_SECONDS`: whole seconds from 1 to a day.
+fn payout_interval_seconds(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| {
+            "PAYOUT_INTERVAL_SECONDS must be a whole number of seconds from 1 to 86400 (a day; \
+             default 60)"
+                .into()
+        })
 }
 
 /// Who takes payments.
@@ -347,6 +445,34 @@ impl CommonArgs {
             ),
             (_, None) => bt_payments::provider::Provider::Development(Default::default()),
         };
+        let public_url = match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url)
+                if (url.starts_with("https://") || url.starts_with("http://"))
+                    && !url.contains(char::is_whitespace) =>
+            {
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(_) => bail!(
+                "PUBLIC_URL must be the absolute http(s) address browsers reach the site at, \
+                 e.g. https://buyticket.example.com"
+            ),
+        };
+        if public_url.is_none() && matches!(provider, bt_payments::provider::Provider::Stripe(_)) {
+            tracing::warn!(
+                "PUBLIC_URL is not set: sellers cannot set up payouts through Stripe until it is"
+            );
+        }
+        let payouts = bt_payments::payouts::PayoutSettings {
+            rules: bt_payments::ledger::PayoutRules {
+                fee: bt_payments::ledger::FeePercent::new(self.seller_fee_percent).ok_or_else(
+                    || anyhow::anyhow!("SELLER_FEE_PERCENT must be from 0 to 100 (default 5)"),
+                )?,
+                delay: Duration::from_secs(self.payout_delay_hours * 3600),
+            },
+            interval: Duration::from_secs(self.payout_interval_seconds),
+            public_url,
+        };
         let sessions = SessionKeys::new(
             &key,
             Duration::from_secs(self.jwt_ttl_seconds),
@@ -364,13 +490,17 @@ impl CommonArgs {
                 ..DbOptions::default()
             },
             order_expiration: Duration::from_secs(self.order_expiration_seconds),
-            tickets: bt_tickets::Settings { resale_cap },
+            tickets: bt_tickets::Settings {
+                resale_cap,
+                ..bt_tickets::Settings::default()
+            },
             payments: bt_payments::Settings {
                 sessions: sessions.clone(),
                 provider,
                 currency,
                 webhook_secret: self.stripe_webhook_secret.clone(),
                 webhook_tolerance_secs: 300,
+                payouts,
             },
         })
     }

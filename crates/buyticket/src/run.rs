@@ -47,7 +47,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let shared = args.common.resolve(Mode::Embedded, dev_key)?;
+    let mut shared = args.common.resolve(Mode::Embedded, dev_key)?;
+    shared.tickets.files = bt_platform::files::FileStore::local(args.data_dir.join("files"))?;
     let sqlite_url = |name: &str| {
         format!(
             "sqlite://{}",
@@ -97,9 +98,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 /// One service in distributed mode.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let shared = args.common.resolve(Mode::Distributed, None)?;
+    let mut shared = args.common.resolve(Mode::Distributed, None)?;
     if args.service == ServiceName::Payments {
         args.common.require_payment_provider()?;
+    }
+    if args.service == ServiceName::Tickets {
+        shared.tickets.files = args.file_store()?;
     }
     if shared.sessions.ttl() > bt_platform::sessions::MAX_SESSION_TTL {
         bail!(

@@ -347,6 +347,27 @@ async fn serve_auth_runs_on_postgresql_with_secure_cookies() {
     assert!(process.stop().success());
 }
 
+#[test]
+fn serve_tickets_refuses_to_start_without_a_file_store_and_names_the_setting() {
+    let (code, stderr) = run_to_end(
+        &["serve", "tickets"],
+        &[("DATABASE_URL", "sqlite::memory:"), ("JWT_KEY", KEY)],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("FILE_STORE_URL is not set"), "{stderr}");
+    assert!(stderr.contains("s3://<bucket>"), "{stderr}");
+    let (code, stderr) = run_to_end(
+        &["serve", "tickets"],
+        &[
+            ("DATABASE_URL", "sqlite::memory:"),
+            ("JWT_KEY", KEY),
+            ("FILE_STORE_URL", "s3://tickets"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_on_one_nats_coexist_and_a_real_overlap_names_the_fix() {
     let unique = TestBus::test_config().stream[1..].to_lowercase();
@@ -358,12 +379,15 @@ async fn deployments_on_one_nats_coexist_and_a_real_overlap_names_the_fix() {
         TestDb::new(Backend::Postgres).await,
     );
     let nats = nats_url();
+    let files = tempfile::tempdir().unwrap();
+    let file_store = format!("file://{}", files.path().display());
     let env = |db: &TestDb, stream: &str| {
         vec![
             ("DATABASE_URL".to_owned(), db.url.clone()),
             ("NATS_URL".to_owned(), nats.clone()),
             ("JWT_KEY".to_owned(), KEY.to_owned()),
             ("EVENT_STREAM".to_owned(), stream.to_owned()),
+            ("FILE_STORE_URL".to_owned(), file_store.clone()),
         ]
     };
     let as_refs = |env: &[(String, String)]| -> Vec<(String, String)> { env.to_vec() };

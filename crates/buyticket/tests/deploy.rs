@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 use support::Process;
 
 /// ARCHITECTURE §1: the ingress path rules, in order.
-const ARCHITECTURE_RULES: [(&str, &str); 5] = [
+const ARCHITECTURE_RULES: [(&str, &str); 6] = [
     ("/api/payments", "payments"),
+    ("/api/payouts", "payments"),
     ("/api/users", "auth"),
     ("/api/tickets", "tickets"),
     ("/api/orders", "orders"),
@@ -43,9 +44,10 @@ const PLATFORM_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// Known GET routes of the services, to send through the ingress rules. Each must be answered
 /// by its service with something other than the unknown-path 404 (no id routes: an unknown id
 /// is a 404 too). Every Ingress path must have at least one of these under it.
-const SAMPLE_ROUTES: [&str; 13] = [
+const SAMPLE_ROUTES: [&str; 14] = [
     "/api/payments",
     "/api/payments/webhook",
+    "/api/payouts",
     "/api/users/currentuser",
     "/api/tickets",
     "/api/tickets/mine",
@@ -1099,6 +1101,7 @@ async fn each_ingress_path_reaches_the_service_that_answers_it() {
             _ => Some(TestDb::new(Backend::Postgres).await),
         });
     }
+    let files = tempfile::tempdir().unwrap();
     let mut processes: BTreeMap<String, Process> = BTreeMap::new();
     for (service, db) in services.iter().zip(&databases) {
         let mut env = vec![
@@ -1109,6 +1112,10 @@ async fn each_ingress_path_reaches_the_service_that_answers_it() {
             ("EVENT_STREAM", bus.config.stream.clone()),
             ("EVENT_SUBJECT_PREFIX", bus.config.subject_prefix.clone()),
             ("PAYMENT_PROVIDER", "development".to_owned()),
+            (
+                "FILE_STORE_URL",
+                format!("file://{}", files.path().display()),
+            ),
         ];
         match db {
             Some(db) => env.push(("DATABASE_URL", db.url.clone())),

@@ -135,6 +135,8 @@ pub enum Deployment {
         // Dropped after the processes: one database per service, and the run's own stream.
         dbs: BTreeMap<&'static str, TestDb>,
         _stream: Box<TestBus>,
+        /// The ticket files (`FILE_STORE_URL=file://...`: every replica runs here).
+        _files: tempfile::TempDir,
     },
 }
 
@@ -204,6 +206,11 @@ impl Deployment {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+        let files = tempfile::tempdir().expect("temp dir");
+        all_env.push((
+            "FILE_STORE_URL".to_owned(),
+            format!("file://{}", files.path().display()),
+        ));
         all_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut dbs = BTreeMap::new();
         for service in SERVICES {
@@ -213,6 +220,7 @@ impl Deployment {
             processes: BTreeMap::new(),
             env: all_env,
             dbs,
+            _files: files,
             _stream: Box::new(stream),
         }
     }

@@ -385,7 +385,7 @@ pub fn merged_document(services: impl IntoIterator<Item = Value>) -> Value {
 
 const MERGED_DESCRIPTION: &str = "The HTTP API of the BuyTicket services behind one address: \
     `/api/users` (auth), `/api/tickets` (tickets), `/api/orders` (orders), `/api/payments` \
-    (payments). Errors are always `{\"errors\": [{\"message\", \"field\"?}]}` (`field` only for \
+    and `/api/payouts` (payments). Errors are always `{\"errors\": [{\"message\", \"field\"?}]}` (`field` only for \
     validation errors, one entry per failed field). Sign up or sign in to get the `session` \
     cookie; the same token is accepted as `Authorization: Bearer <jwt>`. Money is a JSON number \
     in currency units with at most two decimals.";

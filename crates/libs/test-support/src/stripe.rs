@@ -10,6 +10,11 @@
 //!
 //! Tokens: `tok_visa` (and the other cards) succeed; `tok_chargeDeclined` declines; besides
 //! Stripe's, [`FLAKY`], [`DOWN`], [`PROCESSING`], [`THREE_D_SECURE`], [`HELD`] and [`SLOW`].
+//!
+//! Connect: Express accounts (`POST /v1/accounts`, `GET /v1/accounts/:id`), onboarding links
+//! (`POST /v1/account_links`) and transfers (`POST /v1/transfers`, refused to an account
+//! whose `transfers` capability is not active). An account finishes its onboarding when the
+//! test says so ([`MockStripe::complete_onboarding`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -64,6 +69,37 @@ pub struct MockIntent {
     pub refunded: bool,
 }
 
+/// A connected account the mock created.
+#[derive(Debug, Clone)]
+pub struct MockAccount {
+    pub id: String,
+    /// `metadata[user_id]`.
+    pub user_id: String,
+    pub details_submitted: bool,
+    /// The `transfers` capability: `inactive`, `pending` or `active`.
+    pub transfers: String,
+}
+
+/// A transfer the mock made (a distinct one per idempotency key).
+#[derive(Debug, Clone)]
+pub struct MockTransfer {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub destination: String,
+    pub transfer_group: Option<String>,
+    pub idempotency_key: String,
+}
+
+/// An onboarding link the mock handed out.
+#[derive(Debug, Clone)]
+pub struct MockAccountLink {
+    pub account: String,
+    pub url: String,
+    pub refresh_url: String,
+    pub return_url: String,
+}
+
 pub type Form = Vec<(String, String)>;
 
 /// An answer kept for its idempotency key, with the parameters the key was first used with.
@@ -84,6 +120,9 @@ struct Ledger {
     in_flight: HashSet<String>,
     failed_once: HashSet<String>,
     intents: Vec<MockIntent>,
+    accounts: Vec<MockAccount>,
+    transfers: Vec<MockTransfer>,
+    links: Vec<MockAccountLink>,
 }
 
 /// A local Stripe API on 127.0.0.1:0, until the test ends.
@@ -124,6 +163,10 @@ impl MockStripe {
             .route("/v1/payment_intents/{id}/capture", post(capture))
             .route("/v1/payment_intents/{id}/cancel", post(cancel))
             .route("/v1/refunds", post(refunds))
+            .route("/v1/accounts", post(create_account))
+            .route("/v1/accounts/{id}", get(retrieve_account))
+            .route("/v1/account_links", post(account_links))
+            .route("/v1/transfers", post(transfers))
             .with_state(mock.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         mock
@@ -177,6 +220,41 @@ impl MockStripe {
         self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Every connected account made.
+    pub fn accounts(&self) -> Vec<MockAccount> {
+        self.ledger().accounts.clone()
+    }
+
+    /// Every transfer made.
+    pub fn transfers(&self) -> Vec<MockTransfer> {
+        self.ledger().transfers.clone()
+    }
+
+    /// Every onboarding link handed out.
+    pub fn account_links(&self) -> Vec<MockAccountLink> {
+        self.ledger().links.clone()
+    }
+
+    /// The seller finished the onboarding of account `id` and Stripe verified it: details
+    /// submitted, `transfers` active. Answers the account as Stripe's JSON (the object of an
+    /// `account.updated` event).
+    pub fn complete_onboarding(&self, id: &str) -> Value {
+        self.set_account(id, true, "active")
+    }
+
+    /// Sets what Stripe knows of account `id`; answers its JSON.
+    pub fn set_account(&self, id: &str, details_submitted: bool, transfers: &str) -> Value {
+        let mut ledger = self.ledger();
+        let account = ledger
+            .accounts
+            .iter_mut()
+            .find(|a| a.id == id)
+            .unwrap_or_else(|| panic!("no account {id}"));
+        account.details_submitted = details_submitted;
+        account.transfers = transfers.to_owned();
+        account_json(account)
+    }
+
     /// Moves a PaymentIntent to `status`, as Stripe does on its own (a processing payment
     /// that completes; the test then sends the webhook that says so).
     pub fn set_status(&self, id: &str, status: &str) {
@@ -206,6 +284,21 @@ fn check_request(
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
+) -> Result<(String, Form), Reply> {
+    check(mock, path, headers, body, true)
+}
+
+/// The same for a GET, which carries no idempotency key (Stripe ignores one there).
+fn check_get(mock: &MockStripe, path: &str, headers: &HeaderMap) -> Result<(), Reply> {
+    check(mock, path, headers, &[], false).map(drop)
+}
+
+fn check(
+    mock: &MockStripe,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    needs_key: bool,
 ) -> Result<(String, Form), Reply> {
     let header = |name: &str| {
         headers
@@ -248,7 +341,7 @@ fn check_request(
         ));
     }
     let idempotency_key = header("idempotency-key");
-    if idempotency_key.trim().is_empty() {
+    if needs_key && idempotency_key.trim().is_empty() {
         ledger
             .violations
             .push(format!("{path}: no Idempotency-Key"));
@@ -562,6 +655,209 @@ async fn refunds(State(mock): State<MockStripe>, headers: HeaderMap, body: Bytes
                         "currency": intent.currency,
                         "payment_intent": id,
                         "status": "succeeded",
+                    })),
+                )
+            }
+        }
+    };
+    finish(&mock, path, &key, form, reply)
+}
+
+fn account_json(account: &MockAccount) -> Value {
+    let active = account.transfers == "active";
+    json!({
+        "id": account.id,
+        "object": "account",
+        "type": "express",
+        "details_submitted": account.details_submitted,
+        "charges_enabled": false,
+        "payouts_enabled": active,
+        "capabilities": {"transfers": account.transfers},
+        "metadata": {"user_id": account.user_id},
+    })
+}
+
+fn invalid(message: String) -> Reply {
+    stripe_error(
+        StatusCode::BAD_REQUEST,
+        json!({"type": "invalid_request_error", "message": message}),
+    )
+}
+
+/// Records a client error that Stripe would refuse, and refuses it.
+fn violation(mock: &MockStripe, message: String) -> Reply {
+    mock.ledger().violations.push(message.clone());
+    invalid(message)
+}
+
+async fn create_account(State(mock): State<MockStripe>, headers: HeaderMap, body: Bytes) -> Reply {
+    let path = "/v1/accounts";
+    let (key, form) = match check_request(&mock, path, &headers, &body) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
+    };
+    if let Some(reply) = replay_or_begin(&mock, path, &key, &form) {
+        return reply;
+    }
+    let reply = if param(&form, "type") != Some("express") {
+        violation(
+            &mock,
+            format!("accounts: type {:?}, not express", param(&form, "type")),
+        )
+    } else if param(&form, "capabilities[transfers][requested]") != Some("true") {
+        violation(
+            &mock,
+            "accounts: capabilities[transfers][requested]=true missing".into(),
+        )
+    } else {
+        let mut ledger = mock.ledger();
+        let account = MockAccount {
+            id: format!("acct_mock_{}", ledger.accounts.len() + 1),
+            user_id: param(&form, "metadata[user_id]")
+                .unwrap_or_default()
+                .to_owned(),
+            details_submitted: false,
+            transfers: "inactive".into(),
+        };
+        ledger.accounts.push(account.clone());
+        (StatusCode::OK, Json(account_json(&account)))
+    };
+    finish(&mock, path, &key, form, reply)
+}
+
+fn no_such_account(id: &str) -> Reply {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        json!({"type": "invalid_request_error", "code": "resource_missing", "message": format!("No such account: '{id}'")}),
+    )
+}
+
+async fn retrieve_account(
+    State(mock): State<MockStripe>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    let path = format!("/v1/accounts/{id}");
+    if let Err(reply) = check_get(&mock, &path, &headers) {
+        return reply;
+    }
+    let ledger = mock.ledger();
+    match ledger.accounts.iter().find(|a| a.id == id) {
+        Some(account) => (StatusCode::OK, Json(account_json(account))),
+        None => no_such_account(&id),
+    }
+}
+
+fn is_absolute_url(url: Option<&str>) -> bool {
+    url.and_then(|u| reqwest::Url::parse(u).ok())
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+async fn account_links(State(mock): State<MockStripe>, headers: HeaderMap, body: Bytes) -> Reply {
+    let path = "/v1/account_links";
+    let (key, form) = match check_request(&mock, path, &headers, &body) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
+    };
+    if let Some(reply) = replay_or_begin(&mock, path, &key, &form) {
+        return reply;
+    }
+    let account = param(&form, "account").unwrap_or_default().to_owned();
+    let refresh_url = param(&form, "refresh_url");
+    let return_url = param(&form, "return_url");
+    let reply = if param(&form, "type") != Some("account_onboarding") {
+        violation(
+            &mock,
+            format!("account_links: type {:?}", param(&form, "type")),
+        )
+    } else if !is_absolute_url(refresh_url) || !is_absolute_url(return_url) {
+        violation(
+            &mock,
+            format!(
+                "account_links: refresh_url {refresh_url:?} and return_url {return_url:?} must be absolute URLs"
+            ),
+        )
+    } else if !mock.ledger().accounts.iter().any(|a| a.id == account) {
+        no_such_account(&account)
+    } else {
+        let mut ledger = mock.ledger();
+        let link = MockAccountLink {
+            url: format!(
+                "https://connect.stripe.com/setup/e/{account}/{}",
+                ledger.links.len() + 1
+            ),
+            account,
+            refresh_url: refresh_url.unwrap_or_default().to_owned(),
+            return_url: return_url.unwrap_or_default().to_owned(),
+        };
+        ledger.links.push(link.clone());
+        (
+            StatusCode::OK,
+            Json(json!({
+                "object": "account_link",
+                "url": link.url,
+                "created": 1_800_000_000,
+                "expires_at": 1_800_000_300,
+            })),
+        )
+    };
+    finish(&mock, path, &key, form, reply)
+}
+
+async fn transfers(State(mock): State<MockStripe>, headers: HeaderMap, body: Bytes) -> Reply {
+    let path = "/v1/transfers";
+    let (key, form) = match check_request(&mock, path, &headers, &body) {
+        Ok(checked) => checked,
+        Err(reply) => return reply,
+    };
+    if let Some(reply) = replay_or_begin(&mock, path, &key, &form) {
+        return reply;
+    }
+    let amount = param(&form, "amount").and_then(|a| a.parse::<i64>().ok());
+    let currency = param(&form, "currency").unwrap_or_default().to_owned();
+    let destination = param(&form, "destination").unwrap_or_default().to_owned();
+    let reply = if amount.is_none_or(|a| a <= 0) {
+        violation(
+            &mock,
+            format!(
+                "transfers: amount {:?} is not a positive integer of cents",
+                param(&form, "amount")
+            ),
+        )
+    } else if currency.len() != 3 || currency.to_lowercase() != currency {
+        violation(
+            &mock,
+            format!("transfers: currency {currency:?} is not a lower-case ISO code"),
+        )
+    } else {
+        let mut ledger = mock.ledger();
+        match ledger.accounts.iter().find(|a| a.id == destination) {
+            None => stripe_error(
+                StatusCode::BAD_REQUEST,
+                json!({"type": "invalid_request_error", "code": "resource_missing", "param": "destination", "message": format!("No such destination: '{destination}'")}),
+            ),
+            Some(account) if account.transfers != "active" => invalid(
+                "Your destination account needs to have at least one of the following capabilities enabled: transfers, crypto_transfers, legacy_payments".into(),
+            ),
+            Some(_) => {
+                let transfer = MockTransfer {
+                    id: format!("tr_mock_{}", ledger.transfers.len() + 1),
+                    amount: amount.unwrap_or_default(),
+                    currency,
+                    destination,
+                    transfer_group: param(&form, "transfer_group").map(str::to_owned),
+                    idempotency_key: key.clone(),
+                };
+                ledger.transfers.push(transfer.clone());
+                (
+                    StatusCode::OK,
+                    Json(json!({
+                        "id": transfer.id,
+                        "object": "transfer",
+                        "amount": transfer.amount,
+                        "currency": transfer.currency,
+                        "destination": transfer.destination,
+                        "transfer_group": transfer.transfer_group,
                     })),
                 )
             }

@@ -16,6 +16,7 @@ use bt_platform::{Arrivals, Db};
 use tokio::sync::Notify;
 
 use crate::domain::{Answer, Charge, ChargeState, Refusal};
+use crate::payouts::Ledger;
 use crate::provider::{ChargeRequest, Provider, ProviderError};
 use crate::store;
 
@@ -33,6 +34,8 @@ pub struct Payments {
     pub settle: Arc<Notify>,
     /// How long a charge stays leased to the process that sent it without a renewal.
     pub lease: Duration,
+    /// Keeps the sellers' ledger in step with the charges.
+    pub ledger: Ledger,
 }
 
 /// Why a charge could not be carried out.

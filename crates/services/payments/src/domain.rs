@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use bt_contract::events::{CancelReason, OrderStatus, PaymentCreated};
-use bt_contract::{Cents, Millis, OrderId, PaymentId, UserId};
+use bt_contract::{Cents, Millis, OrderId, PaymentId, TicketId, UserId};
 
 bt_contract::text_enum! {
     /// Where a charge stands.
@@ -78,6 +78,12 @@ pub struct PayableOrder {
     pub cancel_reason: Option<CancelReason>,
     /// The charge the order was completed with.
     pub completed_by: Option<PaymentId>,
+    /// The ticket, its title, its seller and when its event starts, as `order.created` told
+    /// them; `None` for orders replicated before this release (no seller: no credit).
+    pub ticket_id: Option<TicketId>,
+    pub title: Option<String>,
+    pub seller_id: Option<UserId>,
+    pub starts_at: Option<Millis>,
 }
 
 impl PayableOrder {
@@ -307,6 +313,17 @@ impl Charge {
         Ok(self)
     }
 
+    /// The provider reports the charge refunded in full (a refund made in its dashboard, or
+    /// ours confirmed): a captured or refunding charge is `refunded`. `None` otherwise.
+    pub fn refunded_elsewhere(mut self, now: Millis) -> Option<Self> {
+        self.state = match self.state {
+            ChargeState::Succeeded | ChargeState::Refunding => ChargeState::Refunded,
+            _ => return None,
+        };
+        self.updated_at = now;
+        Some(self)
+    }
+
     /// The hold was released at the provider without us asking (expired, cancelled in the
     /// dashboard): an authorised charge is void; a started one is declined.
     pub fn released_elsewhere(mut self, now: Millis) -> Option<Self> {
@@ -344,6 +361,10 @@ mod tests {
             expires_at: at(900_000),
             cancel_reason: None,
             completed_by: None,
+            ticket_id: None,
+            title: None,
+            seller_id: None,
+            starts_at: None,
         }
     }
 
@@ -561,6 +582,26 @@ mod tests {
             authorized().settled(at(40)).unwrap_err(),
             Refusal::NothingToSettle(ChargeState::Authorized)
         );
+    }
+
+    #[test]
+    fn a_refund_reported_by_the_provider_ends_a_captured_charge() {
+        let mut captured = authorized();
+        captured.state = ChargeState::Succeeded;
+        assert_eq!(
+            captured.refunded_elsewhere(at(30)).unwrap().state,
+            ChargeState::Refunded
+        );
+        let refunding = authorized()
+            .order_cancelled(at(30))
+            .unwrap()
+            .settling_refused("captured".into(), at(31))
+            .unwrap();
+        assert_eq!(
+            refunding.refunded_elsewhere(at(40)).unwrap().state,
+            ChargeState::Refunded
+        );
+        assert_eq!(authorized().refunded_elsewhere(at(30)), None);
     }
 
     #[test]

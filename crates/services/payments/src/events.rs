@@ -1,7 +1,9 @@
 //! The payments service's replica of orders (in version order), and what the orders service's
 //! decision means for the order's charges: the charge that completed the order is captured,
 //! every other hold is released (and money taken by mistake refunded) — decided here in the
-//! event's transaction, carried out by the settlement worker.
+//! event's transaction, carried out by the settlement worker. The replica keeps the ticket's
+//! seller, title and start from `order.created`, for the seller's credit; a charge captured
+//! before its order completed credits the seller in the `order.completed` transaction.
 
 use std::sync::Arc;
 
@@ -15,12 +17,14 @@ use bt_platform::bus::{Handle, HandlerResult, Outcome};
 use tokio::sync::Notify;
 
 use crate::domain::{Charge, PayableOrder};
+use crate::payouts::Ledger;
 use crate::store;
 
 /// The event handlers of the payments service.
 #[derive(Debug, Clone)]
 pub struct Handlers {
     pub settle: Arc<Notify>,
+    pub ledger: Ledger,
 }
 
 impl Handlers {
@@ -61,12 +65,18 @@ impl Handlers {
         let mut settle = false;
         for charge in charges {
             let read_state = charge.state;
+            let is_winner = winner.as_ref() == Some(&charge.id);
+            let unchanged = is_winner.then(|| charge.clone());
             if let Some(next) = change(charge, &winner, now) {
                 if !store::save_charge(tx, &next, read_state).await? {
                     return Err(format!("charge {} changed meanwhile", next.id).into());
                 }
                 tracing::info!(order.id = %id, payment.id = %next.id, from = %read_state, to = %next.state, "charge follows its order");
                 settle |= next.state.needs_settling();
+                self.ledger.follow(tx, &next, now).await?;
+            } else if let Some(captured) = unchanged.filter(|_| status == OrderStatus::Complete) {
+                // Captured before the order completed with it: the seller is credited now.
+                self.ledger.follow(tx, &captured, now).await?;
             }
         }
         if settle {
@@ -95,6 +105,10 @@ impl Handle<OrderCreated> for Handlers {
                 expires_at: created.expires_at,
                 cancel_reason: None,
                 completed_by: None,
+                ticket_id: Some(created.ticket.id),
+                title: created.ticket.title,
+                seller_id: created.ticket.seller_id,
+                starts_at: created.ticket.starts_at,
             },
         )
         .await?;

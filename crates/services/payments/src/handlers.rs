@@ -1,7 +1,8 @@
-//! The routes of the payments service: `POST /api/payments` ([`paying`](crate::paying)) and
-//! `POST /api/payments/webhook` ([`webhook`](crate::webhook)), each registered together with
-//! its OpenAPI description ([`routes`]); the service's document is [`openapi`], served at
-//! `/api/payments/openapi.json`.
+//! The routes of the payments service: `POST /api/payments` ([`paying`](crate::paying)),
+//! `POST /api/payments/webhook` ([`webhook`](crate::webhook)), and the sellers' `GET
+//! /api/payouts` and `POST /api/payouts/account` ([`payouts`](crate::payouts)), each
+//! registered together with its OpenAPI description ([`routes`]); the service's document is
+//! [`openapi`], served at `/api/payments/openapi.json`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bt_contract::json::string_field;
 use bt_contract::openapi::JsonBodyRefused;
+use bt_contract::openapi::NotAuthorized;
 use bt_contract::{
-    ApiError, ApiJson, ApiResult, CurrentUser, JsonField, Millis, OrderId, PaymentId, validate,
+    ApiError, ApiJson, ApiResult, Cents, CurrentUser, JsonField, Millis, OrderId, PaymentId,
+    TicketId, validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
 use secrecy::ExposeSecret;
@@ -22,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::ledger::{Credit, CreditStatus, EntryKind, PayoutAccountStatus};
 use crate::paying::{self, Paid};
 use crate::store;
 use crate::webhook::{self, StripeEvent};
@@ -36,22 +40,31 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_payment))
         .routes(routes!(stripe_webhook))
+        .routes(routes!(list_payouts))
+        .routes(routes!(create_payout_account))
         .routes(routes!(openapi_document))
 }
 
 /// The OpenAPI document of the payments service.
 pub fn openapi() -> serde_json::Value {
     let mut doc = routes().into_openapi();
-    doc.tags = Some(vec![api_docs::tag(
-        "payments",
-        "Paying an order, and Stripe's webhook (service `payments`).",
-    )]);
+    doc.tags = Some(vec![
+        api_docs::tag(
+            "payments",
+            "Paying an order, and Stripe's webhook (service `payments`).",
+        ),
+        api_docs::tag(
+            "payouts",
+            "What sellers are owed and paid for their sales, and where they are paid \
+             (service `payments`).",
+        ),
+    ]);
     api_docs::finish(
         doc,
         "BuyTicket payments API",
         "Pays an order through the payment provider (Stripe, or the development provider, \
          which mirrors Stripe's test tokens: `tok_visa` succeeds, `tok_chargeDeclined` is \
-         declined).",
+         declined), and pays sellers their part of each sale.",
     )
 }
 
@@ -106,7 +119,8 @@ pub struct WebhookReceived {
     duplicate: Option<bool>,
 }
 
-/// A Stripe event as the webhook reads it (`payment_intent.*`): `{id, type, data: {object}}`;
+/// A Stripe event as the webhook reads it (`payment_intent.*`, `charge.refunded`,
+/// `account.updated`): `{id, type, data: {object}}`;
 /// other fields are ignored. The service parses it with [`StripeEvent`] once the signature of
 /// the raw body is verified.
 #[derive(Debug)]
@@ -206,7 +220,8 @@ async fn create_payment(
     tag = "payments",
     operation_id = "stripe_webhook",
     summary = "Stripe's webhook",
-    description = "Stripe's events about PaymentIntents, verified with the `Stripe-Signature` \
+    description = "Stripe's events about PaymentIntents, refunds (`charge.refunded`) and \
+        sellers' connected accounts (`account.updated`), verified with the `Stripe-Signature` \
         header (HMAC-SHA256 of the raw body with `STRIPE_WEBHOOK_SECRET`, within the tolerance). \
         Each event is handled once.",
     params(("Stripe-Signature" = Option<String>, Header, description = "`t=<unix time>,v1=<hex HMAC-SHA256>`.")),
@@ -258,7 +273,7 @@ async fn stripe_webhook(
         }));
     }
     tx.rollback().await?;
-    webhook::apply(&state.payments, &event).await?;
+    webhook::apply(&state.payments, &state.payouts, &event).await?;
     let mut tx = db.begin().await?;
     store::webhook_seen(&mut tx, &event.id, &event.kind, Millis::now()).await?;
     tx.commit().await?;
@@ -268,9 +283,202 @@ async fn stripe_webhook(
     }))
 }
 
+/// A seller's payouts: `{pending, available, paid, entries, account}`, amounts in currency
+/// units like `price`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PayoutsBody {
+    /// Credits not yet payable (the event has not started, or the delay after the sale has not
+    /// passed).
+    pending: Cents,
+    /// Payable now, or with the next payout; negative while refunds of sales already paid out
+    /// exceed it (netted from later payouts).
+    available: Cents,
+    /// Transferred to the seller's payout account (or on the way).
+    paid: Cents,
+    /// Every entry, newest first.
+    entries: Vec<PayoutEntry>,
+    account: PayoutAccountBody,
+}
+
+/// One entry of a seller's ledger: the credit of a sale (`kind: "credit"`), or the reversal of a
+/// credit paid out before its sale was refunded (`kind: "reversal"`, negative amounts).
+/// `price = amount + fee` exactly.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutEntry {
+    #[schema(value_type = String, format = Uuid)]
+    id: String,
+    kind: EntryKind,
+    order_id: OrderId,
+    /// `null` for sales recorded without it.
+    #[schema(required = true)]
+    ticket_id: Option<TicketId>,
+    /// The ticket's title when it was ordered; `null` when unknown.
+    #[schema(required = true)]
+    title: Option<String>,
+    /// What the buyer paid.
+    price: Cents,
+    /// The platform's fee (`SELLER_FEE_PERCENT` of the price, rounded half-up to the cent).
+    fee: Cents,
+    /// The seller's part: `price − fee`.
+    amount: Cents,
+    /// `pending`, `available`, `transferring`, `paid`, or `reversed` (the sale was refunded
+    /// before it was paid out; counted nowhere).
+    status: CreditStatus,
+    /// When it becomes (or became) payable: the event's start, or `PAYOUT_DELAY_HOURS` after
+    /// the sale without one.
+    available_at: Millis,
+    /// `null` until it is paid.
+    #[schema(required = true)]
+    paid_at: Option<Millis>,
+    created_at: Millis,
+}
+
+/// The seller's payout account: `{status}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PayoutAccountBody {
+    /// `none` (start it with `POST /api/payouts/account`), `onboarding` (unfinished),
+    /// `restricted` (the provider does not let it receive transfers yet) or `enabled`.
+    status: PayoutAccountStatus,
+}
+
+/// Where the seller goes to set up their payout account: `{url}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PayoutAccountLink {
+    /// Stripe's onboarding page (a one-time link), or with the development provider the web
+    /// client's payouts page (`/payouts`): the account is usable at once.
+    url: String,
+}
+
+impl PayoutEntry {
+    fn of(credit: Credit, now: Millis) -> Self {
+        Self {
+            status: credit.status_at(now),
+            id: credit.id,
+            kind: credit.kind,
+            order_id: credit.order_id,
+            ticket_id: credit.ticket_id,
+            title: credit.title,
+            price: credit.gross,
+            fee: credit.fee,
+            amount: credit.amount,
+            available_at: credit.available_at,
+            paid_at: credit.paid_at,
+            created_at: credit.created_at,
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/payouts",
+    tag = "payouts",
+    operation_id = "list_payouts",
+    summary = "The caller's payouts as a seller",
+    description = "Sums of the caller's credits by where they stand, every entry (newest first) \
+        and the payout account's status. A sale credits its seller `price − fee` once its \
+        payment is captured; the credit becomes available when the event starts (or \
+        `PAYOUT_DELAY_HOURS` after the sale without a start) and is then transferred to the \
+        seller's payout account. Only the caller's own entries are shown.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The caller's payouts.", body = PayoutsBody),
+        NotAuthorized,
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+async fn list_payouts(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<PayoutsBody>> {
+    let now = Millis::now();
+    let statement = state.payouts.statement(&user.0.id, now).await?;
+    Ok(Json(PayoutsBody {
+        pending: statement.balance.pending,
+        available: statement.balance.available,
+        paid: statement.balance.paid,
+        entries: statement
+            .entries
+            .into_iter()
+            .map(|c| PayoutEntry::of(c, now))
+            .collect(),
+        account: PayoutAccountBody {
+            status: statement.account,
+        },
+    }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/payouts/account",
+    tag = "payouts",
+    operation_id = "create_payout_account",
+    summary = "Set up the caller's payout account",
+    description = "Creates the caller's payout account on first use (with Stripe: an Express \
+        connected account) and answers where to go next: Stripe's onboarding page (a new \
+        one-time link each time), or with the development provider the web client's payouts \
+        page, the account being usable at once. Needs no body.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "Where the seller goes next.", body = PayoutAccountLink),
+        NotAuthorized,
+        (status = 503, description = "The payment provider is unavailable (with `Retry-After`), payouts are not set up on this server (`PUBLIC_URL`), or busy.", body = bt_contract::error::ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait before trying again, when worth it."))),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+async fn create_payout_account(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<PayoutAccountLink>> {
+    let url = state.payouts.onboard(&user.0.id).await?;
+    Ok(Json(PayoutAccountLink { url }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_document_describes_the_payout_routes_with_every_field_required() {
+        let doc = openapi();
+        assert!(doc["paths"]["/api/payouts"]["get"].is_object());
+        assert!(doc["paths"]["/api/payouts/account"]["post"].is_object());
+        let schemas = &doc["components"]["schemas"];
+        let required = |name: &str| -> Vec<String> {
+            let mut fields: Vec<String> = schemas[name]["required"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has required fields"))
+                .iter()
+                .map(|f| f.as_str().unwrap().to_owned())
+                .collect();
+            fields.sort();
+            fields
+        };
+        assert_eq!(
+            required("PayoutEntry"),
+            [
+                "amount",
+                "availableAt",
+                "createdAt",
+                "fee",
+                "id",
+                "kind",
+                "orderId",
+                "paidAt",
+                "price",
+                "status",
+                "ticketId",
+                "title"
+            ]
+        );
+        assert_eq!(
+            required("PayoutsBody"),
+            ["account", "available", "entries", "paid", "pending"]
+        );
+        assert_eq!(required("PayoutAccountLink"), ["url"]);
+    }
 
     #[test]
     fn required_fields_are_non_empty_strings() {

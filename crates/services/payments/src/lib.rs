@@ -13,11 +13,17 @@
 //!   the order's decision: 201 only when the order is complete.
 //! - [`settlement`]: the worker that captures, releases and refunds at the provider, and replays
 //!   charges abandoned by a process that died.
-//! - [`webhook`]: `Stripe-Signature` verification and PaymentIntent events.
+//! - [`webhook`]: `Stripe-Signature` verification, PaymentIntent events, refunds made at
+//!   Stripe (`charge.refunded`) and sellers' connected accounts (`account.updated`).
+//! - [`ledger`]: the sellers' ledger as pure rules — the fee and split of a sale, when its
+//!   credit becomes available, a credit's life, which entries one transfer pays, balances.
+//! - [`payouts`]: credits written with the captures (and reversed with the refunds) of
+//!   completed orders, sellers' payout accounts, and the payout worker.
 //! - [`store`]: the SQL: the orders replica, charges (the partial unique index
 //!   `charges_one_active_per_order` allows one charge holding money per order), handled
-//!   webhook events.
-//! - [`handlers`]: `POST /api/payments` and `POST /api/payments/webhook`.
+//!   webhook events, the ledger (`seller_credits`) and `payout_accounts`.
+//! - [`handlers`]: `POST /api/payments`, `POST /api/payments/webhook`, `GET /api/payouts` and
+//!   `POST /api/payouts/account`.
 //! - [`events`]: the orders replica (`order.created`, `order.cancelled`, `order.completed`) and
 //!   what the order's decision means for its charges.
 
@@ -25,7 +31,9 @@ pub mod charging;
 pub mod domain;
 pub mod events;
 pub mod handlers;
+pub mod ledger;
 pub mod paying;
+pub mod payouts;
 pub mod provider;
 pub mod settlement;
 pub mod store;
@@ -44,6 +52,7 @@ use secrecy::SecretString;
 use tokio::sync::Notify;
 
 use crate::charging::Payments;
+use crate::payouts::{Ledger, PayoutSettings, Payouts};
 use crate::provider::Provider;
 
 /// The migrations of the payments database.
@@ -63,12 +72,16 @@ pub struct Settings {
     pub webhook_secret: Option<SecretString>,
     /// How old a webhook signature may be, in seconds (default 300).
     pub webhook_tolerance_secs: i64,
+    /// Sellers' credits and payouts (`SELLER_FEE_PERCENT`, `PAYOUT_DELAY_HOURS`,
+    /// `PAYOUT_INTERVAL_SECONDS`, `PUBLIC_URL`).
+    pub payouts: PayoutSettings,
 }
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone, FromRef)]
 pub struct AppState {
     pub payments: Payments,
+    pub payouts: Payouts,
     pub sessions: SessionKeys,
     pub webhook_secret: Option<SecretString>,
     pub webhook_tolerance_secs: i64,
@@ -79,7 +92,8 @@ pub struct AppState {
 /// within about this long.
 pub const CHARGE_LEASE: Duration = Duration::from_secs(6);
 
-/// Opens the payments database, starts its relay, consumers and settlement worker on `runtime`.
+/// Opens the payments database, starts its relay, consumers, settlement worker and payout
+/// worker on `runtime`.
 pub async fn service(
     database_url: &str,
     db_options: &DbOptions,
@@ -91,8 +105,13 @@ pub async fn service(
     outbox.spawn_relay(runtime, "payments");
     let settle = Arc::new(Notify::new());
     let arrivals = Arrivals::default();
+    let ledger = Ledger {
+        rules: settings.payouts.rules,
+        wake: Arc::new(Notify::new()),
+    };
     let handlers = events::Handlers {
         settle: settle.clone(),
+        ledger: ledger.clone(),
     };
     Consumers::new("payments", db.clone(), outbox.clone())
         .announce_to(arrivals.clone())
@@ -101,6 +120,12 @@ pub async fn service(
         .on::<OrderCompleted>(handlers)
         .start(runtime)
         .await?;
+    let payouts = Payouts {
+        db: db.clone(),
+        provider: settings.provider.clone(),
+        settings: settings.payouts,
+        wake: ledger.wake.clone(),
+    };
     let payments = Payments {
         db: db.clone(),
         outbox,
@@ -109,11 +134,14 @@ pub async fn service(
         arrivals,
         settle,
         lease: CHARGE_LEASE,
+        ledger,
     };
     settlement::spawn(payments.clone(), runtime);
-    tracing::info!(provider = payments.provider.name(), currency = %payments.currency, "payments ready");
+    payouts::spawn(payouts.clone(), runtime);
+    tracing::info!(provider = payments.provider.name(), currency = %payments.currency, fee_percent = payouts.settings.rules.fee.get(), "payments ready");
     let state = AppState {
         payments,
+        payouts,
         sessions: settings.sessions,
         webhook_secret: settings.webhook_secret,
         webhook_tolerance_secs: settings.webhook_tolerance_secs,

@@ -239,6 +239,10 @@ mod tests {
             expires_at: Millis::now(),
             cancel_reason: reason,
             completed_by: completed_by.map(PaymentId::from),
+            ticket_id: None,
+            title: None,
+            seller_id: None,
+            starts_at: None,
         }
     }
 

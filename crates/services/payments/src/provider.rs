@@ -7,17 +7,23 @@
 //! [`Provider::capture`] takes it once the order is completed — or [`Provider::void`] releases
 //! the hold when it is not. Every request carries an idempotency key, so repeating one (a retry,
 //! a replay after a crash) never moves money twice.
+//!
+//! Sellers are paid out through connected accounts (Stripe Connect Express):
+//! [`Provider::create_account`] once per seller, [`Provider::account_link`] for the onboarding
+//! page, [`Provider::account`] for whether it can receive transfers, and
+//! [`Provider::transfer`] to send a seller their money.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bt_contract::{Cents, OrderId};
+use bt_contract::{Cents, OrderId, UserId};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Answer, Charge};
+use crate::ledger::{AccountStatus, Batch};
 
 /// One authorisation to ask for: the stored charge, replayable as it is.
 #[derive(Debug, Clone)]
@@ -99,12 +105,99 @@ impl Provider {
         }
     }
 
+    /// Creates the connected account of `seller`, once: the idempotency key is the seller's.
+    pub async fn create_account(&self, seller: &UserId) -> Result<ConnectedAccount, ProviderError> {
+        match self {
+            Self::Stripe(stripe) => stripe.create_account(seller).await,
+            Self::Development(dev) => Ok(dev.create_account(seller)),
+        }
+    }
+
+    /// A one-time link to the provider's onboarding of connected account `account_id`; the
+    /// seller comes back to `return_url` (or to `refresh_url` when the link expired). The
+    /// development provider has no onboarding: `None`.
+    pub async fn account_link(
+        &self,
+        account_id: &str,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        match self {
+            Self::Stripe(stripe) => stripe
+                .account_link(account_id, refresh_url, return_url)
+                .await
+                .map(Some),
+            Self::Development(_) => Ok(None),
+        }
+    }
+
+    /// What the provider says about connected account `account_id` now.
+    pub async fn account(&self, account_id: &str) -> Result<ConnectedAccount, ProviderError> {
+        match self {
+            Self::Stripe(stripe) => stripe.account(account_id).await,
+            Self::Development(_) => Ok(ConnectedAccount {
+                id: account_id.to_owned(),
+                status: AccountStatus::Enabled,
+            }),
+        }
+    }
+
+    /// Sends `request.amount` to a connected account; the transfer's id. Idempotent by
+    /// `request.idempotency_key`: asking again names the same transfer.
+    pub async fn transfer(&self, request: &TransferRequest) -> Result<String, ProviderError> {
+        match self {
+            Self::Stripe(stripe) => stripe.transfer(request).await,
+            Self::Development(dev) => Ok(dev.transfer(request)),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Stripe(_) => "stripe",
             Self::Development(_) => "development",
         }
     }
+}
+
+/// A seller's connected account at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedAccount {
+    pub id: String,
+    pub status: AccountStatus,
+}
+
+/// One transfer to a seller: a batch of ledger entries, replayable as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// In cents, positive.
+    pub amount: Cents,
+    pub currency: String,
+    /// The connected account.
+    pub destination: String,
+    /// The order of the batch's first credit (Stripe's `transfer_group`).
+    pub transfer_group: String,
+    /// `<credit id>-<attempt>`.
+    pub idempotency_key: String,
+}
+
+impl TransferRequest {
+    /// The transfer that pays `batch` to `destination`.
+    pub fn of(batch: &Batch, destination: &str) -> Self {
+        Self {
+            amount: batch.amount,
+            currency: batch.currency.clone(),
+            destination: destination.to_owned(),
+            transfer_group: batch.order_id.to_string(),
+            idempotency_key: batch.key.clone(),
+        }
+    }
+}
+
+/// A transfer the development provider made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevTransfer {
+    pub id: String,
+    pub request: TransferRequest,
 }
 
 /// Where a development charge stands.
@@ -138,6 +231,17 @@ pub struct Development {
 struct DevState {
     by_key: HashMap<String, Answer>,
     charges: Vec<DevCharge>,
+    transfers: Vec<DevTransfer>,
+    transfer_requests: usize,
+}
+
+/// `<prefix><the first 24 hex digits of SHA-256(text)>`: ids that a replay after a restart
+/// names again.
+fn derived_id(prefix: &str, text: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &hex::encode(Sha256::digest(text.as_bytes()))[..24]
+    )
 }
 
 impl Development {
@@ -155,8 +259,7 @@ impl Development {
         }
         let answer = match request.token.as_str() {
             "tok_visa" | "tok_mastercard" | "tok_amex" | "tok_discover" | "tok_visa_debit" => {
-                let digest = Sha256::digest(request.idempotency_key.as_bytes());
-                let provider_id = format!("pi_dev_{}", &hex::encode(digest)[..24]);
+                let provider_id = derived_id("pi_dev_", &request.idempotency_key);
                 state.charges.push(DevCharge {
                     provider_id: provider_id.clone(),
                     amount: request.amount,
@@ -226,6 +329,43 @@ impl Development {
     pub fn charges(&self) -> Vec<DevCharge> {
         self.state().charges.clone()
     }
+
+    /// A development account can receive transfers at once.
+    fn create_account(&self, seller: &UserId) -> ConnectedAccount {
+        ConnectedAccount {
+            id: derived_id("acct_dev_", seller.as_str()),
+            status: AccountStatus::Enabled,
+        }
+    }
+
+    /// Instant, once per key (the id is derived from it).
+    fn transfer(&self, request: &TransferRequest) -> String {
+        let mut state = self.state();
+        state.transfer_requests += 1;
+        if let Some(done) = state
+            .transfers
+            .iter()
+            .find(|t| t.request.idempotency_key == request.idempotency_key)
+        {
+            return done.id.clone();
+        }
+        let id = derived_id("tr_dev_", &request.idempotency_key);
+        state.transfers.push(DevTransfer {
+            id: id.clone(),
+            request: request.clone(),
+        });
+        id
+    }
+
+    /// Every transfer made so far (for tests and the development console).
+    pub fn transfers(&self) -> Vec<DevTransfer> {
+        self.state().transfers.clone()
+    }
+
+    /// How many times a transfer was asked for (replays included).
+    pub fn transfer_requests(&self) -> usize {
+        self.state().transfer_requests
+    }
 }
 
 /// A Stripe API client for PaymentIntents (manual capture) and refunds.
@@ -251,6 +391,39 @@ struct PaymentIntent {
     status: String,
     #[serde(default)]
     last_payment_error: Option<StripeErrorBody>,
+}
+
+/// A connected account as Stripe answers it (the parts read).
+#[derive(Debug, Deserialize)]
+struct StripeAccount {
+    id: String,
+    #[serde(default)]
+    details_submitted: bool,
+    #[serde(default)]
+    capabilities: HashMap<String, serde_json::Value>,
+}
+
+impl From<StripeAccount> for ConnectedAccount {
+    fn from(account: StripeAccount) -> Self {
+        let transfers = account
+            .capabilities
+            .get("transfers")
+            .and_then(|v| v.as_str());
+        Self {
+            status: AccountStatus::from_stripe(transfers, account.details_submitted),
+            id: account.id,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountLink {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeTransfer {
+    id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,18 +489,35 @@ impl Stripe {
         form: &[(&str, String)],
         idempotency_key: &str,
     ) -> Result<(u16, String), ProviderError> {
+        self.send(path, Some((form, idempotency_key))).await
+    }
+
+    /// GETs an object from Stripe, retrying like [`Stripe::post`].
+    async fn get(&self, path: &str) -> Result<(u16, String), ProviderError> {
+        self.send(path, None).await
+    }
+
+    async fn send(
+        &self,
+        path: &str,
+        post: Option<(&[(&str, String)], &str)>,
+    ) -> Result<(u16, String), ProviderError> {
         let url = format!("{}{path}", self.base);
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
             }
-            let sent = self
-                .http
-                .post(&url)
+            let request = match post {
+                Some((form, idempotency_key)) => self
+                    .http
+                    .post(&url)
+                    .header("Idempotency-Key", idempotency_key)
+                    .form(form),
+                None => self.http.get(&url),
+            };
+            let sent = request
                 .bearer_auth(self.secret_key.expose_secret())
-                .header("Idempotency-Key", idempotency_key)
-                .form(form)
                 .send()
                 .await;
             match sent {
@@ -458,6 +648,82 @@ impl Stripe {
         self.intent_action(provider_id, "cancel", "canceled").await
     }
 
+    /// An answer of the Connect API: the object of a 200, or the error Stripe gave (an
+    /// unusable API key is an outage, logged at ERROR; anything else is refused).
+    fn connect_answer<T: serde::de::DeserializeOwned>(
+        what: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<T, ProviderError> {
+        if status == 200 {
+            return serde_json::from_str(body)
+                .map_err(|e| ProviderError::Unavailable(format!("unreadable {what}: {e}")));
+        }
+        let (message, _) = Self::read_error(status, body);
+        if status == 401 || status == 403 {
+            tracing::error!(status, what, "Stripe refused our API key");
+            return Err(ProviderError::Unavailable(message));
+        }
+        Err(ProviderError::Invalid(message))
+    }
+
+    async fn create_account(&self, seller: &UserId) -> Result<ConnectedAccount, ProviderError> {
+        let form = [
+            ("type", "express".to_owned()),
+            ("capabilities[transfers][requested]", "true".to_owned()),
+            ("metadata[user_id]", seller.to_string()),
+        ];
+        let (status, body) = self
+            .post("/v1/accounts", &form, &format!("account-{seller}"))
+            .await?;
+        let account: StripeAccount = Self::connect_answer("account", status, &body)?;
+        Ok(account.into())
+    }
+
+    async fn account_link(
+        &self,
+        account_id: &str,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<String, ProviderError> {
+        let form = [
+            ("account", account_id.to_owned()),
+            ("type", "account_onboarding".to_owned()),
+            ("refresh_url", refresh_url.to_owned()),
+            ("return_url", return_url.to_owned()),
+        ];
+        // A link is used once and expires: every request is a new one.
+        let key = format!("account-link-{account_id}-{}", uuid::Uuid::now_v7());
+        let (status, body) = self.post("/v1/account_links", &form, &key).await?;
+        let link: AccountLink = Self::connect_answer("account link", status, &body)?;
+        Ok(link.url)
+    }
+
+    async fn account(&self, account_id: &str) -> Result<ConnectedAccount, ProviderError> {
+        let (status, body) = self.get(&format!("/v1/accounts/{account_id}")).await?;
+        let account: StripeAccount = Self::connect_answer("account", status, &body)?;
+        Ok(account.into())
+    }
+
+    async fn transfer(&self, request: &TransferRequest) -> Result<String, ProviderError> {
+        let form = [
+            ("amount", request.amount.get().to_string()),
+            ("currency", request.currency.to_lowercase()),
+            ("destination", request.destination.clone()),
+            ("transfer_group", request.transfer_group.clone()),
+            ("metadata[order_id]", request.transfer_group.clone()),
+            (
+                "description",
+                format!("BuyTicket payout {}", request.idempotency_key),
+            ),
+        ];
+        let (status, body) = self
+            .post("/v1/transfers", &form, &request.idempotency_key)
+            .await?;
+        let transfer: StripeTransfer = Self::connect_answer("transfer", status, &body)?;
+        Ok(transfer.id)
+    }
+
     async fn refund(&self, provider_id: &str) -> Result<(), ProviderError> {
         let form = [("payment_intent", provider_id.to_owned())];
         let (status, body) = self
@@ -547,5 +813,34 @@ mod tests {
         dev.void(&provider_id).unwrap();
         assert!(dev.capture(&provider_id).is_err());
         assert_eq!(dev.charges()[1].status, DevStatus::Voided);
+    }
+
+    #[test]
+    fn development_transfers_are_instant_and_made_once_per_key() {
+        let dev = Development::default();
+        let account = dev.create_account(&"seller".into());
+        assert_eq!(account.status, AccountStatus::Enabled);
+        assert_eq!(
+            account,
+            dev.create_account(&"seller".into()),
+            "one per seller"
+        );
+        let request = TransferRequest {
+            amount: Cents::new(1900),
+            currency: "usd".into(),
+            destination: account.id,
+            transfer_group: "o1".into(),
+            idempotency_key: "c1-1".into(),
+        };
+        let id = dev.transfer(&request);
+        assert!(id.starts_with("tr_dev_"), "{id}");
+        assert_eq!(dev.transfer(&request), id);
+        assert_eq!(dev.transfers().len(), 1);
+        let other = TransferRequest {
+            idempotency_key: "c2-1".into(),
+            ..request
+        };
+        assert_ne!(dev.transfer(&other), id);
+        assert_eq!(dev.transfers().len(), 2);
     }
 }

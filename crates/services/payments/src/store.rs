@@ -1,16 +1,17 @@
-//! The SQL of the payments service: its replica of orders, charges and handled webhook events.
-//! Rows are decoded into the domain types; an unknown state or a bad timestamp is an error.
+//! The SQL of the payments service: its replica of orders, charges, handled webhook events, and
+//! the sellers' ledger and payout accounts. Rows are decoded into the domain types; an unknown
+//! state or a bad timestamp is an error.
 
 use bt_contract::events::{CancelReason, OrderStatus};
-use bt_contract::{Millis, OrderId, PaymentId};
+use bt_contract::{Millis, OrderId, PaymentId, UserId};
 use bt_platform::db::is_unique_violation;
 use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::{Charge, ChargeState, PayableOrder};
+use crate::ledger::{AccountStatus, Credit, CreditStatus, EntryKind};
 
-const ORDER_COLUMNS: &str =
-    "id, user_id, price, status, version, expires_at, cancel_reason, completed_by";
-const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, price, status, version, expires_at, cancel_reason, completed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const ORDER_COLUMNS: &str = "id, user_id, price, status, version, expires_at, cancel_reason, completed_by, ticket_id, title, seller_id, starts_at";
+const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, price, status, version, expires_at, cancel_reason, completed_by, ticket_id, title, seller_id, starts_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPDATE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, cancel_reason = $4, completed_by = $5 WHERE id = $1 AND version = $3 - 1";
 
 const CHARGE_COLUMNS: &str = "id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at";
@@ -81,6 +82,10 @@ pub async fn insert_order(tx: &mut Tx, order: &PayableOrder) -> sqlx::Result<()>
         .bind(order.expires_at)
         .bind(order.cancel_reason)
         .bind(&order.completed_by)
+        .bind(&order.ticket_id)
+        .bind(&order.title)
+        .bind(&order.seller_id)
+        .bind(order.starts_at)
         .execute(conn)
         .await
         .map(drop))
@@ -299,6 +304,279 @@ pub async fn webhook_seen(tx: &mut Tx, id: &str, kind: &str, now: Millis) -> sql
         .bind(kind)
         .bind(now)
         .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+// ---- The sellers' ledger ----
+
+const CREDIT_COLUMNS: &str = "id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at";
+const INSERT_CREDIT: &str = "INSERT INTO seller_credits (id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) ON CONFLICT (order_id, kind) DO NOTHING";
+const SAVE_CREDIT: &str = "UPDATE seller_credits SET status = $2, transfer_key = $3, transfer_attempts = $4, transfer_id = $5, lease_until = $6, failure = $7, paid_at = $8, updated_at = $9 WHERE id = $1 AND status = $10";
+const MATURE_CREDITS: &str = "UPDATE seller_credits SET status = 'available', updated_at = $1 WHERE status = 'pending' AND available_at <= $1";
+const SELLERS_TO_PAY: &str = "SELECT DISTINCT c.seller_id FROM seller_credits c JOIN payout_accounts a ON a.user_id = c.seller_id WHERE c.status = 'available' AND c.seller_id > $1 AND (a.status = 'enabled' OR a.checked_at <= $2) ORDER BY c.seller_id LIMIT $3";
+const TAKE_TRANSFER_LEASE: &str = "UPDATE seller_credits SET lease_until = $2 WHERE transfer_key = $1 AND status = 'transferring' AND lease_until <= $3";
+const RELEASE_TRANSFER_LEASE: &str = "UPDATE seller_credits SET lease_until = $2 WHERE transfer_key = $1 AND status = 'transferring'";
+
+const ACCOUNT_COLUMNS: &str =
+    "user_id, provider_account_id, status, checked_at, created_at, updated_at";
+const INSERT_ACCOUNT: &str = "INSERT INTO payout_accounts (user_id, provider_account_id, status, checked_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (user_id) DO NOTHING";
+const SET_ACCOUNT_STATUS: &str = "UPDATE payout_accounts SET status = $2, checked_at = $3, updated_at = $3 WHERE provider_account_id = $1";
+
+fn select_credits(filter: &str) -> String {
+    format!("SELECT {CREDIT_COLUMNS} FROM seller_credits {filter}")
+}
+
+/// ` FOR UPDATE` on PostgreSQL (SQLite's `BEGIN IMMEDIATE` serialises writers already).
+fn for_update(tx: &Tx) -> &'static str {
+    match tx {
+        Tx::Sqlite(_) => "",
+        Tx::Postgres(_) => " FOR UPDATE",
+    }
+}
+
+/// Writes a new ledger entry; false when the order has an entry of its kind already.
+#[tracing::instrument(skip_all, fields(order.id = %credit.order_id, kind = %credit.kind))]
+pub async fn insert_credit(tx: &mut Tx, credit: &Credit) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(INSERT_CREDIT)
+        .bind(&credit.id)
+        .bind(&credit.seller_id)
+        .bind(&credit.order_id)
+        .bind(credit.kind)
+        .bind(&credit.payment_id)
+        .bind(&credit.ticket_id)
+        .bind(&credit.title)
+        .bind(credit.gross)
+        .bind(credit.fee)
+        .bind(credit.amount)
+        .bind(&credit.currency)
+        .bind(credit.status)
+        .bind(credit.available_at)
+        .bind(&credit.transfer_key)
+        .bind(credit.transfer_attempts)
+        .bind(&credit.transfer_id)
+        .bind(credit.lease_until)
+        .bind(&credit.failure)
+        .bind(credit.paid_at)
+        .bind(credit.created_at)
+        .bind(credit.updated_at)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// Writes an entry changed by a transition from `read_status`; false when it changed meanwhile.
+pub async fn save_credit(
+    tx: &mut Tx,
+    credit: &Credit,
+    read_status: CreditStatus,
+) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(SAVE_CREDIT)
+        .bind(&credit.id)
+        .bind(credit.status)
+        .bind(&credit.transfer_key)
+        .bind(credit.transfer_attempts)
+        .bind(&credit.transfer_id)
+        .bind(credit.lease_until)
+        .bind(&credit.failure)
+        .bind(credit.paid_at)
+        .bind(credit.updated_at)
+        .bind(read_status)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// The entry of `kind` of an order, locked until `tx` ends.
+pub async fn lock_entry_of_order(
+    tx: &mut Tx,
+    order_id: &OrderId,
+    kind: EntryKind,
+) -> sqlx::Result<Option<Credit>> {
+    let sql = select_credits(&format!(
+        "WHERE order_id = $1 AND kind = $2{}",
+        for_update(tx)
+    ));
+    on_tx!(tx, |conn| sqlx::query_as::<_, Credit>(&sql)
+        .bind(order_id)
+        .bind(kind)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// Every entry of a seller, newest first.
+#[tracing::instrument(skip_all)]
+pub async fn credits_of_seller(db: &Db, seller: &UserId) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits("WHERE seller_id = $1 ORDER BY created_at DESC, id DESC");
+    on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)
+        .bind(seller)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Every entry of an order (its credit, and its reversal if any).
+pub async fn credits_of_order(db: &Db, order_id: &OrderId) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits("WHERE order_id = $1 ORDER BY created_at, id");
+    on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)
+        .bind(order_id)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Every entry of the ledger (for tests and audits).
+pub async fn all_credits(db: &Db) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits("ORDER BY created_at, id");
+    on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Pending entries whose time has come become available; how many did.
+pub async fn mature_credits(db: &Db, now: Millis) -> sqlx::Result<u64> {
+    on_db!(db, |pool| sqlx::query(MATURE_CREDITS)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+/// Sellers after `after` (in id order) with available entries and a payout account that is
+/// enabled, or whose status was last asked at `recheck_before` or earlier.
+pub async fn sellers_to_pay(
+    db: &Db,
+    after: &str,
+    recheck_before: Millis,
+    limit: i64,
+) -> sqlx::Result<Vec<UserId>> {
+    on_db!(db, |pool| sqlx::query_scalar::<_, UserId>(SELLERS_TO_PAY)
+        .bind(after)
+        .bind(recheck_before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// A seller's available entries, oldest first, locked until `tx` ends: planning and claiming
+/// their transfers is serialised per seller, also against a refund of one of them.
+pub async fn lock_available_of(tx: &mut Tx, seller: &UserId) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits(&format!(
+        "WHERE seller_id = $1 AND status = 'available' ORDER BY available_at, id{}",
+        for_update(tx)
+    ));
+    on_tx!(tx, |conn| sqlx::query_as::<_, Credit>(&sql)
+        .bind(seller)
+        .fetch_all(conn)
+        .await)
+}
+
+/// The entries of the transfer with key `key` (its batch), inside `tx`.
+pub async fn batch_in(tx: &mut Tx, key: &str) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits(&format!(
+        "WHERE transfer_key = $1 ORDER BY available_at, id{}",
+        for_update(tx)
+    ));
+    on_tx!(tx, |conn| sqlx::query_as::<_, Credit>(&sql)
+        .bind(key)
+        .fetch_all(conn)
+        .await)
+}
+
+/// Entries being transferred whose worker's lease ran out at `now` (it died, or the provider
+/// was unreachable): their transfers are replayed with the same keys.
+pub async fn abandoned_transfers(db: &Db, now: Millis, limit: i64) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits(
+        "WHERE status = 'transferring' AND lease_until <= $1 ORDER BY transfer_key, available_at, id LIMIT $2",
+    );
+    on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Takes over the abandoned transfer `key` until `until`: the number of entries taken (0 when
+/// another worker took it first).
+pub async fn take_transfer_lease(
+    db: &Db,
+    key: &str,
+    until: Millis,
+    now: Millis,
+) -> sqlx::Result<u64> {
+    on_db!(db, |pool| sqlx::query(TAKE_TRANSFER_LEASE)
+        .bind(key)
+        .bind(until)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+/// Ends the lease of transfer `key` at `now` (the provider was unreachable): the next round
+/// replays it.
+pub async fn release_transfer_lease(db: &Db, key: &str, now: Millis) -> sqlx::Result<()> {
+    on_db!(db, |pool| sqlx::query(RELEASE_TRANSFER_LEASE)
+        .bind(key)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(drop))
+}
+
+/// A seller's payout account.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PayoutAccount {
+    pub user_id: UserId,
+    /// Stripe's `acct_...` (or the development provider's `acct_dev_...`).
+    pub provider_account_id: String,
+    pub status: AccountStatus,
+    /// When the provider was last asked about it.
+    pub checked_at: Millis,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The payout account of `user`.
+pub async fn account(db: &Db, user: &UserId) -> sqlx::Result<Option<PayoutAccount>> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM payout_accounts WHERE user_id = $1");
+    on_db!(db, |pool| sqlx::query_as::<_, PayoutAccount>(&sql)
+        .bind(user)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// Stores the payout account of a seller unless the seller has one already (a concurrent
+/// request stored it first: the same account, created with the same idempotency key).
+pub async fn insert_account(
+    db: &Db,
+    user: &UserId,
+    provider_account_id: &str,
+    status: AccountStatus,
+    now: Millis,
+) -> sqlx::Result<()> {
+    on_db!(db, |pool| sqlx::query(INSERT_ACCOUNT)
+        .bind(user)
+        .bind(provider_account_id)
+        .bind(status)
+        .bind(now)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(drop))
+}
+
+/// Records what the provider says about account `provider_account_id` at `now`; false when no
+/// seller has it.
+pub async fn set_account_status(
+    db: &Db,
+    provider_account_id: &str,
+    status: AccountStatus,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    on_db!(db, |pool| sqlx::query(SET_ACCOUNT_STATUS)
+        .bind(provider_account_id)
+        .bind(status)
+        .bind(now)
+        .execute(pool)
         .await
         .map(|r| r.rows_affected() == 1))
 }

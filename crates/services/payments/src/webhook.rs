@@ -2,7 +2,10 @@
 //! over `"<t>.<raw body>"` with the endpoint secret, compared in constant time, the timestamp
 //! within a tolerance — default 5 minutes — to refuse replays), and applying the PaymentIntent
 //! events to charges ([`apply`]): an authorisation or a capture reported later than the pay
-//! request's answer (or never answered because of a crash), a failure, a hold released elsewhere.
+//! request's answer (or never answered because of a crash), a failure, a hold released elsewhere;
+//! a charge refunded in full (`charge.refunded`, e.g. from Stripe's dashboard), which reverses
+//! the seller's credit; and whether a seller's connected account can receive transfers
+//! (`account.updated`).
 
 use bt_contract::{Cents, Millis, OrderId};
 use hmac::{Hmac, Mac};
@@ -10,6 +13,8 @@ use serde::Deserialize;
 
 use crate::charging::{ChargeError, Payments};
 use crate::domain::{Answer, Charge, ChargeState};
+use crate::ledger::AccountStatus;
+use crate::payouts::Payouts;
 use crate::store;
 use sha2::Sha256;
 
@@ -91,13 +96,29 @@ pub struct StripeEventData {
     pub object: IntentObject,
 }
 
-/// A PaymentIntent as events carry it (other objects read as empty).
+/// The object of an event: a PaymentIntent (`payment_intent.*`), a Charge (`charge.refunded`)
+/// or an Account (`account.updated`); the fields of the others read as empty.
 #[derive(Debug, Default, Deserialize)]
 pub struct IntentObject {
     #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub amount: Option<i64>,
+    /// Charge: its PaymentIntent.
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    /// Charge: refunded in full.
+    #[serde(default)]
+    pub refunded: Option<bool>,
+    /// Charge: how much was refunded so far, in cents.
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    /// Account: the onboarding was finished.
+    #[serde(default)]
+    pub details_submitted: Option<bool>,
+    /// Account: `{"transfers": "active", ...}`.
+    #[serde(default)]
+    pub capabilities: Option<std::collections::HashMap<String, serde_json::Value>>,
     #[serde(default)]
     pub currency: Option<String>,
     #[serde(default)]
@@ -121,9 +142,32 @@ pub struct PaymentError {
     pub message: Option<String>,
 }
 
-/// Applies a verified Stripe event to the charge it is about.
-pub async fn apply(payments: &Payments, event: &StripeEvent) -> Result<(), ChargeError> {
+/// Applies a verified Stripe event to the charge (or the payout account) it is about.
+pub async fn apply(
+    payments: &Payments,
+    payouts: &Payouts,
+    event: &StripeEvent,
+) -> Result<(), ChargeError> {
     let intent = &event.data.object;
+    match event.kind.as_str() {
+        "charge.refunded" => return refunded(payments, intent).await,
+        "account.updated" => {
+            let transfers = intent
+                .capabilities
+                .as_ref()
+                .and_then(|c| c.get("transfers"))
+                .and_then(|v| v.as_str());
+            let status =
+                AccountStatus::from_stripe(transfers, intent.details_submitted.unwrap_or(false));
+            if !intent.id.is_empty() {
+                payouts
+                    .account_updated(&intent.id, status, Millis::now())
+                    .await?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let answer = match event.kind.as_str() {
         "payment_intent.amount_capturable_updated" => Answer::Authorized {
             provider_id: intent.id.clone(),
@@ -182,10 +226,55 @@ pub async fn apply(payments: &Payments, event: &StripeEvent) -> Result<(), Charg
     if let Some(next) = next
         && store::save_charge(&mut tx, &next, charge.state).await?
     {
+        // A capture credits the seller, in the same transaction.
+        payments.ledger.follow(&mut tx, &next, now).await?;
         tx.commit().await?;
         tracing::info!(payment.id = %next.id, state = %next.state, "charge changed by a webhook");
         payments.arrivals.arrived();
     }
+    Ok(())
+}
+
+/// A charge refunded in full at the provider: the charge is `refunded` and the seller's credit
+/// of its order reversed, in one transaction. A partial refund is logged for a person (the
+/// ledger reverses whole sales only).
+async fn refunded(payments: &Payments, object: &IntentObject) -> Result<(), ChargeError> {
+    let Some(intent) = object.payment_intent.as_deref().filter(|i| !i.is_empty()) else {
+        return Ok(());
+    };
+    let full = object.refunded == Some(true)
+        || matches!((object.amount_refunded, object.amount), (Some(r), Some(a)) if r >= a);
+    if !full {
+        tracing::warn!(provider_id = %intent, refunded = ?object.amount_refunded, amount = ?object.amount, "a partial refund: the seller's credit is left as it is; a person must settle it");
+        return Ok(());
+    }
+    let now = Millis::now();
+    let mut tx = payments.db.begin().await?;
+    let Some(seen) = store::charge_by_provider(&mut tx, intent).await? else {
+        tx.rollback().await?;
+        tracing::debug!(provider_id = %intent, "a refund of a charge this service does not know");
+        return Ok(());
+    };
+    // Order first, then its charge, as everywhere.
+    store::lock_order(&mut tx, &seen.order_id).await?;
+    let Some(charge) = store::charge_in(&mut tx, &seen.id).await? else {
+        return Err(ChargeError::Vanished(seen.id));
+    };
+    let refunded = match charge.clone().refunded_elsewhere(now) {
+        Some(next) => {
+            if !store::save_charge(&mut tx, &next, charge.state).await? {
+                return Err(ChargeError::Vanished(charge.id));
+            }
+            tracing::info!(order.id = %next.order_id, payment.id = %next.id, from = %charge.state, "charge refunded at the provider");
+            next
+        }
+        None => charge,
+    };
+    if refunded.state == ChargeState::Refunded {
+        payments.ledger.follow(&mut tx, &refunded, now).await?;
+    }
+    tx.commit().await?;
+    payments.arrivals.arrived();
     Ok(())
 }
 

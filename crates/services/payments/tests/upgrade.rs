@@ -118,6 +118,20 @@ async fn payments_and_attempts_become_charges(backend: Backend) {
         .unwrap();
     assert_eq!(paid.status, OrderStatus::Complete);
     assert_eq!(paid.completed_by, Some("p1".into()));
+    assert_eq!(
+        (
+            &paid.seller_id,
+            &paid.title,
+            &paid.ticket_id,
+            paid.starts_at
+        ),
+        (&None, &None, &None, None),
+        "orders of earlier versions have no seller on record (so no credit)"
+    );
+    assert!(
+        store::all_credits(&db).await.unwrap().is_empty(),
+        "nothing is credited for sales before the ledger"
+    );
     let old = store::order(&db, &OrderId::new("o3"))
         .await
         .unwrap()

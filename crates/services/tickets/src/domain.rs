@@ -302,7 +302,7 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     /// Held for the order now; announce the change.
-    Reserved(Ticket, TicketUpdated),
+    Reserved(Box<Ticket>, TicketUpdated),
     /// The ticket is not what the buyer saw, or no longer for sale: announce the refusal,
     /// change nothing.
     Refused(TicketReservationRefused),
@@ -421,7 +421,7 @@ impl Ticket {
         self.order_id = Some(order.id.clone());
         self.reserved_for = Some(order.user_id.clone());
         let (ticket, updated) = self.changed();
-        Ok(Reservation::Reserved(ticket, updated))
+        Ok(Reservation::Reserved(Box::new(ticket), updated))
     }
 
     /// The order that held the ticket was cancelled: back on sale, unless it was sold.
@@ -623,7 +623,7 @@ mod tests {
             .reserve(&order(order_id, Some("Row A"), 1000), at(0))
             .unwrap()
         {
-            Reservation::Reserved(ticket, _) => ticket,
+            Reservation::Reserved(ticket, _) => *ticket,
             other => panic!("{other:?}"),
         }
     }

@@ -7,13 +7,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bt_contract::json::string_field;
 use bt_contract::openapi::{JsonBodyRefused, NotAuthorized};
 use bt_contract::{
     ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, Millis, TicketId, validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
+use bt_platform::files::{FileKey, FileKind, MAX_FILE_BYTES};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,6 +41,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(my_tickets))
         .routes(routes!(openapi_document))
         .routes(routes!(show_ticket, update_ticket))
+        .routes(routes!(download_file, upload_file))
 }
 
 /// The OpenAPI document of the tickets service.
@@ -460,6 +462,176 @@ async fn update_ticket(
     state.outbox.stage(&mut tx, updated).await?;
     state.outbox.commit(tx).await?;
     Ok(Json(ticket))
+}
+
+/// The bytes of a ticket file as the API documents them.
+#[derive(Debug)]
+pub struct FileBytes;
+
+impl utoipa::PartialSchema for FileBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_media_type("application/octet-stream")
+            .description(Some("The file's bytes."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FileBytes {}
+
+/// Why a file upload is refused, for the owner.
+fn file_refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotOwner => ApiError::NotAuthorized,
+        Refusal::Reserved => ApiError::bad_request("Cannot replace the file of a reserved ticket"),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/tickets/{id}/file",
+    tag = "tickets",
+    operation_id = "upload_ticket_file",
+    summary = "Upload the ticket's file",
+    description = "The owner uploads (or replaces) the file a buyer gets once they have paid: a \
+        PDF, PNG or JPEG of at most 5 MB, its kind decided by its first bytes (the \
+        `Content-Type` header is not believed). Only while no order holds the ticket.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    params(("id" = String, Path, description = "The ticket's id.")),
+    request_body(content = FileBytes, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "Stored; the ticket shows `hasFile: true`."),
+        (status = 400, description = "`The file is empty`, `The file must be a PDF, PNG or JPEG`, `Cannot replace the file of a reserved ticket`.", body = bt_contract::error::ErrorBody),
+        (status = 401, description = "`Not authorized`: no valid session, or the ticket is someone else's.", body = bt_contract::error::ErrorBody),
+        (status = 404, description = "`Not Found`: no such ticket.", body = bt_contract::error::ErrorBody),
+        (status = 413, description = "`The file must be at most 5 MB`.", body = bt_contract::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+async fn upload_file(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> ApiResult<StatusCode> {
+    let id = TicketId::new(id);
+    // Refuse early, before reading 5 MB, what the owner check refuses anyway.
+    let ticket = store::find(&state.db, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    ticket.may_replace_file(&user.0.id).map_err(file_refused)?;
+    let bytes = axum::body::to_bytes(body, MAX_FILE_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge("The file must be at most 5 MB".into()))?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("The file is empty"));
+    }
+    let kind = FileKind::sniff(&bytes)
+        .ok_or_else(|| ApiError::bad_request("The file must be a PDF, PNG or JPEG"))?;
+    let key = FileKey::for_ticket(&id, &bytes).map_err(ApiError::internal)?;
+    let size = bytes.len() as i64;
+    // The object first, then the row that points at it: a crash leaves at worst an object
+    // nobody points at, never a row pointing at nothing.
+    state.settings.files.put(&key, bytes).await?;
+    let mut tx = state.db.begin().await?;
+    let ticket = store::lock(&mut tx, &id).await?.ok_or(ApiError::NotFound)?;
+    if let Err(refusal) = ticket.may_replace_file(&user.0.id) {
+        // Reserved (or sold) meanwhile: the new object is not kept, unless it is the current one.
+        drop(tx);
+        if store::file_of(&state.db, &id).await?.map(|(k, _)| k) != Some(key.as_str().to_owned()) {
+            state.settings.files.delete(&key).await?;
+        }
+        return Err(file_refused(refusal));
+    }
+    let replaced = store::set_file(
+        &mut tx,
+        &id,
+        key.as_str(),
+        kind.as_str(),
+        size,
+        Millis::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(old) = replaced {
+        match FileKey::parse(old) {
+            Ok(old) => {
+                if let Err(err) = state.settings.files.delete(&old).await {
+                    // Only an orphan object is left: the ticket points at the new one.
+                    tracing::warn!(error = %err, ticket.id = %id, "the replaced file was not deleted");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, ticket.id = %id, "a stored file key is not valid")
+            }
+        }
+    }
+    tracing::info!(ticket.id = %id, kind = kind.as_str(), size, "ticket file stored");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/tickets/{id}/file",
+    tag = "tickets",
+    operation_id = "download_ticket_file",
+    summary = "Download the ticket's file",
+    description = "For the ticket's current owner only: the seller while they hold it, the buyer \
+        once their order is paid. Everyone else gets 404, the seller too once it is sold.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    params(("id" = String, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The file, as `application/pdf`, `image/png` or `image/jpeg`.",
+            content(
+                (FileBytes = "application/pdf"),
+                (FileBytes = "image/png"),
+                (FileBytes = "image/jpeg"),
+            ),
+            headers(("Content-Disposition" = String, description = "`attachment` with a file name."))),
+        NotAuthorized,
+        (status = 404, description = "`Not Found`: no such ticket, no file yet, or not the caller's.", body = bt_contract::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+async fn download_file(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = TicketId::new(id);
+    // A replacement may delete the object between reading the row and reading the object:
+    // then the row is read again, once.
+    for _ in 0..2 {
+        let ticket = store::find(&state.db, &id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        if !ticket.file_for(&user.0.id) {
+            return Err(ApiError::NotFound);
+        }
+        let Some((key, kind)) = store::file_of(&state.db, &id).await? else {
+            return Err(ApiError::NotFound);
+        };
+        let key = FileKey::parse(key).map_err(ApiError::internal)?;
+        let kind: FileKind = kind.parse().map_err(ApiError::internal)?;
+        if let Some(bytes) = state.settings.files.get(&key).await? {
+            let disposition = format!("attachment; filename=\"ticket-{id}.{}\"", kind.extension());
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, kind.content_type().to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                    (header::CACHE_CONTROL, "private, no-store".to_owned()),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                ],
+                bytes,
+            )
+                .into_response());
+        }
+    }
+    Err(ApiError::internal(format!(
+        "the file of ticket {id} is missing from the store"
+    )))
 }
 
 #[cfg(test)]

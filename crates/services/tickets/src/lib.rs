@@ -20,6 +20,7 @@ use axum::extract::FromRef;
 use bt_contract::SessionKeys;
 use bt_platform::bus::{Consumers, Outbox};
 use bt_platform::db::DbOptions;
+use bt_platform::files::FileStore;
 use bt_platform::{Check, Db, Migrations, Runtime, Service, StartError};
 
 /// The migrations of the tickets database.
@@ -38,10 +39,22 @@ pub struct AppState {
 }
 
 /// What an operator configures in the tickets service.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// `RESALE_PRICE_CAP_PERCENT`: how far above its face value a ticket may be sold.
     pub resale_cap: domain::ResaleCap,
+    /// Where ticket files are kept: `<data-dir>/files` in `up`, `FILE_STORE_URL` in `serve`.
+    pub files: FileStore,
+}
+
+impl Default for Settings {
+    /// The default cap, files in memory (for tests).
+    fn default() -> Self {
+        Self {
+            resale_cap: domain::ResaleCap::default(),
+            files: FileStore::memory(),
+        }
+    }
 }
 
 /// Opens the tickets database, starts its outbox relay and event consumers on `runtime`, and
@@ -74,6 +87,8 @@ pub async fn service(
     Ok(Service {
         name: "tickets",
         router: handlers::router(state),
+        // The file store is not a readiness check: while it is down, file requests answer 503
+        // and everything else keeps working.
         checks: vec![Check::database("tickets database", db), runtime.readiness()],
     })
 }

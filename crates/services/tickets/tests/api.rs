@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 struct TestApp {
     server: TestServer,
     bus: TestBus,
+    files: bt_platform::files::FileStore,
     _runtime: Runtime,
     _db: TestDb,
 }
@@ -29,11 +30,13 @@ impl TestApp {
         let db = TestDb::new(backend).await;
         let bus = TestBus::new(bus_for(backend)).await;
         let runtime = Runtime::new(bus.bus.clone());
+        let settings = bt_tickets::Settings::default();
+        let files = settings.files.clone();
         let service = bt_tickets::service(
             &db.url,
             &DbOptions::default(),
             test_sessions(),
-            bt_tickets::Settings::default(),
+            settings,
             &runtime,
         )
         .await
@@ -42,6 +45,7 @@ impl TestApp {
         Self {
             server,
             bus,
+            files,
             _runtime: runtime,
             _db: db,
         }
@@ -934,6 +938,172 @@ async fn a_buyer_relists_within_the_cap_and_the_next_buyer_owns_it(backend: Back
     );
 }
 
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR ticket";
+const PDF: &[u8] = b"%PDF-1.7\n% ticket for row 5\n";
+
+impl TestApp {
+    async fn upload(
+        &self,
+        user: &TestUser,
+        id: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> bt_test_support::TestResponse {
+        let client = self.as_user(user);
+        client
+            .send(
+                client
+                    .http
+                    .put(client.url(&format!("/api/tickets/{id}/file")))
+                    .header("content-type", content_type)
+                    .body(bytes.to_vec()),
+            )
+            .await
+    }
+
+    /// The file as `user` downloads it: status, content type, bytes.
+    async fn download(&self, user: &TestUser, id: &str) -> (StatusCode, String, Vec<u8>) {
+        let client = self.as_user(user);
+        let res = client
+            .http
+            .get(client.url(&format!("/api/tickets/{id}/file")))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let kind = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, kind, res.bytes().await.unwrap().to_vec())
+    }
+}
+
+async fn the_owner_uploads_the_file_and_only_the_owner_downloads_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (seller, buyer, stranger) = (TestUser::new(), TestUser::new(), TestUser::new());
+    let ticket = app.listed(&seller, "Row 5", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.download(&seller, &id).await.0,
+        StatusCode::NOT_FOUND,
+        "no file yet"
+    );
+
+    // The kind is the bytes', not the header's.
+    let res = app.upload(&seller, &id, PNG, "application/pdf").await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    assert_eq!(app.ticket(&id).await["hasFile"], json!(true));
+    assert_eq!(
+        app.ticket(&id).await["version"],
+        json!(0),
+        "a file is not a change of the listing"
+    );
+    assert_eq!(
+        app.download(&seller, &id).await,
+        (StatusCode::OK, "image/png".to_owned(), PNG.to_vec())
+    );
+    for user in [&buyer, &stranger] {
+        assert_eq!(app.download(user, &id).await.0, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        app.upload(&stranger, &id, PDF, "application/pdf")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let anonymous = app
+        .anonymous()
+        .get(&format!("/api/tickets/{id}/file"))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    // Replaced: the new bytes, the old object gone.
+    let res = app.upload(&seller, &id, PDF, "image/png").await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    assert_eq!(
+        app.download(&seller, &id).await,
+        (StatusCode::OK, "application/pdf".to_owned(), PDF.to_vec())
+    );
+    let old = bt_platform::files::FileKey::for_ticket(&id.as_str().into(), PNG).unwrap();
+    assert_eq!(app.files.get(&old).await.unwrap(), None);
+
+    // Sold: the buyer gets exactly those bytes; the seller no longer.
+    publish(&app.bus.bus, order_created_by(&ticket, "order-1", &buyer)).await;
+    eventually(10, "reserved", || async {
+        app.ticket(&id).await["orderId"] == "order-1"
+    })
+    .await;
+    assert_eq!(
+        app.upload(&seller, &id, PNG, "image/png").await.json,
+        json!({"errors": [{"message": "Cannot replace the file of a reserved ticket"}]})
+    );
+    complete(&app, &ticket, "order-1", &buyer, 1).await;
+    assert_eq!(
+        app.download(&buyer, &id).await,
+        (StatusCode::OK, "application/pdf".to_owned(), PDF.to_vec())
+    );
+    assert_eq!(app.download(&seller, &id).await.0, StatusCode::NOT_FOUND);
+}
+
+async fn files_that_are_not_tickets_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Row 5", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let text = app
+        .upload(
+            &seller,
+            id,
+            b"just some text, renamed to .pdf",
+            "application/pdf",
+        )
+        .await;
+    assert_eq!(
+        (text.status, text.json.clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": [{"message": "The file must be a PDF, PNG or JPEG"}]})
+        )
+    );
+    let empty = app.upload(&seller, id, b"", "application/pdf").await;
+    assert_eq!(
+        empty.json,
+        json!({"errors": [{"message": "The file is empty"}]})
+    );
+    let mut big = PDF.to_vec();
+    big.resize(5 * 1024 * 1024 + 1, b'x');
+    let res = app.upload(&seller, id, &big, "application/pdf").await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        res.json,
+        json!({"errors": [{"message": "The file must be at most 5 MB"}]})
+    );
+    big.truncate(5 * 1024 * 1024);
+    let res = app.upload(&seller, id, &big, "application/pdf").await;
+    assert_eq!(
+        res.status,
+        StatusCode::NO_CONTENT,
+        "exactly 5 MB is fine: {}",
+        res.text
+    );
+    let jpeg = app
+        .upload(&seller, id, b"\xff\xd8\xff\xe0 JFIF", "text/plain")
+        .await;
+    assert_eq!(jpeg.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.download(&seller, id).await.1, "image/jpeg");
+    let unknown = app
+        .upload(
+            &seller,
+            "01a224ab-c7ce-730e-a634-c7ae93cbbbf4",
+            PNG,
+            "image/png",
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
 async fn a_redelivered_order_event_changes_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ticket = app.listed(&TestUser::new(), "Concert", json!(10)).await;
@@ -1060,5 +1230,7 @@ backend_tests!(
     a_price_over_the_resale_cap_and_bad_details_are_refused_per_field,
     the_listing_hides_tickets_off_sale_and_events_that_started,
     a_buyer_relists_within_the_cap_and_the_next_buyer_owns_it,
+    the_owner_uploads_the_file_and_only_the_owner_downloads_it,
+    files_that_are_not_tickets_are_refused,
     a_redelivered_order_event_changes_nothing,
 );

@@ -7,9 +7,13 @@ use bt_contract::events::{
     CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     PaymentCreated, TicketRef,
 };
-use bt_contract::{Cents, Millis, OrderId, PaymentId};
+use std::sync::Arc;
+
+use bt_contract::{Cents, Millis, OrderId, PaymentId, UserId};
 use bt_payments::Settings;
 use bt_payments::domain::{Charge, ChargeState, PayableOrder};
+use bt_payments::ledger::Credit;
+use bt_payments::payouts::{PayoutSettings, Payouts};
 use bt_payments::provider::{Provider, Stripe};
 use bt_payments::store;
 use bt_platform::db::DbOptions;
@@ -34,8 +38,15 @@ pub fn settings(provider: Provider) -> Settings {
         currency: "usd".into(),
         webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
         webhook_tolerance_secs: 300,
+        payouts: PayoutSettings {
+            public_url: Some(PUBLIC_URL.into()),
+            ..PayoutSettings::default()
+        },
     }
 }
+
+/// The public address the service under test is told it has.
+pub const PUBLIC_URL: &str = "https://buyticket.test";
 
 /// The Stripe provider against a local mock of Stripe.
 pub fn stripe_provider(mock: &MockStripe) -> Provider {
@@ -49,6 +60,9 @@ pub struct TestApp {
     /// A handle of the test's own on the service's database.
     pub db: Db,
     pub runtime: Runtime,
+    /// A payouts core of the test's own on the service's database and provider: the test runs
+    /// payout rounds with it (as another replica's worker would), at the time it chooses.
+    pub payouts: Payouts,
     orders: Option<tokio::task::JoinHandle<()>>,
     _test_db: TestDb,
 }
@@ -67,6 +81,8 @@ impl TestApp {
     }
 
     pub async fn with_settings(backend: Backend, settings: Settings) -> Self {
+        let payout_settings = settings.payouts.clone();
+        let provider = settings.provider.clone();
         let test_db = TestDb::new(backend).await;
         let bus = TestBus::new(bus_for(backend)).await;
         let runtime = Runtime::new(bus.bus.clone());
@@ -77,11 +93,18 @@ impl TestApp {
         let db = Db::connect(&test_db.url, &DbOptions::default())
             .await
             .expect("a second handle on the payments database");
+        let payouts = Payouts {
+            db: db.clone(),
+            provider,
+            settings: payout_settings,
+            wake: Arc::default(),
+        };
         Self {
             server,
             bus,
             db,
             runtime,
+            payouts,
             orders: None,
             _test_db: test_db,
         }
@@ -108,7 +131,7 @@ impl TestApp {
                             version: order.version + 1,
                             ticket: ticket_of(paid.order_id.as_str()),
                             payment_id: Some(paid.id),
-                            user_id: None,
+                            user_id: Some(order.user_id.clone()),
                         },
                     )
                     .await;
@@ -210,6 +233,65 @@ impl TestApp {
             },
         )
         .await;
+    }
+
+    /// Publishes a sale of `seller` to `buyer` whose event starts at `starts_at`, pays it with
+    /// `tok_visa` (the orders service's part must be played: `orders_complete_paid_orders`),
+    /// and waits until the payment is captured; returns the order id.
+    pub async fn sell(
+        &self,
+        buyer: &TestUser,
+        seller: Option<&TestUser>,
+        price_cents: i64,
+        starts_at: Option<Millis>,
+    ) -> String {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.publish_order(sale_created(
+            &id,
+            &buyer.id,
+            seller.map(|s| s.id.as_str()),
+            price_cents,
+            starts_at,
+        ))
+        .await;
+        let res = self.pay(buyer, &id, "tok_visa").await;
+        assert_eq!(res.status, reqwest::StatusCode::CREATED, "{}", res.text);
+        self.wait_charge_states(&id, &[ChargeState::Succeeded])
+            .await;
+        id
+    }
+
+    /// The ledger entries of an order (its credit, and its reversal if any).
+    pub async fn credits(&self, order_id: &str) -> Vec<Credit> {
+        store::credits_of_order(&self.db, &OrderId::new(order_id))
+            .await
+            .expect("read credits")
+    }
+
+    /// The credit of an order; panics without one.
+    pub async fn credit(&self, order_id: &str) -> Credit {
+        self.credits(order_id)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no credit for order {order_id}"))
+    }
+
+    /// One payout round as of `now` (as a replica's worker would run it).
+    pub async fn payout_round(&self, now: Millis) {
+        self.payouts.round(now).await.expect("a payout round");
+    }
+
+    /// `GET /api/payouts` as `user`.
+    pub async fn payouts_of(&self, user: &TestUser) -> TestResponse {
+        self.as_user(user).get("/api/payouts").await
+    }
+
+    /// `POST /api/payouts/account` as `user`.
+    pub async fn onboard(&self, user: &TestUser) -> TestResponse {
+        self.as_user(user)
+            .post("/api/payouts/account", &serde_json::json!({}))
+            .await
     }
 
     /// Every charge of an order, oldest first.
@@ -325,6 +407,27 @@ pub fn order_created(
             starts_at: None,
         },
     }
+}
+
+/// `order.created` of an order of `buyer` for a ticket of `seller` (none: an order placed
+/// before sellers were recorded) whose event starts at `starts_at`.
+pub fn sale_created(
+    id: &str,
+    buyer: &str,
+    seller: Option<&str>,
+    price_cents: i64,
+    starts_at: Option<Millis>,
+) -> OrderCreated {
+    let mut created = order_created(
+        id,
+        buyer,
+        price_cents,
+        Utc::now() + chrono::Duration::minutes(15),
+    );
+    created.ticket.title = Some(format!("Ticket of {id}"));
+    created.ticket.seller_id = seller.map(UserId::from);
+    created.ticket.starts_at = starts_at;
+    created
 }
 
 fn ticket_of(order_id: &str) -> TicketRef {

@@ -1,0 +1,1250 @@
+//! Seller payouts on SQLite (in-process bus) and PostgreSQL (NATS): the credit written with the
+//! capture of a completed order's charge, when it becomes available, the payout worker (with
+//! the development provider and with Stripe Connect against [`MockStripe`]), refunds, `GET
+//! /api/payouts`, onboarding, and the ledger's invariant. The orders service's part —
+//! completing an order with its payment — is played by the test harness.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bt_contract::events::{CancelReason, OrderStatus};
+use bt_contract::{Cents, Millis, UserId};
+use bt_payments::domain::ChargeState;
+use bt_payments::ledger::{AccountStatus, Credit, CreditStatus, EntryKind, FeePercent};
+use bt_payments::provider::{Development, Provider, TransferRequest};
+use bt_payments::store;
+use bt_test_support::stripe::{MockStripe, PROCESSING};
+use bt_test_support::{Backend, TestUser, backend_tests, eventually};
+use common::{PUBLIC_URL, TestApp, stripe_event, stripe_provider};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The service with the development provider, orders completed by their payments.
+async fn spawn_dev(backend: Backend) -> (TestApp, Development) {
+    let dev = Development::default();
+    let mut app = TestApp::spawn(backend, Provider::Development(dev.clone())).await;
+    app.orders_complete_paid_orders().await;
+    (app, dev)
+}
+
+/// The service with Stripe (the mock), orders completed by their payments.
+async fn spawn_stripe(backend: Backend) -> (TestApp, MockStripe) {
+    let mock = MockStripe::start().await;
+    let mut app = TestApp::spawn(backend, stripe_provider(&mock)).await;
+    app.orders_complete_paid_orders().await;
+    (app, mock)
+}
+
+fn started_an_hour_ago() -> Option<Millis> {
+    Some(Millis::now().minus(HOUR))
+}
+
+fn cents(value: &Value) -> i64 {
+    Cents::parse_decimal(&value.to_string())
+        .unwrap_or_else(|e| panic!("{value} is no amount: {e}"))
+        .get()
+}
+
+/// A signed `charge.refunded` event for the whole of the order's captured charge.
+async fn refund_at_the_provider(app: &TestApp, order: &str) -> StatusCode {
+    let charge = app.charges(order).await.remove(0);
+    let intent = charge
+        .provider_id
+        .expect("a captured charge has a provider id");
+    let body = stripe_event(
+        &format!("evt_refund_{order}"),
+        "charge.refunded",
+        json!({
+            "id": format!("ch_for_{intent}"),
+            "object": "charge",
+            "amount": charge.amount.get(),
+            "amount_refunded": charge.amount.get(),
+            "refunded": true,
+            "payment_intent": intent,
+        }),
+    );
+    app.signed_webhook(&body).await.status
+}
+
+async fn onboard_dev(app: &TestApp, seller: &TestUser) {
+    let res = app.onboard(seller).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.json, json!({"url": "/payouts"}));
+}
+
+/// Waits until the credit of `order` is `status`.
+async fn wait_credit(app: &TestApp, order: &str, status: CreditStatus) -> Credit {
+    eventually(
+        15,
+        &format!("the credit of {order} is {status}"),
+        || async {
+            app.credits(order)
+                .await
+                .first()
+                .is_some_and(|c| c.status == status)
+        },
+    )
+    .await;
+    app.credit(order).await
+}
+
+// ---- The credit ----
+
+async fn a_sale_credits_its_seller_the_price_less_the_fee_to_the_cent(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    // (price, fee, credit) in cents, at the default 5 %, rounded half-up.
+    let cases = [
+        (1, 0, 1),                            // 0.01: the fee is 0.05 cent → 0
+        (5, 0, 5),                            // 0.05: 0.25 cent → 0
+        (10, 1, 9),                           // 0.10: 0.5 cent → 1
+        (1999, 100, 1899),                    // 19.99: 99.95 cents → 100
+        (100_000_000, 5_000_000, 95_000_000), // 1,000,000.00
+    ];
+    for (price, fee, amount) in cases {
+        let order = app.sell(&buyer, Some(&seller), price, None).await;
+
+        // Written with the capture: the charge is succeeded, so the credit is there.
+        let entries = app.credits(&order).await;
+        assert_eq!(entries.len(), 1, "one credit for {price}");
+        let credit = &entries[0];
+        assert_eq!(
+            (credit.gross.get(), credit.fee.get(), credit.amount.get()),
+            (price, fee, amount),
+            "price {price}"
+        );
+        assert_eq!(credit.gross.get(), credit.amount.get() + credit.fee.get());
+        assert_eq!(credit.seller_id, seller.id.as_str());
+        assert_eq!(credit.kind, EntryKind::Credit);
+        assert_eq!(credit.payment_id, app.charges(&order).await[0].id);
+        assert_eq!(
+            credit.title.as_deref(),
+            Some(format!("Ticket of {order}").as_str())
+        );
+    }
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let entries = res.json["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), cases.len());
+    // Newest first, in currency units like `price`.
+    for (entry, (price, fee, amount)) in entries.iter().zip(cases.iter().rev()) {
+        assert_eq!(
+            (
+                cents(&entry["price"]),
+                cents(&entry["fee"]),
+                cents(&entry["amount"])
+            ),
+            (*price, *fee, *amount)
+        );
+    }
+    assert_eq!(entries[0]["price"], json!(1_000_000));
+    assert_eq!(entries[0]["amount"], json!(950_000));
+    assert_eq!(entries[1]["price"], json!(19.99));
+    assert_eq!(entries[1]["fee"], json!(1));
+    assert_eq!(entries[1]["amount"], json!(18.99));
+    assert_eq!(entries[4]["price"], json!(0.01));
+    assert_eq!(entries[4]["fee"], json!(0));
+    let total: i64 = cases.iter().map(|c| c.2).sum();
+    assert_eq!(
+        cents(&res.json["pending"]),
+        total,
+        "no start: pending for the delay"
+    );
+}
+
+async fn the_fee_percentage_is_configurable(backend: Backend) {
+    let dev = Development::default();
+    let mut settings = common::settings(Provider::Development(dev));
+    settings.payouts.rules.fee = FeePercent::new(12).unwrap();
+    let mut app = TestApp::with_settings(backend, settings).await;
+    app.orders_complete_paid_orders().await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+
+    let order = app.sell(&buyer, Some(&seller), 1999, None).await;
+
+    let credit = app.credit(&order).await;
+    // 12 % of 19.99 = 2.3988 → 2.40.
+    assert_eq!(
+        (credit.fee, credit.amount),
+        (Cents::new(240), Cents::new(1759))
+    );
+}
+
+async fn a_sale_without_a_seller_on_record_earns_no_credit(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let buyer = TestUser::new();
+
+    let order = app.sell(&buyer, None, 2000, None).await;
+
+    assert!(app.credits(&order).await.is_empty());
+    assert_eq!(app.charge_states(&order).await, [ChargeState::Succeeded]);
+    app.payout_round(Millis::now().plus(1000 * HOUR)).await;
+    assert!(dev.transfers().is_empty());
+}
+
+// ---- When a credit becomes available ----
+
+async fn a_credit_becomes_available_when_the_event_starts(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+    let starts = Millis::now().plus(2 * HOUR);
+
+    let order = app.sell(&buyer, Some(&seller), 2000, Some(starts)).await;
+
+    let credit = app.credit(&order).await;
+    assert_eq!(
+        (credit.status, credit.available_at),
+        (CreditStatus::Pending, starts)
+    );
+    app.payout_round(starts.minus(Duration::from_secs(1))).await;
+    assert_eq!(app.credit(&order).await.status, CreditStatus::Pending);
+    assert!(dev.transfers().is_empty(), "nothing before the start");
+
+    app.payout_round(starts).await;
+
+    let paid = app.credit(&order).await;
+    assert_eq!(paid.status, CreditStatus::Paid);
+    assert_eq!(dev.transfers().len(), 1);
+
+    // An event that started already: available at the sale.
+    let before = Millis::now();
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    let credit = app.credit(&order).await;
+    assert!(
+        matches!(
+            credit.status,
+            CreditStatus::Available | CreditStatus::Transferring | CreditStatus::Paid
+        ),
+        "{credit:?}"
+    );
+    assert!(credit.available_at >= before && credit.available_at <= Millis::now());
+}
+
+async fn without_a_start_a_credit_becomes_available_payout_delay_hours_after_the_sale(
+    backend: Backend,
+) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+
+    let before = Millis::now();
+    let order = app.sell(&buyer, Some(&seller), 2000, None).await;
+    let after = Millis::now();
+
+    let credit = app.credit(&order).await;
+    assert_eq!(credit.status, CreditStatus::Pending);
+    assert!(
+        credit.available_at >= before.plus(48 * HOUR)
+            && credit.available_at <= after.plus(48 * HOUR),
+        "48 hours after the capture: {credit:?}"
+    );
+    app.payout_round(before.plus(47 * HOUR)).await;
+    assert_eq!(app.credit(&order).await.status, CreditStatus::Pending);
+    assert!(dev.transfers().is_empty());
+
+    app.payout_round(after.plus(48 * HOUR)).await;
+
+    assert_eq!(app.credit(&order).await.status, CreditStatus::Paid);
+    assert_eq!(dev.transfers().len(), 1);
+}
+
+async fn the_payout_delay_is_configurable(backend: Backend) {
+    let dev = Development::default();
+    let mut settings = common::settings(Provider::Development(dev));
+    settings.payouts.rules.delay = Duration::from_secs(0);
+    let mut app = TestApp::with_settings(backend, settings).await;
+    app.orders_complete_paid_orders().await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+
+    let order = app.sell(&buyer, Some(&seller), 2000, None).await;
+
+    assert_ne!(app.credit(&order).await.status, CreditStatus::Pending);
+}
+
+// ---- The payout worker, development provider ----
+
+async fn the_worker_pays_an_available_credit_once_to_the_sellers_account(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+
+    let order = app
+        .sell(&buyer, Some(&seller), 1999, started_an_hour_ago())
+        .await;
+    app.payout_round(Millis::now()).await;
+    app.payout_round(Millis::now()).await;
+
+    let credit = wait_credit(&app, &order, CreditStatus::Paid).await;
+    let transfers = dev.transfers();
+    assert_eq!(transfers.len(), 1, "{transfers:?}");
+    let transfer = &transfers[0];
+    assert!(transfer.id.starts_with("tr_dev_"), "{}", transfer.id);
+    assert_eq!(credit.transfer_id.as_deref(), Some(transfer.id.as_str()));
+    assert!(credit.paid_at.is_some());
+    let account = store::account(&app.db, &UserId::new(&seller.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        transfer.request,
+        TransferRequest {
+            amount: Cents::new(1899),
+            currency: "usd".into(),
+            destination: account.provider_account_id.clone(),
+            transfer_group: order.clone(),
+            idempotency_key: format!("{}-1", credit.id),
+        }
+    );
+    assert!(account.provider_account_id.starts_with("acct_dev_"));
+}
+
+async fn the_service_pays_available_credits_by_itself(backend: Backend) {
+    let dev = Development::default();
+    let mut settings = common::settings(Provider::Development(dev.clone()));
+    settings.payouts.interval = Duration::from_millis(200);
+    let mut app = TestApp::with_settings(backend, settings).await;
+    app.orders_complete_paid_orders().await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+
+    onboard_dev(&app, &seller).await;
+
+    wait_credit(&app, &order, CreditStatus::Paid).await;
+    assert_eq!(dev.transfers().len(), 1);
+}
+
+async fn workers_racing_pay_each_credit_once(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let buyer = TestUser::new();
+    let sellers = [TestUser::new(), TestUser::new()];
+    let mut orders = Vec::new();
+    for i in 0..6 {
+        let seller = &sellers[i % 2];
+        orders.push(
+            app.sell(&buyer, Some(seller), 1000 + i as i64, started_an_hour_ago())
+                .await,
+        );
+    }
+    for seller in &sellers {
+        onboard_dev(&app, seller).await;
+    }
+
+    // Three workers at once (besides the service's own).
+    let now = Millis::now();
+    let rounds = (0..3).map(|_| app.payouts.round(now));
+    for result in futures::future::join_all(rounds).await {
+        result.expect("a round");
+    }
+
+    for order in &orders {
+        wait_credit(&app, order, CreditStatus::Paid).await;
+    }
+    let transfers = dev.transfers();
+    assert_eq!(
+        transfers.len(),
+        orders.len(),
+        "one transfer per credit: {transfers:#?}"
+    );
+    assert_eq!(
+        dev.transfer_requests(),
+        orders.len(),
+        "each transfer was asked for once: every credit was claimed by one worker"
+    );
+    let keys: BTreeSet<&str> = transfers
+        .iter()
+        .map(|t| t.request.idempotency_key.as_str())
+        .collect();
+    assert_eq!(keys.len(), orders.len());
+    let sent: i64 = transfers.iter().map(|t| t.request.amount.get()).sum();
+    let mut owed = 0;
+    for order in &orders {
+        owed += app.credit(order).await.amount.get();
+    }
+    assert_eq!(sent, owed);
+}
+
+async fn a_seller_without_a_payout_account_is_paid_once_they_have_one(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+
+    app.payout_round(Millis::now()).await;
+
+    assert_eq!(app.credit(&order).await.status, CreditStatus::Available);
+    assert!(dev.transfers().is_empty());
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(res.json["account"], json!({"status": "none"}));
+    assert_eq!(res.json["available"], json!(19));
+
+    onboard_dev(&app, &seller).await;
+    app.payout_round(Millis::now()).await;
+
+    wait_credit(&app, &order, CreditStatus::Paid).await;
+    assert_eq!(dev.transfers().len(), 1);
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(res.json["account"], json!({"status": "enabled"}));
+    assert_eq!(
+        (
+            &res.json["pending"],
+            &res.json["available"],
+            &res.json["paid"]
+        ),
+        (&json!(0), &json!(0), &json!(19))
+    );
+}
+
+// ---- Refunds ----
+
+async fn a_refund_before_the_payout_reverses_the_credit(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, Some(Millis::now().plus(HOUR)))
+        .await;
+
+    assert_eq!(refund_at_the_provider(&app, &order).await, StatusCode::OK);
+
+    app.wait_charge_states(&order, &[ChargeState::Refunded])
+        .await;
+    let entries = app.credits(&order).await;
+    assert_eq!(entries.len(), 1, "no new entry: {entries:?}");
+    assert_eq!(entries[0].status, CreditStatus::Reversed);
+    app.payout_round(Millis::now().plus(2 * HOUR)).await;
+    assert!(
+        dev.transfers().is_empty(),
+        "a reversed credit is never paid"
+    );
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(
+        (
+            &res.json["pending"],
+            &res.json["available"],
+            &res.json["paid"]
+        ),
+        (&json!(0), &json!(0), &json!(0))
+    );
+    assert_eq!(res.json["entries"][0]["status"], "reversed");
+    // The same event again changes nothing.
+    assert_eq!(refund_at_the_provider(&app, &order).await, StatusCode::OK);
+    assert_eq!(app.credits(&order).await, entries);
+}
+
+async fn a_refund_after_the_payout_is_owed_back_from_later_payouts(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+    let first = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    app.payout_round(Millis::now()).await;
+    wait_credit(&app, &first, CreditStatus::Paid).await;
+
+    assert_eq!(refund_at_the_provider(&app, &first).await, StatusCode::OK);
+
+    app.wait_charge_states(&first, &[ChargeState::Refunded])
+        .await;
+    let entries = app.credits(&first).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (credit, owed) = (&entries[0], &entries[1]);
+    assert_eq!(
+        credit.status,
+        CreditStatus::Paid,
+        "what was paid stays paid"
+    );
+    assert_eq!(owed.kind, EntryKind::Reversal);
+    assert_eq!(
+        (owed.gross, owed.fee, owed.amount, owed.status),
+        (
+            Cents::new(-2000),
+            Cents::new(-100),
+            Cents::new(-1900),
+            CreditStatus::Available
+        )
+    );
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(res.json["available"], json!(-19), "the seller owes it back");
+    assert_eq!(res.json["paid"], json!(19));
+
+    // A smaller sale does not cover the debt: nothing is sent.
+    let second = app
+        .sell(&buyer, Some(&seller), 1000, started_an_hour_ago())
+        .await;
+    app.payout_round(Millis::now()).await;
+    assert_eq!(dev.transfers().len(), 1);
+    assert_eq!(app.credit(&second).await.status, CreditStatus::Available);
+    assert_eq!(app.payouts_of(&seller).await.json["available"], json!(-9.5));
+
+    // A third one does: one transfer of the net total.
+    let third = app
+        .sell(&buyer, Some(&seller), 3000, started_an_hour_ago())
+        .await;
+    app.payout_round(Millis::now()).await;
+
+    wait_credit(&app, &third, CreditStatus::Paid).await;
+    let transfers = dev.transfers();
+    assert_eq!(transfers.len(), 2, "{transfers:#?}");
+    assert_eq!(transfers[1].request.amount, Cents::new(950 + 2850 - 1900));
+    assert_eq!(app.credit(&second).await.status, CreditStatus::Paid);
+    assert_eq!(
+        app.credits(&first).await[1].status,
+        CreditStatus::Paid,
+        "netted"
+    );
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(
+        (
+            &res.json["pending"],
+            &res.json["available"],
+            &res.json["paid"]
+        ),
+        (&json!(0), &json!(0), &json!(38))
+    );
+    let sent: i64 = transfers.iter().map(|t| t.request.amount.get()).sum();
+    assert_eq!(sent, 3800, "the two sales that stand, less the fees");
+}
+
+async fn a_paid_order_refunded_through_the_service_reverses_its_credit(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, Some(Millis::now().plus(HOUR)))
+        .await;
+    let version = app.replica(&order).await.unwrap().version;
+
+    // A cancellation of the complete order (not something the orders service does, but the
+    // replica applies it): the charge is refunded by the settlement worker.
+    app.cancel(&order, version + 1, CancelReason::Buyer).await;
+
+    assert_eq!(app.credit(&order).await.status, CreditStatus::Reversed);
+    app.wait_charge_states(&order, &[ChargeState::Refunded])
+        .await;
+    assert_eq!(app.credits(&order).await.len(), 1);
+}
+
+// ---- GET /api/payouts ----
+
+async fn payouts_need_a_session(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    for res in [
+        app.anonymous().get("/api/payouts").await,
+        app.anonymous()
+            .post("/api/payouts/account", &json!({}))
+            .await,
+    ] {
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text);
+        assert_eq!(res.json, common::error("Not authorized"));
+    }
+}
+
+async fn a_seller_sees_their_own_payouts_and_nobody_elses(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let (buyer, seller, other) = (TestUser::new(), TestUser::new(), TestUser::new());
+    let starts = Millis::now().plus(HOUR);
+    let pending = app.sell(&buyer, Some(&seller), 2050, Some(starts)).await;
+    let available = app
+        .sell(&buyer, Some(&seller), 1000, started_an_hour_ago())
+        .await;
+    let theirs = app
+        .sell(&buyer, Some(&other), 7000, started_an_hour_ago())
+        .await;
+
+    let res = app.payouts_of(&seller).await;
+
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let credit = app.credit(&pending).await;
+    let second = app.credit(&available).await;
+    assert_eq!(
+        res.json,
+        json!({
+            "pending": 19.47,
+            "available": 9.5,
+            "paid": 0,
+            "entries": [
+                {
+                    "id": second.id, "kind": "credit", "orderId": available,
+                    "ticketId": format!("ticket-of-{available}"),
+                    "title": format!("Ticket of {available}"),
+                    "price": 10, "fee": 0.5, "amount": 9.5, "status": "available",
+                    "availableAt": second.available_at.to_iso(), "paidAt": null,
+                    "createdAt": second.created_at.to_iso(),
+                },
+                {
+                    "id": credit.id, "kind": "credit", "orderId": pending,
+                    "ticketId": format!("ticket-of-{pending}"),
+                    "title": format!("Ticket of {pending}"),
+                    "price": 20.5, "fee": 1.03, "amount": 19.47, "status": "pending",
+                    "availableAt": starts.to_iso(), "paidAt": null,
+                    "createdAt": credit.created_at.to_iso(),
+                },
+            ],
+            "account": {"status": "none"},
+        })
+    );
+    let res = app.payouts_of(&other).await;
+    let ids: Vec<&str> = res.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["orderId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [theirs.as_str()]);
+    assert_eq!(res.json["available"], json!(66.5));
+    let res = app.payouts_of(&buyer).await;
+    assert_eq!(
+        res.json,
+        json!({"pending": 0, "available": 0, "paid": 0, "entries": [], "account": {"status": "none"}})
+    );
+}
+
+// ---- The ledger's invariant ----
+
+/// A small deterministic generator (xorshift64*), so that a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn every_cent_of_every_sale_is_accounted_for(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let mut rng = Rng(0x5eed_1234_abcd_0042);
+    let buyer = TestUser::new();
+    let sellers = [TestUser::new(), TestUser::new(), TestUser::new()];
+    for seller in &sellers[..2] {
+        onboard_dev(&app, seller).await;
+    }
+    let mut sales: Vec<(String, usize, i64, bool)> = Vec::new();
+    for i in 0..24 {
+        let seller = rng.below(3) as usize;
+        let price = match rng.below(4) {
+            0 => 1 + rng.below(99) as i64,
+            1 => 1999,
+            _ => 100 + rng.below(500_000) as i64,
+        };
+        let starts = match rng.below(3) {
+            0 => None,
+            1 => started_an_hour_ago(),
+            _ => Some(Millis::now().plus(HOUR * (1 + rng.below(5) as u32))),
+        };
+        let order = app
+            .sell(&buyer, Some(&sellers[seller]), price, starts)
+            .await;
+        sales.push((order, seller, price, false));
+        if rng.below(3) == 0 {
+            app.payout_round(Millis::now()).await;
+        }
+        // Refund an earlier sale now and then: before or after its payout.
+        if i % 4 == 3 {
+            let pick = rng.below(sales.len() as u64) as usize;
+            if !sales[pick].3 {
+                assert_eq!(
+                    refund_at_the_provider(&app, &sales[pick].0).await,
+                    StatusCode::OK
+                );
+                app.wait_charge_states(&sales[pick].0, &[ChargeState::Refunded])
+                    .await;
+                sales[pick].3 = true;
+            }
+        }
+    }
+    app.payout_round(Millis::now()).await;
+    eventually(15, "no transfer is in flight", || async {
+        store::all_credits(&app.db)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.status != CreditStatus::Transferring)
+    })
+    .await;
+
+    // Every entry: gross = amount + fee; over everything, Σ gross = Σ credit + Σ fee.
+    let entries = store::all_credits(&app.db).await.unwrap();
+    for entry in &entries {
+        assert_eq!(
+            entry.gross.get(),
+            entry.amount.get() + entry.fee.get(),
+            "{entry:?}"
+        );
+    }
+    let sum = |f: fn(&Credit) -> i64| entries.iter().map(f).sum::<i64>();
+    assert_eq!(
+        sum(|e| e.gross.get()),
+        sum(|e| e.amount.get()) + sum(|e| e.fee.get())
+    );
+
+    // What stands (entries not reversed) is exactly the sales that were not refunded.
+    let standing: Vec<&Credit> = entries
+        .iter()
+        .filter(|e| e.status != CreditStatus::Reversed)
+        .collect();
+    let kept: i64 = sales.iter().filter(|s| !s.3).map(|s| s.2).sum();
+    assert_eq!(standing.iter().map(|e| e.gross.get()).sum::<i64>(), kept);
+    let fee = FeePercent::DEFAULT;
+    let kept_fees: i64 = sales
+        .iter()
+        .filter(|s| !s.3)
+        .map(|s| fee.fee_of(Cents::new(s.2)).get())
+        .sum();
+    assert_eq!(standing.iter().map(|e| e.fee.get()).sum::<i64>(), kept_fees);
+
+    // Each seller's balance is their part of the sales that stand, and what was transferred
+    // to them is what `paid` says.
+    let mut sent: BTreeMap<String, i64> = BTreeMap::new();
+    for transfer in dev.transfers() {
+        *sent.entry(transfer.request.destination).or_default() += transfer.request.amount.get();
+    }
+    for (index, seller) in sellers.iter().enumerate() {
+        let res = app.payouts_of(seller).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let part: i64 = sales
+            .iter()
+            .filter(|s| s.1 == index && !s.3)
+            .map(|s| fee.split(Cents::new(s.2)).amount.get())
+            .sum();
+        let (pending, available, paid) = (
+            cents(&res.json["pending"]),
+            cents(&res.json["available"]),
+            cents(&res.json["paid"]),
+        );
+        assert_eq!(
+            pending + available + paid,
+            part,
+            "seller {index}: {}",
+            res.json
+        );
+        let account = store::account(&app.db, &UserId::new(&seller.id))
+            .await
+            .unwrap();
+        let transferred = account
+            .map(|a| sent.get(&a.provider_account_id).copied().unwrap_or(0))
+            .unwrap_or(0);
+        assert_eq!(paid, transferred, "seller {index}");
+        if index == 2 {
+            assert_eq!(paid, 0, "no account, no payout");
+        }
+    }
+}
+
+// ---- Stripe Connect ----
+
+async fn onboarding_creates_one_express_account_per_seller_and_answers_stripes_link(
+    backend: Backend,
+) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let seller = TestUser::new();
+
+    let first = app.onboard(&seller).await;
+    let second = app.onboard(&seller).await;
+
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    let accounts = mock.accounts();
+    assert_eq!(accounts.len(), 1, "one account per seller");
+    assert_eq!(accounts[0].user_id, seller.id);
+    let links = mock.account_links();
+    assert_eq!(links.len(), 2, "a fresh link each time");
+    assert_eq!(first.json, json!({"url": links[0].url}));
+    assert_eq!(second.json, json!({"url": links[1].url}));
+    for link in &links {
+        assert_eq!(link.account, accounts[0].id);
+        assert_eq!(
+            link.return_url,
+            format!("{PUBLIC_URL}/payouts?onboarding=done")
+        );
+        assert_eq!(
+            link.refresh_url,
+            format!("{PUBLIC_URL}/payouts?onboarding=refresh")
+        );
+    }
+    let created = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/accounts")
+        .unwrap();
+    assert_eq!(created.idempotency_key, format!("account-{}", seller.id));
+    assert_eq!(created.param("type"), Some("express"));
+    assert_eq!(
+        created.param("capabilities[transfers][requested]"),
+        Some("true")
+    );
+    mock.assert_wire_format_kept();
+    assert_eq!(
+        app.payouts_of(&seller).await.json["account"],
+        json!({"status": "onboarding"})
+    );
+    // Another seller, another account.
+    app.onboard(&TestUser::new()).await;
+    assert_eq!(mock.accounts().len(), 2);
+}
+
+async fn onboarding_with_stripe_needs_the_public_url(backend: Backend) {
+    let mock = MockStripe::start().await;
+    let mut settings = common::settings(stripe_provider(&mock));
+    settings.payouts.public_url = None;
+    let app = TestApp::with_settings(backend, settings).await;
+
+    let res = app.onboard(&TestUser::new()).await;
+
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.text);
+    assert!(res.text.contains("PUBLIC_URL"), "{}", res.text);
+}
+
+async fn a_stripe_seller_is_paid_once_stripe_says_the_account_can_receive_transfers(
+    backend: Backend,
+) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 1999, started_an_hour_ago())
+        .await;
+    app.onboard(&seller).await;
+    let account = mock.accounts()[0].id.clone();
+
+    app.payout_round(Millis::now()).await;
+    assert!(mock.transfers().is_empty(), "onboarding unfinished");
+
+    // Stripe verifies the account; the cached answer is asked again after a while.
+    mock.complete_onboarding(&account);
+    app.payout_round(Millis::now()).await;
+    assert!(
+        mock.transfers().is_empty(),
+        "the answer is cached for a minute"
+    );
+    app.payout_round(Millis::now().plus(Duration::from_secs(61)))
+        .await;
+
+    let credit = wait_credit(&app, &order, CreditStatus::Paid).await;
+    let transfers = mock.transfers();
+    assert_eq!(transfers.len(), 1);
+    let transfer = &transfers[0];
+    assert_eq!(
+        (
+            transfer.amount,
+            transfer.currency.as_str(),
+            transfer.destination.as_str()
+        ),
+        (1899, "usd", account.as_str())
+    );
+    assert_eq!(transfer.transfer_group.as_deref(), Some(order.as_str()));
+    assert_eq!(transfer.idempotency_key, format!("{}-1", credit.id));
+    assert_eq!(credit.transfer_id.as_deref(), Some(transfer.id.as_str()));
+    let asked = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == format!("/v1/accounts/{account}"))
+        .count();
+    assert_eq!(asked, 1, "asked once the cache was old");
+    assert_eq!(
+        app.payouts_of(&seller).await.json["account"],
+        json!({"status": "enabled"})
+    );
+    mock.assert_wire_format_kept();
+}
+
+async fn the_account_updated_webhook_makes_an_account_usable_at_once(backend: Backend) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    app.onboard(&seller).await;
+    let account = mock.accounts()[0].id.clone();
+
+    let object = mock.complete_onboarding(&account);
+    let res = app
+        .signed_webhook(&stripe_event("evt_acct_1", "account.updated", object))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    app.payout_round(Millis::now()).await;
+
+    wait_credit(&app, &order, CreditStatus::Paid).await;
+    assert_eq!(mock.transfers().len(), 1);
+    let stored = store::account(&app.db, &UserId::new(&seller.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, AccountStatus::Enabled);
+}
+
+/// Onboards `seller` at the mock and lets Stripe enable the account (through the webhook).
+async fn enabled_stripe_account(app: &TestApp, mock: &MockStripe, seller: &TestUser) -> String {
+    app.onboard(seller).await;
+    let account = mock
+        .accounts()
+        .into_iter()
+        .find(|a| a.user_id == seller.id)
+        .unwrap()
+        .id;
+    let object = mock.complete_onboarding(&account);
+    let res = app
+        .signed_webhook(&stripe_event(
+            &format!("evt_{account}"),
+            "account.updated",
+            object,
+        ))
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    account
+}
+
+async fn a_crash_after_stripe_made_the_transfer_is_replayed_with_the_same_key(backend: Backend) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    // No account yet, so that no worker pays it before the test claims it.
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    let credit = app.credit(&order).await;
+    assert_eq!(credit.status, CreditStatus::Available);
+    let key = format!("{}-1", credit.id);
+    // A worker claimed it (its lease long gone) and Stripe made the transfer, but the worker
+    // died before recording it.
+    let now = Millis::now();
+    let claimed = credit
+        .clone()
+        .claim(&key, now.minus(Duration::from_secs(1)), now)
+        .unwrap();
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(
+        store::save_credit(&mut tx, &claimed, CreditStatus::Available)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let account = enabled_stripe_account(&app, &mock, &seller).await;
+    let first = stripe_provider(&mock)
+        .transfer(&TransferRequest {
+            amount: credit.amount,
+            currency: "usd".into(),
+            destination: account.clone(),
+            transfer_group: order.clone(),
+            idempotency_key: key.clone(),
+        })
+        .await
+        .expect("the dead worker's transfer");
+
+    app.payout_round(Millis::now()).await;
+
+    let paid = wait_credit(&app, &order, CreditStatus::Paid).await;
+    assert_eq!(
+        paid.transfer_id.as_deref(),
+        Some(first.as_str()),
+        "the same transfer"
+    );
+    assert_eq!(mock.transfers().len(), 1, "made once");
+    let sent: Vec<String> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/transfers")
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert!(
+        sent.len() >= 2 && sent.iter().all(|k| *k == key),
+        "{sent:?}"
+    );
+    mock.assert_wire_format_kept();
+}
+
+async fn a_stripe_outage_during_a_transfer_is_replayed_with_the_same_key(backend: Backend) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    mock.set_down(true);
+    // The account is enabled (by the webhook, while Stripe's API is down).
+    let account = mock_account_for(&app, &mock, &seller).await;
+    let object = mock.complete_onboarding(&account);
+    app.signed_webhook(&stripe_event("evt_up", "account.updated", object))
+        .await;
+
+    // Claimed, asked, no answer: the claim stays, with its key.
+    let _ = app.payouts.round(Millis::now()).await;
+    eventually(15, "the transfer is claimed", || async {
+        app.credit(&order).await.status == CreditStatus::Transferring
+    })
+    .await;
+    let claimed = app.credit(&order).await;
+    assert!(mock.transfers().is_empty());
+    mock.set_down(false);
+    eventually(20, "the transfer is replayed", || async {
+        let _ = app.payouts.round(Millis::now()).await;
+        app.credit(&order).await.status == CreditStatus::Paid
+    })
+    .await;
+
+    let paid = wait_credit(&app, &order, CreditStatus::Paid).await;
+    assert_eq!(mock.transfers().len(), 1);
+    assert_eq!(paid.transfer_key, claimed.transfer_key, "the same key");
+    assert_eq!(
+        mock.transfers()[0].idempotency_key,
+        format!("{}-1", paid.id)
+    );
+}
+
+/// Onboards `seller` (Stripe up) and answers the account's id.
+async fn mock_account_for(app: &TestApp, mock: &MockStripe, seller: &TestUser) -> String {
+    mock.set_down(false);
+    let res = app.onboard(seller).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    mock.set_down(true);
+    mock.accounts()
+        .into_iter()
+        .find(|a| a.user_id == seller.id)
+        .unwrap()
+        .id
+}
+
+async fn a_transfer_stripe_refuses_is_tried_again_with_a_new_key_once_the_account_can_receive(
+    backend: Backend,
+) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    app.onboard(&seller).await;
+    let account = mock.accounts()[0].id.clone();
+    // Our cache says enabled; Stripe knows better (the capability was taken away).
+    store::set_account_status(&app.db, &account, AccountStatus::Enabled, Millis::now())
+        .await
+        .unwrap();
+
+    app.payout_round(Millis::now()).await;
+
+    let credit = app.credit(&order).await;
+    assert_eq!(credit.status, CreditStatus::Available, "{credit:?}");
+    assert!(
+        credit
+            .failure
+            .as_deref()
+            .is_some_and(|f| f.contains("capabilities")),
+        "{credit:?}"
+    );
+    assert!(mock.transfers().is_empty());
+    let stored = store::account(&app.db, &UserId::new(&seller.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.status,
+        AccountStatus::Onboarding,
+        "asked Stripe again"
+    );
+
+    mock.complete_onboarding(&account);
+    app.payout_round(Millis::now().plus(Duration::from_secs(61)))
+        .await;
+
+    let paid = wait_credit(&app, &order, CreditStatus::Paid).await;
+    assert_eq!(mock.transfers().len(), 1);
+    assert_eq!(
+        mock.transfers()[0].idempotency_key,
+        format!("{}-2", paid.id)
+    );
+    assert_eq!(paid.failure, None);
+}
+
+async fn a_charge_refunded_in_stripes_dashboard_after_the_payout_is_owed_back(backend: Backend) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    enabled_stripe_account(&app, &mock, &seller).await;
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    app.payout_round(Millis::now()).await;
+    wait_credit(&app, &order, CreditStatus::Paid).await;
+
+    assert_eq!(refund_at_the_provider(&app, &order).await, StatusCode::OK);
+
+    let entries = app.credits(&order).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].amount, Cents::new(-1900));
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(
+        (&res.json["available"], &res.json["paid"]),
+        (&json!(-19), &json!(19))
+    );
+    assert_eq!(
+        app.replica(&order).await.unwrap().status,
+        OrderStatus::Complete
+    );
+    // Nothing more is sent while the seller owes.
+    app.payout_round(Millis::now()).await;
+    assert_eq!(mock.transfers().len(), 1);
+}
+
+async fn a_charge_captured_before_its_order_completed_credits_the_seller_when_it_does(
+    backend: Backend,
+) {
+    let (app, mock) = spawn_stripe(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = uuid::Uuid::now_v7().to_string();
+    app.publish_order(common::sale_created(
+        &order,
+        &buyer.id,
+        Some(&seller.id),
+        1999,
+        None,
+    ))
+    .await;
+    let processing = app.pay(&buyer, &order, PROCESSING).await;
+    assert_eq!(
+        processing.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        processing.text
+    );
+
+    // Stripe took the money at once (an automatic capture) and says so.
+    mock.set_status("pi_mock_1", "succeeded");
+    let event = stripe_event(
+        "evt_captured",
+        "payment_intent.succeeded",
+        common::payment_intent("pi_mock_1", &order, 1, 1999, "succeeded"),
+    );
+    assert_eq!(app.signed_webhook(&event).await.status, StatusCode::OK);
+    app.wait_status(&order, OrderStatus::Complete, 1).await;
+
+    let credit = app.credit(&order).await;
+    assert_eq!(app.charge_states(&order).await, [ChargeState::Succeeded]);
+    assert_eq!(
+        (credit.gross, credit.fee, credit.amount, credit.status),
+        (
+            Cents::new(1999),
+            Cents::new(100),
+            Cents::new(1899),
+            CreditStatus::Pending
+        )
+    );
+}
+
+async fn a_partial_refund_leaves_the_credit_for_a_person(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app.sell(&buyer, Some(&seller), 2000, None).await;
+    let intent = app.charges(&order).await[0].provider_id.clone().unwrap();
+
+    let res = app
+        .signed_webhook(&stripe_event(
+            "evt_partial",
+            "charge.refunded",
+            json!({"id": "ch_1", "object": "charge", "amount": 2000, "amount_refunded": 500,
+                "refunded": false, "payment_intent": intent}),
+        ))
+        .await;
+
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(app.credit(&order).await.status, CreditStatus::Pending);
+    assert_eq!(app.charge_states(&order).await, [ChargeState::Succeeded]);
+}
+
+backend_tests!(
+    a_sale_credits_its_seller_the_price_less_the_fee_to_the_cent,
+    the_fee_percentage_is_configurable,
+    a_sale_without_a_seller_on_record_earns_no_credit,
+    a_credit_becomes_available_when_the_event_starts,
+    without_a_start_a_credit_becomes_available_payout_delay_hours_after_the_sale,
+    the_payout_delay_is_configurable,
+    the_worker_pays_an_available_credit_once_to_the_sellers_account,
+    the_service_pays_available_credits_by_itself,
+    workers_racing_pay_each_credit_once,
+    a_seller_without_a_payout_account_is_paid_once_they_have_one,
+    a_refund_before_the_payout_reverses_the_credit,
+    a_refund_after_the_payout_is_owed_back_from_later_payouts,
+    a_paid_order_refunded_through_the_service_reverses_its_credit,
+    payouts_need_a_session,
+    a_seller_sees_their_own_payouts_and_nobody_elses,
+    every_cent_of_every_sale_is_accounted_for,
+    onboarding_creates_one_express_account_per_seller_and_answers_stripes_link,
+    onboarding_with_stripe_needs_the_public_url,
+    a_stripe_seller_is_paid_once_stripe_says_the_account_can_receive_transfers,
+    the_account_updated_webhook_makes_an_account_usable_at_once,
+    a_crash_after_stripe_made_the_transfer_is_replayed_with_the_same_key,
+    a_stripe_outage_during_a_transfer_is_replayed_with_the_same_key,
+    a_transfer_stripe_refuses_is_tried_again_with_a_new_key_once_the_account_can_receive,
+    a_charge_refunded_in_stripes_dashboard_after_the_payout_is_owed_back,
+    a_charge_captured_before_its_order_completed_credits_the_seller_when_it_does,
+    a_partial_refund_leaves_the_credit_for_a_person,
+);
+
+// ---- The Stripe Connect client against the mock ----
+
+#[tokio::test]
+async fn the_stripe_client_creates_an_account_reads_it_and_transfers_once_per_key() {
+    let mock = MockStripe::start().await;
+    let stripe = stripe_provider(&mock);
+
+    let account = stripe.create_account(&UserId::new("u1")).await.unwrap();
+    assert_eq!(account.status, AccountStatus::Onboarding);
+    assert_eq!(
+        stripe.create_account(&UserId::new("u1")).await.unwrap(),
+        account,
+        "replayed"
+    );
+    assert_eq!(mock.accounts().len(), 1);
+    let link = stripe
+        .account_link(&account.id, "https://x.test/r", "https://x.test/d")
+        .await
+        .unwrap();
+    assert!(link.is_some_and(|l| l.starts_with("https://connect.stripe.com/")));
+
+    mock.complete_onboarding(&account.id);
+    assert_eq!(
+        stripe.account(&account.id).await.unwrap().status,
+        AccountStatus::Enabled
+    );
+    let request = TransferRequest {
+        amount: Cents::new(1899),
+        currency: "USD".into(),
+        destination: account.id.clone(),
+        transfer_group: "o1".into(),
+        idempotency_key: "c1-1".into(),
+    };
+    let id = stripe.transfer(&request).await.unwrap();
+    assert_eq!(
+        stripe.transfer(&request).await.unwrap(),
+        id,
+        "the same transfer"
+    );
+    assert_eq!(mock.transfers().len(), 1);
+    let sent = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/transfers")
+        .unwrap();
+    for (name, value) in [
+        ("amount", "1899"),
+        ("currency", "usd"),
+        ("destination", account.id.as_str()),
+        ("transfer_group", "o1"),
+    ] {
+        assert_eq!(sent.param(name), Some(value), "{name}");
+    }
+    assert!(
+        stripe.account("acct_nope").await.is_err(),
+        "an unknown account is an error"
+    );
+    mock.assert_wire_format_kept();
+}
