@@ -42,7 +42,7 @@ impl Ingress {
             &self.tickets
         } else if path.starts_with("/api/orders") {
             &self.orders
-        } else if path.starts_with("/api/payments") {
+        } else if path.starts_with("/api/payments") || path.starts_with("/api/payouts") {
             &self.payments
         } else {
             panic!("the test ingress has no route for {path}")
