@@ -458,12 +458,19 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
     // Every event reached its consumers:
     // payment.created → orders: the hot order is complete;
     order_becomes(&winner, &hot_order, "complete").await;
-    // order.created + order.completed → tickets: the hot ticket is sold to that order;
+    // order.created + order.completed → tickets: the hot ticket is sold to that order's
+    // buyer, who owns it now;
     let sold = ticket_when(&seller, &ids["hot"], "the hot ticket is sold", |t| {
         t["sold"] == true
     })
     .await;
-    assert_eq!(sold["orderId"], json!(hot_order), "{sold}");
+    let hot = winner.get(&format!("/api/orders/{hot_order}")).await.json;
+    assert_eq!(sold["userId"], hot["userId"], "{sold}");
+    assert_eq!(
+        (sold["orderId"].clone(), sold["forSale"].clone()),
+        (json!(null), json!(false)),
+        "{sold}"
+    );
     // order.created → expiration → expiration.complete → orders → order.cancelled → tickets:
     // the unpaid order expired and its ticket is back on sale;
     order_becomes(&idler, &unpaid_order, "cancelled").await;

@@ -254,7 +254,8 @@ async fn purchase_flow_through_serve_processes_on_postgresql_and_nats() {
 const SHORT_WINDOW_SECS: u64 = 3;
 
 /// An unpaid order expires and its ticket is back on sale; a paid order completes, its ticket
-/// stays off the market (also after the window), and the expired order cannot be paid.
+/// goes to the buyer and stays off the market (also after the window) until they list it
+/// again, and the expired order cannot be paid.
 async fn expiry_and_payment_flow(ingress: &Ingress) {
     let seller = Browser::sign_up(ingress, "seller@test.com").await;
     let buyer = Browser::sign_up(ingress, "buyer@test.com").await;
@@ -340,7 +341,15 @@ async fn expiry_and_payment_flow(ingress: &Ingress) {
         |t| t["sold"] == true,
     )
     .await;
-    assert_eq!(sold["orderId"], paid_id.as_str());
+    // The buyer owns it now, off sale (no order holds it any more).
+    assert_eq!(
+        (
+            sold["userId"].as_str(),
+            sold["orderId"].clone(),
+            sold["forSale"].clone()
+        ),
+        (Some(buyer.id.as_str()), json!(null), json!(false))
+    );
 
     // After the window: the paid order stays complete and its ticket off the market.
     tokio::time::sleep(Duration::from_secs(SHORT_WINDOW_SECS)).await;
@@ -351,7 +360,7 @@ async fn expiry_and_payment_flow(ingress: &Ingress) {
     );
     let latecomer = Browser::sign_up(ingress, "latecomer@test.com").await;
     let again = order_or_refusal(&latecomer, &paid_ticket).await;
-    assert_eq!(again, error("Ticket is already reserved"));
+    assert_eq!(again, error("This ticket is not for sale"));
 
     // The expired order cannot be paid (once the payments replica learned the cancellation).
     let body = json!({"orderId": unpaid_id, "token": "tok_visa"});
