@@ -110,11 +110,13 @@ impl Venue {
 }
 
 /// When an event starts, given as ISO-8601 with a time zone (`2026-12-31T20:00:00Z`,
-/// `2026-12-31T21:00:00+01:00`), kept in UTC; it must be in the future when it is set.
+/// `2026-12-31T21:00:00+01:00`), kept in UTC; it must be in the future when it is set. `None`
+/// (absent or JSON `null`) is no start; a blank string is refused like any other non-date.
 pub fn parse_starts_at(raw: Option<&str>, now: Millis) -> Result<Option<Millis>, &'static str> {
     const FORMAT: &str =
         "Event start must be a date and time with a time zone, e.g. 2026-12-31T20:00:00Z";
-    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+    // Absent is no start; a blank string is not a date (JSON `null` says "none").
+    let Some(raw) = raw.map(str::trim) else {
         return Ok(None);
     };
     // RFC 3339 as JSON Schema's `date-time` reads it: `T` between date and time, not a space
@@ -993,7 +995,8 @@ mod tests {
             parse_starts_at(Some("2027-01-15T20:00:00+01:00"), now),
             Ok(Some(Millis::new(1_800_039_600_000).unwrap()))
         );
-        assert_eq!(parse_starts_at(Some(" "), now), Ok(None));
+        assert_eq!(parse_starts_at(None, now), Ok(None));
+        assert!(parse_starts_at(Some(" "), now).is_err());
         for bad in [
             "2027-01-15",
             "2027-01-15 20:00:00Z",

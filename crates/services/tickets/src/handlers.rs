@@ -389,6 +389,8 @@ async fn show_ticket(
             links(
                 ("GetTicket" = (operation_id = "show_ticket", parameters(("id" = "$response.body#/id")))),
                 ("UpdateTicket" = (operation_id = "update_ticket", parameters(("id" = "$response.body#/id")))),
+                ("UploadTicketFile" = (operation_id = "upload_ticket_file", parameters(("id" = "$response.body#/id")))),
+                ("DownloadTicketFile" = (operation_id = "download_ticket_file", parameters(("id" = "$response.body#/id")))),
             )),
         (status = 400, description = "Validation: one entry per failed field (`title`, `price`), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
         NotAuthorized,

@@ -764,6 +764,16 @@ async fn a_price_over_the_resale_cap_and_bad_details_are_refused_per_field(backe
             ),
         ]
     );
+    // A blank start is not "no start" (that is `null`): found by schemathesis.
+    let blank = app
+        .as_user(&seller)
+        .post(
+            "/api/tickets",
+            &json!({"title": "Row 5", "price": 10, "startsAt": ""}),
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::BAD_REQUEST, "{}", blank.text);
+    assert_eq!(blank.field_errors()[0].0, "startsAt");
     let no_zone = app
         .as_user(&seller)
         .post(
