@@ -239,6 +239,8 @@ async fn sell_in_waves(
             .await
             && res.status != StatusCode::OK
             && res.messages() != ["Cannot edit a reserved ticket"]
+            // Sold: the ticket is its buyer's now.
+            && res.status != StatusCode::UNAUTHORIZED
         {
             shared.note(|o| {
                 o.unexpected
@@ -326,7 +328,11 @@ async fn shop(shared: Arc<Shared>, buyer: &Browser, role: Role, mut rng: StdRng)
                 tokio::time::sleep(Duration::from_millis(rng.random_range(100..300))).await;
                 continue;
             }
-            StatusCode::BAD_REQUEST if res.messages() == ["Ticket is already reserved"] => {
+            // Held by an open order, or sold (its buyer owns it, off sale).
+            StatusCode::BAD_REQUEST
+                if res.messages() == ["Ticket is already reserved"]
+                    || res.messages() == ["This ticket is not for sale"] =>
+            {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(50..250))).await;
                 continue;
             }
@@ -1139,8 +1145,8 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
     //    order, or free), the orders service's replica of tickets has the tickets' versions,
     //    the payments service's replica of orders has every order's status and version, and no
     //    timer is left.
-    let ticket_rows: Vec<(String, i64, Option<String>, Option<i64>)> =
-        sqlx::query_as("SELECT id, version, order_id, sold_at FROM tickets")
+    let ticket_rows: Vec<(String, i64, Option<String>, Option<i64>, String, bool)> =
+        sqlx::query_as("SELECT id, version, order_id, sold_at, user_id, for_sale FROM tickets")
             .fetch_all(dbs.get("tickets"))
             .await
             .unwrap();
@@ -1166,12 +1172,20 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
         stored,
         "the orders service's replica has every ticket"
     );
-    for (id, version, order_id, sold_at) in &ticket_rows {
+    let buyers: BTreeMap<&str, &str> = orders
+        .iter()
+        .map(|o| (o.id.as_str(), o.user_id.as_str()))
+        .collect();
+    for (id, version, order_id, sold_at, owner, for_sale) in &ticket_rows {
         match complete.get(id.as_str()) {
+            // Sold: the buyer of the complete order owns it, off sale, held by no order.
             Some(order) => assert!(
-                order_id.as_deref() == Some(*order) && sold_at.is_some(),
-                "ticket {id} is sold to its complete order {order}: order_id {order_id:?}, \
-                 sold_at {sold_at:?}"
+                order_id.is_none()
+                    && sold_at.is_some()
+                    && !for_sale
+                    && buyers.get(order) == Some(&owner.as_str()),
+                "ticket {id} is sold to the buyer of its complete order {order}: owner \
+                 {owner}, order_id {order_id:?}, sold_at {sold_at:?}, for_sale {for_sale}"
             ),
             None => assert!(
                 order_id.is_none() && sold_at.is_none(),
