@@ -1145,7 +1145,9 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
     //    order, or free), the orders service's replica of tickets has the tickets' versions,
     //    the payments service's replica of orders has every order's status and version, and no
     //    timer is left.
-    let ticket_rows: Vec<(String, i64, Option<String>, Option<i64>, String, bool)> =
+    /// id, version, order_id, sold_at, owner, for_sale.
+    type TicketRow = (String, i64, Option<String>, Option<i64>, String, bool);
+    let ticket_rows: Vec<TicketRow> =
         sqlx::query_as("SELECT id, version, order_id, sold_at, user_id, for_sale FROM tickets")
             .fetch_all(dbs.get("tickets"))
             .await
