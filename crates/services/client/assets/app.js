@@ -6,6 +6,46 @@
     var at = new Date(el.getAttribute("datetime"));
     if (!isNaN(at)) el.textContent = at.toLocaleString();
   });
+  // Event starts: the form shows and reads UTC without this script. With it, a start from
+  // the API (data-utc) is shown in the browser's time zone, and on submit the browser's
+  // offset from UTC at the entered date and time goes with it (minutes east of UTC).
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  document.querySelectorAll("input[data-utc]").forEach(function (input) {
+    var at = new Date(input.getAttribute("data-utc") + ":00Z");
+    if (isNaN(at)) return;
+    input.value = at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate()) +
+      "T" + pad(at.getHours()) + ":" + pad(at.getMinutes());
+  });
+  document.querySelectorAll("input[data-tz-offset-for]").forEach(function (hidden) {
+    var field = document.getElementById(hidden.getAttribute("data-tz-offset-for"));
+    if (!field || !hidden.form) return;
+    hidden.form.addEventListener("submit", function () {
+      var local = new Date(field.value);
+      hidden.value = isNaN(local) ? "" : String(-local.getTimezoneOffset());
+    });
+  });
+  document.querySelectorAll("[data-time-zone-note]").forEach(function (note) {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    note.textContent = "Times are in your time zone" + (zone ? " (" + zone + ")." : ".");
+  });
+  // A file over the limit is refused before it is sent (the server says so too).
+  document.querySelectorAll("input[type=file][data-max-bytes]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var max = Number(input.getAttribute("data-max-bytes"));
+      var old = input.parentNode.querySelector("[data-size-error]");
+      if (old) old.remove();
+      if (input.files.length && input.files[0].size > max) {
+        input.value = "";
+        var error = document.createElement("p");
+        error.className = "field-error";
+        error.setAttribute("data-size-error", "");
+        error.setAttribute("role", "alert");
+        error.textContent = "The file must be at most 5 MB";
+        input.parentNode.appendChild(error);
+      }
+    });
+  });
   // Live countdown to the end of a reservation; reloads the page when it is over.
   document.querySelectorAll("[data-countdown]").forEach(function (el) {
     var end = new Date(el.getAttribute("data-countdown")).getTime();

@@ -1,13 +1,149 @@
 //! The API as the web client sees it: HTTP calls through the gateway (`API_BASE_URL`),
 //! forwarding the browser's session cookie, address and request id, and handing back the
 //! session cookies the API sets.
+//!
+//! The replies the pages read are typed here ([`Ticket`], [`Payouts`], [`PayoutAccountLink`];
+//! orders are `bt_contract::resources::Order`): a reply of another shape is an API failure,
+//! never a default. Ticket files go up and come down as raw bytes ([`Api::put_bytes`],
+//! [`Api::get_file`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use bt_contract::FieldError;
+use bt_contract::{Cents, FieldError, Millis, OrderId, TicketId, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// A ticket as the API answers it (`GET /api/tickets`, `/api/tickets/:id`, `/api/tickets/mine`,
+/// `POST`, `PUT`): the seed's `{id, title, price, userId, version, orderId}` and the extensions
+/// `sold`, `venue`, `startsAt`, `faceValue`, `forSale`, `hasFile`. The API always sends every
+/// field (`null` when unset); the booleans are required, so a reply without them is an API
+/// failure rather than a guess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticket {
+    pub id: TicketId,
+    pub title: String,
+    pub price: Cents,
+    /// The current owner: the seller while listed, the buyer once their order completed.
+    pub user_id: UserId,
+    pub version: i64,
+    /// The order that holds it; `null` when free.
+    pub order_id: Option<OrderId>,
+    /// Bought, and not listed again by its new owner yet.
+    pub sold: bool,
+    pub venue: Option<String>,
+    pub starts_at: Option<Millis>,
+    pub face_value: Option<Cents>,
+    /// Whether its owner offers it.
+    pub for_sale: bool,
+    /// Whether its file was uploaded.
+    pub has_file: bool,
+}
+
+/// What `POST /api/tickets` and `PUT /api/tickets/:id` are sent. Prices go as the text the
+/// person typed (the API reads numeric strings exactly and names the field it refuses). On
+/// `PUT` an optional field left `None` is absent (kept); `Some(None)` is `null` (cleared).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketInput {
+    pub title: String,
+    pub price: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<Option<String>>,
+    /// RFC 3339 in UTC (`2027-06-12T17:30:00Z`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face_value: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_sale: Option<bool>,
+}
+
+bt_contract::text_enum! {
+    /// What an entry of a seller's ledger is.
+    pub enum EntryKind {
+        /// The seller's part of a paid order.
+        Credit = "credit",
+        /// Takes back a credit paid out before its sale was refunded (negative amounts).
+        Reversal = "reversal",
+    }
+}
+
+bt_contract::text_enum! {
+    /// Where an entry of a seller's ledger stands.
+    pub enum CreditStatus {
+        Pending = "pending",
+        Available = "available",
+        Transferring = "transferring",
+        Paid = "paid",
+        Reversed = "reversed",
+    }
+}
+
+bt_contract::text_enum! {
+    /// Whether a seller's payout account can receive transfers.
+    pub enum PayoutAccountStatus {
+        None = "none",
+        Onboarding = "onboarding",
+        Restricted = "restricted",
+        Enabled = "enabled",
+    }
+}
+
+/// `GET /api/payouts`: the caller's sums by status, every entry (newest first), the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payouts {
+    pub pending: Cents,
+    pub available: Cents,
+    pub paid: Cents,
+    pub entries: Vec<PayoutEntry>,
+    pub account: PayoutAccount,
+}
+
+/// One entry of a seller's ledger; `price = amount + fee`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutEntry {
+    pub id: String,
+    pub kind: EntryKind,
+    pub order_id: OrderId,
+    pub ticket_id: Option<TicketId>,
+    pub title: Option<String>,
+    pub price: Cents,
+    pub fee: Cents,
+    pub amount: Cents,
+    pub status: CreditStatus,
+    pub available_at: Millis,
+    pub paid_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+/// The seller's payout account: `{status}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutAccount {
+    pub status: PayoutAccountStatus,
+}
+
+/// `POST /api/payouts/account`: where the seller goes next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutAccountLink {
+    pub url: String,
+}
+
+/// A ticket file as `GET /api/tickets/:id/file` answered it.
+#[derive(Debug, Clone)]
+pub enum Download {
+    /// 200: the bytes and the headers to pass on.
+    File {
+        content_type: Option<String>,
+        content_disposition: Option<String>,
+        bytes: axum::body::Bytes,
+    },
+    /// Any other answer below 500 (404 for everyone but the owner, 401 without a session).
+    Refused(Reply),
+}
 
 /// An HTTP client of the API.
 #[derive(Debug, Clone)]
@@ -61,6 +197,11 @@ impl Unavailable {
 impl Reply {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The body as the type the contract says it is.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.json)
     }
 
     /// The error entries of an error reply.
@@ -145,6 +286,46 @@ impl Api {
         self.call(caller, Method::DELETE, path, None).await
     }
 
+    /// `PUT` of raw bytes (a ticket file), answered like any other call.
+    pub async fn put_bytes(
+        &self,
+        caller: &Caller,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Reply, Unavailable> {
+        let request = self
+            .request(caller, Method::PUT, path)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        Self::reply(Self::send(request).await?).await
+    }
+
+    /// A `GET` whose success is raw bytes (a ticket file); errors are the API's JSON.
+    pub async fn get_file(&self, caller: &Caller, path: &str) -> Result<Download, Unavailable> {
+        let response = Self::send(self.request(caller, Method::GET, path)).await?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Self::reply(response).await.map(Download::Refused);
+        }
+        let text_header = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = text_header(header::CONTENT_TYPE);
+        let content_disposition = text_header(header::CONTENT_DISPOSITION);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Unavailable::new(e.to_string()))?;
+        Ok(Download::File {
+            content_type,
+            content_disposition,
+            bytes,
+        })
+    }
+
     async fn call(
         &self,
         caller: &Caller,
@@ -152,6 +333,16 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Reply, Unavailable> {
+        let mut request = self.request(caller, method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::reply(Self::send(request).await?).await
+    }
+
+    /// A request to the API on behalf of `caller`: their session, address and request id, and
+    /// this client's proxy token.
+    fn request(&self, caller: &Caller, method: Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(session) = &caller.session {
             request = request.header(
@@ -168,13 +359,18 @@ impl Api {
         if let Some(id) = &caller.request_id {
             request = request.header("x-request-id", id);
         }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
+        request
+    }
+
+    async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Unavailable> {
+        request
             .send()
             .await
-            .map_err(|e| Unavailable::new(e.to_string()))?;
+            .map_err(|e| Unavailable::new(e.to_string()))
+    }
+
+    /// Reads a JSON answer (or none); 5xx is [`Unavailable`].
+    async fn reply(response: reqwest::Response) -> Result<Reply, Unavailable> {
         let status = response.status().as_u16();
         let headers: HeaderMap = response.headers().clone();
         let text = response
@@ -239,6 +435,90 @@ pub fn parse_next_link(link: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A ticket as the tickets service answers it.
+    fn ticket_json() -> Value {
+        json!({"id": "t1", "title": "Show", "price": 45, "userId": "u1", "version": 3,
+            "orderId": null, "sold": false, "venue": "Paradiso", "startsAt": "2030-06-12T17:30:00.000Z",
+            "faceValue": 40, "forSale": true, "hasFile": true})
+    }
+
+    #[test]
+    fn a_ticket_reply_parses_and_one_of_another_shape_does_not() {
+        let ticket: Ticket = serde_json::from_value(ticket_json()).unwrap();
+        assert_eq!(
+            (ticket.price, ticket.face_value, ticket.has_file),
+            (Cents::new(4500), Some(Cents::new(4000)), true)
+        );
+        assert_eq!(
+            ticket.starts_at.map(Millis::to_iso).as_deref(),
+            Some("2030-06-12T17:30:00.000Z")
+        );
+        let cases = [
+            ("forSale", None, "no forSale"),
+            ("hasFile", None, "no hasFile"),
+            (
+                "startsAt",
+                Some(json!("soon")),
+                "a start that is not ISO-8601",
+            ),
+            (
+                "faceValue",
+                Some(json!("forty")),
+                "a face value that is not money",
+            ),
+            ("price", Some(Value::Null), "no price"),
+        ];
+        for (field, value, why) in cases {
+            let mut bad = ticket_json();
+            match value {
+                Some(value) => bad[field] = value,
+                None => drop(bad.as_object_mut().unwrap().remove(field)),
+            }
+            assert!(serde_json::from_value::<Ticket>(bad).is_err(), "{why}");
+        }
+    }
+
+    #[test]
+    fn payouts_parse_strictly() {
+        let good = json!({"pending": 38, "available": -2.5, "paid": 0,
+            "entries": [{"id": "c1", "kind": "credit", "orderId": "o1", "ticketId": null, "title": null,
+                "price": 40, "fee": 2, "amount": 38, "status": "pending",
+                "availableAt": "2030-06-12T17:30:00.000Z", "paidAt": null,
+                "createdAt": "2030-01-01T00:00:00.000Z"}],
+            "account": {"status": "onboarding"}});
+        let payouts: Payouts = serde_json::from_value(good.clone()).unwrap();
+        assert_eq!(payouts.available, Cents::new(-250));
+        assert_eq!(payouts.entries[0].status, CreditStatus::Pending);
+        assert_eq!(payouts.account.status, PayoutAccountStatus::Onboarding);
+        for (pointer, value) in [
+            ("/entries/0/status", json!("lost")),
+            ("/entries/0/kind", json!("bonus")),
+            ("/account/status", json!("maybe")),
+            ("/entries/0/availableAt", Value::Null),
+        ] {
+            let mut bad = good.clone();
+            *bad.pointer_mut(pointer).unwrap() = value;
+            assert!(serde_json::from_value::<Payouts>(bad).is_err(), "{pointer}");
+        }
+    }
+
+    #[test]
+    fn an_edit_sends_absent_kept_and_null_cleared_fields() {
+        let input = TicketInput {
+            title: "Show".into(),
+            price: "45".into(),
+            venue: Some(None),
+            starts_at: None,
+            face_value: Some(Some("40".into())),
+            for_sale: Some(true),
+        };
+        assert_eq!(
+            serde_json::to_value(input).unwrap(),
+            json!({"title": "Show", "price": "45", "venue": null, "faceValue": "40", "forSale": true})
+        );
+    }
 
     #[test]
     fn the_next_link_is_read_from_the_link_header() {

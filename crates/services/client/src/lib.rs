@@ -2,10 +2,14 @@
 //! talking to the other services only over their HTTP API through the gateway
 //! (`API_BASE_URL`), forwarding the browser's session cookie — the API's own cookie.
 //!
-//! - [`api`]: the HTTP client of the API.
+//! - [`api`]: the HTTP client of the API and the typed replies the pages read.
 //! - [`pages`]: the routes: home, sign up/in/out, sell, ticket, edit, order (pay, cancel), my
-//!   orders, my listings. Every flow works without JavaScript (forms, POST-redirect-GET);
-//!   `assets/app.js` only adds the countdown, local times and Stripe.js card entry.
+//!   orders, my tickets (download, sell again, on/off sale, file upload), payouts. Every flow
+//!   works without JavaScript (forms, POST-redirect-GET); `assets/app.js` only adds the
+//!   countdown, local times (and the browser's offset for the event start), a file size check
+//!   and Stripe.js card entry.
+//! - [`forms`]: the ticket form turned into what the API is sent (time zones, file checks).
+//! - [`multipart`]: the forms that carry a file (`multipart/form-data`).
 //! - [`csrf`]: double-submit token and Origin check on every form post.
 //! - [`headers`]: security headers (Content-Security-Policy, framing, sniffing, referrer) on
 //!   every response, and `Cache-Control: no-store` on all but the static assets.
@@ -13,7 +17,9 @@
 
 pub mod api;
 pub mod csrf;
+pub mod forms;
 pub mod headers;
+pub mod multipart;
 pub mod pages;
 pub mod views;
 

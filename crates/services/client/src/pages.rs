@@ -1,6 +1,12 @@
 //! The pages of the web client. Each handler: read the request, call the API, render a page
 //! or redirect (POST-redirect-GET). API validation errors are shown next to their fields,
 //! other errors in a banner; no page ever shows raw JSON or a stack trace.
+//!
+//! After the sale ("My tickets", ticket files, selling again) is in [`after_sale`], the
+//! seller's payouts in [`payouts`].
+
+mod after_sale;
+mod payouts;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,16 +22,17 @@ use axum::routing::{get, post};
 use axum::{Form, Router, middleware};
 use axum_extra::extract::CookieJar;
 use bt_contract::resources::Order;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::Settings;
-use crate::api::{Api, Caller, Reply, Unavailable};
+use crate::api::{Api, Caller, Reply, Ticket, Unavailable};
 use crate::csrf::{self, CsrfToken};
+use crate::forms::{self, TICKET_FIELDS, TicketForm};
 use crate::headers;
+use crate::multipart::{self, MultipartForm};
 use crate::views::{
-    AuthPage, ErrorPage, FieldErrors, HomePage, Layout, ListingView, ListingsPage, OrderPage,
-    OrderView, OrdersPage, TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketState,
-    TicketView, UserView, cents_of, money,
+    AuthPage, ErrorPage, FieldErrors, FileLink, HomePage, Layout, OrderPage, OrderView, OrdersPage,
+    TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketView, UserView,
 };
 
 #[derive(Debug, Clone)]
@@ -46,17 +53,28 @@ pub fn router(settings: Settings, api: Api) -> Router {
         .route("/auth/signin", get(signin_form).post(signin))
         .route("/auth/signout", post(signout))
         .route("/tickets/new", get(new_ticket_form).post(create_ticket))
+        .route("/tickets/mine", get(after_sale::my_tickets))
         .route("/tickets/{id}", get(ticket_page))
         .route(
             "/tickets/{id}/edit",
             get(edit_ticket_form).post(update_ticket),
         )
+        .route(
+            "/tickets/{id}/file",
+            get(after_sale::file_form).post(after_sale::upload_file),
+        )
+        .route("/tickets/{id}/download", get(after_sale::download))
+        .route("/tickets/{id}/sell", post(after_sale::sell_again))
+        .route("/tickets/{id}/sale", post(after_sale::set_for_sale))
         .route("/tickets/{id}/purchase", post(purchase))
         .route("/orders", get(my_orders))
         .route("/orders/{id}", get(order_page))
         .route("/orders/{id}/pay", post(pay))
         .route("/orders/{id}/cancel", post(cancel))
-        .route("/listings", get(my_listings))
+        // "My listings" became part of "My tickets"; the old address shows it too.
+        .route("/listings", get(after_sale::my_tickets))
+        .route("/payouts", get(payouts::payouts_page))
+        .route("/payouts/account", post(payouts::set_up_payouts))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .route("/{*path}", get(not_found))
@@ -398,20 +416,13 @@ async fn home(
     };
     let mut layout = ctx.layout("Tickets on sale");
     let tickets = if reply.ok() {
-        reply
-            .json
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|t| TicketCard {
-                        id: t["id"].as_str().unwrap_or_default().to_owned(),
-                        title: t["title"].as_str().unwrap_or_default().to_owned(),
-                        price: money(cents_of(&t["price"]), &ctx.currency),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        match reply.parse::<Vec<Ticket>>() {
+            Ok(tickets) => tickets
+                .iter()
+                .map(|t| TicketCard::of(t, &ctx.currency))
+                .collect(),
+            Err(err) => return ctx.unreadable("GET /api/tickets answered tickets", &err),
+        }
     } else {
         layout.error = Some(
             reply
@@ -542,74 +553,54 @@ async fn signout(State(state): State<AppState>, ctx: Ctx, FormData(form): FormDa
     }
 }
 
+/// The sell or edit form.
 fn ticket_form(
     ctx: &Ctx,
     heading: &str,
     action: String,
     submit: &str,
-    title: String,
-    price: String,
+    form: TicketForm,
 ) -> TicketFormPage {
     TicketFormPage {
         layout: ctx.layout(heading),
         heading: heading.to_owned(),
         action,
         submit: submit.to_owned(),
-        title_value: title,
-        price_value: price,
+        form,
+        starts_at_is_utc: false,
+        has_file: false,
         errors: FieldErrors::default(),
     }
 }
 
-async fn new_ticket_form(ctx: Ctx) -> Response {
-    if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
-        return redirect;
-    }
-    page(
-        StatusCode::OK,
-        &ticket_form(
-            &ctx,
-            "Sell a ticket",
-            "/tickets/new".into(),
-            "List ticket",
-            String::new(),
-            String::new(),
-        ),
-    )
-}
-
-async fn create_ticket(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    FormData(form): FormData,
-) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
-    if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
-        return redirect;
-    }
-    let (title, price) = (field(&form, "title"), field(&form, "price"));
-    let body = json!({"title": title, "price": price.trim()});
-    let reply = match state.api.post(&ctx.caller, "/api/tickets", body).await {
-        Ok(reply) => reply,
-        Err(err) => return ctx.unavailable(&err),
-    };
-    if reply.ok() {
-        return see_other(&format!(
-            "/tickets/{}",
-            reply.json["id"].as_str().unwrap_or_default()
-        ));
-    }
-    let mut form_page = ticket_form(
-        &ctx,
+/// The sell form of a new ticket.
+fn sell_form(ctx: &Ctx, form: TicketForm) -> TicketFormPage {
+    ticket_form(
+        ctx,
         "Sell a ticket",
         "/tickets/new".into(),
         "List ticket",
-        title,
-        price,
+        form,
+    )
+}
+
+/// The edit form of `ticket`.
+fn edit_form(ctx: &Ctx, ticket: &Ticket, form: TicketForm) -> TicketFormPage {
+    let mut page = ticket_form(
+        ctx,
+        "Edit listing",
+        format!("/tickets/{}/edit", ticket.id),
+        "Save changes",
+        form,
     );
-    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["title", "price"]);
+    page.has_file = ticket.has_file;
+    page
+}
+
+/// Re-renders a ticket form with the API's refusal: field errors next to their fields, the
+/// rest in the banner.
+fn refused_form(mut form_page: TicketFormPage, reply: &Reply) -> Response {
+    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &TICKET_FIELDS);
     form_page.errors = errors;
     form_page.layout.error = banner;
     page(
@@ -618,8 +609,77 @@ async fn create_ticket(
     )
 }
 
+/// The checks the client makes before the API is asked: a start it can read and a file the
+/// API would take. Their messages go next to the fields.
+fn check_ticket_form(form: &TicketForm, parts: &multipart::Parts) -> FieldErrors {
+    let mut errors = FieldErrors::default();
+    if let Err(message) = form.starts_at_utc() {
+        errors.set("startsAt", message);
+    }
+    if let Some(Err(message)) = parts.file("file").map(forms::check_file) {
+        errors.set("file", message);
+    }
+    errors
+}
+
+async fn new_ticket_form(ctx: Ctx) -> Response {
+    if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
+        return redirect;
+    }
+    page(StatusCode::OK, &sell_form(&ctx, TicketForm::default()))
+}
+
+/// Lists a ticket with its details, then uploads its file (when one was chosen). The file is
+/// checked first, so that a file the API would refuse does not leave a listing without it.
+async fn create_ticket(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    MultipartForm(parts): MultipartForm,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&parts.fields) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
+        return redirect;
+    }
+    let form = TicketForm::from_fields(&parts.fields);
+    let errors = check_ticket_form(&form, &parts);
+    let input = match form.for_create() {
+        Ok(input) if errors.is_empty() => input,
+        _ => {
+            let mut form_page = sell_form(&ctx, form);
+            form_page.errors = errors;
+            return page(StatusCode::BAD_REQUEST, &form_page);
+        }
+    };
+    let reply = match state
+        .api
+        .post(&ctx.caller, "/api/tickets", json!(input))
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    if !reply.ok() {
+        return refused_form(sell_form(&ctx, form), &reply);
+    }
+    let ticket = match reply.parse::<Ticket>() {
+        Ok(ticket) => ticket,
+        Err(err) => return ctx.unreadable("POST /api/tickets answered a ticket", &err),
+    };
+    if let Some(file) = parts.file("file") {
+        let listed = "Your ticket is listed, but its file was not saved. Please upload it again.";
+        if let Err(response) =
+            after_sale::put_file(&state, &ctx, &ticket, file.bytes.clone(), listed).await
+        {
+            return response;
+        }
+    }
+    see_other(&format!("/tickets/{}", ticket.id))
+}
+
 /// The ticket, or the page to show instead.
-async fn fetch_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Response> {
+async fn fetch_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Ticket, Response> {
     let Some(id) = segment(id) else {
         return Err(ctx.not_found());
     };
@@ -628,7 +688,9 @@ async fn fetch_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Re
         .get(&ctx.caller, &format!("/api/tickets/{id}"))
         .await
     {
-        Ok(reply) if reply.ok() => Ok(reply.json),
+        Ok(reply) if reply.ok() => reply.parse().map_err(|err| {
+            ctx.unreadable(&format!("GET /api/tickets/{id} answered a ticket"), &err)
+        }),
         Ok(_) => Err(ctx.error_page(
             StatusCode::NOT_FOUND,
             "Ticket not found",
@@ -638,17 +700,8 @@ async fn fetch_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Value, Re
     }
 }
 
-fn ticket_view(ctx: &Ctx, ticket: &Value) -> TicketView {
-    TicketView {
-        id: ticket["id"].as_str().unwrap_or_default().to_owned(),
-        title: ticket["title"].as_str().unwrap_or_default().to_owned(),
-        price: money(cents_of(&ticket["price"]), &ctx.currency),
-        state: TicketState::of(ticket),
-        is_owner: ctx
-            .user
-            .as_ref()
-            .is_some_and(|u| ticket["userId"].as_str() == Some(u.id.as_str())),
-    }
+fn ticket_view(ctx: &Ctx, ticket: &Ticket) -> TicketView {
+    TicketView::of(ticket, ctx.user.as_ref(), &ctx.currency)
 }
 
 async fn ticket_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
@@ -666,6 +719,28 @@ async fn ticket_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<Str
     )
 }
 
+/// The ticket if the signed-in person owns it, or the page to show instead.
+async fn fetch_own_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Ticket, Response> {
+    let ticket = fetch_ticket(state, ctx, id).await?;
+    if ctx
+        .user
+        .as_ref()
+        .is_some_and(|u| u.id == ticket.user_id.as_str())
+    {
+        Ok(ticket)
+    } else {
+        Err(not_your_ticket(ctx))
+    }
+}
+
+fn not_your_ticket(ctx: &Ctx) -> Response {
+    ctx.error_page(
+        StatusCode::FORBIDDEN,
+        "Not your ticket",
+        "Only the ticket's owner can change it.",
+    )
+}
+
 async fn edit_ticket_form(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -674,88 +749,83 @@ async fn edit_ticket_form(
     if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/edit")) {
         return redirect;
     }
-    let ticket = match fetch_ticket(&state, &ctx, &id).await {
+    let ticket = match fetch_own_ticket(&state, &ctx, &id).await {
         Ok(ticket) => ticket,
         Err(response) => return response,
     };
-    let view = ticket_view(&ctx, &ticket);
-    if !view.is_owner {
-        return ctx.error_page(
-            StatusCode::FORBIDDEN,
-            "Not your ticket",
-            "Only the seller can edit a listing.",
-        );
-    }
-    let price = bt_contract::Cents::new(cents_of(&ticket["price"])).to_string();
-    let mut form_page = ticket_form(
-        &ctx,
-        "Edit listing",
-        format!("/tickets/{}/edit", view.id),
-        "Save changes",
-        view.title,
-        price,
-    );
-    if view.state != TicketState::OnSale {
+    let mut form_page = edit_form(&ctx, &ticket, TicketForm::of(&ticket));
+    form_page.starts_at_is_utc = true;
+    if ticket.order_id.is_some() {
         form_page.layout.error = Some("Cannot edit a reserved ticket".into());
     }
     page(StatusCode::OK, &form_page)
 }
 
+/// Saves an edit: title and price, the details that changed, then the file (when one was
+/// chosen).
 async fn update_ticket(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    MultipartForm(parts): MultipartForm,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
+    if let Some(response) = ctx.form_refusal(&parts.fields) {
         return response;
     }
     if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/edit")) {
         return redirect;
     }
-    let Some(id) = segment(&id) else {
-        return ctx.not_found();
+    let current = match fetch_own_ticket(&state, &ctx, &id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
     };
-    let (title, price) = (field(&form, "title"), field(&form, "price"));
-    let body = json!({"title": title, "price": price.trim()});
+    let form = TicketForm::from_fields(&parts.fields);
+    let errors = check_ticket_form(&form, &parts);
+    let input = match form.for_update(&current) {
+        Ok(input) if errors.is_empty() => input,
+        _ => {
+            let mut form_page = edit_form(&ctx, &current, form);
+            form_page.errors = errors;
+            return page(StatusCode::BAD_REQUEST, &form_page);
+        }
+    };
     let reply = match state
         .api
-        .put(&ctx.caller, &format!("/api/tickets/{id}"), body)
+        .put(
+            &ctx.caller,
+            &format!("/api/tickets/{}", current.id),
+            json!(input),
+        )
         .await
     {
         Ok(reply) => reply,
         Err(err) => return ctx.unavailable(&err),
     };
     match reply.status {
-        200 => see_other(&format!("/tickets/{id}")),
-        404 => ctx.error_page(
-            StatusCode::NOT_FOUND,
-            "Ticket not found",
-            "This ticket does not exist.",
-        ),
-        401 => ctx.error_page(
-            StatusCode::FORBIDDEN,
-            "Not your ticket",
-            "Only the seller can edit a listing.",
-        ),
-        status => {
-            let mut form_page = ticket_form(
-                &ctx,
-                "Edit listing",
-                format!("/tickets/{id}/edit"),
-                "Save changes",
-                title,
-                price,
+        200 => {}
+        404 => {
+            return ctx.error_page(
+                StatusCode::NOT_FOUND,
+                "Ticket not found",
+                "This ticket does not exist.",
             );
-            let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["title", "price"]);
-            form_page.errors = errors;
-            form_page.layout.error = banner;
-            page(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                &form_page,
-            )
+        }
+        401 => return not_your_ticket(&ctx),
+        _ => return refused_form(edit_form(&ctx, &current, form), &reply),
+    }
+    let ticket = match reply.parse::<Ticket>() {
+        Ok(ticket) => ticket,
+        Err(err) => return ctx.unreadable("PUT /api/tickets/:id answered a ticket", &err),
+    };
+    if let Some(file) = parts.file("file") {
+        let saved = "Your changes are saved, but the file was not. Please upload it again.";
+        if let Err(response) =
+            after_sale::put_file(&state, &ctx, &ticket, file.bytes.clone(), saved).await
+        {
+            return response;
         }
     }
+    see_other(&format!("/tickets/{}", ticket.id))
 }
 
 async fn purchase(
@@ -891,6 +961,31 @@ fn order_page_for(
         order: view,
         cards: TEST_CARDS.to_vec(),
         stripe_key: state.settings.stripe_publishable_key.clone(),
+        file: FileLink::None,
+    }
+}
+
+/// What a paid order's page offers of the ticket's file: a download while the buyer owns the
+/// ticket and its file is there. The ticket is asked for; if that fails, the page is shown
+/// without it (the order is what the page is about).
+async fn file_link(state: &AppState, ctx: &Ctx, order: &Order) -> FileLink {
+    if order.status != bt_contract::events::OrderStatus::Complete {
+        return FileLink::None;
+    }
+    let path = format!("/api/tickets/{}", order.ticket.id);
+    let ticket = match state.api.get(&ctx.caller, &path).await {
+        Ok(reply) if reply.ok() => reply.parse::<Ticket>().ok(),
+        Ok(_) => None,
+        Err(err) => {
+            tracing::warn!(%err, "the ticket of a paid order could not be read");
+            None
+        }
+    };
+    match ticket {
+        Some(t) if t.user_id.as_str() != order.user_id.as_str() => FileLink::None,
+        Some(t) if !t.has_file => FileLink::NotUploaded,
+        Some(_) => FileLink::Ready,
+        None => FileLink::None,
     }
 }
 
@@ -920,10 +1015,9 @@ async fn order_page(
         Err(response) => return response,
     };
     let paid = query.contains_key("paid");
-    order_response(
-        StatusCode::OK,
-        &order_page_for(&state, &ctx, &order, paid, None),
-    )
+    let mut order_page = order_page_for(&state, &ctx, &order, paid, None);
+    order_page.file = file_link(&state, &ctx, &order).await;
+    order_response(StatusCode::OK, &order_page)
 }
 
 async fn pay(
@@ -1064,39 +1158,6 @@ async fn my_orders(State(state): State<AppState>, ctx: Ctx) -> Response {
         &OrdersPage {
             layout: ctx.layout("My orders"),
             orders,
-        },
-    )
-}
-
-async fn my_listings(State(state): State<AppState>, ctx: Ctx) -> Response {
-    if let Some(redirect) = ctx.sign_in_first("/listings") {
-        return redirect;
-    }
-    let reply = match state.api.get(&ctx.caller, "/api/tickets/mine").await {
-        Ok(reply) if reply.ok() => reply,
-        Ok(_) => return see_other("/auth/signin?next=/listings"),
-        Err(err) => return ctx.unavailable(&err),
-    };
-    let tickets = reply
-        .json
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|t| ListingView {
-                    id: t["id"].as_str().unwrap_or_default().to_owned(),
-                    title: t["title"].as_str().unwrap_or_default().to_owned(),
-                    price: money(cents_of(&t["price"]), &ctx.currency),
-                    state: TicketState::of(t),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    page(
-        StatusCode::OK,
-        &ListingsPage {
-            layout: ctx.layout("My listings"),
-            tickets,
         },
     )
 }

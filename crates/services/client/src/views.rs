@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use bt_contract::FieldError;
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::resources::{Order, OrderPayment, OrderPaymentStatus};
+use bt_contract::{Cents, FieldError, Millis};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+
+use crate::api::{CreditStatus, EntryKind, PayoutAccountStatus, PayoutEntry, Payouts, Ticket};
+use crate::forms::TicketForm;
 
 /// The signed-in user, as the header shows it.
 #[derive(Debug, Clone)]
@@ -57,6 +59,15 @@ impl FieldErrors {
     pub fn has(&self, field: &str) -> bool {
         self.0.contains_key(field)
     }
+
+    /// Sets the message of `field` (a check the client made itself).
+    pub fn set(&mut self, field: &str, message: impl Into<String>) {
+        self.0.insert(field.to_owned(), message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// An amount in cents, for people: `$20.50`.
@@ -70,16 +81,55 @@ pub fn money(cents: i64, currency: &str) -> String {
     }
 }
 
-/// Cents from a price in the API's JSON (a number in currency units).
-pub fn cents_of(price: &Value) -> i64 {
-    serde_json::from_value::<bt_contract::Cents>(price.clone())
-        .map(bt_contract::Cents::get)
-        .unwrap_or(0)
-}
-
 /// A time the browser shows in the user's locale; this text is the fallback without JavaScript.
 pub fn utc_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A moment on a page: `<time datetime="{iso}" data-local>{text}</time>` (the script shows it
+/// in the browser's zone; `text` is UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeView {
+    pub iso: String,
+    pub text: String,
+}
+
+impl TimeView {
+    pub fn of(at: Millis) -> Self {
+        let at = at.to_datetime();
+        Self {
+            iso: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            text: utc_text(at),
+        }
+    }
+}
+
+/// Where and when the event is, and the ticket's face value, when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventDetails {
+    pub venue: Option<String>,
+    pub starts_at: Option<TimeView>,
+    /// `face value $40.00`.
+    pub face_value: Option<String>,
+    /// The event has started (it can no longer be sold).
+    pub started: bool,
+}
+
+impl EventDetails {
+    pub fn of(ticket: &Ticket, currency: &str) -> Self {
+        Self {
+            venue: ticket.venue.clone(),
+            starts_at: ticket.starts_at.map(TimeView::of),
+            face_value: ticket
+                .face_value
+                .map(|c| format!("face value {}", money(c.get(), currency))),
+            started: ticket.starts_at.is_some_and(crate::forms::has_started),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.venue.is_none() && self.starts_at.is_none() && self.face_value.is_none()
+    }
 }
 
 /// A ticket in a list.
@@ -88,30 +138,49 @@ pub struct TicketCard {
     pub id: String,
     pub title: String,
     pub price: String,
+    pub details: EventDetails,
 }
 
-/// The state of a ticket, as its seller sees it.
+impl TicketCard {
+    pub fn of(ticket: &Ticket, currency: &str) -> Self {
+        Self {
+            id: ticket.id.to_string(),
+            title: ticket.title.clone(),
+            price: money(ticket.price.get(), currency),
+            details: EventDetails::of(ticket, currency),
+        }
+    }
+}
+
+/// The state of a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketState {
     OnSale,
+    /// Its owner does not offer it (taken off sale, or listed off sale).
+    OffSale,
     Reserved,
+    /// Bought, and not listed again by its new owner (a ticket of the first release stays
+    /// sold to its order).
     Sold,
 }
 
 impl TicketState {
-    pub fn of(ticket: &Value) -> Self {
-        if ticket["sold"].as_bool() == Some(true) {
+    pub fn of(ticket: &Ticket) -> Self {
+        if ticket.sold {
             Self::Sold
-        } else if ticket["orderId"].is_string() {
+        } else if ticket.order_id.is_some() {
             Self::Reserved
-        } else {
+        } else if ticket.for_sale {
             Self::OnSale
+        } else {
+            Self::OffSale
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
             Self::OnSale => "On sale",
+            Self::OffSale => "Off sale",
             Self::Reserved => "Reserved",
             Self::Sold => "Sold",
         }
@@ -120,9 +189,15 @@ impl TicketState {
     pub fn class(self) -> &'static str {
         match self {
             Self::OnSale => "on-sale",
+            Self::OffSale => "off-sale",
             Self::Reserved => "reserved",
             Self::Sold => "sold",
         }
+    }
+
+    /// Its owner may change it (edit, file, on/off sale): not while an order holds it.
+    pub fn editable(self) -> bool {
+        matches!(self, Self::OnSale | Self::OffSale)
     }
 }
 
@@ -153,8 +228,12 @@ pub struct TicketFormPage {
     pub heading: String,
     pub action: String,
     pub submit: String,
-    pub title_value: String,
-    pub price_value: String,
+    pub form: TicketForm,
+    /// The start field holds a UTC time from the API, which the script shows in local time
+    /// (not when it holds what the person typed).
+    pub starts_at_is_utc: bool,
+    /// Editing a ticket whose file was uploaded: the file input replaces it.
+    pub has_file: bool,
     pub errors: FieldErrors,
 }
 
@@ -165,7 +244,24 @@ pub struct TicketView {
     pub title: String,
     pub price: String,
     pub state: TicketState,
+    /// The signed-in person owns it: the seller while listed, the buyer once bought.
     pub is_owner: bool,
+    pub details: EventDetails,
+    pub has_file: bool,
+}
+
+impl TicketView {
+    pub fn of(ticket: &Ticket, viewer: Option<&UserView>, currency: &str) -> Self {
+        Self {
+            id: ticket.id.to_string(),
+            title: ticket.title.clone(),
+            price: money(ticket.price.get(), currency),
+            state: TicketState::of(ticket),
+            is_owner: viewer.is_some_and(|u| u.id == ticket.user_id.as_str()),
+            details: EventDetails::of(ticket, currency),
+            has_file: ticket.has_file,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -339,6 +435,19 @@ pub struct OrderPage {
     /// A payment was made or authorised and the order is not decided yet (the API answered
     /// 202, or the card is authorised): the page refreshes itself.
     pub confirming: bool,
+    /// The ticket's file, once the order is complete.
+    pub file: FileLink,
+}
+
+/// What a paid order's page says about the ticket's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLink {
+    /// Nothing (not paid, or the ticket has changed hands since).
+    None,
+    /// The buyer owns the ticket and its file is there: a download link.
+    Ready,
+    /// The buyer owns the ticket, but the seller has not uploaded its file.
+    NotUploaded,
 }
 
 impl OrderPage {
@@ -355,20 +464,193 @@ pub struct OrdersPage {
     pub orders: Vec<OrderView>,
 }
 
-/// A ticket in the seller's listings.
+/// A ticket on "My tickets": one its owner lists (on sale, off sale, reserved) or one they
+/// bought and hold.
 #[derive(Debug, Clone)]
-pub struct ListingView {
+pub struct MyTicketView {
     pub id: String,
     pub title: String,
     pub price: String,
     pub state: TicketState,
+    pub details: EventDetails,
+    pub has_file: bool,
+    /// The "Sell again" price field: what was typed (after an error), else the price paid.
+    pub sell_price: String,
+    /// The API's refusal of "Sell again" or of a change of sale, next to the price field.
+    pub error: Option<String>,
+}
+
+impl MyTicketView {
+    pub fn of(ticket: &Ticket, currency: &str) -> Self {
+        Self {
+            id: ticket.id.to_string(),
+            title: ticket.title.clone(),
+            price: money(ticket.price.get(), currency),
+            state: TicketState::of(ticket),
+            details: EventDetails::of(ticket, currency),
+            has_file: ticket.has_file,
+            sell_price: ticket.price.to_string(),
+            error: None,
+        }
+    }
+
+    /// Bought and held: the owner downloads it or sells it again.
+    pub fn is_bought(&self) -> bool {
+        self.state == TicketState::Sold
+    }
 }
 
 #[derive(Template)]
-#[template(path = "listings.html")]
-pub struct ListingsPage {
+#[template(path = "my_tickets.html")]
+pub struct MyTicketsPage {
     pub layout: Layout,
-    pub tickets: Vec<ListingView>,
+    /// The tickets the person offers or offered (on sale, off sale, reserved).
+    pub listings: Vec<MyTicketView>,
+    /// The tickets they bought and hold.
+    pub owned: Vec<MyTicketView>,
+}
+
+impl MyTicketsPage {
+    pub fn new(layout: Layout, tickets: Vec<MyTicketView>) -> Self {
+        let (owned, listings) = tickets.into_iter().partition(MyTicketView::is_bought);
+        Self {
+            layout,
+            listings,
+            owned,
+        }
+    }
+}
+
+/// The upload (or replacement) of a ticket's file.
+#[derive(Template)]
+#[template(path = "ticket_file.html")]
+pub struct TicketFilePage {
+    pub layout: Layout,
+    pub ticket: TicketView,
+    pub errors: FieldErrors,
+}
+
+/// An entry of the payouts page.
+#[derive(Debug, Clone)]
+pub struct PayoutEntryView {
+    pub title: String,
+    pub ticket_id: Option<String>,
+    pub is_reversal: bool,
+    pub price: String,
+    pub fee: String,
+    pub amount: String,
+    pub status_label: &'static str,
+    pub status_class: &'static str,
+    pub available_at: TimeView,
+    pub paid_at: Option<TimeView>,
+}
+
+impl PayoutEntryView {
+    pub fn of(entry: &PayoutEntry, currency: &str) -> Self {
+        let (status_label, status_class) = match entry.status {
+            CreditStatus::Pending => ("Pending", "pending"),
+            CreditStatus::Available => ("Available", "on-sale"),
+            CreditStatus::Transferring => ("Being paid", "pending"),
+            CreditStatus::Paid => ("Paid", "paid"),
+            CreditStatus::Reversed => ("Reversed", "cancelled"),
+        };
+        let title = entry.title.clone().unwrap_or_else(|| "A ticket".to_owned());
+        let is_reversal = entry.kind == EntryKind::Reversal;
+        Self {
+            title: if is_reversal {
+                format!("Refund: {title}")
+            } else {
+                title
+            },
+            ticket_id: entry.ticket_id.as_ref().map(ToString::to_string),
+            is_reversal,
+            price: money(entry.price.get(), currency),
+            fee: money(entry.fee.get(), currency),
+            amount: money(entry.amount.get(), currency),
+            status_label,
+            status_class,
+            available_at: TimeView::of(entry.available_at),
+            paid_at: entry.paid_at.map(TimeView::of),
+        }
+    }
+}
+
+/// The seller's payouts: the balance, the account, every entry and their totals.
+#[derive(Template)]
+#[template(path = "payouts.html")]
+pub struct PayoutsPage {
+    pub layout: Layout,
+    pub pending: String,
+    pub available: String,
+    pub paid: String,
+    pub account: PayoutAccountStatus,
+    pub entries: Vec<PayoutEntryView>,
+    /// Sums of price, fee and amount over the entries that count (all but `reversed`).
+    pub total_price: String,
+    /// Some entry is `reversed` (and left out of the totals).
+    pub has_reversed: bool,
+    pub total_fee: String,
+    pub total_amount: String,
+}
+
+impl PayoutsPage {
+    pub fn new(layout: Layout, payouts: &Payouts, currency: &str) -> Self {
+        let counted = || {
+            payouts
+                .entries
+                .iter()
+                .filter(|e| e.status != CreditStatus::Reversed)
+        };
+        let total = |part: fn(&PayoutEntry) -> Cents| {
+            money(counted().map(|e| part(e).get()).sum(), currency)
+        };
+        Self {
+            layout,
+            pending: money(payouts.pending.get(), currency),
+            available: money(payouts.available.get(), currency),
+            paid: money(payouts.paid.get(), currency),
+            account: payouts.account.status,
+            entries: payouts
+                .entries
+                .iter()
+                .map(|e| PayoutEntryView::of(e, currency))
+                .collect(),
+            total_price: total(|e| e.price),
+            has_reversed: payouts
+                .entries
+                .iter()
+                .any(|e| e.status == CreditStatus::Reversed),
+            total_fee: total(|e| e.fee),
+            total_amount: total(|e| e.amount),
+        }
+    }
+
+    /// What the account's state means for the seller.
+    pub fn account_text(&self) -> &'static str {
+        match self.account {
+            PayoutAccountStatus::None => "Set up payouts to receive the money from your sales.",
+            PayoutAccountStatus::Onboarding => {
+                "Your payout setup is not finished yet. Continue where you left off."
+            }
+            PayoutAccountStatus::Restricted => {
+                "Your payout provider needs more details before it can pay you."
+            }
+            PayoutAccountStatus::Enabled => {
+                "Payouts are set up: available money is transferred to you automatically."
+            }
+        }
+    }
+
+    /// The label of the setup button; none once the account is enabled.
+    pub fn setup_label(&self) -> Option<&'static str> {
+        match self.account {
+            PayoutAccountStatus::None => Some("Set up payouts"),
+            PayoutAccountStatus::Onboarding | PayoutAccountStatus::Restricted => {
+                Some("Continue payout setup")
+            }
+            PayoutAccountStatus::Enabled => None,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -384,8 +666,7 @@ pub struct ErrorPage {
 mod tests {
     use super::*;
     use bt_contract::resources::OrderTicket;
-    use bt_contract::{Cents, Millis};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn money_is_shown_with_its_currency() {
@@ -467,6 +748,7 @@ mod tests {
             order: view,
             cards: TEST_CARDS.to_vec(),
             stripe_key: stripe_key.map(str::to_owned),
+            file: FileLink::None,
         }
         .render()
         .unwrap()

@@ -268,7 +268,8 @@ async fn an_api_outage_during_payment_is_the_outage_page() {
 
 #[tokio::test]
 async fn buying_a_ticket_listed_a_moment_ago_asks_to_try_again_in_a_moment() {
-    let ticket = json!({"id": "t1", "title": "Show", "price": 20.5, "userId": "seller", "version": 0, "orderId": null, "sold": false});
+    let ticket = json!({"id": "t1", "title": "Show", "price": 20.5, "userId": "seller", "version": 0, "orderId": null, "sold": false,
+        "venue": null, "startsAt": null, "faceValue": null, "forSale": true, "hasFile": false});
     let api = Router::new()
         .route(
             "/api/tickets/{id}",

@@ -142,7 +142,9 @@ fn order(user_id: &str) -> Order {
 /// An API with one ticket of `user_id` (`t1`; `broken` fails), one order of theirs (`o1`),
 /// and sign-in/sign-up that always succeed.
 fn fake_api(user_id: &str) -> Router {
-    let ticket = json!({"id": "t1", "title": "Show", "price": 20.5, "userId": user_id, "version": 0, "orderId": null, "sold": false});
+    let ticket = json!({"id": "t1", "title": "Show", "price": 20.5, "userId": user_id, "version": 0, "orderId": null, "sold": false,
+        "venue": "Paradiso", "startsAt": "2030-06-12T17:30:00.000Z", "faceValue": 20.5, "forSale": true, "hasFile": true});
+    let payouts = json!({"pending": 0, "available": 0, "paid": 0, "entries": [], "account": {"status": "none"}});
     let order = serde_json::to_value(order(user_id)).unwrap();
     let orders = json!([order.clone()]);
     let tickets = json!([ticket.clone()]);
@@ -173,6 +175,7 @@ fn fake_api(user_id: &str) -> Router {
                 },
             ),
         )
+        .route("/api/payouts", get(move || async move { Json(payouts) }))
         .route("/api/orders", get(move || async move { Json(orders) }))
         .route("/api/orders/{id}", get(move || async move { Json(order) }))
         .route("/api/users/signin", post(signed_in))
@@ -283,7 +286,7 @@ async fn the_sign_in_form_carries_only_a_local_next_path() {
 }
 
 /// Every kind of response the client gives: pages, redirects, error pages, assets.
-const EVERY_KIND: [(Visitor, &str); 18] = [
+const EVERY_KIND: [(Visitor, &str); 22] = [
     (Visitor::New, "/"),
     (Visitor::SignedOut, "/"),
     (Visitor::SignedIn, "/"),
@@ -296,6 +299,10 @@ const EVERY_KIND: [(Visitor, &str); 18] = [
     (Visitor::SignedIn, "/orders"),
     (Visitor::SignedIn, "/orders/o1"),
     (Visitor::SignedIn, "/listings"),
+    (Visitor::SignedIn, "/tickets/mine"),
+    (Visitor::SignedIn, "/tickets/t1/file"),
+    (Visitor::SignedIn, "/payouts"),
+    (Visitor::SignedOut, "/payouts"),
     (Visitor::SignedOut, "/orders"),
     (Visitor::New, "/nowhere"),
     (Visitor::SignedIn, "/tickets/broken"),

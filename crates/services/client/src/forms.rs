@@ -1,0 +1,340 @@
+//! The ticket form as people fill it in, turned into what the API is sent
+//! ([`TicketInput`](crate::api::TicketInput)): the event's start from an HTML `datetime-local`
+//! field, and the checks of a chosen file the client can make before anything is created.
+//!
+//! **Time zones.** A `datetime-local` field has no zone. With JavaScript, `assets/app.js` puts
+//! the browser's offset from UTC for that date and time (minutes east of UTC, so daylight
+//! saving time is right for the event's date, not today's) into the hidden `tzOffset` field;
+//! without it — or with an offset outside UTC−14:00…UTC+14:00 — the time is read as UTC, and
+//! the form says so. Times from the API are shown in UTC and converted to the browser's zone by
+//! the same script, so a form without JavaScript shows and reads UTC consistently.
+
+use std::collections::HashMap;
+
+use bt_contract::{Cents, Millis};
+use bt_platform::files::{FileKind, MAX_FILE_BYTES};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+
+use crate::api::{Ticket, TicketInput};
+use crate::multipart::Upload;
+
+/// The fields of the sell and edit forms, named as the API names them (so the API's field
+/// errors land next to them).
+pub const TICKET_FIELDS: [&str; 6] = ["title", "price", "venue", "startsAt", "faceValue", "file"];
+
+/// What the ticket form sent, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketForm {
+    pub title: String,
+    pub price: String,
+    pub venue: String,
+    /// As the `datetime-local` field sends it: `2027-06-12T19:30`.
+    pub starts_at: String,
+    /// The browser's offset from UTC in minutes east, when its script said.
+    pub tz_offset: String,
+    pub face_value: String,
+}
+
+impl TicketForm {
+    pub fn from_fields(fields: &HashMap<String, String>) -> Self {
+        let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
+        Self {
+            title: text("title"),
+            price: text("price").trim().to_owned(),
+            venue: text("venue"),
+            starts_at: text("startsAt").trim().to_owned(),
+            tz_offset: text("tzOffset").trim().to_owned(),
+            face_value: text("faceValue").trim().to_owned(),
+        }
+    }
+
+    /// The form of an existing ticket: its start in UTC (the script shows it in local time).
+    pub fn of(ticket: &Ticket) -> Self {
+        Self {
+            title: ticket.title.clone(),
+            price: ticket.price.to_string(),
+            venue: ticket.venue.clone().unwrap_or_default(),
+            starts_at: ticket
+                .starts_at
+                .map(|at| datetime_local(at.to_datetime()))
+                .unwrap_or_default(),
+            tz_offset: String::new(),
+            face_value: ticket.face_value.map(|c| c.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The event's start in UTC: `None` when left empty, `Err` (the message for the field)
+    /// when it is not a date and time.
+    pub fn starts_at_utc(&self) -> Result<Option<DateTime<Utc>>, &'static str> {
+        local_to_utc(&self.starts_at, &self.tz_offset)
+    }
+
+    /// A new listing: only the details that were filled in are sent.
+    pub fn for_create(&self) -> Result<TicketInput, &'static str> {
+        let starts_at = self.starts_at_utc()?;
+        Ok(TicketInput {
+            title: self.title.clone(),
+            price: self.price.clone(),
+            venue: non_empty(&self.venue).map(Some),
+            starts_at: starts_at.map(|at| Some(rfc3339(at))),
+            face_value: non_empty(&self.face_value).map(Some),
+            for_sale: None,
+        })
+    }
+
+    /// An edit of `current`: a detail that is unchanged is not sent (the API keeps it; a sold
+    /// ticket's details may not change, and the form shows the start to the minute only), one
+    /// emptied is sent as `null` (cleared).
+    pub fn for_update(&self, current: &Ticket) -> Result<TicketInput, &'static str> {
+        let starts_at = self.starts_at_utc()?;
+        let venue = non_empty(&self.venue);
+        let venue = (venue.as_deref() != current.venue.as_deref().map(str::trim)).then_some(venue);
+        let same_start = match (starts_at, current.starts_at) {
+            (Some(new), Some(old)) => to_minute(new) == to_minute(old.to_datetime()),
+            (None, None) => true,
+            _ => false,
+        };
+        let starts_at = (!same_start).then(|| starts_at.map(rfc3339));
+        let face_value = non_empty(&self.face_value);
+        let same_face_value = match (&face_value, current.face_value) {
+            (Some(text), Some(old)) => Cents::parse_decimal(text).ok() == Some(old),
+            (None, None) => true,
+            _ => false,
+        };
+        let face_value = (!same_face_value).then_some(face_value);
+        Ok(TicketInput {
+            title: self.title.clone(),
+            price: self.price.clone(),
+            venue,
+            starts_at,
+            face_value,
+            for_sale: None,
+        })
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// The message next to the start field when it is not a date and time.
+pub const STARTS_AT_UNREADABLE: &str =
+    "Enter the date and time the event starts, e.g. 2027-06-12 19:30";
+
+/// A `datetime-local` value (`YYYY-MM-DDTHH:MM`, seconds optional) at `offset_minutes` east of
+/// UTC (empty or out of range: UTC), in UTC. Empty is `None`.
+pub fn local_to_utc(
+    local: &str,
+    offset_minutes: &str,
+) -> Result<Option<DateTime<Utc>>, &'static str> {
+    let local = local.trim();
+    if local.is_empty() {
+        return Ok(None);
+    }
+    let naive = [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(local, format).ok())
+    .ok_or(STARTS_AT_UNREADABLE)?;
+    let offset = offset_minutes
+        .parse::<i32>()
+        .ok()
+        .filter(|m| (-14 * 60..=14 * 60).contains(m))
+        .and_then(|m| FixedOffset::east_opt(m * 60))
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"));
+    offset
+        .from_local_datetime(&naive)
+        .single()
+        .map(|at| Some(at.with_timezone(&Utc)))
+        .ok_or(STARTS_AT_UNREADABLE)
+}
+
+/// RFC 3339 in UTC, as the API takes it: `2027-06-12T17:30:00Z`.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The value of a `datetime-local` field for a UTC time: `2027-06-12T17:30`.
+pub fn datetime_local(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M").to_string()
+}
+
+fn to_minute(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(60)
+}
+
+/// What the client can tell about a chosen file before the API is asked: the API's own
+/// messages for an empty file, one over 5 MB, or one that is not a PDF, PNG or JPEG (by its
+/// first bytes, as the API decides; the name and type the browser gave are not believed).
+pub fn check_file(file: &Upload) -> Result<(), &'static str> {
+    if file.bytes.is_empty() {
+        Err("The file is empty")
+    } else if file.bytes.len() > MAX_FILE_BYTES {
+        Err("The file must be at most 5 MB")
+    } else if FileKind::sniff(&file.bytes).is_none() {
+        Err("The file must be a PDF, PNG or JPEG")
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `at` has passed (an event that started can no longer be sold).
+pub fn has_started(at: Millis) -> bool {
+    at <= Millis::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_time_is_read_at_the_browsers_offset_or_as_utc() {
+        // (the datetime-local value, tzOffset, UTC or the error)
+        let cases = [
+            ("2027-06-12T19:30", "120", Ok(Some("2027-06-12T17:30:00Z"))),
+            ("2027-06-12T19:30", "-240", Ok(Some("2027-06-12T23:30:00Z"))),
+            ("2027-06-12T19:30", "330", Ok(Some("2027-06-12T14:00:00Z"))),
+            ("2027-06-12T01:00", "120", Ok(Some("2027-06-11T23:00:00Z"))),
+            ("2027-06-12T19:30", "", Ok(Some("2027-06-12T19:30:00Z"))),
+            ("2027-06-12T19:30", "abc", Ok(Some("2027-06-12T19:30:00Z"))),
+            ("2027-06-12T19:30", "900", Ok(Some("2027-06-12T19:30:00Z"))),
+            ("2027-06-12T19:30:45", "0", Ok(Some("2027-06-12T19:30:45Z"))),
+            (
+                "2027-06-12T19:30:45.5",
+                "0",
+                Ok(Some("2027-06-12T19:30:45Z")),
+            ),
+            (" 2027-06-12T19:30 ", "0", Ok(Some("2027-06-12T19:30:00Z"))),
+            ("", "120", Ok(None)),
+            ("2027-06-12", "0", Err(STARTS_AT_UNREADABLE)),
+            ("2027-02-30T19:30", "0", Err(STARTS_AT_UNREADABLE)),
+            ("tomorrow", "0", Err(STARTS_AT_UNREADABLE)),
+        ];
+        for (local, offset, want) in cases {
+            assert_eq!(
+                local_to_utc(local, offset).map(|at| at.map(rfc3339)),
+                want.map(|at| at.map(str::to_owned)),
+                "{local:?} at {offset:?}"
+            );
+        }
+    }
+
+    fn ticket() -> Ticket {
+        Ticket {
+            id: "t1".into(),
+            title: "Show".into(),
+            price: Cents::new(4000),
+            user_id: "u1".into(),
+            version: 0,
+            order_id: None,
+            sold: false,
+            venue: Some("Paradiso".into()),
+            starts_at: Some(Millis::from_datetime(
+                "2027-06-12T17:30:20Z".parse().unwrap(),
+            )),
+            face_value: Some(Cents::new(4000)),
+            for_sale: true,
+            has_file: false,
+        }
+    }
+
+    #[test]
+    fn an_edit_sends_only_the_details_that_changed() {
+        let unchanged = TicketForm {
+            title: "Show".into(),
+            price: "45".into(),
+            venue: " Paradiso ".into(),
+            starts_at: "2027-06-12T19:30".into(),
+            tz_offset: "120".into(),
+            face_value: "40.00".into(),
+        };
+        assert_eq!(
+            unchanged.for_update(&ticket()).unwrap(),
+            TicketInput {
+                title: "Show".into(),
+                price: "45".into(),
+                ..TicketInput::default()
+            },
+            "the same venue, the same minute, the same amount: nothing but title and price"
+        );
+        let cleared = TicketForm {
+            venue: String::new(),
+            starts_at: String::new(),
+            face_value: String::new(),
+            ..unchanged.clone()
+        };
+        let input = cleared.for_update(&ticket()).unwrap();
+        assert_eq!(
+            (input.venue, input.starts_at, input.face_value),
+            (Some(None), Some(None), Some(None)),
+            "emptied details are cleared"
+        );
+        let changed = TicketForm {
+            venue: "Melkweg".into(),
+            starts_at: "2027-06-12T20:00".into(),
+            face_value: "50".into(),
+            ..unchanged
+        };
+        let input = changed.for_update(&ticket()).unwrap();
+        assert_eq!(
+            (input.venue, input.starts_at, input.face_value),
+            (
+                Some(Some("Melkweg".into())),
+                Some(Some("2027-06-12T18:00:00Z".into())),
+                Some(Some("50".into()))
+            )
+        );
+    }
+
+    #[test]
+    fn a_new_listing_sends_only_the_details_given() {
+        let form = TicketForm {
+            title: "Show".into(),
+            price: "40".into(),
+            ..TicketForm::default()
+        };
+        let json = serde_json::to_value(form.for_create().unwrap()).unwrap();
+        assert_eq!(json, serde_json::json!({"title": "Show", "price": "40"}));
+        let bad_start = TicketForm {
+            starts_at: "soon".into(),
+            ..form
+        };
+        assert_eq!(bad_start.for_create(), Err(STARTS_AT_UNREADABLE));
+    }
+
+    #[test]
+    fn the_form_of_a_ticket_shows_its_start_in_utc_to_the_minute() {
+        let form = TicketForm::of(&ticket());
+        assert_eq!(form.starts_at, "2027-06-12T17:30");
+        assert_eq!(form.face_value, "40.00");
+        assert_eq!(form.price, "40.00");
+    }
+
+    #[test]
+    fn a_file_is_checked_as_the_api_checks_it() {
+        let file = |bytes: &[u8]| Upload {
+            filename: "ticket.pdf".into(),
+            bytes: bytes.to_vec(),
+        };
+        let cases: [(&[u8], Result<(), &str>); 5] = [
+            (b"%PDF-1.7 ...", Ok(())),
+            (b"\x89PNG\r\n\x1a\n....", Ok(())),
+            (b"\xFF\xD8\xFF\xE0", Ok(())),
+            (b"", Err("The file is empty")),
+            (b"GIF89a", Err("The file must be a PDF, PNG or JPEG")),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(check_file(&file(bytes)), want, "{bytes:?}");
+        }
+        let mut big = b"%PDF-".to_vec();
+        big.resize(MAX_FILE_BYTES + 1, b' ');
+        assert_eq!(
+            check_file(&file(&big)),
+            Err("The file must be at most 5 MB")
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! After the sale: "My tickets" (what the person lists, and what they bought), ticket files
+//! (uploaded through the client, downloaded through it with the session cookie) and selling a
+//! bought ticket again.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+
+use super::{
+    AppState, Ctx, FormData, fetch_own_ticket, fetch_ticket, not_your_ticket, page, see_other,
+    segment, ticket_view,
+};
+use crate::api::{Download, Ticket, TicketInput};
+use crate::forms;
+use crate::multipart::MultipartForm;
+use crate::views::{FieldErrors, MyTicketView, MyTicketsPage, TicketFilePage};
+
+/// The kinds of file the API serves; anything else is passed on as opaque bytes.
+const FILE_TYPES: [&str; 3] = ["application/pdf", "image/png", "image/jpeg"];
+
+/// What a redirect back to "My tickets" says happened (`?done=`; fixed texts, nothing from the
+/// URL is shown).
+fn done_notice(done: Option<&String>) -> Option<String> {
+    let text = match done.map(String::as_str)? {
+        "listed" => "Your ticket is on sale again.",
+        "on-sale" => "Your ticket is on sale.",
+        "off-sale" => "Your ticket is off sale: buyers no longer see it.",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
+
+/// The caller's tickets (`GET /api/tickets/mine`), or the page to show instead.
+async fn fetch_mine(state: &AppState, ctx: &Ctx) -> Result<Vec<Ticket>, Response> {
+    match state.api.get(&ctx.caller, "/api/tickets/mine").await {
+        Ok(reply) if reply.ok() => reply
+            .parse()
+            .map_err(|err| ctx.unreadable("GET /api/tickets/mine answered tickets", &err)),
+        Ok(_) => Err(see_other("/auth/signin?next=/tickets/mine")),
+        Err(err) => Err(ctx.unavailable(&err)),
+    }
+}
+
+/// "My tickets", with `refused` (a ticket id, the price typed, the API's message) shown next
+/// to that ticket's price.
+fn my_tickets_page(
+    ctx: &Ctx,
+    tickets: &[Ticket],
+    refused: Option<(&str, String, String)>,
+) -> MyTicketsPage {
+    let views = tickets
+        .iter()
+        .map(|t| {
+            let mut view = MyTicketView::of(t, &ctx.currency);
+            if let Some((_, price, message)) = refused.as_ref().filter(|(id, ..)| view.id == *id) {
+                view.sell_price.clone_from(price);
+                view.error = Some(message.clone());
+            }
+            view
+        })
+        .collect();
+    MyTicketsPage::new(ctx.layout("My tickets"), views)
+}
+
+pub(super) async fn my_tickets(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
+        return redirect;
+    }
+    let tickets = match fetch_mine(&state, &ctx).await {
+        Ok(tickets) => tickets,
+        Err(response) => return response,
+    };
+    let mut my_page = my_tickets_page(&ctx, &tickets, None);
+    my_page.layout.notice = done_notice(query.get("done"));
+    page(StatusCode::OK, &my_page)
+}
+
+/// Lists the ticket again at `price`, or takes it off or puts it on sale: `PUT` with the
+/// ticket's title and `forSale`. A refusal (the price cap, an event that started) is shown
+/// on "My tickets" next to the ticket.
+async fn change_sale(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    price: Option<String>,
+    for_sale: bool,
+    done: &str,
+) -> Response {
+    let ticket = match fetch_own_ticket(state, ctx, id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let typed = price.clone();
+    let input = TicketInput {
+        title: ticket.title.clone(),
+        price: price.unwrap_or_else(|| ticket.price.to_string()),
+        for_sale: Some(for_sale),
+        ..TicketInput::default()
+    };
+    let path = format!("/api/tickets/{}", ticket.id);
+    let reply = match state
+        .api
+        .put(&ctx.caller, &path, serde_json::json!(input))
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return ctx.unavailable(&err),
+    };
+    match reply.status {
+        200 => return see_other(&format!("/tickets/mine?done={done}#ticket-{}", ticket.id)),
+        401 => return not_your_ticket(ctx),
+        404 => return ctx.not_found(),
+        _ => {}
+    }
+    let message = reply
+        .errors()
+        .into_iter()
+        .map(|e| e.message)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tickets = match fetch_mine(state, ctx).await {
+        Ok(tickets) => tickets,
+        Err(response) => return response,
+    };
+    let refused = Some((
+        ticket.id.as_str(),
+        typed.unwrap_or_else(|| ticket.price.to_string()),
+        message,
+    ));
+    page(
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        &my_tickets_page(ctx, &tickets, refused),
+    )
+}
+
+/// "Sell again" of a bought ticket: at the price given, within the resale cap.
+pub(super) async fn sell_again(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
+        return redirect;
+    }
+    let price = form.get("price").map(|p| p.trim().to_owned());
+    change_sale(
+        &state,
+        &ctx,
+        &id,
+        Some(price.unwrap_or_default()),
+        true,
+        "listed",
+    )
+    .await
+}
+
+/// "Take off sale" / "Put on sale" of a listing, at its price.
+pub(super) async fn set_for_sale(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    FormData(form): FormData,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&form) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
+        return redirect;
+    }
+    let for_sale = form.get("forSale").is_some_and(|v| v == "true");
+    let done = if for_sale { "on-sale" } else { "off-sale" };
+    change_sale(&state, &ctx, &id, None, for_sale, done).await
+}
+
+/// The upload form of a ticket's file, with `errors` and a banner.
+fn file_page(
+    ctx: &Ctx,
+    ticket: &Ticket,
+    errors: FieldErrors,
+    banner: Option<String>,
+) -> TicketFilePage {
+    let view = ticket_view(ctx, ticket);
+    let mut layout = ctx.layout(format!("File: {}", view.title));
+    layout.error = banner;
+    TicketFilePage {
+        layout,
+        ticket: view,
+        errors,
+    }
+}
+
+pub(super) async fn file_form(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/file")) {
+        return redirect;
+    }
+    let ticket = match fetch_own_ticket(&state, &ctx, &id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let banner = ticket
+        .order_id
+        .is_some()
+        .then(|| "Cannot replace the file of a reserved ticket".to_owned());
+    page(
+        StatusCode::OK,
+        &file_page(&ctx, &ticket, FieldErrors::default(), banner),
+    )
+}
+
+pub(super) async fn upload_file(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    MultipartForm(parts): MultipartForm,
+) -> Response {
+    if let Some(response) = ctx.form_refusal(&parts.fields) {
+        return response;
+    }
+    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/file")) {
+        return redirect;
+    }
+    let ticket = match fetch_own_ticket(&state, &ctx, &id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let checked = match parts.file("file") {
+        None => Err("Choose a file to upload"),
+        Some(file) => forms::check_file(file).map(|()| file),
+    };
+    let file = match checked {
+        Ok(file) => file,
+        Err(message) => {
+            let mut errors = FieldErrors::default();
+            errors.set("file", message);
+            return page(
+                StatusCode::BAD_REQUEST,
+                &file_page(&ctx, &ticket, errors, None),
+            );
+        }
+    };
+    match put_file(&state, &ctx, &ticket, file.bytes.clone(), "").await {
+        Ok(()) => see_other(&format!("/tickets/{}", ticket.id)),
+        Err(response) => response,
+    }
+}
+
+/// Uploads `bytes` as the file of `ticket` (`PUT /api/tickets/:id/file`). On a refusal: the
+/// upload form with the API's message next to the file field and `banner` (when not empty)
+/// above it.
+pub(super) async fn put_file(
+    state: &AppState,
+    ctx: &Ctx,
+    ticket: &Ticket,
+    bytes: Vec<u8>,
+    banner: &str,
+) -> Result<(), Response> {
+    let path = format!("/api/tickets/{}/file", ticket.id);
+    let banner = (!banner.is_empty()).then(|| banner.to_owned());
+    let (status, message) = match state.api.put_bytes(&ctx.caller, &path, bytes).await {
+        Ok(reply) if reply.ok() => return Ok(()),
+        Ok(reply) => (
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+            reply
+                .errors()
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Err(err) => {
+            tracing::error!(%err, "ticket file upload failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The file could not be saved right now. Please try again in a moment.".to_owned(),
+            )
+        }
+    };
+    let mut errors = FieldErrors::default();
+    errors.set("file", message);
+    Err(page(status, &file_page(ctx, ticket, errors, banner)))
+}
+
+/// The ticket's file, for its owner: the API's answer passed on with its type and file name,
+/// never kept by a cache. Works with the browser's session cookie, like every page.
+pub(super) async fn download(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/download")) {
+        return redirect;
+    }
+    let Some(id) = segment(&id) else {
+        return ctx.not_found();
+    };
+    let path = format!("/api/tickets/{id}/file");
+    match state.api.get_file(&ctx.caller, &path).await {
+        Ok(Download::File {
+            content_type,
+            content_disposition,
+            bytes,
+        }) => file_response(id, content_type, content_disposition, bytes),
+        Ok(Download::Refused(reply)) if reply.status == 401 => {
+            see_other(&format!("/auth/signin?next=/tickets/{id}/download"))
+        }
+        Ok(Download::Refused(_)) => no_file(&state, &ctx, id).await,
+        Err(err) => ctx.unavailable(&err),
+    }
+}
+
+fn file_response(
+    id: &str,
+    content_type: Option<String>,
+    content_disposition: Option<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let content_type = content_type
+        .filter(|ct| {
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            FILE_TYPES
+                .iter()
+                .any(|known| essence.eq_ignore_ascii_case(known))
+        })
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let disposition = content_disposition
+        .filter(|d| {
+            d.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("attachment")
+        })
+        .and_then(|d| HeaderValue::from_str(&d).ok())
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&format!("attachment; filename=\"ticket-{id}\""))
+                .unwrap_or(HeaderValue::from_static("attachment"))
+        });
+    let mut response = Body::from(bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
+}
+
+/// Why there is no file to download (the API answers 404 alike for every reason).
+async fn no_file(state: &AppState, ctx: &Ctx, id: &str) -> Response {
+    let ticket = match fetch_ticket(state, ctx, id).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let owner = ctx
+        .user
+        .as_ref()
+        .is_some_and(|u| u.id == ticket.user_id.as_str());
+    let message = if !owner {
+        "Only the ticket's current owner can download its file."
+    } else if !ticket.has_file {
+        "The seller has not uploaded this ticket's file yet."
+    } else {
+        "The file could not be found. Please try again in a moment."
+    };
+    ctx.error_page(StatusCode::NOT_FOUND, "No file to download", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_known_notices_are_shown() {
+        assert_eq!(
+            done_notice(Some(&"listed".to_owned())).as_deref(),
+            Some("Your ticket is on sale again.")
+        );
+        assert_eq!(done_notice(Some(&"<script>".to_owned())), None);
+        assert_eq!(done_notice(None), None);
+    }
+
+    #[test]
+    fn a_download_is_an_attachment_of_a_known_type_or_opaque_bytes() {
+        let response = file_response(
+            "t1",
+            Some("text/html".into()),
+            Some("inline".into()),
+            axum::body::Bytes::from_static(b"<script>"),
+        );
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/octet-stream"
+        );
+        assert_eq!(
+            response.headers()[header::CONTENT_DISPOSITION],
+            "attachment; filename=\"ticket-t1\""
+        );
+        assert_eq!(
+            response.headers()[header::CACHE_CONTROL],
+            "private, no-store"
+        );
+        let pdf = file_response(
+            "t1",
+            Some("application/pdf".into()),
+            Some("attachment; filename=\"ticket-t1.pdf\"".into()),
+            axum::body::Bytes::from_static(b"%PDF-"),
+        );
+        assert_eq!(pdf.headers()[header::CONTENT_TYPE], "application/pdf");
+        assert_eq!(
+            pdf.headers()[header::CONTENT_DISPOSITION],
+            "attachment; filename=\"ticket-t1.pdf\""
+        );
+    }
+}

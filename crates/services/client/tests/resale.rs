@@ -1,0 +1,1078 @@
+//! After the sale, in the web client against a fake API that records what it is sent: the sell
+//! and edit forms with the event's details and a file (multipart, the start converted to UTC,
+//! the file forwarded as raw bytes), the API's field errors next to their fields (the price cap
+//! included), "My tickets" (download, sell again, on/off sale), the download passed on with its
+//! headers, the order page's download link, the payouts page and its setup button, and CSRF on
+//! every new form.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use bt_contract::Cents;
+use bt_contract::events::OrderStatus;
+use bt_contract::resources::{Order, OrderTicket};
+use bt_platform::rate_limit::TrustedProxies;
+use bt_test_support::{TestResponse, TestServer, TestUser, test_sessions};
+use serde_json::{Value, json};
+
+const CSRF: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// A ticket file: a small PDF.
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";
+
+/// The cap message of a $40.00 face value, as the tickets service words it.
+const CAP: &str = "Price must be at most 48.00 (120% of the face value 40.00)";
+
+/// A call the fake API received: method, path, body.
+#[derive(Debug, Clone)]
+struct Call {
+    method: &'static str,
+    path: String,
+    body: Vec<u8>,
+    content_type: Option<String>,
+}
+
+impl Call {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// The fake API's data and what it saw.
+#[derive(Default)]
+struct Fake {
+    user: String,
+    tickets: BTreeMap<String, Value>,
+    files: BTreeMap<String, Vec<u8>>,
+    payouts: Value,
+    account_url: String,
+    calls: Vec<Call>,
+}
+
+type Shared = Arc<Mutex<Fake>>;
+
+fn errors(status: StatusCode, field: Option<&str>, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"errors": [{"message": message, "field": field}]})),
+    )
+        .into_response()
+}
+
+fn cents(v: &Value) -> Option<i64> {
+    serde_json::from_value::<Cents>(v.clone())
+        .ok()
+        .map(Cents::get)
+}
+
+/// A ticket of `user` as the API shows it.
+fn ticket(id: &str, user: &str, price: f64) -> Value {
+    json!({"id": id, "title": format!("Show {id}"), "price": price, "userId": user, "version": 0,
+        "orderId": null, "sold": false, "venue": null, "startsAt": null, "faceValue": null,
+        "forSale": true, "hasFile": false})
+}
+
+/// The refusal of a price over the tickets service's cap (120%), or of no price.
+fn cap_refusal(price: &Value, face_value: &Value) -> Option<Response> {
+    match (cents(price), cents(face_value)) {
+        (None, _) => Some(errors(
+            StatusCode::BAD_REQUEST,
+            Some("price"),
+            "Price must be greater than 0",
+        )),
+        (Some(p), Some(f)) if p * 100 > f * 120 => {
+            Some(errors(StatusCode::BAD_REQUEST, Some("price"), CAP))
+        }
+        _ => None,
+    }
+}
+
+fn record(fake: &Shared, method: &'static str, path: String, headers: &HeaderMap, body: &[u8]) {
+    fake.lock().unwrap().calls.push(Call {
+        method,
+        path,
+        body: body.to_vec(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
+}
+
+async fn create(State(fake): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    record(&fake, "POST", "/api/tickets".into(), &headers, &body);
+    let input: Value = serde_json::from_slice(&body).unwrap();
+    if let Some(refusal) = cap_refusal(&input["price"], &input["faceValue"]) {
+        return refusal;
+    }
+    let mut fake = fake.lock().unwrap();
+    let id = format!("new{}", fake.tickets.len());
+    let mut t = ticket(&id, &fake.user.clone(), 0.0);
+    t["title"] = input["title"].clone();
+    t["price"] = json!(cents(&input["price"]).unwrap() as f64 / 100.0);
+    t["venue"] = input.get("venue").cloned().unwrap_or(Value::Null);
+    t["startsAt"] = input.get("startsAt").cloned().unwrap_or(Value::Null);
+    t["faceValue"] = input
+        .get("faceValue")
+        .and_then(cents)
+        .map_or(Value::Null, |c| json!(c as f64 / 100.0));
+    fake.tickets.insert(id, t.clone());
+    (StatusCode::CREATED, Json(t)).into_response()
+}
+
+async fn show(State(fake): State<Shared>, Path(id): Path<String>) -> Response {
+    match fake.lock().unwrap().tickets.get(&id) {
+        Some(t) => Json(t.clone()).into_response(),
+        None => errors(StatusCode::NOT_FOUND, None, "Not Found"),
+    }
+}
+
+async fn update(
+    State(fake): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(&fake, "PUT", format!("/api/tickets/{id}"), &headers, &body);
+    let input: Value = serde_json::from_slice(&body).unwrap();
+    let mut fake = fake.lock().unwrap();
+    let Some(t) = fake.tickets.get_mut(&id) else {
+        return errors(StatusCode::NOT_FOUND, None, "Not Found");
+    };
+    if let Some(refusal) = cap_refusal(&input["price"], &t["faceValue"]) {
+        return refusal;
+    }
+    t["title"] = input["title"].clone();
+    t["price"] = json!(cents(&input["price"]).unwrap() as f64 / 100.0);
+    if let Some(for_sale) = input["forSale"].as_bool() {
+        t["forSale"] = json!(for_sale);
+        if for_sale {
+            t["sold"] = json!(false);
+        }
+    }
+    Json(t.clone()).into_response()
+}
+
+async fn upload(
+    State(fake): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(
+        &fake,
+        "PUT",
+        format!("/api/tickets/{id}/file"),
+        &headers,
+        &body,
+    );
+    if body.windows(6).any(|w| w == b"REFUSE") {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            None,
+            "Cannot replace the file of a reserved ticket",
+        );
+    }
+    let mut fake = fake.lock().unwrap();
+    fake.files.insert(id.clone(), body.to_vec());
+    if let Some(t) = fake.tickets.get_mut(&id) {
+        t["hasFile"] = json!(true);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn download(State(fake): State<Shared>, Path(id): Path<String>) -> Response {
+    match fake.lock().unwrap().files.get(&id) {
+        Some(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"ticket-{id}.pdf\""),
+                ),
+                (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            ],
+            bytes.clone(),
+        )
+            .into_response(),
+        None => errors(StatusCode::NOT_FOUND, None, "Not Found"),
+    }
+}
+
+async fn mine(State(fake): State<Shared>) -> Response {
+    let fake = fake.lock().unwrap();
+    let user = fake.user.clone();
+    let tickets: Vec<Value> = fake
+        .tickets
+        .values()
+        .filter(|t| t["userId"] == user.as_str())
+        .cloned()
+        .collect();
+    Json(tickets).into_response()
+}
+
+/// The listing: every ticket on sale.
+async fn list(State(fake): State<Shared>) -> Response {
+    let tickets: Vec<Value> = fake
+        .lock()
+        .unwrap()
+        .tickets
+        .values()
+        .filter(|t| t["forSale"] == true && t["sold"] == false)
+        .cloned()
+        .collect();
+    Json(tickets).into_response()
+}
+
+async fn payouts(State(fake): State<Shared>) -> Response {
+    Json(fake.lock().unwrap().payouts.clone()).into_response()
+}
+
+async fn account(State(fake): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    record(
+        &fake,
+        "POST",
+        "/api/payouts/account".into(),
+        &headers,
+        &body,
+    );
+    let url = fake.lock().unwrap().account_url.clone();
+    Json(json!({"url": url})).into_response()
+}
+
+/// A completed order of the user for ticket `b1`.
+async fn completed_order(State(fake): State<Shared>) -> Response {
+    let user = fake.lock().unwrap().user.clone();
+    let order = Order {
+        id: "o1".into(),
+        user_id: user.into(),
+        status: OrderStatus::Complete,
+        expires_at: bt_contract::Millis::now(),
+        version: 2,
+        ticket: OrderTicket {
+            id: "b1".into(),
+            title: "Show b1".into(),
+            price: Cents::new(4000),
+            version: 0,
+        },
+        payment: None,
+        cancel_reason: None,
+    };
+    Json(order).into_response()
+}
+
+fn fake_api(fake: Shared) -> Router {
+    Router::new()
+        .route("/api/tickets", post(create).get(list))
+        .route("/api/tickets/mine", get(mine))
+        .route("/api/tickets/{id}", get(show).put(update))
+        .route("/api/tickets/{id}/file", put(upload).get(download))
+        .route("/api/payouts", get(payouts))
+        .route("/api/payouts/account", post(account))
+        .route("/api/orders/{id}", get(completed_order))
+        .with_state(fake)
+}
+
+/// The web client in front of the fake API, and a signed-in browser of it.
+struct Browser {
+    _api: TestServer,
+    _client: TestServer,
+    base: String,
+    http: reqwest::Client,
+    cookies: String,
+    user: String,
+    fake: Shared,
+}
+
+impl Browser {
+    async fn new() -> Self {
+        let user = TestUser::new();
+        let fake = Arc::new(Mutex::new(Fake {
+            user: user.id.clone(),
+            payouts: json!({"pending": 0, "available": 0, "paid": 0, "entries": [],
+                "account": {"status": "none"}}),
+            account_url: "/payouts".into(),
+            ..Fake::default()
+        }));
+        let api = TestServer::spawn(fake_api(fake.clone())).await;
+        let client = TestServer::spawn(bt_client::router(bt_client::Settings {
+            api_base: api.url(""),
+            sessions: test_sessions(),
+            stripe_publishable_key: None,
+            currency: "usd".into(),
+            cookie_secure: false,
+            trusted_proxies: TrustedProxies::loopback(),
+        }))
+        .await;
+        Self {
+            base: client.url(""),
+            _api: api,
+            _client: client,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: format!("session={}; csrf={CSRF}", user.token),
+            user: user.id,
+            fake,
+        }
+    }
+
+    /// Puts a ticket of the signed-in user into the fake API.
+    fn own(&self, id: &str, change: impl FnOnce(&mut Value)) {
+        let mut t = ticket(id, &self.user, 20.5);
+        change(&mut t);
+        self.fake.lock().unwrap().tickets.insert(id.into(), t);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.fake.lock().unwrap().calls.clone()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        bt_test_support::TestClient::try_send(request.header(header::COOKIE, &self.cookies))
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> TestResponse {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// A plain form post with the CSRF field.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
+        let mut form = fields.to_vec();
+        form.push(("_csrf", CSRF));
+        self.send(self.http.post(format!("{}{path}", self.base)).form(&form))
+            .await
+    }
+
+    /// A `multipart/form-data` post as a browser builds it, with the CSRF field unless
+    /// `csrf` is false, and a `file` part (file name, bytes) when given.
+    async fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, &[u8])>,
+        csrf: bool,
+    ) -> TestResponse {
+        const BOUNDARY: &str = "----WebKitFormBoundaryTest1234";
+        let mut body = Vec::new();
+        let mut fields = fields.to_vec();
+        if csrf {
+            fields.push(("_csrf", CSRF));
+        }
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        let (filename, bytes) = file.unwrap_or(("", b""));
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(body),
+        )
+        .await
+    }
+}
+
+fn location(response: &TestResponse) -> &str {
+    response
+        .headers
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_default()
+}
+
+/// The calls that change something (everything but GET).
+fn changes(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+const DETAILS: [(&str, &str); 5] = [
+    ("title", "Row 5, seat 12"),
+    ("price", "45"),
+    ("venue", "Paradiso, Amsterdam"),
+    ("startsAt", "2030-06-12T19:30"),
+    ("faceValue", "40"),
+];
+
+#[tokio::test]
+async fn the_sell_form_asks_for_the_event_details_and_the_file() {
+    let browser = Browser::new().await;
+
+    let page = browser.get("/tickets/new").await;
+
+    assert_eq!(page.status, StatusCode::OK);
+    for part in [
+        r#"enctype="multipart/form-data""#,
+        r#"name="_csrf" value="00112233"#,
+        r#"id="venue" name="venue" type="text""#,
+        r#"id="startsAt" name="startsAt" type="datetime-local""#,
+        r#"<input type="hidden" name="tzOffset" value="" data-tz-offset-for="startsAt">"#,
+        "Times are in UTC (with JavaScript on, in your own time zone).",
+        r#"id="faceValue" name="faceValue""#,
+        r#"id="file" name="file" type="file""#,
+        "PDF, PNG or JPEG, up to 5 MB.",
+    ] {
+        assert!(page.text.contains(part), "{part}: {}", page.text);
+    }
+    assert!(!page.text.contains("<script>"), "no inline script");
+}
+
+#[tokio::test]
+async fn a_listing_is_created_with_its_start_in_utc_then_its_file_is_uploaded() {
+    let browser = Browser::new().await;
+    let mut fields = DETAILS.to_vec();
+    fields.push(("tzOffset", "120"));
+
+    let created = browser
+        .post_multipart("/tickets/new", &fields, Some(("ticket.pdf", PDF)), true)
+        .await;
+
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
+    assert_eq!(location(&created), "/tickets/new0");
+    let calls = browser.calls();
+    assert_eq!(
+        changes(&calls),
+        ["POST /api/tickets", "PUT /api/tickets/new0/file"]
+    );
+    assert_eq!(
+        calls[0].json(),
+        json!({"title": "Row 5, seat 12", "price": "45", "venue": "Paradiso, Amsterdam",
+            "startsAt": "2030-06-12T17:30:00Z", "faceValue": "40"}),
+        "19:30 at UTC+2 is 17:30 UTC"
+    );
+    assert_eq!(calls[1].body, PDF, "the file's exact bytes");
+    assert_eq!(
+        calls[1].content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    let page = browser.get("/tickets/new0").await;
+    for part in [
+        r#"<li class="venue">Paradiso, Amsterdam</li>"#,
+        r#"<time datetime="2030-06-12T17:30:00Z" data-local>2030-06-12 17:30 UTC</time>"#,
+        r#"<li class="face-value">face value $40.00</li>"#,
+        "This is your listing.",
+        r#"id="file-state">Its file is uploaded"#,
+    ] {
+        assert!(page.text.contains(part), "{part}: {}", page.text);
+    }
+    let home = browser.get("/").await;
+    let card = section(&home.text, r#"<li class="card">"#, "</a>");
+    for part in [
+        "Paradiso, Amsterdam",
+        r#"<time datetime="2030-06-12T17:30:00Z" data-local>"#,
+        "face value $40.00",
+        "$45.00",
+    ] {
+        assert!(card.contains(part), "{part}: {card}");
+    }
+}
+
+#[tokio::test]
+async fn without_the_browsers_offset_the_start_is_read_as_utc_and_no_file_is_no_upload() {
+    let browser = Browser::new().await;
+
+    let created = browser
+        .post_multipart("/tickets/new", &DETAILS, None, true)
+        .await;
+
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
+    let calls = browser.calls();
+    assert_eq!(changes(&calls), ["POST /api/tickets"]);
+    assert_eq!(calls[0].json()["startsAt"], "2030-06-12T19:30:00Z");
+}
+
+#[tokio::test]
+async fn the_price_cap_message_is_shown_next_to_the_price_and_the_form_keeps_what_was_typed() {
+    let browser = Browser::new().await;
+    let mut fields = DETAILS.to_vec();
+    fields[1] = ("price", "48.01");
+
+    let page = browser
+        .post_multipart("/tickets/new", &fields, Some(("ticket.pdf", PDF)), true)
+        .await;
+
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.text.contains(&format!(
+            r#"<p class="field-error" id="price-error">{CAP}</p>"#
+        )),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(r#"value="48.01""#));
+    assert!(page.text.contains(r#"value="Paradiso, Amsterdam""#));
+    assert!(
+        page.text.contains(r#"value="2030-06-12T19:30""#),
+        "the start as typed, without data-utc"
+    );
+    assert!(!page.text.contains("data-utc"));
+    assert!(
+        !page.text.contains("page-error"),
+        "no banner: the field says it"
+    );
+    assert_eq!(
+        changes(&browser.calls()),
+        ["POST /api/tickets"],
+        "no file upload for a ticket that was not listed"
+    );
+}
+
+#[tokio::test]
+async fn what_the_client_can_check_is_shown_next_to_its_field_before_anything_is_listed() {
+    let browser = Browser::new().await;
+    let cases: [(&str, &[u8], &str, &str); 3] = [
+        (
+            "2030-06-12T19:30",
+            b"GIF89a....",
+            "file-error",
+            "The file must be a PDF, PNG or JPEG",
+        ),
+        ("2030-06-12T19:30", b"", "file-error", "The file is empty"),
+        (
+            "next friday",
+            PDF,
+            "startsAt-error",
+            "Enter the date and time the event starts, e.g. 2027-06-12 19:30",
+        ),
+    ];
+    for (starts_at, file, id, message) in cases {
+        let mut fields = DETAILS.to_vec();
+        fields[3] = ("startsAt", starts_at);
+
+        let page = browser
+            .post_multipart("/tickets/new", &fields, Some(("ticket.pdf", file)), true)
+            .await;
+
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{message}");
+        assert!(
+            page.text.contains(&format!(
+                r#"<p class="field-error" id="{id}">{message}</p>"#
+            )),
+            "{message}: {}",
+            page.text
+        );
+    }
+    assert!(browser.calls().is_empty(), "nothing was sent to the API");
+}
+
+#[tokio::test]
+async fn a_file_refused_after_listing_leads_to_the_upload_form_with_the_reason() {
+    let browser = Browser::new().await;
+
+    let page = browser
+        .post_multipart(
+            "/tickets/new",
+            &DETAILS,
+            Some(("ticket.pdf", b"%PDF-1.7 REFUSE")),
+            true,
+        )
+        .await;
+
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.text.contains(
+        r#"id="page-error">Your ticket is listed, but its file was not saved. Please upload it again.</div>"#
+    ), "{}", page.text);
+    assert!(page.text.contains(
+        r#"<p class="field-error" id="file-error">Cannot replace the file of a reserved ticket</p>"#
+    ));
+    assert!(page.text.contains(r#"action="/tickets/new0/file""#));
+}
+
+#[tokio::test]
+async fn an_edit_sends_only_what_changed_and_replaces_the_file() {
+    let browser = Browser::new().await;
+    browser.own("l1", |t| {
+        t["venue"] = json!("Paradiso");
+        t["startsAt"] = json!("2030-06-12T17:30:00.000Z");
+        t["faceValue"] = json!(40);
+        t["price"] = json!(40);
+    });
+    let form = browser.get("/tickets/l1/edit").await;
+    assert!(
+        form.text
+            .contains(r#"type="datetime-local" value="2030-06-12T17:30""#)
+            && form.text.contains(r#"data-utc="2030-06-12T17:30""#),
+        "the start in UTC, for the script to show in local time: {}",
+        form.text
+    );
+
+    let saved = browser
+        .post_multipart(
+            "/tickets/l1/edit",
+            &[
+                ("title", "Show l1"),
+                ("price", "44"),
+                ("venue", "Paradiso"),
+                ("startsAt", "2030-06-12T19:30"),
+                ("tzOffset", "120"),
+                ("faceValue", "40.00"),
+            ],
+            Some(("new.pdf", PDF)),
+            true,
+        )
+        .await;
+
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.text);
+    assert_eq!(location(&saved), "/tickets/l1");
+    let calls = browser.calls();
+    assert_eq!(
+        changes(&calls),
+        ["PUT /api/tickets/l1", "PUT /api/tickets/l1/file"]
+    );
+    assert_eq!(
+        calls[0].json(),
+        json!({"title": "Show l1", "price": "44"}),
+        "unchanged details are left out (kept)"
+    );
+    let capped = browser
+        .post_multipart(
+            "/tickets/l1/edit",
+            &[("title", "Show l1"), ("price", "50"), ("venue", "")],
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(capped.status, StatusCode::BAD_REQUEST);
+    assert!(
+        capped
+            .text
+            .contains(&format!(r#"id="price-error">{CAP}</p>"#))
+    );
+    assert_eq!(
+        browser.calls()[2].json(),
+        json!({"title": "Show l1", "price": "50", "venue": null, "startsAt": null, "faceValue": null}),
+        "emptied details are cleared"
+    );
+}
+
+/// A bought ticket (`b1`, with its file, face value $40), one on sale (`l1`), one off sale
+/// (`l2`) and one reserved (`r1`), all the user's.
+fn my_tickets(browser: &Browser) {
+    browser.own("b1", |t| {
+        t["sold"] = json!(true);
+        t["forSale"] = json!(false);
+        t["hasFile"] = json!(true);
+        t["faceValue"] = json!(40);
+        t["price"] = json!(40);
+        t["venue"] = json!("Paradiso");
+    });
+    browser
+        .fake
+        .lock()
+        .unwrap()
+        .files
+        .insert("b1".into(), PDF.to_vec());
+    browser.own("l1", |_| {});
+    browser.own("l2", |t| t["forSale"] = json!(false));
+    browser.own("r1", |t| t["orderId"] = json!("o9"));
+}
+
+/// The part of `html` between `from` and the next `until`.
+fn section<'a>(html: &'a str, from: &str, until: &str) -> &'a str {
+    let start = html
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} in {html}"));
+    let rest = &html[start..];
+    &rest[..rest.find(until).unwrap_or(rest.len())]
+}
+
+#[tokio::test]
+async fn my_tickets_offers_download_and_sell_again_for_bought_tickets_and_changes_for_listings() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+
+    let page = browser.get("/tickets/mine").await;
+
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let bought = section(&page.text, r#"id="owned""#, "</section>");
+    for part in [
+        r#"<a class="button" href="/tickets/b1/download" id="download-b1">Download</a>"#,
+        r#"<form method="post" action="/tickets/b1/sell""#,
+        r#"<input type="hidden" name="_csrf" value="00112233"#,
+        r#"id="sell-price-b1" name="price""#,
+        "face value $40.00",
+        "Bought",
+    ] {
+        assert!(bought.contains(part), "{part}: {bought}");
+    }
+    let listings = section(&page.text, r#"id="listings""#, "</section>");
+    for part in [
+        r#"href="/tickets/l1/edit""#,
+        r#"href="/tickets/l1/file""#,
+        r#"id="off-sale-l1">Take off sale</button>"#,
+        r#"id="on-sale-l2">Put on sale</button>"#,
+        "Reserved by a buyer",
+    ] {
+        assert!(listings.contains(part), "{part}: {listings}");
+    }
+    assert!(!listings.contains("/tickets/r1/edit"), "reserved: no edit");
+    assert!(!listings.contains("b1"), "a bought ticket is not a listing");
+    assert!(
+        page.text
+            .contains(r#"<a href="/tickets/mine">My tickets</a>"#)
+            && page.text.contains(r#"<a href="/payouts">Payouts</a>"#),
+        "both pages are in the navigation"
+    );
+    let old = browser.get("/listings").await;
+    assert_eq!(old.status, StatusCode::OK, "the old address of My listings");
+    assert!(old.text.contains(r#"id="off-sale-l1""#));
+}
+
+#[tokio::test]
+async fn selling_again_above_the_cap_shows_the_message_next_to_the_price_and_within_it_lists_it() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+
+    let above = browser
+        .post("/tickets/b1/sell", &[("price", "48.01")])
+        .await;
+
+    assert_eq!(above.status, StatusCode::BAD_REQUEST);
+    assert!(
+        above.text.contains(&format!(
+            r#"<p class="field-error" id="sell-price-b1-error">{CAP}</p>"#
+        )),
+        "{}",
+        above.text
+    );
+    assert!(above.text.contains(r#"required value="48.01""#));
+    assert!(
+        above
+            .text
+            .contains(r#"aria-describedby="sell-price-b1-error""#)
+    );
+
+    let within = browser.post("/tickets/b1/sell", &[("price", "48")]).await;
+
+    assert_eq!(within.status, StatusCode::SEE_OTHER, "{}", within.text);
+    assert_eq!(location(&within), "/tickets/mine?done=listed#ticket-b1");
+    let calls = browser.calls();
+    assert_eq!(
+        calls[1].json(),
+        json!({"title": "Show b1", "price": "48", "forSale": true})
+    );
+    let page = browser.get("/tickets/mine?done=listed").await;
+    assert!(page.text.contains("Your ticket is on sale again."));
+    let listings = section(&page.text, r#"id="listings""#, "</section>");
+    assert!(listings.contains("Show b1") && listings.contains("$48.00"));
+}
+
+#[tokio::test]
+async fn a_listing_is_taken_off_sale_and_put_back_at_its_price() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+
+    let off = browser
+        .post("/tickets/l1/sale", &[("forSale", "false")])
+        .await;
+    let on = browser
+        .post("/tickets/l2/sale", &[("forSale", "true")])
+        .await;
+
+    assert_eq!(location(&off), "/tickets/mine?done=off-sale#ticket-l1");
+    assert_eq!(location(&on), "/tickets/mine?done=on-sale#ticket-l2");
+    let calls = browser.calls();
+    assert_eq!(
+        calls[0].json(),
+        json!({"title": "Show l1", "price": "20.50", "forSale": false})
+    );
+    assert_eq!(
+        calls[1].json(),
+        json!({"title": "Show l2", "price": "20.50", "forSale": true})
+    );
+}
+
+#[tokio::test]
+async fn the_download_is_the_apis_file_with_its_headers() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+
+    let file = browser.get("/tickets/b1/download").await;
+
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.text.as_bytes(), PDF);
+    let header = |name: &str| {
+        file.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("content-type").as_deref(), Some("application/pdf"));
+    assert_eq!(
+        header("content-disposition").as_deref(),
+        Some("attachment; filename=\"ticket-b1.pdf\"")
+    );
+    assert_eq!(
+        header("cache-control").as_deref(),
+        Some("private, no-store")
+    );
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert!(
+        header("content-security-policy").is_some_and(|csp| csp.contains("default-src 'self'"))
+    );
+    assert!(
+        file.set_cookies().is_empty(),
+        "no CSRF cookie on a file: {:?}",
+        file.set_cookies()
+    );
+
+    // No file (not uploaded), or not the owner's: an HTML page that says why.
+    browser.fake.lock().unwrap().tickets.insert(
+        "other".into(),
+        json!({"id": "other", "title": "Theirs", "price": 10, "userId": "someone-else", "version": 0,
+            "orderId": null, "sold": false, "venue": null, "startsAt": null, "faceValue": null,
+            "forSale": true, "hasFile": true}),
+    );
+    for (id, message) in [
+        (
+            "l1",
+            "The seller has not uploaded this ticket&#39;s file yet.",
+        ),
+        (
+            "other",
+            "Only the ticket&#39;s current owner can download its file.",
+        ),
+    ] {
+        let refused = browser.get(&format!("/tickets/{id}/download")).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{id}");
+        assert!(
+            refused.text.contains(message) && refused.text.contains("<!doctype html>"),
+            "{id}: {}",
+            refused.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_paid_orders_page_offers_the_download_once_the_file_is_there() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+
+    let with_file = browser.get("/orders/o1").await;
+    browser.fake.lock().unwrap().tickets.get_mut("b1").unwrap()["hasFile"] = json!(false);
+    let without_file = browser.get("/orders/o1").await;
+
+    assert!(
+        with_file.text.contains(
+            r#"<a class="button" href="/tickets/b1/download" id="download">Download ticket</a>"#
+        ),
+        "{}",
+        with_file.text
+    );
+    assert!(!without_file.text.contains("/tickets/b1/download"));
+    assert!(
+        without_file
+            .text
+            .contains("The seller has not uploaded the ticket's file yet"),
+        "{}",
+        without_file.text
+    );
+}
+
+#[tokio::test]
+async fn the_payouts_page_shows_the_balance_every_entry_and_the_totals() {
+    let browser = Browser::new().await;
+    let entry = |id: &str, price: f64, fee: f64, amount: f64, status: &str| {
+        json!({"id": id, "kind": "credit", "orderId": format!("o-{id}"), "ticketId": format!("t-{id}"),
+            "title": format!("Show {id}"), "price": price, "fee": fee, "amount": amount,
+            "status": status, "availableAt": "2030-06-12T17:30:00.000Z",
+            "paidAt": if status == "paid" { json!("2030-06-13T08:00:00.000Z") } else { Value::Null },
+            "createdAt": "2030-01-01T00:00:00.000Z"})
+    };
+    browser.fake.lock().unwrap().payouts = json!({
+        "pending": 38, "available": 0, "paid": 45.6,
+        "entries": [
+            entry("a", 40.0, 2.0, 38.0, "pending"),
+            entry("b", 48.0, 2.4, 45.6, "paid"),
+            entry("c", 10.0, 0.5, 9.5, "reversed"),
+        ],
+        "account": {"status": "none"},
+    });
+
+    let page = browser.get("/payouts").await;
+
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for part in [
+        r#"id="balance-pending">$38.00<"#,
+        r#"id="balance-available">$0.00<"#,
+        r#"id="balance-paid">$45.60<"#,
+        r#"<td><a href="/tickets/t-a">Show a</a></td>
+      <td class="num">$40.00</td>
+      <td class="num">$2.00</td>
+      <td class="num">$38.00</td>
+      <td><span class="state pending">Pending</span></td>"#,
+        r#"<td class="num">$2.40</td>"#,
+        r#"<span class="state paid">Paid</span>"#,
+        r#"<time datetime="2030-06-13T08:00:00Z" data-local>2030-06-13 08:00 UTC</time>"#,
+        r#"<span class="state cancelled">Reversed</span>"#,
+        // Totals without the reversed entry: 40 + 48, 2 + 2.40, 38 + 45.60.
+        r#"<th scope="row">Total</th><td class="num">$88.00</td><td class="num">$4.40</td><td class="num">$83.60</td><td colspan="3"><span class="note">without the reversed ones</span></td>"#,
+        r#"<button type="submit" id="setup-payouts">Set up payouts</button>"#,
+    ] {
+        assert!(page.text.contains(part), "{part}: {}", page.text);
+    }
+}
+
+#[tokio::test]
+async fn set_up_payouts_leads_only_to_this_site_or_stripe_connect() {
+    let browser = Browser::new().await;
+    let cases = [
+        ("/payouts", Some("/payouts")),
+        (
+            "https://connect.stripe.com/setup/e/acct_1/AbC",
+            Some("https://connect.stripe.com/setup/e/acct_1/AbC"),
+        ),
+        ("https://evil.test/onboarding", None),
+        ("//evil.test", None),
+    ];
+    for (url, followed) in cases {
+        browser.fake.lock().unwrap().account_url = url.to_owned();
+
+        let response = browser.post("/payouts/account", &[]).await;
+
+        match followed {
+            Some(to) => {
+                assert_eq!(response.status, StatusCode::SEE_OTHER, "{url}");
+                assert_eq!(location(&response), to);
+            }
+            None => {
+                assert_eq!(response.status, StatusCode::BAD_GATEWAY, "{url}");
+                assert!(response.headers.get(header::LOCATION).is_none());
+                assert!(
+                    response
+                        .text
+                        .contains("We could not open the payout setup page.")
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_new_form_is_refused_without_its_csrf_token() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+    let plain = ["/tickets/b1/sell", "/tickets/l1/sale", "/payouts/account"];
+    let multipart = ["/tickets/new", "/tickets/l1/edit", "/tickets/l1/file"];
+    let mut responses = Vec::new();
+    for path in plain {
+        let request = browser
+            .http
+            .post(format!("{}{path}", browser.base))
+            .form(&[("price", "30"), ("forSale", "true")]);
+        responses.push((path, browser.send(request).await));
+    }
+    for path in multipart {
+        responses.push((
+            path,
+            browser
+                .post_multipart(path, &DETAILS, Some(("t.pdf", PDF)), false)
+                .await,
+        ));
+    }
+
+    for (path, response) in responses {
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(
+            response.text.contains("This form has expired"),
+            "{path}: {}",
+            response.text
+        );
+    }
+    assert!(
+        browser.calls().is_empty(),
+        "the API was asked nothing: {:?}",
+        changes(&browser.calls())
+    );
+}
+
+#[tokio::test]
+async fn a_file_is_uploaded_from_its_own_form_and_a_missing_one_is_asked_for() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+
+    let form = browser.get("/tickets/l1/file").await;
+    let missing = browser
+        .post_multipart("/tickets/l1/file", &[], None, true)
+        .await;
+    let uploaded = browser
+        .post_multipart(
+            "/tickets/l1/file",
+            &[],
+            Some(("t.png", b"\x89PNG\r\n\x1a\nrest")),
+            true,
+        )
+        .await;
+
+    assert!(form.text.contains(r#"enctype="multipart/form-data""#));
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(
+        missing
+            .text
+            .contains(r#"id="file-error">Choose a file to upload</p>"#)
+    );
+    assert_eq!(uploaded.status, StatusCode::SEE_OTHER, "{}", uploaded.text);
+    assert_eq!(location(&uploaded), "/tickets/l1");
+    assert_eq!(changes(&browser.calls()), ["PUT /api/tickets/l1/file"]);
+}
+
+#[tokio::test]
+async fn a_file_over_5_mb_is_refused_with_a_page_that_says_so() {
+    let browser = Browser::new().await;
+    let mut just_over = b"%PDF-".to_vec();
+    just_over.resize(bt_platform::files::MAX_FILE_BYTES + 1, b' ');
+    let mut far_over = b"%PDF-".to_vec();
+    far_over.resize(7 * 1024 * 1024, b' ');
+
+    let form = browser
+        .post_multipart(
+            "/tickets/new",
+            &DETAILS,
+            Some(("big.pdf", &just_over)),
+            true,
+        )
+        .await;
+    let page = browser
+        .post_multipart(
+            "/tickets/new",
+            &DETAILS,
+            Some(("huge.pdf", &far_over)),
+            true,
+        )
+        .await;
+
+    assert_eq!(form.status, StatusCode::BAD_REQUEST);
+    assert!(
+        form.text
+            .contains(r#"id="file-error">The file must be at most 5 MB</p>"#),
+        "a file a little over the limit: the form says so next to the field"
+    );
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(page.text.contains("the file must be at most 5 MB"));
+    assert!(page.text.starts_with("<!doctype html>"));
+    assert!(browser.calls().is_empty(), "nothing was listed");
+}
