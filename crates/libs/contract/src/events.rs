@@ -25,7 +25,7 @@ pub trait Event:
 }
 
 /// Every subject the services publish.
-pub const SUBJECTS: [&str; 9] = [
+pub const SUBJECTS: [&str; 10] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     TicketReservationRefused::SUBJECT,
@@ -35,6 +35,7 @@ pub const SUBJECTS: [&str; 9] = [
     ExpirationComplete::SUBJECT,
     PaymentCreated::SUBJECT,
     SessionRevoked::SUBJECT,
+    UserCreated::SUBJECT,
 ];
 
 /// The wire form of every event.
@@ -301,6 +302,23 @@ impl Event for PaymentCreated {
         self.order_id.as_str()
     }
 }
+/// Someone signed up (second wave; published by auth): services that tell people things keep a
+/// replica of who is who.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCreated {
+    pub id: UserId,
+    /// In its canonical form (what sign-in compares).
+    pub email: String,
+}
+
+impl Event for UserCreated {
+    const SUBJECT: &'static str = "user.created";
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
 impl Event for SessionRevoked {
     const SUBJECT: &'static str = "session.revoked";
     fn key(&self) -> &str {
@@ -450,6 +468,13 @@ mod tests {
             },
             json!({"sid": "s1", "userId": "u1", "expiresAt": 1_795_600_800}),
         );
+        round_trip(
+            UserCreated {
+                id: "u1".into(),
+                email: "ada@example.com".into(),
+            },
+            json!({"id": "u1", "email": "ada@example.com"}),
+        );
     }
 
     #[test]
@@ -498,7 +523,8 @@ mod tests {
                 "order.completed",
                 "expiration.complete",
                 "payment.created",
-                "session.revoked"
+                "session.revoked",
+                "user.created"
             ]
         );
     }

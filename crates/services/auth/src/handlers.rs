@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Json, Router, middleware};
 use axum_extra::extract::CookieJar;
-use bt_contract::events::SessionRevoked;
+use bt_contract::events::{SessionRevoked, UserCreated};
 use bt_contract::json::string_field;
 use bt_contract::openapi::{JsonBodyRefused, RateLimited};
 use bt_contract::{ApiError, ApiJson, ApiResult, JsonField, MaybeUser, UserId, validate};
@@ -178,13 +178,26 @@ async fn sign_up(
         email: email.as_str().to_owned(),
         password_hash,
     };
-    match store::insert_user(&state.db, &user, bt_platform::db::now_millis()).await {
+    // The account and its `user.created` event commit together (the outbox).
+    let mut tx = state.db.begin().await?;
+    match store::insert_user(&mut tx, &user, bt_platform::db::now_millis()).await {
         Ok(()) => {}
         Err(err) if bt_platform::db::is_unique_violation(&err) => {
             return Err(ApiError::bad_request("Email in use"));
         }
         Err(err) => return Err(err.into()),
     }
+    state
+        .outbox
+        .stage(
+            &mut tx,
+            UserCreated {
+                id: user.id.as_str().into(),
+                email: user.email.clone(),
+            },
+        )
+        .await?;
+    state.outbox.commit(tx).await?;
     tracing::info!(user.id = %user.id, "user signed up");
     let (token, _) = state.sessions.issue(&user.id, &user.email)?;
     let jar = jar.add(state.sessions.session_cookie(token));

@@ -22,13 +22,13 @@ const USER_BY_EMAIL: &str = "SELECT id, email, password_hash FROM users WHERE em
 
 /// Inserts a user; a taken email is a unique violation.
 #[tracing::instrument(skip_all)]
-pub async fn insert_user(db: &Db, user: &User, created_at: i64) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(INSERT_USER)
+pub async fn insert_user(tx: &mut Tx, user: &User, created_at: i64) -> sqlx::Result<()> {
+    on_tx!(tx, |conn| sqlx::query(INSERT_USER)
         .bind(&user.id)
         .bind(&user.email)
         .bind(&user.password_hash)
         .bind(created_at)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(drop))
 }

@@ -154,6 +154,23 @@ async fn signing_up_twice_with_one_email_is_refused_whatever_its_case(backend: B
     }
 }
 
+async fn signing_up_publishes_user_created_once_with_the_canonical_email(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = bt_test_support::EventProbe::new(&app.bus.bus, "user.created").await;
+    let client = app.client();
+    let res = signup(&client, "  Ada@Test.com ", "password").await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let event = probe.next::<bt_contract::events::UserCreated>(10).await;
+    assert_eq!(event.data.id.as_str(), res.json["id"].as_str().unwrap());
+    assert_eq!(event.data.email, "ada@test.com");
+    // A refused sign-up publishes nothing.
+    assert_eq!(
+        signup(&client, "ada@test.com", "password").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    probe.assert_silent(300).await;
+}
+
 async fn concurrent_sign_ups_with_one_email_create_one_user(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let attempts = (0..8).map(|_| {
@@ -596,6 +613,7 @@ backend_tests!(
     the_cookie_is_secure_when_configured,
     signing_up_with_invalid_fields_reports_each_field,
     signing_up_twice_with_one_email_is_refused_whatever_its_case,
+    signing_up_publishes_user_created_once_with_the_canonical_email,
     concurrent_sign_ups_with_one_email_create_one_user,
     passwords_are_stored_as_argon2id_hashes,
     signing_in_with_the_right_password_returns_the_user_and_a_cookie,

@@ -64,6 +64,7 @@ impl NatsBus {
                 "expiration.>",
                 "payment.>",
                 "session.>",
+                "user.>",
                 "deadletter.>",
             ]
             .iter()
