@@ -80,16 +80,24 @@ async fn refused_everywhere(ingress: &Ingress, token: &str) {
         },
     )
     .await;
+    // Each process follows the sign-outs on its own: the orders service may learn it a moment
+    // after the tickets service.
     let client = TestClient::new("");
-    let orders = client
-        .send(
-            client
-                .http
-                .get(ingress.url("/api/orders"))
-                .bearer_auth(token),
-        )
-        .await;
-    assert_eq!(orders.status, StatusCode::UNAUTHORIZED, "orders");
+    support::deployment::poll_for(CATCH_UP, "the orders service refuses the token", || async {
+        let orders = client
+            .send(
+                client
+                    .http
+                    .get(ingress.url("/api/orders"))
+                    .bearer_auth(token),
+            )
+            .await;
+        match orders.status {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            other => Err(format!("answered {other}")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
