@@ -89,14 +89,16 @@ impl Process {
     }
 }
 
-/// Sends SIGTERM to `child` and waits (≤ 20 s) for it to exit; `what` names it if it does not.
+/// Sends SIGTERM to `child` and waits (≤ 45 s) for it to exit; `what` names it if it does not.
+/// A graceful stop lets requests in flight finish, and one may legitimately take up to the
+/// request timeout (30 s, e.g. a payment held at the provider), so the wait is longer than that.
 pub fn terminate(child: &mut std::process::Child, what: &str) -> ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
