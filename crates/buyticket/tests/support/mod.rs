@@ -83,7 +83,7 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits (≤ 20 s) for the process to exit.
+    /// Sends SIGTERM and waits (≤ 45 s, see [`terminate`]) for the process to exit.
     pub fn stop(mut self) -> ExitStatus {
         terminate(&mut self.child, "buyticket")
     }
