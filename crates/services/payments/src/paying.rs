@@ -59,6 +59,12 @@ fn released(order: &PayableOrder, charge: &Charge) -> ApiError {
         (_, Some(CancelReason::TicketChanged)) => format!(
             "The seller changed the ticket before your reservation was confirmed, so the order was cancelled; {outcome}"
         ),
+        (_, Some(CancelReason::NotForSale)) => format!(
+            "The seller took the ticket off sale before your reservation was confirmed, so the order was cancelled; {outcome}"
+        ),
+        (_, Some(CancelReason::EventStarted)) => format!(
+            "The event started before your reservation was confirmed, so the order was cancelled; {outcome}"
+        ),
         _ => format!("The order was cancelled before the payment completed; {outcome}"),
     };
     ApiError::bad_request(message)
@@ -305,6 +311,14 @@ mod tests {
             (
                 Some(CancelReason::TicketChanged),
                 "The seller changed the ticket before your reservation was confirmed, so the order was cancelled; nothing was charged",
+            ),
+            (
+                Some(CancelReason::NotForSale),
+                "The seller took the ticket off sale before your reservation was confirmed, so the order was cancelled; nothing was charged",
+            ),
+            (
+                Some(CancelReason::EventStarted),
+                "The event started before your reservation was confirmed, so the order was cancelled; nothing was charged",
             ),
         ];
         for (reason, want) in cases {
