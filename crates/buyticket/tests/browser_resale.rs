@@ -13,13 +13,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::{Value, json};
 use support::Process;
+use support::chromium::{Session, browser, chromedriver, screenshots_dir};
 
 /// The ticket file A uploads: a PDF of 1 MiB and a bit, well over the 64 KiB every other
 /// request body may have, so the upload's own limit is what is exercised.
@@ -39,26 +38,6 @@ const CAP: &str = "Price must be at most 48.00 (120% of the face value 40.00)";
 /// 23:30 UTC.
 const TIME_ZONE: &str = "America/New_York";
 
-/// A child process killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `buyticket up` on a free port: the default 5% fee and 120% cap said explicitly, payouts
-/// worked every second.
 fn start_marketplace(data: &std::path::Path) -> Process {
     Process::start(
         &["up", "--port", "0", "--data-dir", data.to_str().unwrap()],
@@ -71,79 +50,7 @@ fn start_marketplace(data: &std::path::Path) -> Process {
     )
 }
 
-/// chromedriver, whose Chromium runs in [`TIME_ZONE`].
-fn chromedriver() -> (Guard, u16) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .env("TZ", TIME_ZONE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver must be installed (Debian package chromium-driver; scripts/ensure-services.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Guard(child), port)
-}
-
-async fn browser(port: u16, profile: &std::path::Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-quic", "--no-first-run", "--window-size=1280,900", "--lang=en-US",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    ClientBuilder::native()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a Chromium session")
-}
-
-struct Session {
-    client: Client,
-    base: String,
-    shots: PathBuf,
-}
-
 impl Session {
-    async fn goto(&self, path: &str) {
-        self.client
-            .goto(&format!("{}{path}", self.base))
-            .await
-            .unwrap();
-    }
-
-    async fn fill(&self, css: &str, value: &str) {
-        let field = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
-        field.clear().await.unwrap();
-        field.send_keys(value).await.unwrap();
-    }
-
-    async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    }
-
     /// Clicks `css` and waits until the browser has left the page it was on (for a form
     /// whose redirect comes back to the same path).
     async fn click_and_leave(&self, css: &str) {
@@ -156,105 +63,6 @@ impl Session {
         }
     }
 
-    async fn text(&self, css: &str) -> String {
-        let found = self
-            .client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await;
-        match found {
-            Ok(element) => element.text().await.unwrap(),
-            Err(e) => panic!("{css} on {}: {e}", self.path().await),
-        }
-    }
-
-    async fn exists(&self, css: &str) -> bool {
-        self.client.find(Locator::Css(css)).await.is_ok()
-    }
-
-    async fn path(&self) -> String {
-        self.client.current_url().await.unwrap().path().to_owned()
-    }
-
-    /// Waits until the browser is at `path` (after a form post and its redirect).
-    async fn wait_path(&self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.path().await != path {
-            if Instant::now() > deadline {
-                let source = self.client.source().await.unwrap_or_default();
-                panic!(
-                    "expected to be at {path}, still at {}:\n{source}",
-                    self.path().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Reloads until `css` exists (pages that wait for events), at most `secs`.
-    async fn reload_until(&self, css: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.exists(css).await {
-            assert!(
-                Instant::now() < deadline,
-                "{css} did not appear on {}",
-                self.path().await
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            self.client.refresh().await.unwrap();
-        }
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    async fn sign_up(&self, email: &str) {
-        self.goto("/auth/signup").await;
-        self.fill("#email", email).await;
-        self.fill("#password", "password").await;
-        self.click("#submit").await;
-        self.wait_path("/").await;
-        assert!(self.exists("a[href='/tickets/mine']").await);
-    }
-
-    async fn sign_in(&self, email: &str) {
-        self.goto("/auth/signin").await;
-        self.fill("#email", email).await;
-        self.fill("#password", "password").await;
-        self.click("#submit").await;
-        self.wait_path("/").await;
-        assert!(self.exists("a[href='/payouts']").await);
-    }
-
-    async fn sign_out(&self) {
-        self.click("form[action='/auth/signout'] button").await;
-        self.text("a[href='/auth/signin']").await;
-    }
-
-    /// Buys a ticket: the ticket page's Purchase button, retried while the orders replica
-    /// catches up (the page then says so).
-    async fn purchase(&self, ticket_id: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            self.goto(&format!("/tickets/{ticket_id}")).await;
-            self.click("#purchase").await;
-            let _ = self
-                .client
-                .wait()
-                .at_most(Duration::from_secs(5))
-                .for_element(Locator::Css("#order-status, #page-error"))
-                .await;
-            if self.path().await.starts_with("/orders/") {
-                return self.path().await.trim_start_matches("/orders/").to_owned();
-            }
-            assert!(Instant::now() < deadline, "could not purchase {ticket_id}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     /// The value of this browser's session cookie (HttpOnly: WebDriver still reads it).
     async fn session_cookie(&self) -> String {
         self.client
@@ -264,16 +72,6 @@ impl Session {
             .value()
             .to_owned()
     }
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = if std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +88,7 @@ async fn a_ticket_is_sold_with_its_file_bought_downloaded_resold_and_paid_out_in
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (_driver, port) = chromedriver();
+    let (_driver, port) = chromedriver(Some(TIME_ZONE));
     let session = Session {
         client: browser(port, profile.path()).await,
         base: base.clone(),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bt_test_support::TestClient;
 
+pub mod chromium;
 pub mod deployment;
 
 /// A running `buyticket` process, killed when dropped (also when a test fails half-way).
