@@ -59,6 +59,47 @@ crate::text_enum! {
     }
 }
 
+// The vocabulary of a seller's payouts (`GET /api/payouts`), shared by the payments service
+// (its ledger) and the web client.
+
+crate::text_enum! {
+    /// What an entry of the ledger is.
+    pub enum EntryKind {
+        /// The seller's part of a paid order (one per order).
+        Credit = "credit",
+        /// Takes back a credit that was paid out (or being paid out) when its charge was
+        /// refunded: negative amounts, netted from the seller's next payouts.
+        Reversal = "reversal",
+    }
+}
+
+crate::text_enum! {
+    /// Where an entry of the ledger stands.
+    pub enum CreditStatus {
+        /// Earned, not yet payable: the event has not started (or the delay has not passed).
+        Pending = "pending",
+        /// Payable: the payout worker transfers it once the seller's account can receive.
+        Available = "available",
+        /// Claimed by the payout worker with a transfer key; the provider is being asked.
+        Transferring = "transferring",
+        /// Transferred to the seller (`transferId`, `paidAt`), or netted into a transfer.
+        Paid = "paid",
+        /// Cancelled before it was paid out: the order's charge was refunded.
+        Reversed = "reversed",
+    }
+}
+
+crate::text_enum! {
+    /// A seller's payout account as `GET /api/payouts` shows it.
+    pub enum PayoutAccountStatus {
+        /// No account yet: `POST /api/payouts/account` starts one.
+        None = "none",
+        Onboarding = "onboarding",
+        Restricted = "restricted",
+        Enabled = "enabled",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

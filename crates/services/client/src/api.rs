@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
+pub use bt_contract::resources::{CreditStatus, EntryKind, PayoutAccountStatus};
 use bt_contract::{Cents, FieldError, Millis, OrderId, TicketId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,37 +60,6 @@ pub struct TicketInput {
     pub face_value: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub for_sale: Option<bool>,
-}
-
-bt_contract::text_enum! {
-    /// What an entry of a seller's ledger is.
-    pub enum EntryKind {
-        /// The seller's part of a paid order.
-        Credit = "credit",
-        /// Takes back a credit paid out before its sale was refunded (negative amounts).
-        Reversal = "reversal",
-    }
-}
-
-bt_contract::text_enum! {
-    /// Where an entry of a seller's ledger stands.
-    pub enum CreditStatus {
-        Pending = "pending",
-        Available = "available",
-        Transferring = "transferring",
-        Paid = "paid",
-        Reversed = "reversed",
-    }
-}
-
-bt_contract::text_enum! {
-    /// Whether a seller's payout account can receive transfers.
-    pub enum PayoutAccountStatus {
-        None = "none",
-        Onboarding = "onboarding",
-        Restricted = "restricted",
-        Enabled = "enabled",
-    }
 }
 
 /// `GET /api/payouts`: the caller's sums by status, every entry (newest first), the account.

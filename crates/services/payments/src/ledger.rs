@@ -18,34 +18,9 @@ use std::time::Duration;
 
 use bt_contract::{Cents, Millis, OrderId, PaymentId, TicketId, UserId};
 
+pub use bt_contract::resources::{CreditStatus, EntryKind, PayoutAccountStatus};
+
 use crate::domain::{Charge, PayableOrder};
-
-bt_contract::text_enum! {
-    /// What an entry of the ledger is.
-    pub enum EntryKind {
-        /// The seller's part of a paid order (one per order).
-        Credit = "credit",
-        /// Takes back a credit that was paid out (or being paid out) when its charge was
-        /// refunded: negative amounts, netted from the seller's next payouts.
-        Reversal = "reversal",
-    }
-}
-
-bt_contract::text_enum! {
-    /// Where an entry of the ledger stands.
-    pub enum CreditStatus {
-        /// Earned, not yet payable: the event has not started (or the delay has not passed).
-        Pending = "pending",
-        /// Payable: the payout worker transfers it once the seller's account can receive.
-        Available = "available",
-        /// Claimed by the payout worker with a transfer key; the provider is being asked.
-        Transferring = "transferring",
-        /// Transferred to the seller (`transferId`, `paidAt`), or netted into a transfer.
-        Paid = "paid",
-        /// Cancelled before it was paid out: the order's charge was refunded.
-        Reversed = "reversed",
-    }
-}
 
 bt_contract::text_enum! {
     /// Whether a seller's payout account can receive transfers (the provider's word, cached).
@@ -59,29 +34,17 @@ bt_contract::text_enum! {
     }
 }
 
-bt_contract::text_enum! {
-    /// A seller's payout account as `GET /api/payouts` shows it.
-    pub enum PayoutAccountStatus {
-        /// No account yet: `POST /api/payouts/account` starts one.
-        None = "none",
-        Onboarding = "onboarding",
-        Restricted = "restricted",
-        Enabled = "enabled",
-    }
-}
-
-impl From<Option<AccountStatus>> for PayoutAccountStatus {
-    fn from(status: Option<AccountStatus>) -> Self {
+impl AccountStatus {
+    /// How `GET /api/payouts` shows a seller's account, or its absence.
+    pub fn shown(status: Option<Self>) -> PayoutAccountStatus {
         match status {
-            None => Self::None,
-            Some(AccountStatus::Onboarding) => Self::Onboarding,
-            Some(AccountStatus::Restricted) => Self::Restricted,
-            Some(AccountStatus::Enabled) => Self::Enabled,
+            None => PayoutAccountStatus::None,
+            Some(Self::Onboarding) => PayoutAccountStatus::Onboarding,
+            Some(Self::Restricted) => PayoutAccountStatus::Restricted,
+            Some(Self::Enabled) => PayoutAccountStatus::Enabled,
         }
     }
-}
 
-impl AccountStatus {
     /// A Stripe account's status from its `capabilities.transfers` and `details_submitted`:
     /// transfers need the `transfers` capability `active` (Stripe refuses a transfer to an
     /// account without it; `payouts_enabled` is about the seller's bank, later).
@@ -880,9 +843,9 @@ mod tests {
             AccountStatus::from_stripe(None, false),
             AccountStatus::Onboarding
         );
-        assert_eq!(PayoutAccountStatus::from(None), PayoutAccountStatus::None);
+        assert_eq!(AccountStatus::shown(None), PayoutAccountStatus::None);
         assert_eq!(
-            PayoutAccountStatus::from(Some(AccountStatus::Enabled)),
+            AccountStatus::shown(Some(AccountStatus::Enabled)),
             PayoutAccountStatus::Enabled
         );
     }

@@ -260,7 +260,7 @@ impl Payouts {
         Ok(Statement {
             balance: Balance::of(&entries, now),
             entries,
-            account: account.map(|a| a.status).into(),
+            account: AccountStatus::shown(account.map(|a| a.status)),
         })
     }
 
