@@ -25,7 +25,7 @@ pub trait Event:
 }
 
 /// Every subject the services publish.
-pub const SUBJECTS: [&str; 10] = [
+pub const SUBJECTS: [&str; 12] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     TicketReservationRefused::SUBJECT,
@@ -36,6 +36,8 @@ pub const SUBJECTS: [&str; 10] = [
     PaymentCreated::SUBJECT,
     SessionRevoked::SUBJECT,
     UserCreated::SUBJECT,
+    PaymentDeclined::SUBJECT,
+    SaleCredited::SUBJECT,
 ];
 
 /// The wire form of every event.
@@ -319,6 +321,55 @@ impl Event for UserCreated {
     }
 }
 
+/// The provider declined a card (second wave; published by payments in the transaction that
+/// records the decline): the buyer is told, and may try another card while the order is open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentDeclined {
+    /// The attempt that was declined.
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    /// The buyer.
+    pub user_id: UserId,
+    pub amount: Cents,
+    /// The provider's words, for the buyer (e.g. `Your card was declined.`).
+    pub message: String,
+}
+
+impl Event for PaymentDeclined {
+    const SUBJECT: &'static str = "payment.declined";
+    fn key(&self) -> &str {
+        self.order_id.as_str()
+    }
+}
+
+/// A sale was captured and its seller credited (second wave; published by payments in the
+/// transaction that writes the credit, once per order): what the seller earns and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaleCredited {
+    pub order_id: OrderId,
+    pub seller_id: UserId,
+    pub ticket_id: Option<TicketId>,
+    /// The ticket's title as sold.
+    pub title: Option<String>,
+    /// What the buyer paid: `amount + fee`.
+    pub price: Cents,
+    /// The platform's fee (`SELLER_FEE_PERCENT` of the price).
+    pub fee: Cents,
+    /// The seller's part.
+    pub amount: Cents,
+    /// When the credit becomes payable (the event's start, or the payout delay after the sale).
+    pub available_at: Millis,
+}
+
+impl Event for SaleCredited {
+    const SUBJECT: &'static str = "sale.credited";
+    fn key(&self) -> &str {
+        self.order_id.as_str()
+    }
+}
+
 impl Event for SessionRevoked {
     const SUBJECT: &'static str = "session.revoked";
     fn key(&self) -> &str {
@@ -524,7 +575,9 @@ mod tests {
                 "expiration.complete",
                 "payment.created",
                 "session.revoked",
-                "user.created"
+                "user.created",
+                "payment.declined",
+                "sale.credited"
             ]
         );
     }

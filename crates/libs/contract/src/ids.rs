@@ -1,5 +1,5 @@
-//! Ids as newtypes: [`UserId`], [`TicketId`], [`OrderId`], [`PaymentId`]. Each is TEXT in the
-//! databases and a JSON string; new ids are UUID v7, whose first 48 bits are the creation time
+//! Ids as newtypes: [`UserId`], [`TicketId`], [`OrderId`], [`PaymentId`], [`AlertId`],
+//! [`NotificationId`]. Each is TEXT in the databases and a JSON string; new ids are UUID v7, whose first 48 bits are the creation time
 //! ([`created_at`](OrderId::created_at)) — which tells a service whether an id it has not heard
 //! of may simply not have reached it yet.
 //!
@@ -121,6 +121,17 @@ id_type!(
     /// A payment: one attempt to charge an order (payments service).
     PaymentId,
     "The id of a payment."
+);
+
+id_type!(
+    /// A ticket alert: a saved search whose new matches are announced (notifications service).
+    AlertId,
+    "The id of a ticket alert."
+);
+id_type!(
+    /// An in-app notification (notifications service).
+    NotificationId,
+    "The id of a notification."
 );
 
 /// The creation time of a UUID v7 in its canonical text form.

@@ -7,11 +7,14 @@
 //!   type all become [`ApiError`]s) and [`JsonField`], a field kept as raw JSON so that each field
 //!   is checked on its own.
 //! - [`money`]: [`Cents`], money as integer cents parsed exactly from JSON numbers or strings.
-//! - [`ids`]: [`UserId`], [`TicketId`], [`OrderId`], [`PaymentId`] — ids as newtypes.
+//! - [`ids`]: [`UserId`], [`TicketId`], [`OrderId`], [`PaymentId`], [`AlertId`],
+//!   [`NotificationId`] — ids as newtypes.
 //! - [`time`]: [`Millis`], the one timestamp type (ms since the epoch; ISO-8601 in JSON).
 //! - [`text_enum!`]: enums stored as TEXT whose unknown values are errors, never defaults.
 //! - [`events`]: the events between services and their envelope.
 //! - [`resources`]: the JSON the API answers with, typed, for services and the web client.
+//! - [`search`]: [`Search`](search::Search), the text search of the listing, which ticket alerts
+//!   match with too.
 //! - [`openapi`]: how those types look in the OpenAPI documents, the security schemes and the
 //!   error answers many routes share.
 //! - [`session`]: JWT sessions ([`SessionKeys`], [`Claims`]) and the [`CurrentUser`] /
@@ -25,13 +28,14 @@ pub mod money;
 pub mod openapi;
 pub mod query;
 pub mod resources;
+pub mod search;
 pub mod session;
 pub mod text_enum;
 pub mod time;
 pub mod validate;
 
 pub use error::{ApiError, ApiResult, FieldError};
-pub use ids::{OrderId, PaymentId, TicketId, UserId};
+pub use ids::{AlertId, NotificationId, OrderId, PaymentId, TicketId, UserId};
 pub use json::{ApiJson, JsonField};
 pub use money::{Cents, MoneyError};
 pub use query::ApiQuery;

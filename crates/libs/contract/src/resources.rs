@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::events::{CancelReason, OrderStatus};
-use crate::ids::{OrderId, PaymentId, TicketId, UserId};
+use crate::ids::{AlertId, NotificationId, OrderId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
 use crate::time::Millis;
 
@@ -98,6 +98,66 @@ crate::text_enum! {
         Restricted = "restricted",
         Enabled = "enabled",
     }
+}
+
+// Notifications and ticket alerts (the notifications service), read by the web client.
+
+crate::text_enum! {
+    /// What a notification is about.
+    pub enum NotificationKind {
+        /// To the buyer: the order is paid, the ticket is theirs (a receipt).
+        OrderReceipt = "order_receipt",
+        /// To the seller: their ticket sold; what they earn and when it is paid out.
+        TicketSold = "ticket_sold",
+        /// To the buyer: the reservation ran out before it was paid.
+        ReservationExpired = "reservation_expired",
+        /// To the buyer: the reservation was cancelled because the ticket changed, went off
+        /// sale or its event started before it was confirmed.
+        OrderCancelled = "order_cancelled",
+        /// To the buyer: the card was declined.
+        PaymentDeclined = "payment_declined",
+        /// To an alert's subscriber: a ticket matching it is on sale.
+        TicketAlert = "ticket_alert",
+    }
+}
+
+/// An in-app notification: `{id, kind, title, body, link, createdAt, read}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: NotificationId,
+    pub kind: NotificationKind,
+    /// One line, e.g. `Your ticket sold: Opera Gala`.
+    pub title: String,
+    /// A few sentences with the details.
+    pub body: String,
+    /// Where to go about it, a path on this site (`/orders/{id}`, `/tickets/{id}`), or `null`.
+    pub link: Option<String>,
+    /// ISO-8601 UTC.
+    pub created_at: Millis,
+    pub read: bool,
+}
+
+/// `GET /api/notifications`: the newest first, and how many are unread in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationList {
+    pub notifications: Vec<Notification>,
+    /// Unread notifications of the user (all of them, not only this page's).
+    pub unread: i64,
+}
+
+/// A ticket alert: `{id, q, maxPrice, createdAt}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: AlertId,
+    /// The search it matches titles with (the listing's `q`).
+    pub q: String,
+    /// Only tickets at or under this price; `null` for any price.
+    pub max_price: Option<Cents>,
+    /// ISO-8601 UTC: alerts on one ticket are served in this order.
+    pub created_at: Millis,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bt_contract::events::PaymentDeclined;
 use bt_contract::{ApiError, Millis, PaymentId};
 use bt_platform::bus::Outbox;
 use bt_platform::{Arrivals, Db};
@@ -111,6 +112,20 @@ impl Payments {
         }
         if let Some(event) = event {
             self.outbox.stage(&mut tx, event).await?;
+        }
+        if charge.state == ChargeState::Declined {
+            // The buyer is told (notifications), even when they left the page.
+            let declined = PaymentDeclined {
+                id: charge.id.clone(),
+                order_id: charge.order_id.clone(),
+                user_id: order.user_id.clone(),
+                amount: charge.amount,
+                message: charge
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| "Your card was declined.".into()),
+            };
+            self.outbox.stage(&mut tx, declined).await?;
         }
         self.outbox.commit(tx).await?;
         match charge.state {

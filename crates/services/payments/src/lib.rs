@@ -108,6 +108,7 @@ pub async fn service(
     let ledger = Ledger {
         rules: settings.payouts.rules,
         wake: Arc::new(Notify::new()),
+        outbox: outbox.clone(),
     };
     let handlers = events::Handlers {
         settle: settle.clone(),

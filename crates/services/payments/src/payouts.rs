@@ -13,8 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_contract::events::OrderStatus;
+use bt_contract::events::{OrderStatus, SaleCredited};
 use bt_contract::{ApiError, Millis, UserId};
+use bt_platform::bus::Outbox;
 use bt_platform::{Db, Runtime, Tx};
 use tokio::sync::Notify;
 
@@ -117,16 +118,36 @@ pub struct Ledger {
     pub rules: PayoutRules,
     /// Wakes the payout worker (a credit was written available).
     pub wake: Arc<Notify>,
+    /// Announces each credit (`sale.credited`, for the seller's sale notice) in its transaction.
+    pub outbox: Outbox,
 }
 
 impl Ledger {
     /// Follows a charge just saved in `tx` as `charge`: its capture credits the seller of the
-    /// order it completed ([`record_sale`]), its refund reverses that credit ([`reverse_sale`]).
+    /// order it completed ([`record_sale`]) and announces the credit (`sale.credited`), its
+    /// refund reverses that credit ([`reverse_sale`]).
     pub async fn follow(&self, tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Result<()> {
         match charge.state {
             ChargeState::Succeeded => {
-                let credit = record_sale(tx, &self.rules, charge, now).await?;
-                if credit.is_some_and(|c| c.status == CreditStatus::Available) {
+                let Some(credit) = record_sale(tx, &self.rules, charge, now).await? else {
+                    return Ok(());
+                };
+                self.outbox
+                    .stage(
+                        tx,
+                        SaleCredited {
+                            order_id: credit.order_id.clone(),
+                            seller_id: credit.seller_id.clone(),
+                            ticket_id: credit.ticket_id.clone(),
+                            title: credit.title.clone(),
+                            price: credit.gross,
+                            fee: credit.fee,
+                            amount: credit.amount,
+                            available_at: credit.available_at,
+                        },
+                    )
+                    .await?;
+                if credit.status == CreditStatus::Available {
                     self.wake.notify_one();
                 }
             }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bt_contract::json::string_field;
 use bt_contract::openapi::{JsonBodyRefused, NotAuthorized};
+use bt_contract::search::{Search, SearchError};
 use bt_contract::{
     ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, Millis, TicketId, validate,
 };
@@ -224,7 +225,7 @@ impl utoipa::ToSchema for PriceInput {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Extension: only tickets whose title contains this text (case-insensitive; trimmed, at
-    /// most 200 characters).
+    /// most 200 characters, no control characters). Ticket alerts match with the same rule.
     #[param(value_type = Option<String>, max_length = 200)]
     q: Option<String>,
     /// Extension: page size, 1 to 200 (default 50).
@@ -308,11 +309,15 @@ fn parse_cursor(raw: Option<&str>) -> Result<Option<String>, &'static str> {
     }
 }
 
-fn parse_search(raw: Option<&str>) -> Result<Option<String>, &'static str> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(q) if q.chars().count() > 200 => Err("q must be at most 200 characters"),
-        Some(q) => Ok(Some(q.to_owned())),
+/// The listing's search (the one ticket alerts match with, [`Search`]); blank is none.
+fn parse_search(raw: Option<&str>) -> Result<Option<String>, String> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => match Search::parse(raw) {
+            Ok(search) => Ok(Some(search.as_str().to_owned())),
+            Err(SearchError::Blank) => Ok(None),
+            Err(err) => Err(format!("q {err}")),
+        },
     }
 }
 

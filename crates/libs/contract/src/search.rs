@@ -1,0 +1,97 @@
+//! The listing's text search, in one place: `GET /api/tickets?q=` filters with it and a ticket
+//! alert (`POST /api/alerts {q}`) matches new listings with it, so an alert fires for exactly
+//! the tickets its search would show.
+//!
+//! A search is its text trimmed, 1 to [`MAX_CHARS`] characters. A title matches when it
+//! contains the text, ignoring case (Unicode lower case on both sides).
+
+/// The longest search, in characters.
+pub const MAX_CHARS: usize = 200;
+
+/// A valid search text (trimmed, not blank, at most [`MAX_CHARS`] characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Search {
+    text: String,
+    lower: String,
+}
+
+/// Why a search text was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    #[error("must not be blank")]
+    Blank,
+    #[error("must be at most 200 characters")]
+    TooLong,
+    #[error("must not contain control characters")]
+    Control,
+}
+
+impl Search {
+    /// Parses a search as received: trimmed; blank, too long or with control characters is an
+    /// error.
+    pub fn parse(raw: &str) -> Result<Self, SearchError> {
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err(SearchError::Blank);
+        }
+        if text.chars().count() > MAX_CHARS {
+            return Err(SearchError::TooLong);
+        }
+        if text.chars().any(char::is_control) {
+            return Err(SearchError::Control);
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            lower: text.to_lowercase(),
+        })
+    }
+
+    /// The text as the user wrote it (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text in lower case: what titles are compared with (the listing's SQL compares
+    /// `LOWER(title)` with it).
+    pub fn lower(&self) -> &str {
+        &self.lower
+    }
+
+    /// Whether a ticket titled `title` is one this search finds.
+    pub fn matches(&self, title: &str) -> bool {
+        title.to_lowercase().contains(&self.lower)
+    }
+}
+
+impl std::fmt::Display for Search {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_is_trimmed_and_bounded() {
+        assert_eq!(Search::parse("  Opera ").unwrap().as_str(), "Opera");
+        assert_eq!(Search::parse(" \t "), Err(SearchError::Blank));
+        assert_eq!(Search::parse(&"a".repeat(201)), Err(SearchError::TooLong));
+        assert!(Search::parse(&"é".repeat(200)).is_ok(), "characters, not bytes");
+        assert_eq!(Search::parse("a\u{0}b"), Err(SearchError::Control));
+    }
+
+    #[test]
+    fn a_title_matches_when_it_contains_the_text_in_any_case() {
+        let opera = Search::parse("opera").unwrap();
+        assert!(opera.matches("Opera Gala"));
+        assert!(opera.matches("THE PHANTOM OF THE OPERA"));
+        assert!(!opera.matches("Operetta? no: Op era"));
+        let accented = Search::parse("ÉTÉ").unwrap();
+        assert!(accented.matches("Festival d'été"));
+        let literal = Search::parse("100%_").unwrap();
+        assert!(literal.matches("Tickets 100%_ sure"));
+        assert!(!literal.matches("Tickets 100 percent"));
+    }
+}
