@@ -42,6 +42,7 @@ pub enum ServiceName {
     Orders,
     Expiration,
     Payments,
+    Notifications,
     Client,
 }
 
@@ -53,6 +54,7 @@ impl ServiceName {
             Self::Orders => "orders",
             Self::Expiration => "expiration",
             Self::Payments => "payments",
+            Self::Notifications => "notifications",
             Self::Client => "client",
         }
     }
@@ -222,6 +224,27 @@ pub struct CommonArgs {
     /// seller onboarding sends sellers back to its `/payouts`. Needed for payouts through Stripe.
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The mail server notifications are sent through, in lettre's URL format:
+    /// `smtp://host:25` (plain, a relay on a trusted network), `smtps://user:password@host:465`
+    /// (TLS), `smtp://user:password@host:587?tls=required` (STARTTLS). Required by `serve
+    /// notifications`; without it `up` writes each email as an `.eml` file into
+    /// `<data-dir>/mail` and logs its path.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+    /// The sender of every email.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "BuyTicket <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+    /// Ticket alerts one user may have at once.
+    #[arg(long, env = "ALERTS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub alerts_per_user: i64,
+    /// Alert emails one user receives per hour at most (past it, alerts are in-app only; 0:
+    /// alert emails off). Receipts and other notices are never limited.
+    #[arg(long, env = "ALERT_EMAILS_PER_HOUR", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=1000))]
+    pub alert_emails_per_hour: i64,
     /// Largest number of database connections per service.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
@@ -386,6 +409,34 @@ pub struct Shared {
     pub payments: bt_payments::Settings,
     pub trusted_proxies: TrustedProxies,
     pub tickets: bt_tickets::Settings,
+    pub notifications: NotificationSettings,
+}
+
+/// The notifications service's settings before the mail transport is chosen (which depends on
+/// the mode: `up` falls back to a mail directory).
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
+    pub limits: bt_notifications::Limits,
+    /// `PUBLIC_URL`, for the links in emails (`up` defaults it to its own address).
+    pub public_url: Option<String>,
+    /// Where `up` writes emails without `SMTP_URL`.
+    pub mail_dir: Option<std::path::PathBuf>,
+}
+
+impl NotificationSettings {
+    /// The mail transport: `SMTP_URL`, else the mail directory of `up`.
+    pub fn mailer(&self) -> anyhow::Result<bt_notifications::Mailer> {
+        let mailer = match (&self.smtp_url, &self.mail_dir) {
+            (Some(url), _) => bt_notifications::Mailer::smtp(url.expose_secret(), &self.mail_from)?,
+            (None, Some(dir)) => bt_notifications::Mailer::directory(dir.clone(), &self.mail_from)?,
+            (None, None) => bail!(
+                "SMTP_URL is not set: the notifications service sends receipts, sale notices                  and ticket alerts by email. Set it to the mail server, e.g.                  smtps://user:password@smtp.example.com:465 (or smtp://relay:25 for a relay on                  a trusted network)"
+            ),
+        };
+        Ok(mailer)
+    }
 }
 
 impl CommonArgs {
@@ -463,6 +514,22 @@ impl CommonArgs {
                 "PUBLIC_URL is not set: sellers cannot set up payouts through Stripe until it is"
             );
         }
+        let notifications = NotificationSettings {
+            smtp_url: self.smtp_url.clone(),
+            mail_from: self.mail_from.clone(),
+            limits: bt_notifications::Limits {
+                alerts_per_user: self.alerts_per_user,
+                alert_emails_per_hour: self.alert_emails_per_hour,
+            },
+            public_url: public_url.clone(),
+            mail_dir: None,
+        };
+        // A bad address is refused at start, not at the first email.
+        if let Err(err) = self.mail_from.parse::<lettre::message::Mailbox>() {
+            bail!(
+                "MAIL_FROM is not a valid address ({err}): e.g. BuyTicket <no-reply@example.com>"
+            );
+        }
         let payouts = bt_payments::payouts::PayoutSettings {
             rules: bt_payments::ledger::PayoutRules {
                 fee: bt_payments::ledger::FeePercent::new(self.seller_fee_percent).ok_or_else(
@@ -502,6 +569,7 @@ impl CommonArgs {
                 webhook_tolerance_secs: 300,
                 payouts,
             },
+            notifications,
         })
     }
 }

@@ -20,12 +20,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The services `up` runs, in start order.
-const EMBEDDED: [ServiceName; 5] = [
+const EMBEDDED: [ServiceName; 6] = [
     ServiceName::Auth,
     ServiceName::Tickets,
     ServiceName::Orders,
     ServiceName::Expiration,
     ServiceName::Payments,
+    ServiceName::Notifications,
 ];
 
 /// The embedded default: every service in this process, one listener, SQLite under the data
@@ -68,6 +69,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         addr.ip().to_string()
     };
+    // Emails link to the site: PUBLIC_URL, or this listener's address.
+    shared
+        .notifications
+        .public_url
+        .get_or_insert_with(|| format!("http://{host}:{}", addr.port()));
+    shared.notifications.mail_dir = Some(args.data_dir.join("mail"));
     let mut services = Vec::new();
     for name in EMBEDDED {
         services.push(build(name, &sqlite_url(name.as_str()), &shared, &runtime).await?);
@@ -104,6 +111,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.service == ServiceName::Tickets {
         shared.tickets.files = args.file_store()?;
+    }
+    if args.service == ServiceName::Notifications && shared.notifications.public_url.is_none() {
+        bail!(
+            "PUBLIC_URL is not set: the notifications service links each email to the site              (an order, a ticket). Set it to the address browsers reach the site at, e.g.              https://buyticket.example.com"
+        );
     }
     if shared.sessions.ttl() > bt_platform::sessions::MAX_SESSION_TTL {
         bail!(
@@ -181,6 +193,7 @@ fn api_reference() -> Service {
         bt_tickets::handlers::openapi(),
         bt_orders::handlers::openapi(),
         bt_payments::handlers::openapi(),
+        bt_notifications::handlers::openapi(),
     ])
 }
 
@@ -269,10 +282,24 @@ async fn build(
                 redact_url(database_url)
             )
         }),
-        other => bail!(
-            "the {} service is not available in this version yet",
-            other.as_str()
-        ),
+        ServiceName::Notifications => {
+            let settings = bt_notifications::Settings {
+                sessions: shared.sessions.clone(),
+                mailer: shared.notifications.mailer()?,
+                public_url: shared.notifications.public_url.clone().unwrap_or_default(),
+                currency: shared.payments.currency.clone(),
+                limits: shared.notifications.limits,
+            };
+            bt_notifications::service(database_url, &shared.db_options, settings, runtime)
+                .await
+                .with_context(|| {
+                    format!(
+                        "starting the notifications service on {}",
+                        redact_url(database_url)
+                    )
+                })
+        }
+        ServiceName::Client => bail!("the client service has no database of its own"),
     }
 }
 

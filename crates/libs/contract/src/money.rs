@@ -145,6 +145,18 @@ where
     }
 }
 
+impl Cents {
+    /// The amount for people, with its currency: `$20.50`, `€20.50`, `£20.50`, `20.50 CHF`.
+    pub fn with_currency(self, currency: &str) -> String {
+        match currency.to_ascii_lowercase().as_str() {
+            "usd" => format!("${self}"),
+            "eur" => format!("€{self}"),
+            "gbp" => format!("£{self}"),
+            other => format!("{self} {}", other.to_ascii_uppercase()),
+        }
+    }
+}
+
 impl std::fmt::Display for Cents {
     /// Two decimals, for people: `20.50`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

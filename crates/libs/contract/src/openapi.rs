@@ -218,3 +218,40 @@ mod tests {
         assert!(response.headers.contains_key("Retry-After"));
     }
 }
+
+/// A price as a request gives it (a ticket's `price` and `faceValue`, an alert's `maxPrice`):
+/// what [`JsonField::as_cents`](crate::JsonField::as_cents) reads, within a price's bounds.
+#[derive(Debug)]
+pub struct PriceInput;
+
+impl utoipa::PartialSchema for PriceInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(0))
+                    .maximum(Some(1_000_000))
+                    .multiple_of(Some(0.01)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\+?(?:0*[1-9][0-9]{0,5}(?:\.[0-9]{0,2}0*)?|0*1000000(?:\.0*)?|0*\.(?:[1-9][0-9]?|0[1-9])0*)[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")),
+            )
+            .description(Some(
+                "More than 0, at most 1,000,000, at most two decimals: a JSON number (`20`, \
+                 `20.5`) or a numeric string (`\"25.50\"`, trimmed), read exactly (never \
+                 through a binary float). The exponent form (`2.05e1`) is read too.",
+            ))
+            .examples([serde_json::json!(20.5)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PriceInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("PriceInput")
+    }
+}

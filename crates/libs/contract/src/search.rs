@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(Search::parse("  Opera ").unwrap().as_str(), "Opera");
         assert_eq!(Search::parse(" \t "), Err(SearchError::Blank));
         assert_eq!(Search::parse(&"a".repeat(201)), Err(SearchError::TooLong));
-        assert!(Search::parse(&"é".repeat(200)).is_ok(), "characters, not bytes");
+        assert!(
+            Search::parse(&"é".repeat(200)).is_ok(),
+            "characters, not bytes"
+        );
         assert_eq!(Search::parse("a\u{0}b"), Err(SearchError::Control));
     }
 

@@ -72,13 +72,7 @@ impl FieldErrors {
 
 /// An amount in cents, for people: `$20.50`.
 pub fn money(cents: i64, currency: &str) -> String {
-    let amount = bt_contract::Cents::new(cents).to_string();
-    match currency.to_ascii_lowercase().as_str() {
-        "usd" => format!("${amount}"),
-        "eur" => format!("€{amount}"),
-        "gbp" => format!("£{amount}"),
-        other => format!("{amount} {}", other.to_ascii_uppercase()),
-    }
+    bt_contract::Cents::new(cents).with_currency(currency)
 }
 
 /// A time the browser shows in the user's locale; this text is the fallback without JavaScript.

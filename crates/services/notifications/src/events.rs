@@ -1,0 +1,257 @@
+//! What the service does with each event, inside the transaction that records it in the inbox
+//! (so a redelivery adds nothing): keep the replicas, and tell people — an in-app notification
+//! and a queued email per recipient, written together.
+//!
+//! | event | who is told |
+//! |---|---|
+//! | `user.created` | nobody: the address is kept for emails |
+//! | `ticket.created` / `ticket.updated` | every alert the ticket starts to match, oldest alert first |
+//! | `order.created` | nobody: the order is kept for the notices below |
+//! | `order.completed` | the buyer: a receipt |
+//! | `order.cancelled` | the buyer, when it expired or the ticket changed under them |
+//! | `payment.declined` | the buyer |
+//! | `sale.credited` | the seller: sold, the fee and the payout date |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bt_contract::events::{
+    CancelReason, Envelope, OrderCancelled, OrderCompleted, OrderCreated, PaymentDeclined,
+    SaleCredited, TicketCreated, TicketData, TicketUpdated, UserCreated,
+};
+use bt_contract::resources::NotificationKind;
+use bt_contract::{Millis, NotificationId};
+use bt_platform::Tx;
+use bt_platform::bus::version::{VersionOrder, order};
+use bt_platform::bus::{Handle, HandlerResult, Outcome};
+
+use crate::domain::{Limits, Notice, OrderView, TicketView, Wording};
+use crate::store::{self, OutgoingEmail};
+
+/// The event handlers of the notifications service.
+#[derive(Debug, Clone)]
+pub struct Handlers {
+    pub(crate) context: Arc<Context>,
+}
+
+/// What the handlers need to word and address notices.
+#[derive(Debug)]
+pub struct Context {
+    pub wording: Wording,
+    /// The site's address, for the links in emails (`PUBLIC_URL`), without a trailing slash.
+    pub public_url: String,
+    pub limits: Limits,
+}
+
+impl Handlers {
+    pub fn new(context: Context) -> Self {
+        Self {
+            context: Arc::new(context),
+        }
+    }
+
+    /// Tells `notice.recipient` in the app and by email (unless `email` is false), once per
+    /// (event, recipient, kind).
+    async fn tell(
+        &self,
+        tx: &mut Tx,
+        event_id: &str,
+        notice: &Notice,
+        email: bool,
+        now: Millis,
+    ) -> sqlx::Result<()> {
+        if !store::insert_notification(tx, &NotificationId::generate(), notice, event_id, now)
+            .await?
+        {
+            return Ok(());
+        }
+        metrics::counter!("notifications_created_total", "kind" => notice.kind.as_str())
+            .increment(1);
+        if email {
+            let outgoing = OutgoingEmail {
+                id: uuid::Uuid::now_v7().to_string(),
+                user_id: notice.recipient.clone(),
+                kind: notice.kind,
+                subject: notice.title.clone(),
+                body: self.email_body(notice),
+                attempts: 0,
+            };
+            store::insert_email(tx, &outgoing, event_id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The plain-text email of a notice: its words, the full link, and why it was sent.
+    fn email_body(&self, notice: &Notice) -> String {
+        let site = &self.context.public_url;
+        let mut body = notice.body.clone();
+        if let Some(link) = &notice.link {
+            body.push_str(&format!("\n\n{site}{link}"));
+        }
+        body.push_str("\n\n-- \nBuyTicket, the fair ticket resale marketplace");
+        if notice.kind == NotificationKind::TicketAlert {
+            body.push_str(&format!(
+                "\nYou receive this because you set a ticket alert. Manage your alerts: {site}/alerts"
+            ));
+        } else {
+            body.push_str(&format!("\nYou receive this about your account at {site}/"));
+        }
+        body.push('\n');
+        body
+    }
+
+    /// A ticket's new version: kept, and every alert it starts to match is told, in the order
+    /// the alerts were made.
+    async fn ticket_changed(&self, tx: &mut Tx, event_id: &str, data: TicketData) -> HandlerResult {
+        let before = store::ticket_in(tx, &data.id).await?;
+        let held = before.as_ref().map(|t| t.version);
+        match order(held, data.version) {
+            VersionOrder::Apply => {}
+            other => return Ok(other.outcome("ticket", held, data.version)),
+        }
+        let after = TicketView {
+            id: data.id,
+            version: data.version,
+            title: data.title,
+            price: data.price,
+            owner: data.user_id,
+            order_id: data.order_id,
+            for_sale: data.for_sale,
+            starts_at: data.starts_at,
+            venue: data.venue,
+        };
+        store::save_ticket(tx, &after).await?;
+        let now = Millis::now();
+        if !after.on_sale(now) {
+            return Ok(Outcome::Applied);
+        }
+        let hour_ago = now.minus(Duration::from_secs(3600));
+        let mut told = 0;
+        for alert in store::alerts_for(tx, after.price).await? {
+            if !alert.newly_matches(before.as_ref(), &after, now) {
+                continue;
+            }
+            let notice = self.context.wording.alert(&alert, &after);
+            let emailed = store::alert_emails_since(tx, &alert.user_id, hour_ago).await?;
+            let email = emailed < self.context.limits.alert_emails_per_hour;
+            if !email {
+                tracing::debug!(user.id = %alert.user_id, alert.id = %alert.id, "hourly alert email limit reached: in-app only");
+            }
+            self.tell(tx, event_id, &notice, email, now).await?;
+            told += 1;
+        }
+        if told > 0 {
+            metrics::counter!("notifications_alerts_matched_total").increment(told);
+            tracing::info!(ticket.id = %after.id, subscribers = told, "ticket alert subscribers told");
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// The order an event is about, or a retry until `order.created` has arrived.
+    async fn order_of(
+        tx: &mut Tx,
+        id: &bt_contract::OrderId,
+    ) -> Result<Result<OrderView, Outcome>, sqlx::Error> {
+        Ok(match store::order_in(tx, id).await? {
+            Some(order) => Ok(order),
+            None => Err(Outcome::NotYet(format!(
+                "order {id}: order.created has not arrived yet"
+            ))),
+        })
+    }
+}
+
+impl Handle<UserCreated> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<UserCreated>) -> HandlerResult {
+        let user = event.data;
+        store::upsert_user(tx, &user.id, &user.email, Millis::now()).await?;
+        Ok(Outcome::Applied)
+    }
+}
+
+impl Handle<TicketCreated> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<TicketCreated>) -> HandlerResult {
+        self.ticket_changed(tx, &event.id.to_string(), event.data.0)
+            .await
+    }
+}
+
+impl Handle<TicketUpdated> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<TicketUpdated>) -> HandlerResult {
+        self.ticket_changed(tx, &event.id.to_string(), event.data.0)
+            .await
+    }
+}
+
+impl Handle<OrderCreated> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCreated>) -> HandlerResult {
+        let created = event.data;
+        let order = OrderView {
+            id: created.id,
+            buyer: created.user_id,
+            ticket_id: created.ticket.id,
+            title: created.ticket.title,
+            price: created.ticket.price,
+        };
+        if store::insert_order(tx, &order, Millis::now()).await? {
+            Ok(Outcome::Applied)
+        } else {
+            Ok(Outcome::Skipped)
+        }
+    }
+}
+
+impl Handle<OrderCompleted> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCompleted>) -> HandlerResult {
+        let order = match Self::order_of(tx, &event.data.id).await? {
+            Ok(order) => order,
+            Err(wait) => return Ok(wait),
+        };
+        let notice = self.context.wording.receipt(&order);
+        self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
+            .await?;
+        Ok(Outcome::Applied)
+    }
+}
+
+impl Handle<OrderCancelled> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<OrderCancelled>) -> HandlerResult {
+        let reason = event.data.reason;
+        if matches!(reason, None | Some(CancelReason::Buyer)) {
+            return Ok(Outcome::Skipped);
+        }
+        let order = match Self::order_of(tx, &event.data.id).await? {
+            Ok(order) => order,
+            Err(wait) => return Ok(wait),
+        };
+        let wording = &self.context.wording;
+        let notice = match reason {
+            Some(CancelReason::Expired) => Some(wording.expired(&order)),
+            other => wording.cancelled(&order, other),
+        };
+        if let Some(notice) = notice {
+            self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
+                .await?;
+        }
+        Ok(Outcome::Applied)
+    }
+}
+
+impl Handle<PaymentDeclined> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<PaymentDeclined>) -> HandlerResult {
+        let order = store::order_in(tx, &event.data.order_id).await?;
+        let notice = self.context.wording.declined(&event.data, order.as_ref());
+        self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
+            .await?;
+        Ok(Outcome::Applied)
+    }
+}
+
+impl Handle<SaleCredited> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<SaleCredited>) -> HandlerResult {
+        let notice = self.context.wording.sold(&event.data);
+        self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
+            .await?;
+        Ok(Outcome::Applied)
+    }
+}

@@ -1,0 +1,274 @@
+//! Sending the email outbox: a worker claims due emails under a lease (so that several replicas
+//! never send one email at once), sends them oldest first through the [`Transport`], and records
+//! each as sent, to retry (with backoff, when the mail server is unreachable or answers a
+//! transient error) or failed (refused for good).
+//!
+//! Delivery is at most once per (event, recipient, kind) except in one window no outbox can
+//! close: a process that dies after the mail server accepted a message and before it recorded
+//! it sends it again when the lease ends. Each message carries a stable `Message-ID`
+//! (`<email-id@host>`), so mail systems can recognise the repeat.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bt_contract::Millis;
+use bt_platform::{Db, Runtime};
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::Notify;
+
+use crate::domain::retry_delay;
+use crate::store::{self, OutgoingEmail};
+
+/// How long a claimed email is reserved for the replica sending it; longer than one SMTP
+/// exchange may take ([`SMTP_TIMEOUT`]).
+const LEASE: Duration = Duration::from_secs(60);
+/// The longest one SMTP command may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Emails claimed at once.
+const BATCH: i64 = 20;
+/// The longest the worker sleeps without looking again (emails queued by another replica).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Where emails go.
+#[derive(Clone)]
+pub enum Transport {
+    /// An SMTP server (`SMTP_URL`).
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// The URL without its password, for logs.
+        shown: String,
+    },
+    /// Each message written as `<id>.eml` into a directory (`up` without `SMTP_URL`): nothing
+    /// leaves the machine, and a developer can open the messages.
+    Directory(PathBuf),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Smtp { shown, .. } => write!(f, "Smtp({shown})"),
+            Self::Directory(dir) => write!(f, "Directory({})", dir.display()),
+        }
+    }
+}
+
+/// A mail setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum MailConfigError {
+    #[error(
+        "SMTP_URL is not valid ({0}): use smtp://host:port for a local relay, \
+         smtps://user:password@host:465 for TLS, or smtp://user:password@host:587?tls=required \
+         for STARTTLS (URL-encode special characters of the user and password)"
+    )]
+    SmtpUrl(String),
+    #[error("MAIL_FROM is not a valid address ({0}): e.g. BuyTicket <no-reply@example.com>")]
+    From(String),
+    #[error("the mail directory {0} cannot be created: {1}")]
+    Directory(String, std::io::Error),
+}
+
+/// What emails are sent with and from.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    pub transport: Transport,
+    /// The `From` of every message (`MAIL_FROM`).
+    pub from: Mailbox,
+}
+
+/// Why one email was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again later: the server is unreachable, busy, or answered 4xx.
+    #[error("{0}")]
+    Transient(String),
+    /// Trying again cannot help: the server refused the message or the address (5xx), or the
+    /// address cannot be written in a message.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl Mailer {
+    /// Sends through the SMTP server of `url` (lettre's URL format: `smtp://`, `smtps://`,
+    /// `?tls=required` for STARTTLS, credentials in the URL).
+    pub fn smtp(url: &str, from: &str) -> Result<Self, MailConfigError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        Ok(Self {
+            transport: Transport::Smtp {
+                transport,
+                shown: bt_platform::db::redact_url(url),
+            },
+            from: parse_from(from)?,
+        })
+    }
+
+    /// Writes messages into `dir` (created if needed, the owner's only).
+    pub fn directory(dir: PathBuf, from: &str) -> Result<Self, MailConfigError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| MailConfigError::Directory(dir.display().to_string(), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| MailConfigError::Directory(dir.display().to_string(), e))?;
+        }
+        Ok(Self {
+            transport: Transport::Directory(dir),
+            from: parse_from(from)?,
+        })
+    }
+
+    /// Builds the message of `email` to `to`.
+    pub fn message(&self, email: &OutgoingEmail, to: &str) -> Result<Message, DeliveryError> {
+        let to: Mailbox = to.parse().map_err(|e| {
+            DeliveryError::Permanent(format!("the address {to:?} is not valid: {e}"))
+        })?;
+        let domain = self.from.email.domain().to_owned();
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&email.subject)
+            .message_id(Some(format!("<{}@{domain}>", email.id)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(email.body.clone())
+            .map_err(|e| DeliveryError::Permanent(format!("the message cannot be built: {e}")))
+    }
+
+    /// Sends `email` to `to`.
+    pub async fn deliver(&self, email: &OutgoingEmail, to: &str) -> Result<(), DeliveryError> {
+        let message = self.message(email, to)?;
+        match &self.transport {
+            Transport::Smtp { transport, .. } => match transport.send(message).await {
+                Ok(_) => Ok(()),
+                Err(err) if err.is_permanent() => Err(DeliveryError::Permanent(err.to_string())),
+                Err(err) => Err(DeliveryError::Transient(err.to_string())),
+            },
+            Transport::Directory(dir) => {
+                let path = dir.join(format!("{}.eml", email.id));
+                let partial = dir.join(format!(".{}.eml.partial", email.id));
+                let bytes = message.formatted();
+                let written = async {
+                    tokio::fs::write(&partial, &bytes).await?;
+                    tokio::fs::rename(&partial, &path).await
+                };
+                written.await.map_err(|e| {
+                    DeliveryError::Transient(format!("writing {}: {e}", path.display()))
+                })?;
+                tracing::info!(path = %path.display(), subject = %email.subject, "email written (no SMTP_URL: messages go to the mail directory)");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn parse_from(from: &str) -> Result<Mailbox, MailConfigError> {
+    from.parse()
+        .map_err(|e: lettre::address::AddressError| MailConfigError::From(e.to_string()))
+}
+
+/// Starts the email worker on `runtime`; `wake` is notified when emails are queued.
+pub fn spawn(db: Db, mailer: Arc<Mailer>, wake: Arc<Notify>, runtime: &Runtime) {
+    let shutdown = runtime.shutdown.clone();
+    let backoff = runtime.bus.config().clone();
+    runtime.tasks.spawn(async move {
+        let mut failures: i64 = 0;
+        loop {
+            let sleep = match send_due(&db, &mailer).await {
+                Ok(()) => {
+                    failures = 0;
+                    until_next_due(&db).await
+                }
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(%err, failures, "the email worker failed; retrying");
+                    backoff.backoff(failures)
+                }
+            };
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
+async fn until_next_due(db: &Db) -> Duration {
+    match store::next_email_due(db).await {
+        Ok(Some(at)) => {
+            Duration::from_millis(u64::try_from(at.get() - Millis::now().get()).unwrap_or(0))
+                .min(MAX_SLEEP)
+        }
+        Ok(None) => MAX_SLEEP,
+        Err(err) => {
+            tracing::warn!(%err, "cannot read when the next email is due");
+            MAX_SLEEP
+        }
+    }
+}
+
+/// Sends every due email, oldest first. Stops at the first transient failure (the server is
+/// most likely down: the rest of the batch waits with it, without counting a try).
+pub async fn send_due(db: &Db, mailer: &Mailer) -> sqlx::Result<()> {
+    loop {
+        let now = Millis::now();
+        let lease = now.plus(LEASE);
+        let claimed = store::claim_emails(db, now, lease, BATCH).await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let full = claimed.len() as i64 == BATCH;
+        let mut emails = claimed.into_iter();
+        while let Some(email) = emails.next() {
+            let Some(to) = store::email_of(db, &email.user_id).await? else {
+                // `user.created` has not arrived (or the user predates it and is being
+                // backfilled by auth): try again later.
+                let next = Millis::now().plus(retry_delay(email.attempts + 1));
+                store::email_retry(
+                    db,
+                    &email.id,
+                    lease,
+                    next,
+                    "the recipient's address is not known yet",
+                )
+                .await?;
+                continue;
+            };
+            match mailer.deliver(&email, &to).await {
+                Ok(()) => {
+                    store::email_sent(db, &email.id, lease, &to, Millis::now()).await?;
+                    metrics::counter!("notifications_emails_sent_total", "kind" => email.kind.as_str()).increment(1);
+                    tracing::debug!(email.id = %email.id, kind = %email.kind, "email sent");
+                }
+                Err(DeliveryError::Permanent(reason)) => {
+                    store::email_failed(db, &email.id, lease, &reason).await?;
+                    metrics::counter!("notifications_emails_failed_total").increment(1);
+                    tracing::warn!(email.id = %email.id, user.id = %email.user_id, kind = %email.kind, %reason, "the mail server refused an email for good; it is not retried");
+                }
+                Err(DeliveryError::Transient(reason)) => {
+                    let delay = retry_delay(email.attempts + 1);
+                    let next = Millis::now().plus(delay);
+                    store::email_retry(db, &email.id, lease, next, &reason).await?;
+                    for waiting in emails.by_ref() {
+                        store::email_wait(db, &waiting.id, lease, next, &reason).await?;
+                    }
+                    metrics::counter!("notifications_emails_retried_total").increment(1);
+                    if email.attempts == 0 {
+                        tracing::warn!(email.id = %email.id, %reason, retry_in = ?delay, "the mail server is unavailable; emails wait and are retried");
+                    } else {
+                        tracing::debug!(email.id = %email.id, attempts = email.attempts + 1, %reason, retry_in = ?delay, "email still not sent");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
