@@ -24,6 +24,7 @@ use serde_json::Value;
 use sqlx::{Connection, Executor};
 
 pub mod moto;
+pub mod smtp;
 pub mod stripe;
 
 /// Where tests create their PostgreSQL databases.
