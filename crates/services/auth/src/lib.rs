@@ -6,10 +6,13 @@
 //! - [`store`]: the SQL of the `users` and `revoked_sessions` tables.
 //! - [`handlers`]: the four routes under `/api/users`; signing out revokes the session (kept
 //!   in `revoked_sessions`, published as `session.revoked`).
+//! - [`announce`]: publishes, once, `user.created` for the users who signed up before sign-up
+//!   published it.
 //!
 //! [`service`] opens the database, applies the migrations and returns the mountable
 //! [`Service`](bt_platform::Service).
 
+pub mod announce;
 pub mod domain;
 pub mod handlers;
 pub mod hashing;
@@ -51,7 +54,8 @@ pub struct AppState {
 }
 
 /// Opens the auth database at `database_url`, migrates it, loads the revoked sessions into
-/// the session keys, starts the outbox relay on `runtime` and returns the service.
+/// the session keys, starts the outbox relay and the `user.created` backfill on `runtime` and
+/// returns the service.
 pub async fn service(
     database_url: &str,
     db_options: &DbOptions,
@@ -67,6 +71,8 @@ pub async fn service(
     spawn_revocation_sweeper(db.clone(), runtime);
     let outbox = Outbox::new(db.clone());
     outbox.spawn_relay(runtime, "auth");
+    // After the emails are canonical: the events carry the canonical form.
+    announce::spawn(db.clone(), outbox.clone(), runtime);
     Ok(service_on(db, settings, outbox))
 }
 

@@ -13,14 +13,16 @@ pub struct User {
 /// The canonical email form of this release (`users.email_form`, see migration 0002).
 pub const EMAIL_FORM: i16 = 2;
 
-const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, created_at, email_form) \
-     VALUES ($1, $2, $3, $4, 2)";
+const INSERT_USER: &str = "INSERT INTO users \
+     (id, email, password_hash, created_at, email_form, announced_at) \
+     VALUES ($1, $2, $3, $4, 2, $4)";
 const LEGACY_EMAILS: &str =
     "SELECT id, email FROM users WHERE email_form < 2 AND id > $1 ORDER BY id LIMIT $2";
 const SET_EMAIL_FORM: &str = "UPDATE users SET email = $2, email_form = $3 WHERE id = $1";
 const USER_BY_EMAIL: &str = "SELECT id, email, password_hash FROM users WHERE email = $1";
 
-/// Inserts a user; a taken email is a unique violation.
+/// Inserts a user, recorded as announced at `created_at`: the caller stages its `user.created`
+/// in `tx`. A taken email is a unique violation.
 #[tracing::instrument(skip_all)]
 pub async fn insert_user(tx: &mut Tx, user: &User, created_at: i64) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT_USER)
@@ -67,6 +69,40 @@ pub async fn set_email_form(db: &Db, id: &str, email: &str, form: i16) -> sqlx::
         .execute(pool)
         .await
         .map(drop))
+}
+
+// The outer `announced_at IS NULL` is re-checked on the row's latest version when PostgreSQL
+// waited for another transaction's lock on it: a user is claimed by one transaction only.
+const CLAIM_UNANNOUNCED_SQLITE: &str = "UPDATE users SET announced_at = $1 \
+     WHERE announced_at IS NULL AND id IN (SELECT id FROM users \
+     WHERE announced_at IS NULL AND email_form = 2 ORDER BY id LIMIT $2) RETURNING id, email";
+const CLAIM_UNANNOUNCED_POSTGRES: &str = "UPDATE users SET announced_at = $1 \
+     WHERE announced_at IS NULL AND id IN (SELECT id FROM users \
+     WHERE announced_at IS NULL AND email_form = 2 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, email";
+
+/// Marks as announced at `now_millis`, inside `tx`, up to `limit` users (the lowest ids) whose
+/// `user.created` was never staged and whose email is in the canonical form; returns them,
+/// `(id, email)` by id, for the caller to stage their events in `tx`. Rows another
+/// transaction is claiming are skipped on PostgreSQL (SQLite runs one writer at a time).
+#[tracing::instrument(skip_all)]
+pub async fn claim_unannounced_users(
+    tx: &mut Tx,
+    now_millis: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, String)>> {
+    let sql = match tx {
+        Tx::Sqlite(_) => CLAIM_UNANNOUNCED_SQLITE,
+        Tx::Postgres(_) => CLAIM_UNANNOUNCED_POSTGRES,
+    };
+    let mut users: Vec<(String, String)> = on_tx!(tx, |conn| sqlx::query_as(sql)
+        .bind(now_millis)
+        .bind(limit)
+        .fetch_all(conn)
+        .await)?;
+    // RETURNING lists rows in no promised order.
+    users.sort_unstable();
+    Ok(users)
 }
 
 const REVOKE: &str = "INSERT INTO revoked_sessions (sid, user_id, expires_at, revoked_at) \

@@ -2,11 +2,16 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bt_contract::SessionKeys;
+use bt_contract::events::UserCreated;
 use bt_platform::db::DbOptions;
-use bt_test_support::{Backend, TestClient, TestResponse, backend_tests, eventually};
+use bt_test_support::{
+    Backend, EventProbe, TestBus, TestClient, TestDb, TestResponse, backend_tests, bus_for,
+    eventually,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::TestApp;
@@ -608,6 +613,149 @@ async fn signing_out_ends_the_session_for_every_process_and_after_restarts(backe
     }
 }
 
+/// A fresh database of this release holding `users` as the releases before `user.created`
+/// left them (written with plain SQL, `announced_at` NULL): `(id, email, email_form)`.
+async fn database_with_earlier_users(backend: Backend, users: &[(String, String, i16)]) -> TestDb {
+    let test_db = TestDb::new(backend).await;
+    let db = bt_platform::Db::open(&test_db.url, &DbOptions::default(), &bt_auth::MIGRATIONS)
+        .await
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    for (id, email, email_form) in users {
+        bt_platform::on_tx!(&mut tx, |conn| sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at, email_form) \
+             VALUES ($1, $2, 'h', 0, $3)"
+        )
+        .bind(id)
+        .bind(email)
+        .bind(email_form)
+        .execute(conn)
+        .await
+        .map(drop)
+        .unwrap());
+    }
+    tx.commit().await.unwrap();
+    db.close().await;
+    test_db
+}
+
+/// `count` users the previous release stored (canonical emails, never announced).
+fn earlier_users(count: usize) -> Vec<(String, String, i16)> {
+    (0..count)
+        .map(|i| {
+            let id = uuid::Uuid::now_v7().to_string();
+            (id, format!("earlier{i}@test.com"), 2)
+        })
+        .collect()
+}
+
+/// The next `count` `user.created` events as email by user id; panics on an id seen twice.
+async fn announced(probe: &mut EventProbe, count: usize) -> BTreeMap<String, String> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..count {
+        let event = probe.next::<UserCreated>(10).await;
+        let id = event.data.id.as_str().to_owned();
+        if let Some(before) = seen.insert(id.clone(), event.data.email) {
+            panic!("user {id} ({before}) announced twice");
+        }
+    }
+    seen
+}
+
+/// The ids of the users whose `user.created` was never staged.
+async fn unannounced(test_db: &TestDb) -> Vec<String> {
+    let db = bt_platform::Db::connect(&test_db.url, &DbOptions::default())
+        .await
+        .unwrap();
+    let ids = bt_platform::on_db!(&db, |pool| sqlx::query_scalar(
+        "SELECT id FROM users WHERE announced_at IS NULL ORDER BY id"
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap());
+    db.close().await;
+    ids
+}
+
+async fn users_who_signed_up_before_user_created_are_announced_once_at_start(backend: Backend) {
+    // Two full batches and one more, as the previous release stored them; one the first release
+    // stored in an older spelling (canonicalised at start, then announced in the canonical
+    // form); one whose email is not valid any more (waits for an operator, not announced).
+    let mut users = earlier_users(2 * bt_auth::announce::BATCH as usize + 1);
+    let mut want: BTreeMap<String, String> = users
+        .iter()
+        .map(|(id, email, _)| (id.clone(), email.clone()))
+        .collect();
+    let older_spelling = uuid::Uuid::now_v7().to_string();
+    users.push((older_spelling.clone(), "ｅｖｅ@test.com".into(), 1));
+    want.insert(older_spelling, "eve@test.com".into());
+    let invalid = uuid::Uuid::now_v7().to_string();
+    users.push((invalid.clone(), "z\u{200b}oe@test.com".into(), 1));
+    let db = database_with_earlier_users(backend, &users).await;
+    let bus = TestBus::new(bus_for(backend)).await;
+    let mut probe = EventProbe::new(&bus.bus, "user.created").await;
+
+    let app = TestApp::spawn_on(db, bus).await;
+
+    assert_eq!(announced(&mut probe, want.len()).await, want);
+    probe.assert_silent(500).await;
+    assert_eq!(unannounced(&app.db).await, vec![invalid.clone()]);
+
+    // Someone signing up now is announced by the sign-up, once.
+    let res = signup(&app.client(), "new@test.com", "password").await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let new_id = res.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        announced(&mut probe, 1).await,
+        BTreeMap::from([(new_id, "new@test.com".to_owned())])
+    );
+    probe.assert_silent(300).await;
+
+    // A restart announces nobody again.
+    let _restarted = app.replica().await;
+    probe.assert_silent(1500).await;
+    assert_eq!(unannounced(&app.db).await, vec![invalid]);
+}
+
+async fn a_user_signed_up_by_this_release_is_not_announced_again_after_restarts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut probe = EventProbe::new(&app.bus.bus, "user.created").await;
+    let res = signup(&app.client(), "once@test.com", "password").await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        announced(&mut probe, 1).await,
+        BTreeMap::from([(id, "once@test.com".to_owned())])
+    );
+    assert_eq!(unannounced(&app.db).await, Vec::<String>::new());
+
+    let _first = app.replica().await;
+    let _second = app.replica().await;
+
+    probe.assert_silent(1500).await;
+}
+
+async fn processes_starting_together_announce_each_earlier_user_once(backend: Backend) {
+    let users = earlier_users(6 * bt_auth::announce::BATCH as usize);
+    let want: BTreeMap<String, String> = users
+        .iter()
+        .map(|(id, email, _)| (id.clone(), email.clone()))
+        .collect();
+    let db = database_with_earlier_users(backend, &users).await;
+    let bus = TestBus::new(bus_for(backend)).await;
+    let mut probe = EventProbe::new(&bus.bus, "user.created").await;
+
+    let _replicas = tokio::join!(
+        support::start(&db, &bus, 0, false),
+        support::start(&db, &bus, 0, false),
+        support::start(&db, &bus, 0, false),
+    );
+
+    assert_eq!(announced(&mut probe, want.len()).await, want);
+    probe.assert_silent(1000).await;
+    assert_eq!(unannounced(&db).await, Vec::<String>::new());
+}
+
 backend_tests!(
     signing_up_returns_201_the_user_and_a_session_cookie,
     the_cookie_is_secure_when_configured,
@@ -628,4 +776,7 @@ backend_tests!(
     unknown_routes_and_methods_answer_in_the_error_format,
     sign_in_and_sign_up_are_rate_limited_per_client_address,
     health_readiness_and_metrics_are_served,
+    users_who_signed_up_before_user_created_are_announced_once_at_start,
+    a_user_signed_up_by_this_release_is_not_announced_again_after_restarts,
+    processes_starting_together_announce_each_earlier_user_once,
 );

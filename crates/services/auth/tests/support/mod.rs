@@ -53,6 +53,23 @@ impl TestApp {
         }
     }
 
+    /// The service started on a database and bus prepared beforehand (e.g. with rows as an
+    /// earlier release left them).
+    pub async fn spawn_on(db: TestDb, bus: TestBus) -> Self {
+        let Replica {
+            server,
+            sessions,
+            runtime,
+        } = start(&db, &bus, 0, false).await;
+        Self {
+            db,
+            bus,
+            server,
+            sessions,
+            runtime,
+        }
+    }
+
     /// Another process on this database and bus, with session keys of its own.
     pub async fn replica(&self) -> Replica {
         start(&self.db, &self.bus, 0, false).await
@@ -63,7 +80,8 @@ impl TestApp {
     }
 }
 
-async fn start(db: &TestDb, bus: &TestBus, rate_limit: u32, cookie_secure: bool) -> Replica {
+/// An auth process on `db` and `bus` (which others may share), with session keys of its own.
+pub async fn start(db: &TestDb, bus: &TestBus, rate_limit: u32, cookie_secure: bool) -> Replica {
     let sessions = SessionKeys::new(KEY, Duration::from_secs(7 * 24 * 3600), cookie_secure);
     let settings = Settings {
         sessions: sessions.clone(),
