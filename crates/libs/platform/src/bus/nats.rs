@@ -15,6 +15,20 @@ use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The stream's subject filters: `<first token>.>` of every subject of the contract (derived
+/// from [`SUBJECTS`](bt_contract::events::SUBJECTS), so a new event cannot be left out of the
+/// stream) and `deadletter.>`.
+pub fn stream_subjects() -> Vec<String> {
+    let mut subjects: Vec<String> = bt_contract::events::SUBJECTS
+        .iter()
+        .map(|s| format!("{}.>", s.split('.').next().unwrap_or(s)))
+        .collect();
+    subjects.push("deadletter.>".into());
+    subjects.sort();
+    subjects.dedup();
+    subjects
+}
+
 /// A connection to NATS with JetStream.
 #[derive(Debug, Clone)]
 pub struct NatsBus {
@@ -54,22 +68,15 @@ impl NatsBus {
         &self.js
     }
 
+    /// The stream holds every subject of the contract and the dead letters.
     fn stream_config(&self) -> stream::Config {
         let p = &self.config.subject_prefix;
         stream::Config {
             name: self.config.stream.clone(),
-            subjects: [
-                "ticket.>",
-                "order.>",
-                "expiration.>",
-                "payment.>",
-                "session.>",
-                "user.>",
-                "deadletter.>",
-            ]
-            .iter()
-            .map(|s| format!("{p}{s}"))
-            .collect(),
+            subjects: stream_subjects()
+                .iter()
+                .map(|s| format!("{p}{s}"))
+                .collect(),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             max_age: Duration::from_secs(7 * 24 * 3600),
@@ -400,5 +407,23 @@ impl NatsSubscription {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stream_holds_every_subject_of_the_contract() {
+        let filters = super::stream_subjects();
+        for subject in bt_contract::events::SUBJECTS {
+            assert!(
+                filters
+                    .iter()
+                    .any(|f| subject.starts_with(f.trim_end_matches('>'))),
+                "{subject} is not in {filters:?}"
+            );
+        }
+        assert!(filters.contains(&"deadletter.>".to_owned()));
+        assert!(filters.contains(&"sale.>".to_owned()));
     }
 }

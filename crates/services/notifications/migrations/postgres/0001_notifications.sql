@@ -73,7 +73,7 @@ CREATE TABLE emails (
     body            TEXT    NOT NULL,
     event_id        TEXT    NOT NULL,
     status          TEXT    NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
-    attempts        INTEGER NOT NULL,
+    attempts        BIGINT  NOT NULL,
     next_attempt_at BIGINT  NOT NULL,
     lease_until     BIGINT  NOT NULL,
     last_error      TEXT,

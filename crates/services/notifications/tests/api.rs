@@ -1,0 +1,766 @@
+//! The notifications service against real databases, buses and a real SMTP server: each
+//! behaviour on SQLite with the in-process bus and on PostgreSQL with NATS JetStream.
+
+use std::time::Duration;
+
+use bt_contract::events::{
+    CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    PaymentDeclined, SaleCredited, TicketCreated, TicketData, TicketRef, TicketUpdated,
+    UserCreated,
+};
+use bt_contract::resources::{Alert, NotificationKind, NotificationList};
+use bt_contract::{Cents, Millis, OrderId, TicketId, UserId};
+use bt_notifications::domain::EmailStatus;
+use bt_notifications::{Limits, Mailer, Settings};
+use bt_platform::db::DbOptions;
+use bt_platform::{Db, Runtime};
+use bt_test_support::smtp::{ReceivedMessage, SmtpServer};
+use bt_test_support::{
+    Backend, TestBus, TestClient, TestDb, TestServer, TestUser, backend_tests, bus_for, eventually,
+    publish, test_sessions,
+};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const SITE: &str = "https://buyticket.test";
+const MAIL_WAIT: Duration = Duration::from_secs(20);
+
+struct TestApp {
+    server: TestServer,
+    bus: TestBus,
+    store: Db,
+    smtp: SmtpServer,
+    _runtime: Runtime,
+    _db: TestDb,
+}
+
+impl TestApp {
+    async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, Limits::default()).await
+    }
+
+    async fn spawn_with(backend: Backend, limits: Limits) -> Self {
+        let smtp = SmtpServer::start();
+        let db = TestDb::new(backend).await;
+        let bus = TestBus::new(bus_for(backend)).await;
+        let runtime = Runtime::new(bus.bus.clone());
+        let settings = Settings {
+            sessions: test_sessions(),
+            mailer: Mailer::smtp(&smtp.url(), "BuyTicket <no-reply@buyticket.test>").unwrap(),
+            public_url: format!("{SITE}/"),
+            currency: "usd".into(),
+            limits,
+        };
+        let service = bt_notifications::service(&db.url, &DbOptions::default(), settings, &runtime)
+            .await
+            .expect("notifications service starts");
+        let server = TestServer::spawn(bt_platform::http::app(vec![service])).await;
+        let store = Db::connect(&db.url, &DbOptions::default())
+            .await
+            .expect("second database handle");
+        Self {
+            server,
+            bus,
+            store,
+            smtp,
+            _runtime: runtime,
+            _db: db,
+        }
+    }
+
+    fn as_user(&self, user: &TestUser) -> TestClient {
+        user.client(&self.server.url(""))
+    }
+
+    /// A user auth has announced (`user.created`).
+    async fn user(&self) -> TestUser {
+        let user = TestUser::new();
+        publish(
+            &self.bus.bus,
+            UserCreated {
+                id: UserId::new(&user.id),
+                email: user.email.clone(),
+            },
+        )
+        .await;
+        user
+    }
+
+    async fn alert(&self, user: &TestUser, body: serde_json::Value) -> Alert {
+        let res = self.as_user(user).post("/api/alerts", &body).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        serde_json::from_value(res.json).expect("an alert")
+    }
+
+    async fn notifications(&self, user: &TestUser) -> NotificationList {
+        let res = self.as_user(user).get("/api/notifications").await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+        serde_json::from_value(res.json).expect("a notification list")
+    }
+
+    /// Waits until `user` has `count` notifications and returns them.
+    async fn wait_notified(&self, user: &TestUser, count: usize) -> NotificationList {
+        eventually(
+            15,
+            &format!("{} has {count} notifications", user.email),
+            || async { self.notifications(user).await.notifications.len() >= count },
+        )
+        .await;
+        self.notifications(user).await
+    }
+
+    /// The emails received so far to `user`.
+    fn mail_to(&self, user: &TestUser) -> Vec<ReceivedMessage> {
+        self.smtp
+            .messages()
+            .into_iter()
+            .filter(|m| m.rcpt_tos.contains(&user.email))
+            .collect()
+    }
+}
+
+fn ticket(seller: &TestUser, title: &str, cents: i64) -> TicketData {
+    TicketData {
+        id: TicketId::generate(),
+        version: 0,
+        title: title.into(),
+        price: Cents::new(cents),
+        user_id: UserId::new(&seller.id),
+        order_id: None,
+        venue: None,
+        starts_at: None,
+        face_value: None,
+        for_sale: true,
+    }
+}
+
+fn order_created(buyer: &TestUser, seller: &TestUser, ticket: &TicketData) -> OrderCreated {
+    OrderCreated {
+        id: OrderId::generate(),
+        version: 0,
+        status: OrderStatus::Created,
+        user_id: UserId::new(&buyer.id),
+        expires_at: Millis::now().plus(Duration::from_secs(900)),
+        ticket: OrderTicket {
+            id: ticket.id.clone(),
+            price: ticket.price,
+            title: Some(ticket.title.clone()),
+            version: Some(ticket.version),
+            seller_id: Some(UserId::new(&seller.id)),
+            starts_at: None,
+        },
+    }
+}
+
+async fn alerts_are_set_listed_and_deleted_by_their_owner_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let fan = app.user().await;
+    let other = app.user().await;
+    let first = app
+        .alert(&fan, json!({"q": "  Opera ", "maxPrice": 40}))
+        .await;
+    assert_eq!(first.q, "Opera", "trimmed");
+    assert_eq!(first.max_price, Some(Cents::new(4000)));
+    let second = app
+        .alert(&fan, json!({"q": "jazz", "maxPrice": null}))
+        .await;
+    assert_eq!(second.max_price, None);
+    let third = app
+        .alert(&fan, json!({"q": "opera", "maxPrice": "35.50"}))
+        .await;
+    assert_eq!(third.max_price, Some(Cents::new(3550)));
+
+    let res = app.as_user(&fan).get("/api/alerts").await;
+    assert_eq!(res.status, StatusCode::OK);
+    let listed: Vec<Alert> = serde_json::from_value(res.json).unwrap();
+    assert_eq!(
+        listed.iter().map(|a| &a.id).collect::<Vec<_>>(),
+        [&third.id, &second.id, &first.id],
+        "newest first"
+    );
+    let res = app.as_user(&other).get("/api/alerts").await;
+    assert_eq!(res.json, json!([]));
+
+    let path = format!("/api/alerts/{}", first.id.as_str());
+    assert_eq!(
+        app.as_user(&other).delete(&path).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.server.client().delete(&path).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.as_user(&fan).delete(&path).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.as_user(&fan).delete(&path).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let res = app.as_user(&fan).get("/api/alerts").await;
+    assert_eq!(res.json.as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.server.client().get("/api/alerts").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn alerts_are_validated_and_limited_per_user(backend: Backend) {
+    let limits = Limits {
+        alerts_per_user: 2,
+        ..Limits::default()
+    };
+    let app = TestApp::spawn_with(backend, limits).await;
+    let fan = app.user().await;
+    let client = app.as_user(&fan);
+    let cases = [
+        (json!({}), "q", "q must be provided"),
+        (json!({"q": "   "}), "q", "q must be provided"),
+        (json!({"q": 5}), "q", "q must be text"),
+        (
+            json!({"q": "x".repeat(201)}),
+            "q",
+            "q must be at most 200 characters",
+        ),
+        (
+            json!({"q": "a\u{7}b"}),
+            "q",
+            "q must not contain control characters",
+        ),
+        (
+            json!({"q": "opera", "maxPrice": 0}),
+            "maxPrice",
+            "maxPrice must be greater than 0",
+        ),
+        (
+            json!({"q": "opera", "maxPrice": "abc"}),
+            "maxPrice",
+            "maxPrice must be a number, e.g. 40 or 39.50",
+        ),
+        (
+            json!({"q": "opera", "maxPrice": 1.005}),
+            "maxPrice",
+            "maxPrice must have at most 2 decimal places",
+        ),
+    ];
+    for (body, field, message) in cases {
+        let res = client.post("/api/alerts", &body).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{body}: {}", res.text);
+        assert_eq!(
+            res.field_errors(),
+            vec![(field.to_owned(), message.to_owned())],
+            "{body}"
+        );
+    }
+    let res = client
+        .post_raw("/api/alerts", Some("application/json"), "[1]")
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+
+    app.alert(&fan, json!({"q": "opera"})).await;
+    let res = client.post("/api/alerts", &json!({"q": "OPERA "})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.messages(),
+        ["You already have an alert for this search"]
+    );
+    app.alert(&fan, json!({"q": "opera", "maxPrice": 20})).await;
+    let res = client.post("/api/alerts", &json!({"q": "jazz"})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.messages(),
+        ["You can have at most 2 alerts; delete one first"]
+    );
+    // Another user has their own allowance.
+    let other = app.user().await;
+    app.alert(&other, json!({"q": "jazz"})).await;
+}
+
+async fn a_listing_tells_every_matching_subscriber_in_the_order_they_subscribed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let first = app.user().await;
+    let too_cheap = app.user().await;
+    let second = app.user().await;
+    let elsewhere = app.user().await;
+    app.alert(&first, json!({"q": "opera", "maxPrice": 30}))
+        .await;
+    app.alert(&too_cheap, json!({"q": "opera", "maxPrice": 20}))
+        .await;
+    app.alert(&second, json!({"q": "GALA"})).await;
+    app.alert(&elsewhere, json!({"q": "jazz"})).await;
+    // Nobody is told about their own listing.
+    app.alert(&seller, json!({"q": "opera"})).await;
+
+    let listed = ticket(&seller, "Opera Gala", 2500);
+    publish(&app.bus.bus, TicketCreated(listed.clone())).await;
+
+    for fan in [&first, &second] {
+        let list = app.wait_notified(fan, 1).await;
+        assert_eq!(list.unread, 1);
+        let notice = &list.notifications[0];
+        assert_eq!(notice.kind, NotificationKind::TicketAlert);
+        assert_eq!(notice.title, "On sale now: Opera Gala");
+        assert_eq!(notice.link, Some(format!("/tickets/{}", listed.id)));
+        assert!(!notice.read);
+    }
+    let mail = app.smtp.wait_for(2, MAIL_WAIT).await;
+    let order: Vec<&str> = mail.iter().map(|m| m.rcpt_tos[0].as_str()).collect();
+    assert_eq!(
+        order,
+        [first.email.as_str(), second.email.as_str()],
+        "oldest alert first"
+    );
+    let message = &mail[0];
+    assert_eq!(
+        message.header("Subject").as_deref(),
+        Some("On sale now: Opera Gala")
+    );
+    assert_eq!(
+        message.header("From").as_deref(),
+        Some("BuyTicket <no-reply@buyticket.test>")
+    );
+    let body = message.text_body();
+    assert!(
+        body.contains("your alert \"opera\" (up to $30.00)"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{SITE}/tickets/{}", listed.id)),
+        "{body}"
+    );
+    assert!(body.contains(&format!("{SITE}/alerts")), "{body}");
+
+    // Nobody else, even after a while.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for nobody in [&too_cheap, &elsewhere, &seller] {
+        assert!(app.notifications(nobody).await.notifications.is_empty());
+    }
+    assert_eq!(app.smtp.messages().len(), 2);
+}
+
+async fn a_ticket_back_on_sale_is_announced_again_and_edits_are_not(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let fan = app.user().await;
+    app.alert(&fan, json!({"q": "opera", "maxPrice": 30})).await;
+    let mut listed = ticket(&seller, "Opera Gala", 4000);
+    publish(&app.bus.bus, TicketCreated(listed.clone())).await;
+    // Too expensive; then cheaper: it starts to match.
+    listed.version = 1;
+    listed.price = Cents::new(3000);
+    publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
+    app.wait_notified(&fan, 1).await;
+    // An edit of a ticket that matches already, then a reservation: nothing new.
+    listed.version = 2;
+    listed.venue = Some("Royal Opera House".into());
+    publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
+    listed.version = 3;
+    listed.order_id = Some(OrderId::generate());
+    publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
+    // Released after a cancelled or expired order: announced again.
+    listed.version = 4;
+    listed.order_id = None;
+    publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
+    let list = app.wait_notified(&fan, 2).await;
+    assert_eq!(list.notifications.len(), 2);
+    assert!(list.notifications[0].body.contains("Royal Opera House"));
+    app.smtp.wait_for(2, MAIL_WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.notifications(&fan).await.notifications.len(), 2);
+    assert_eq!(app.smtp.messages().len(), 2);
+}
+
+async fn alert_emails_are_limited_per_hour_and_in_app_notices_are_not(backend: Backend) {
+    let limits = Limits {
+        alert_emails_per_hour: 1,
+        ..Limits::default()
+    };
+    let app = TestApp::spawn_with(backend, limits).await;
+    let seller = app.user().await;
+    let fan = app.user().await;
+    app.alert(&fan, json!({"q": "opera"})).await;
+    for title in ["Opera one", "Opera two", "Opera three"] {
+        publish(&app.bus.bus, TicketCreated(ticket(&seller, title, 1000))).await;
+    }
+    app.wait_notified(&fan, 3).await;
+    app.smtp.wait_for(1, MAIL_WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.mail_to(&fan).len(), 1, "one alert email an hour");
+}
+
+async fn a_sale_sends_the_buyer_a_receipt_and_the_seller_a_sale_notice(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let buyer = app.user().await;
+    let listed = ticket(&seller, "Opera Gala", 2550);
+    let order = order_created(&buyer, &seller, &listed);
+    // Completed arrives first: it waits for the order.
+    publish(
+        &app.bus.bus,
+        OrderCompleted {
+            id: order.id.clone(),
+            version: 1,
+            ticket: TicketRef {
+                id: listed.id.clone(),
+            },
+            payment_id: Some("p1".into()),
+            user_id: Some(UserId::new(&buyer.id)),
+        },
+    )
+    .await;
+    publish(&app.bus.bus, order.clone()).await;
+    let available_at = Millis::new(1_800_000_000_000).unwrap();
+    publish(
+        &app.bus.bus,
+        SaleCredited {
+            order_id: order.id.clone(),
+            seller_id: UserId::new(&seller.id),
+            ticket_id: Some(listed.id.clone()),
+            title: Some("Opera Gala".into()),
+            price: Cents::new(2550),
+            fee: Cents::new(128),
+            amount: Cents::new(2422),
+            available_at,
+        },
+    )
+    .await;
+
+    let receipt = &app.wait_notified(&buyer, 1).await.notifications[0];
+    assert_eq!(receipt.kind, NotificationKind::OrderReceipt);
+    assert_eq!(receipt.title, "Your receipt: Opera Gala");
+    assert_eq!(receipt.link, Some(format!("/orders/{}", order.id)));
+    let sold = &app.wait_notified(&seller, 1).await.notifications[0];
+    assert_eq!(sold.kind, NotificationKind::TicketSold);
+    assert_eq!(sold.link.as_deref(), Some("/payouts"));
+
+    app.smtp.wait_for(2, MAIL_WAIT).await;
+    let to_buyer = app.mail_to(&buyer);
+    assert_eq!(to_buyer.len(), 1);
+    let mail = &to_buyer[0];
+    assert_eq!(mail.mail_from, "no-reply@buyticket.test");
+    assert_eq!(mail.header("To").as_deref(), Some(buyer.email.as_str()));
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("Your receipt: Opera Gala")
+    );
+    let message_id = mail.header("Message-ID").expect("a Message-ID");
+    assert!(message_id.ends_with("@buyticket.test>"), "{message_id}");
+    assert!(mail.header("Date").is_some());
+    let body = mail.text_body();
+    assert!(
+        body.contains("You paid $25.50 for \"Opera Gala\""),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{SITE}/orders/{}", order.id)),
+        "{body}"
+    );
+
+    let to_seller = app.mail_to(&seller);
+    assert_eq!(to_seller.len(), 1);
+    assert_eq!(
+        to_seller[0].header("Subject").as_deref(),
+        Some("Your ticket sold: Opera Gala")
+    );
+    let body = to_seller[0].text_body();
+    assert!(body.contains("sold for $25.50"), "{body}");
+    assert!(
+        body.contains("fee of $1.28 you receive $24.22, paid out from 2027-01-15 08:00 UTC"),
+        "{body}"
+    );
+}
+
+async fn buyers_hear_of_expired_and_refused_reservations_and_declined_cards(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let buyer = app.user().await;
+    let listed = ticket(&seller, "Opera Gala", 2000);
+    let expired = order_created(&buyer, &seller, &listed);
+    let cancelled_by_buyer = order_created(&buyer, &seller, &listed);
+    let refused = order_created(&buyer, &seller, &listed);
+    for order in [&expired, &cancelled_by_buyer, &refused] {
+        publish(&app.bus.bus, order.clone()).await;
+    }
+    publish(
+        &app.bus.bus,
+        PaymentDeclined {
+            id: "p1".into(),
+            order_id: expired.id.clone(),
+            user_id: UserId::new(&buyer.id),
+            amount: Cents::new(2000),
+            message: "Your card was declined.".into(),
+        },
+    )
+    .await;
+    for (order, reason) in [
+        (&expired, CancelReason::Expired),
+        (&cancelled_by_buyer, CancelReason::Buyer),
+        (&refused, CancelReason::TicketChanged),
+    ] {
+        publish(
+            &app.bus.bus,
+            OrderCancelled {
+                id: order.id.clone(),
+                version: 1,
+                ticket: TicketRef {
+                    id: listed.id.clone(),
+                },
+                reason: Some(reason),
+            },
+        )
+        .await;
+    }
+    let list = app.wait_notified(&buyer, 3).await;
+    let mut kinds: Vec<NotificationKind> = list.notifications.iter().map(|n| n.kind).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            NotificationKind::ReservationExpired,
+            NotificationKind::OrderCancelled,
+            NotificationKind::PaymentDeclined
+        ]
+    );
+    let declined = list
+        .notifications
+        .iter()
+        .find(|n| n.kind == NotificationKind::PaymentDeclined)
+        .unwrap();
+    assert!(
+        declined
+            .body
+            .contains("was declined: Your card was declined.")
+    );
+    app.smtp.wait_for(3, MAIL_WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.notifications(&buyer).await.notifications.len(),
+        3,
+        "not the buyer's own cancel"
+    );
+    let subjects: Vec<String> = app
+        .mail_to(&buyer)
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
+    assert!(
+        subjects.contains(&"Your reservation expired: Opera Gala".to_owned()),
+        "{subjects:?}"
+    );
+    assert_eq!(subjects.len(), 3);
+}
+
+async fn notifications_page_newest_first_and_are_marked_read(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let fan = app.user().await;
+    let other = app.user().await;
+    app.alert(&fan, json!({"q": "opera"})).await;
+    app.alert(&other, json!({"q": "opera"})).await;
+    for n in 0..5 {
+        publish(
+            &app.bus.bus,
+            TicketCreated(ticket(&seller, &format!("Opera {n}"), 1000)),
+        )
+        .await;
+    }
+    app.wait_notified(&fan, 5).await;
+    app.wait_notified(&other, 5).await;
+    let client = app.as_user(&fan);
+    let res = client.get("/api/notifications?limit=2").await;
+    let page: NotificationList = serde_json::from_value(res.json).unwrap();
+    assert_eq!(page.notifications.len(), 2);
+    assert_eq!(page.unread, 5);
+    assert!(
+        page.notifications[0].id > page.notifications[1].id,
+        "newest first"
+    );
+    let res = client
+        .get(&format!(
+            "/api/notifications?limit=10&before={}",
+            page.notifications[1].id.as_str()
+        ))
+        .await;
+    let rest: NotificationList = serde_json::from_value(res.json).unwrap();
+    assert_eq!(rest.notifications.len(), 3);
+    assert!(rest.notifications[0].id < page.notifications[1].id);
+
+    for bad in ["limit=0", "limit=101", "limit=x", "before=nope"] {
+        let res = client.get(&format!("/api/notifications?{bad}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // Reading someone else's notification changes nothing of theirs.
+    let theirs = app.notifications(&other).await.notifications[0].id.clone();
+    let res = client
+        .post(
+            "/api/notifications/read",
+            &json!({"ids": [page.notifications[0].id, theirs]}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.json, json!({"unread": 4}));
+    assert_eq!(app.notifications(&other).await.unread, 5);
+    let list = app.notifications(&fan).await;
+    assert!(list.notifications[0].read);
+    assert!(!list.notifications[1].read);
+
+    let res = client
+        .post("/api/notifications/read", &json!({"ids": ["x"]}))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.field_errors()[0].0, "ids");
+    let res = client.post("/api/notifications/read", &json!({})).await;
+    assert_eq!(res.json, json!({"unread": 0}));
+    assert_eq!(app.notifications(&other).await.unread, 5);
+    assert_eq!(
+        app.server
+            .client()
+            .post("/api/notifications/read", &json!({}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn a_mail_server_that_is_down_delays_emails_and_never_loses_or_repeats_them(
+    backend: Backend,
+) {
+    let mut app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let buyer = app.user().await;
+    app.smtp.stop();
+    let listed = ticket(&seller, "Opera Gala", 2000);
+    let order = order_created(&buyer, &seller, &listed);
+    publish(&app.bus.bus, order.clone()).await;
+    let completed = publish(
+        &app.bus.bus,
+        OrderCompleted {
+            id: order.id.clone(),
+            version: 1,
+            ticket: TicketRef {
+                id: listed.id.clone(),
+            },
+            payment_id: None,
+            user_id: Some(UserId::new(&buyer.id)),
+        },
+    )
+    .await;
+    // In the app at once; the email waits for the server.
+    app.wait_notified(&buyer, 1).await;
+    let event_id = completed.id.to_string();
+    let buyer_id = UserId::new(&buyer.id);
+    eventually(15, "the receipt was tried and put back", || async {
+        let attempts: Option<i64> = bt_platform::on_db!(&app.store, |pool| sqlx::query_scalar(
+            "SELECT attempts FROM emails WHERE event_id = $1"
+        )
+        .bind(&event_id)
+        .fetch_optional(pool)
+        .await)
+        .unwrap();
+        attempts.is_some_and(|a| a >= 1)
+    })
+    .await;
+    assert_eq!(
+        bt_notifications::store::email_status(
+            &app.store,
+            &event_id,
+            &buyer_id,
+            NotificationKind::OrderReceipt
+        )
+        .await
+        .unwrap(),
+        Some(EmailStatus::Pending)
+    );
+    // The same event again (a redelivery) adds nothing.
+    publish_again(&app, &completed).await;
+
+    app.smtp.restart();
+    let mail = app.smtp.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        mail[0].header("Subject").as_deref(),
+        Some("Your receipt: Opera Gala")
+    );
+    eventually(10, "the receipt is recorded as sent", || async {
+        bt_notifications::store::email_status(
+            &app.store,
+            &event_id,
+            &buyer_id,
+            NotificationKind::OrderReceipt,
+        )
+        .await
+        .unwrap()
+            == Some(EmailStatus::Sent)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.smtp.messages().len(), 1, "once");
+    assert_eq!(app.notifications(&buyer).await.notifications.len(), 1);
+}
+
+/// Publishes the very same envelope again, as a redelivery would bring it (on NATS under a new
+/// message id, so that the stream's de-duplication does not drop it).
+async fn publish_again<E: bt_contract::events::Event>(
+    app: &TestApp,
+    envelope: &bt_contract::events::Envelope<E>,
+) {
+    app.bus
+        .bus
+        .publish(&bt_platform::bus::OutgoingMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject: E::SUBJECT.to_owned(),
+            payload: serde_json::to_string(envelope).unwrap(),
+            request_id: None,
+        })
+        .await
+        .unwrap();
+}
+
+async fn an_email_waits_for_its_recipients_address(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    // A buyer whose user.created has not arrived yet.
+    let buyer = TestUser::new();
+    let listed = ticket(&seller, "Opera Gala", 2000);
+    let order = order_created(&buyer, &seller, &listed);
+    publish(&app.bus.bus, order.clone()).await;
+    publish(
+        &app.bus.bus,
+        OrderCompleted {
+            id: order.id.clone(),
+            version: 1,
+            ticket: TicketRef { id: listed.id },
+            payment_id: None,
+            user_id: Some(UserId::new(&buyer.id)),
+        },
+    )
+    .await;
+    app.wait_notified(&buyer, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.smtp.messages().is_empty());
+    publish(
+        &app.bus.bus,
+        UserCreated {
+            id: UserId::new(&buyer.id),
+            email: buyer.email.clone(),
+        },
+    )
+    .await;
+    let mail = app.smtp.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(mail[0].rcpt_tos, [buyer.email.clone()]);
+}
+
+backend_tests!(
+    alerts_are_set_listed_and_deleted_by_their_owner_only,
+    alerts_are_validated_and_limited_per_user,
+    a_listing_tells_every_matching_subscriber_in_the_order_they_subscribed,
+    a_ticket_back_on_sale_is_announced_again_and_edits_are_not,
+    alert_emails_are_limited_per_hour_and_in_app_notices_are_not,
+    a_sale_sends_the_buyer_a_receipt_and_the_seller_a_sale_notice,
+    buyers_hear_of_expired_and_refused_reservations_and_declined_cards,
+    notifications_page_newest_first_and_are_marked_read,
+    a_mail_server_that_is_down_delays_emails_and_never_loses_or_repeats_them,
+    an_email_waits_for_its_recipients_address,
+);
