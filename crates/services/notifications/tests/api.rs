@@ -749,7 +749,7 @@ async fn an_email_waits_for_its_recipients_address(backend: Backend) {
     )
     .await;
     let mail = app.smtp.wait_for(1, Duration::from_secs(30)).await;
-    assert_eq!(mail[0].rcpt_tos, [buyer.email.clone()]);
+    assert_eq!(mail[0].rcpt_tos, std::slice::from_ref(&buyer.email));
 }
 
 backend_tests!(
