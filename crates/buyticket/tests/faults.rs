@@ -618,13 +618,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    const PROCESSES: [(&'static str, &'static str); 6] = [
+    const PROCESSES: [(&'static str, &'static str); 7] = [
         ("auth", "auth"),
         ("tickets", "tickets"),
         ("orders-1", "orders"),
         ("orders-2", "orders"),
         ("expiration", "expiration"),
         ("payments", "payments"),
+        ("notifications", "notifications"),
     ];
 
     fn start(deployment: &Deployment, logs: &Logs) -> Self {
@@ -896,6 +897,7 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
         tickets: cluster.url("tickets"),
         orders: cluster.url("orders-1"),
         payments: cluster.url("payments"),
+        notifications: cluster.url("notifications"),
     };
     let orders_replicas = vec![cluster.url("orders-1"), cluster.url("orders-2")];
     eprintln!(

@@ -40,6 +40,12 @@ const ROUTES: &[&str] = &[
     "GET /api/payments/openapi.json",
     "GET /api/payouts",
     "POST /api/payouts/account",
+    "GET /api/notifications",
+    "POST /api/notifications/read",
+    "GET /api/notifications/openapi.json",
+    "GET /api/alerts",
+    "POST /api/alerts",
+    "DELETE /api/alerts/{id}",
     "GET /api/openapi.json",
     "GET /api/docs",
     "GET /healthz",
@@ -55,6 +61,10 @@ const SERVICE_DOCUMENTS: &[(&str, &[&str])] = &[
     (
         "/api/payments/openapi.json",
         &["/api/payments", "/api/payouts"],
+    ),
+    (
+        "/api/notifications/openapi.json",
+        &["/api/notifications", "/api/alerts"],
     ),
 ];
 
@@ -392,6 +402,7 @@ async fn in_the_distributed_mode_every_process_serves_its_part_and_the_whole() {
         &ingress.tickets,
         &ingress.orders,
         &ingress.payments,
+        &ingress.notifications,
     ]
     .into_iter()
     .zip(SERVICE_DOCUMENTS)

@@ -22,6 +22,7 @@ pub struct Ingress {
     pub tickets: String,
     pub orders: String,
     pub payments: String,
+    pub notifications: String,
 }
 
 impl Ingress {
@@ -32,6 +33,7 @@ impl Ingress {
             tickets: url.to_owned(),
             orders: url.to_owned(),
             payments: url.to_owned(),
+            notifications: url.to_owned(),
         }
     }
 
@@ -44,6 +46,8 @@ impl Ingress {
             &self.orders
         } else if path.starts_with("/api/payments") || path.starts_with("/api/payouts") {
             &self.payments
+        } else if path.starts_with("/api/notifications") || path.starts_with("/api/alerts") {
+            &self.notifications
         } else {
             panic!("the test ingress has no route for {path}")
         };
@@ -118,7 +122,14 @@ impl Browser {
 }
 
 /// The services of a distributed deployment, in start order.
-pub const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "expiration", "payments"];
+pub const SERVICES: [&str; 6] = [
+    "auth",
+    "tickets",
+    "orders",
+    "expiration",
+    "payments",
+    "notifications",
+];
 
 /// A running deployment.
 pub enum Deployment {
@@ -157,7 +168,7 @@ impl Deployment {
         deployment
     }
 
-    /// The five services as `serve` processes on PostgreSQL and NATS (each with its own fresh
+    /// The six services as `serve` processes on PostgreSQL and NATS (each with its own fresh
     /// database; a stream and subject prefix of this run's own), with `env` on top.
     pub async fn distributed(env: &[(&str, &str)]) -> Self {
         Self::distributed_on(&postgres_admin_url(), &nats_url(), env).await
@@ -202,6 +213,10 @@ impl Deployment {
             ),
             ("COOKIE_SECURE", "false"),
             ("PAYMENT_PROVIDER", "development"),
+            // Emails link here; a test that reads the mail sets SMTP_URL to a server of its
+            // own, the others send to a closed port (the emails wait, nothing else does).
+            ("PUBLIC_URL", "http://buyticket.test"),
+            ("SMTP_URL", "smtp://127.0.0.1:9"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -330,6 +345,7 @@ impl Deployment {
                 tickets: processes["tickets"].url.clone(),
                 orders: processes["orders"].url.clone(),
                 payments: processes["payments"].url.clone(),
+                notifications: processes["notifications"].url.clone(),
             },
         }
     }

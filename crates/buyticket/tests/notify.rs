@@ -1,0 +1,225 @@
+//! Notifications end to end through the `buyticket` binary — once through `buyticket up`, once
+//! through `serve` processes on PostgreSQL and NATS — with a real SMTP server (issue 13):
+//!
+//! B sets an alert for "opera" → A lists "Opera Gala" → B is notified in the app and by email →
+//! the mail server goes down → B buys and pays → B has a receipt and A a sale notice in the app
+//! at once → the mail server comes back → both emails arrive, once each.
+
+mod support;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bt_test_support::smtp::{ReceivedMessage, SmtpServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::deployment::{Browser, Deployment, Ingress};
+
+const CATCH_UP: Duration = Duration::from_secs(30);
+/// After the mail server returns, the emails wait at most one retry interval (which grows from
+/// 5 s while the server is down).
+const MAIL_BACK: Duration = Duration::from_secs(60);
+
+async fn poll<T, F, Fut>(what: &str, attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    support::poll(CATCH_UP, Duration::from_millis(20), what, attempt).await
+}
+
+/// `user`'s notifications once there are `count`.
+async fn notified(user: &Browser, count: usize) -> Value {
+    poll(&format!("{count} notifications"), || async {
+        let res = user.get("/api/notifications").await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+        if res.json["notifications"].as_array().map_or(0, Vec::len) >= count {
+            Ok(res.json)
+        } else {
+            Err(res.text)
+        }
+    })
+    .await
+}
+
+fn subjects_to(mail: &[ReceivedMessage], address: &str) -> Vec<String> {
+    mail.iter()
+        .filter(|m| m.rcpt_tos.iter().any(|to| to == address))
+        .filter_map(|m| m.header("Subject"))
+        .collect()
+}
+
+async fn alert_then_sale(ingress: &Ingress, smtp: &mut SmtpServer) {
+    let a = Browser::sign_up(ingress, "a@notify.test").await;
+    let b = Browser::sign_up(ingress, "b@notify.test").await;
+    let res = b.post("/api/alerts", &json!({"q": "opera"})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+
+    let res = a
+        .post("/api/tickets", &json!({"title": "Opera Gala", "price": 25}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let listed_at = Instant::now();
+    let ticket = res.json["id"].as_str().unwrap().to_owned();
+
+    let list = notified(&b, 1).await;
+    // How long the alert took, for the record (BENCHMARKS.md measures it under load).
+    eprintln!(
+        "B was notified in the app {:?} after the listing",
+        listed_at.elapsed()
+    );
+    assert_eq!(list["unread"], 1);
+    let alert = &list["notifications"][0];
+    assert_eq!(alert["kind"], "ticket_alert");
+    assert_eq!(alert["title"], "On sale now: Opera Gala");
+    assert_eq!(alert["link"], format!("/tickets/{ticket}"));
+    let mail = smtp.wait_for(1, CATCH_UP).await;
+    assert_eq!(mail[0].rcpt_tos, ["b@notify.test"]);
+    assert_eq!(
+        mail[0].header("Subject").as_deref(),
+        Some("On sale now: Opera Gala")
+    );
+    assert!(
+        mail[0].text_body().contains(&format!("/tickets/{ticket}")),
+        "{}",
+        mail[0].text_body()
+    );
+
+    // The mail server goes down; the sale goes on.
+    smtp.stop();
+    let order = poll("the orders service offers the ticket", || async {
+        let res = b.post("/api/orders", &json!({"ticketId": ticket})).await;
+        match res.status {
+            StatusCode::CREATED => Ok(res.json),
+            StatusCode::SERVICE_UNAVAILABLE => Err(res.text),
+            other => panic!("ordering answered {other}: {}", res.text),
+        }
+    })
+    .await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let body = json!({"orderId": order_id, "token": "tok_visa"});
+    poll("the payment is taken", || async {
+        let res = b.post("/api/payments", &body).await;
+        match res.status {
+            StatusCode::CREATED => Ok(()),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
+            other => panic!("paying answered {other}: {}", res.text),
+        }
+    })
+    .await;
+
+    // In the app at once.
+    let list = notified(&b, 2).await;
+    let receipt = &list["notifications"][0];
+    assert_eq!(receipt["kind"], "order_receipt");
+    assert_eq!(receipt["title"], "Your receipt: Opera Gala");
+    assert_eq!(receipt["link"], format!("/orders/{order_id}"));
+    let list = notified(&a, 1).await;
+    let sold = &list["notifications"][0];
+    assert_eq!(sold["kind"], "ticket_sold");
+    assert!(
+        sold["body"].as_str().unwrap().contains(
+            "\"Opera Gala\" sold for $25.00. After the platform fee of $1.25 you receive $23.75"
+        ),
+        "{sold}"
+    );
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "nothing is sent while the server is down"
+    );
+
+    // The server comes back: both emails arrive, once each.
+    smtp.restart();
+    smtp.wait_until(MAIL_BACK, |mail| mail.len() >= 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mail = smtp.messages();
+    assert_eq!(
+        subjects_to(&mail, "b@notify.test"),
+        ["On sale now: Opera Gala", "Your receipt: Opera Gala"]
+    );
+    assert_eq!(
+        subjects_to(&mail, "a@notify.test"),
+        ["Your ticket sold: Opera Gala"]
+    );
+    let receipt = mail
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("Your receipt: Opera Gala"))
+        .unwrap();
+    let text = receipt.text_body();
+    assert!(
+        text.contains("You paid $25.00 for \"Opera Gala\""),
+        "{text}"
+    );
+    assert!(text.contains(&format!("/orders/{order_id}")), "{text}");
+
+    // Read: the count goes to zero.
+    let res = b.post("/api/notifications/read", &json!({})).await;
+    assert_eq!(res.json, json!({"unread": 0}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_then_sale_through_up() {
+    let mut smtp = SmtpServer::start();
+    let url = smtp.url();
+    let deployment = Deployment::embedded(&[("SMTP_URL", &url), ("SELLER_FEE_PERCENT", "5")]);
+    alert_then_sale(&deployment.ingress(), &mut smtp).await;
+    deployment.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_then_sale_through_serve_processes_on_postgresql_and_nats() {
+    let mut smtp = SmtpServer::start();
+    let url = smtp.url();
+    let deployment =
+        Deployment::distributed(&[("SMTP_URL", &url), ("SELLER_FEE_PERCENT", "5")]).await;
+    alert_then_sale(&deployment.ingress(), &mut smtp).await;
+    deployment.stop();
+}
+
+/// Without SMTP_URL, `up` writes each email into `<data-dir>/mail` and logs where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_without_smtp_writes_the_emails_into_the_data_directory() {
+    let deployment = Deployment::embedded(&[]);
+    let ingress = deployment.ingress();
+    let a = Browser::sign_up(&ingress, "a@mail-dir.test").await;
+    let b = Browser::sign_up(&ingress, "b@mail-dir.test").await;
+    let res = b.post("/api/alerts", &json!({"q": "gala"})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let res = a
+        .post("/api/tickets", &json!({"title": "Opera Gala", "price": 25}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let Deployment::Embedded { data, .. } = &deployment else {
+        unreachable!("embedded")
+    };
+    let dir = data.path().join("mail");
+    let message = poll("an .eml file in the mail directory", || async {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .collect();
+        match files.as_slice() {
+            [one] => std::fs::read_to_string(one.path()).map_err(|e| e.to_string()),
+            other => Err(format!("{} files", other.len())),
+        }
+    })
+    .await;
+    assert!(message.contains("To: b@mail-dir.test"), "{message}");
+    assert!(
+        message.contains("Subject: On sale now: Opera Gala"),
+        "{message}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "the mail directory is the owner's only"
+        );
+    }
+    deployment.stop();
+}
