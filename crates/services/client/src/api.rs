@@ -3,15 +3,19 @@
 //! session cookies the API sets.
 //!
 //! The replies the pages read are typed here ([`Ticket`], [`Payouts`], [`PayoutAccountLink`];
-//! orders are `bt_contract::resources::Order`): a reply of another shape is an API failure,
-//! never a default. Ticket files go up and come down as raw bytes ([`Api::put_bytes`],
+//! orders, notifications and alerts are the contract's: `bt_contract::resources::Order`,
+//! [`NotificationList`], [`Alert`]): a reply of another shape is an API failure, never a
+//! default. Ticket files go up and come down as raw bytes ([`Api::put_bytes`],
 //! [`Api::get_file`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-pub use bt_contract::resources::{CreditStatus, EntryKind, PayoutAccountStatus};
+pub use bt_contract::resources::{
+    Alert, CreditStatus, EntryKind, Notification, NotificationKind, NotificationList,
+    PayoutAccountStatus,
+};
 use bt_contract::{Cents, FieldError, Millis, OrderId, TicketId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,6 +64,17 @@ pub struct TicketInput {
     pub face_value: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub for_sale: Option<bool>,
+}
+
+/// What `POST /api/alerts` is sent: the search, and the most to pay when one was typed — as
+/// the text typed, like a ticket's price (the API reads numeric strings exactly and names the
+/// field it refuses); absent for any price.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertInput {
+    pub q: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<String>,
 }
 
 /// `GET /api/payouts`: the caller's sums by status, every entry (newest first), the account.
@@ -223,15 +238,36 @@ impl Api {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Reply, Unavailable> {
+        let path_and_query = self.with_query(path, query)?;
+        self.call(caller, Method::GET, &path_and_query, None).await
+    }
+
+    /// [`get_query`](Self::get_query) that gives up after `timeout` (connecting, answering and
+    /// the body together), for what a page can do without (the header's unread count).
+    pub async fn get_query_within(
+        &self,
+        caller: &Caller,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Reply, Unavailable> {
+        let path_and_query = self.with_query(path, query)?;
+        let request = self
+            .request(caller, Method::GET, &path_and_query)
+            .timeout(timeout);
+        Self::reply(Self::send(request).await?).await
+    }
+
+    /// `path` with `query` encoded (empty values left out).
+    fn with_query(&self, path: &str, query: &[(&str, &str)]) -> Result<String, Unavailable> {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
             .map_err(|e| Unavailable::new(e.to_string()))?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().filter(|(_, v)| !v.is_empty()));
-        let path_and_query = match url.query() {
+        Ok(match url.query() {
             Some(q) => format!("{path}?{q}"),
             None => path.to_owned(),
-        };
-        self.call(caller, Method::GET, &path_and_query, None).await
+        })
     }
 
     pub async fn post(
@@ -488,6 +524,61 @@ mod tests {
             serde_json::to_value(input).unwrap(),
             json!({"title": "Show", "price": "45", "venue": null, "faceValue": "40", "forSale": true})
         );
+    }
+
+    #[test]
+    fn notifications_and_alerts_parse_strictly() {
+        let good = json!({"unread": 1, "notifications": [{"id": "n1", "kind": "ticket_alert",
+            "title": "On sale now: Opera Gala", "body": "A ticket for your alert “opera”.",
+            "link": "/tickets/t1", "createdAt": "2030-01-01T00:00:00.000Z", "read": false}]});
+        let list: NotificationList = serde_json::from_value(good.clone()).unwrap();
+        assert_eq!(list.unread, 1);
+        assert_eq!(list.notifications[0].kind, NotificationKind::TicketAlert);
+        assert_eq!(list.notifications[0].link.as_deref(), Some("/tickets/t1"));
+        for (pointer, value) in [
+            ("/unread", Value::Null),
+            ("/notifications/0/kind", json!("gossip")),
+            ("/notifications/0/read", json!("no")),
+            ("/notifications/0/createdAt", json!("yesterday")),
+        ] {
+            let mut bad = good.clone();
+            *bad.pointer_mut(pointer).unwrap() = value;
+            assert!(
+                serde_json::from_value::<NotificationList>(bad).is_err(),
+                "{pointer}"
+            );
+        }
+        let alert = json!({"id": "a1", "q": "opera", "maxPrice": 39.5,
+            "createdAt": "2030-01-01T00:00:00.000Z"});
+        let parsed: Alert = serde_json::from_value(alert.clone()).unwrap();
+        assert_eq!(parsed.max_price, Some(Cents::new(3950)));
+        let any_price: Alert =
+            serde_json::from_value(json!({"id": "a1", "q": "opera", "maxPrice": null,
+                "createdAt": "2030-01-01T00:00:00.000Z"}))
+            .unwrap();
+        assert_eq!(any_price.max_price, None);
+        for (field, value) in [("maxPrice", json!("cheap")), ("q", Value::Null)] {
+            let mut bad = alert.clone();
+            bad[field] = value;
+            assert!(serde_json::from_value::<Alert>(bad).is_err(), "{field}");
+        }
+    }
+
+    #[test]
+    fn an_alert_sends_its_price_as_typed_and_none_for_any_price() {
+        let input = AlertInput {
+            q: "opera".into(),
+            max_price: Some("39.50".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(input).unwrap(),
+            json!({"q": "opera", "maxPrice": "39.50"})
+        );
+        let any = AlertInput {
+            q: "opera".into(),
+            max_price: None,
+        };
+        assert_eq!(serde_json::to_value(any).unwrap(), json!({"q": "opera"}));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The ticket form as people fill it in, turned into what the API is sent
 //! ([`TicketInput`](crate::api::TicketInput)): the event's start from an HTML `datetime-local`
-//! field, and the checks of a chosen file the client can make before anything is created.
+//! field, and the checks of a chosen file the client can make before anything is created. The
+//! ticket alert form ([`AlertForm`]) likewise, into an [`AlertInput`](crate::api::AlertInput).
 //!
 //! **Time zones.** A `datetime-local` field has no zone. With JavaScript, `assets/app.js` puts
 //! the browser's offset from UTC for that date and time (minutes east of UTC, so daylight
@@ -15,7 +16,7 @@ use bt_contract::{Cents, Millis};
 use bt_platform::files::{FileKind, MAX_FILE_BYTES};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
-use crate::api::{Ticket, TicketInput};
+use crate::api::{AlertInput, Ticket, TicketInput};
 use crate::multipart::Upload;
 
 /// The fields of the sell and edit forms, named as the API names them (so the API's field
@@ -110,6 +111,38 @@ impl TicketForm {
             face_value,
             for_sale: None,
         })
+    }
+}
+
+/// The fields of the alert forms (on `/alerts`, and "Alert me" on a search without results),
+/// named as the API names them.
+pub const ALERT_FIELDS: [&str; 2] = ["q", "maxPrice"];
+
+/// What an alert form sent, as typed (trimmed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertForm {
+    pub q: String,
+    /// The most to pay, as typed; empty for any price.
+    pub max_price: String,
+}
+
+impl AlertForm {
+    pub fn from_fields(fields: &HashMap<String, String>) -> Self {
+        let text = |name: &str| fields.get(name).map(|v| v.trim().to_owned());
+        Self {
+            q: text("q").unwrap_or_default(),
+            max_price: text("maxPrice").unwrap_or_default(),
+        }
+    }
+
+    /// What `POST /api/alerts` is sent. The price goes as typed, as a ticket's price does: the
+    /// API reads it exactly (`40`, `39.50`) and its refusal lands next to the field. Left empty,
+    /// it is absent: any price.
+    pub fn input(&self) -> AlertInput {
+        AlertInput {
+            q: self.q.clone(),
+            max_price: non_empty(&self.max_price),
+        }
     }
 }
 
@@ -312,6 +345,38 @@ mod tests {
         assert_eq!(form.starts_at, "2027-06-12T17:30");
         assert_eq!(form.face_value, "40.00");
         assert_eq!(form.price, "40.00");
+    }
+
+    #[test]
+    fn an_alert_form_sends_its_search_and_price_as_typed() {
+        let fields = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<HashMap<_, _>>()
+        };
+        /// The fields posted.
+        type Fields = &'static [(&'static str, &'static str)];
+        // (the fields, the search sent, the price sent)
+        let cases: [(Fields, &str, Option<&str>); 5] = [
+            (
+                &[("q", " opera "), ("maxPrice", " 39.50 ")],
+                "opera",
+                Some("39.50"),
+            ),
+            (&[("q", "Opera Gala"), ("maxPrice", "")], "Opera Gala", None),
+            (&[("q", "opera"), ("maxPrice", "   ")], "opera", None),
+            (&[("q", "opera")], "opera", None),
+            (&[("maxPrice", "abc")], "", Some("abc")),
+        ];
+        for (pairs, q, max_price) in cases {
+            let input = AlertForm::from_fields(&fields(pairs)).input();
+            assert_eq!(
+                (input.q.as_str(), input.max_price.as_deref()),
+                (q, max_price),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //!
 //! - [`api`]: the HTTP client of the API and the typed replies the pages read.
 //! - [`pages`]: the routes: home, sign up/in/out, sell, ticket, edit, order (pay, cancel), my
-//!   orders, my tickets (download, sell again, on/off sale, file upload), payouts. Every flow
+//!   orders, my tickets (download, sell again, on/off sale, file upload), payouts,
+//!   notifications (the header's bell with the unread count, the list, mark as read) and ticket
+//!   alerts (the list, add, delete, and "Alert me" on a search without results). Every flow
 //!   works without JavaScript (forms, POST-redirect-GET); `assets/app.js` only adds the
 //!   countdown, local times (and the browser's offset for the event start), a file size check
 //!   and Stripe.js card entry.
-//! - [`forms`]: the ticket form turned into what the API is sent (time zones, file checks).
+//! - [`forms`]: the ticket and alert forms turned into what the API is sent (time zones, file
+//!   checks).
 //! - [`multipart`]: the forms that carry a file (`multipart/form-data`).
 //! - [`csrf`]: double-submit token and Origin check on every form post.
 //! - [`headers`]: security headers (Content-Security-Policy, framing, sniffing, referrer) on

@@ -3,9 +3,13 @@
 //! other errors in a banner; no page ever shows raw JSON or a stack trace.
 //!
 //! After the sale ("My tickets", ticket files, selling again) is in [`after_sale`], the
-//! seller's payouts in [`payouts`].
+//! seller's payouts in [`payouts`], the bell in the header and the notifications page in
+//! [`notifications`], ticket alerts (and "Alert me" on a search without results) in
+//! [`alerts`].
 
 mod after_sale;
+mod alerts;
+mod notifications;
 mod payouts;
 
 use std::borrow::Cow;
@@ -16,10 +20,10 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router, middleware};
+use axum::{Extension, Form, Router, middleware};
 use axum_extra::extract::CookieJar;
 use bt_contract::resources::Order;
 use serde_json::json;
@@ -32,7 +36,7 @@ use crate::headers;
 use crate::multipart::{self, MultipartForm};
 use crate::views::{
     AuthPage, ErrorPage, FieldErrors, FileLink, HomePage, Layout, OrderPage, OrderView, OrdersPage,
-    TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketView, UserView,
+    TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketView, UserView, search_path,
 };
 
 #[derive(Debug, Clone)]
@@ -63,7 +67,10 @@ pub fn router(settings: Settings, api: Api) -> Router {
             "/tickets/{id}/file",
             get(after_sale::file_form).post(after_sale::upload_file),
         )
-        .route("/tickets/{id}/download", get(after_sale::download))
+        .route(
+            "/tickets/{id}/download",
+            get(after_sale::download).layer(Extension(NoBell)),
+        )
         .route("/tickets/{id}/sell", post(after_sale::sell_again))
         .route("/tickets/{id}/sale", post(after_sale::set_for_sale))
         .route("/tickets/{id}/purchase", post(purchase))
@@ -75,6 +82,14 @@ pub fn router(settings: Settings, api: Api) -> Router {
         .route("/listings", get(after_sale::my_tickets))
         .route("/payouts", get(payouts::payouts_page))
         .route("/payouts/account", post(payouts::set_up_payouts))
+        // The notifications page's own list tells the bell's count.
+        .route(
+            "/notifications",
+            get(notifications::notifications_page).layer(Extension(NoBell)),
+        )
+        .route("/notifications/read", post(notifications::mark_read))
+        .route("/alerts", get(alerts::alerts).post(alerts::create_alert))
+        .route("/alerts/{id}/delete", post(alerts::delete_alert))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .route("/{*path}", get(not_found))
@@ -87,10 +102,17 @@ pub fn router(settings: Settings, api: Api) -> Router {
         .with_state(state)
 }
 
+/// On a route: its `GET` does not ask for the bell's count when [`Ctx`] is read (it renders
+/// no header, or reads the count itself).
+#[derive(Debug, Clone, Copy)]
+struct NoBell;
+
 /// Everything a page needs to know about the request.
 struct Ctx {
     caller: Caller,
     user: Option<UserView>,
+    /// The bell's count (see [`notifications`]).
+    unread: Option<i64>,
     csrf: String,
     headers: HeaderMap,
     /// The TCP peer is a trusted proxy: its `X-Forwarded-Host`/`-Proto` are believed.
@@ -134,9 +156,20 @@ impl FromRequestParts<AppState> for Ctx {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         };
+        // One call per page, for the header's bell (see [`notifications`]).
+        let wants_bell = user.is_some()
+            && parts.method == Method::GET
+            && parts.extensions.get::<NoBell>().is_none()
+            && !parts.uri.path().starts_with("/api/");
+        let unread = if wants_bell {
+            notifications::unread_count(&state.api, &caller).await
+        } else {
+            None
+        };
         Ok(Self {
             caller,
             user,
+            unread,
             csrf,
             headers: parts.headers.clone(),
             from_trusted_proxy,
@@ -153,6 +186,7 @@ impl Ctx {
             csrf: self.csrf.clone(),
             notice: None,
             error: None,
+            unread: self.unread,
         }
     }
 
@@ -209,10 +243,13 @@ impl Ctx {
 
     /// For a signed-out visitor: the redirect to sign in, then back to `next`.
     fn sign_in_first(&self, next: &str) -> Option<Response> {
-        self.user
-            .is_none()
-            .then(|| see_other(&format!("/auth/signin?next={}", encode(next))))
+        self.user.is_none().then(|| see_other(&sign_in_path(next)))
     }
+}
+
+/// The sign-in page that leads back to `next` (a local path).
+fn sign_in_path(next: &str) -> String {
+    format!("/auth/signin?next={}", encode(next))
 }
 
 fn render(page: &impl Template) -> Html<String> {
@@ -263,7 +300,7 @@ fn safe_next(next: Option<&String>) -> String {
 /// character or whitespace anywhere (browsers drop tabs and newlines and read `\` as `/`, so
 /// `/\t/evil.test` is `//evil.test`). Not starting with `/` also means no scheme
 /// (`javascript:`, `https:`).
-fn is_local_path(target: &str) -> bool {
+pub(crate) fn is_local_path(target: &str) -> bool {
     if !target.bytes().all(|b| b.is_ascii_graphic()) {
         return false;
     }
@@ -439,6 +476,7 @@ async fn home(
         .as_deref()
         .and_then(|n| n.split_once('?'))
         .map(|(_, query)| format!("/?{query}"));
+    let sign_in_to_alert = sign_in_path(&search_path(&q));
     page(
         StatusCode::OK,
         &HomePage {
@@ -446,6 +484,7 @@ async fn home(
             q,
             tickets,
             next,
+            sign_in_to_alert,
         },
     )
 }
@@ -1203,6 +1242,23 @@ mod tests {
                 want,
                 "{next:?}"
             );
+        }
+    }
+
+    #[test]
+    fn alert_me_signed_out_leads_back_to_the_search_after_sign_in() {
+        let cases = [
+            ("opera", "/?q=opera"),
+            ("Opera Gala", "/?q=Opera+Gala"),
+            ("café & co", "/?q=caf%C3%A9+%26+co"),
+            ("a+b=c?", "/?q=a%2Bb%3Dc%3F"),
+        ];
+        for (q, path) in cases {
+            assert_eq!(search_path(q), path, "{q}");
+            // The sign-in page reads `next` decoded, and follows it only as a local path.
+            let sign_in = sign_in_path(path);
+            let next = percent_decode(sign_in.strip_prefix("/auth/signin?next=").unwrap());
+            assert_eq!(safe_next(Some(&next)), path, "{q}");
         }
     }
 

@@ -8,8 +8,11 @@ use bt_contract::resources::{Order, OrderPayment, OrderPaymentStatus};
 use bt_contract::{Cents, FieldError, Millis};
 use chrono::{DateTime, Utc};
 
-use crate::api::{CreditStatus, EntryKind, PayoutAccountStatus, PayoutEntry, Payouts, Ticket};
-use crate::forms::TicketForm;
+use crate::api::{
+    Alert, CreditStatus, EntryKind, Notification, NotificationKind, PayoutAccountStatus,
+    PayoutEntry, Payouts, Ticket,
+};
+use crate::forms::{AlertForm, TicketForm};
 
 /// The signed-in user, as the header shows it.
 #[derive(Debug, Clone)]
@@ -28,6 +31,29 @@ pub struct Layout {
     pub notice: Option<String>,
     /// An error that belongs to no field.
     pub error: Option<String>,
+    /// The signed-in user's unread notifications, for the bell in the header; `None` when not
+    /// known (signed out, or the notifications service did not answer in time).
+    pub unread: Option<i64>,
+}
+
+impl Layout {
+    /// The bell's accessible name: `Notifications, 3 unread`, or `Notifications`.
+    pub fn bell_label(&self) -> String {
+        match self.unread {
+            Some(n) if n > 0 => format!("Notifications, {n} unread"),
+            _ => "Notifications".to_owned(),
+        }
+    }
+
+    /// The bell's badge: the unread count (`99+` past 99), none when there is nothing unread
+    /// or the count is not known.
+    pub fn bell_badge(&self) -> Option<String> {
+        match self.unread? {
+            n if n <= 0 => None,
+            n if n > 99 => Some("99+".to_owned()),
+            n => Some(n.to_string()),
+        }
+    }
 }
 
 /// Validation errors by field, from the API's `{"errors":[{"message","field"}]}`.
@@ -195,6 +221,22 @@ impl TicketState {
     }
 }
 
+/// The listing's address for the search `q` (`/?q=opera+gala`), encoded as a browser encodes
+/// the search form (a space is `+`), so that it is a local path `next` may lead back to.
+pub fn search_path(q: &str) -> String {
+    let encoded: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                char::from(b).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("/?q={encoded}")
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 pub struct HomePage {
@@ -202,6 +244,16 @@ pub struct HomePage {
     pub q: String,
     pub tickets: Vec<TicketCard>,
     pub next: Option<String>,
+    /// For a signed-out visitor whose search found nothing: "Alert me" leads to sign in,
+    /// then back to this search.
+    pub sign_in_to_alert: String,
+}
+
+impl HomePage {
+    /// A search that found nothing (and did not fail): the page offers an alert for it.
+    pub fn offers_alert(&self) -> bool {
+        !self.q.is_empty() && self.tickets.is_empty() && self.layout.error.is_none()
+    }
 }
 
 #[derive(Template)]
@@ -647,6 +699,102 @@ impl PayoutsPage {
     }
 }
 
+/// A notification on the notifications page.
+#[derive(Debug, Clone)]
+pub struct NotificationView {
+    pub id: String,
+    /// What it is about, in words: `Ticket alert`, `Receipt`.
+    pub kind: &'static str,
+    pub title: String,
+    pub body: String,
+    /// Where it leads: a path of this site, else nothing (whatever the API says, a
+    /// notification never links elsewhere).
+    pub link: Option<String>,
+    pub created_at: TimeView,
+    pub read: bool,
+}
+
+impl NotificationView {
+    pub fn of(notification: &Notification) -> Self {
+        Self {
+            id: notification.id.to_string(),
+            kind: notification_kind_text(notification.kind),
+            title: notification.title.clone(),
+            body: notification.body.clone(),
+            link: notification
+                .link
+                .clone()
+                .filter(|link| crate::pages::is_local_path(link)),
+            created_at: TimeView::of(notification.created_at),
+            read: notification.read,
+        }
+    }
+}
+
+/// What a notification is about, for people.
+pub fn notification_kind_text(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::OrderReceipt => "Receipt",
+        NotificationKind::TicketSold => "Sale",
+        NotificationKind::ReservationExpired => "Reservation expired",
+        NotificationKind::OrderCancelled => "Order cancelled",
+        NotificationKind::PaymentDeclined => "Payment declined",
+        NotificationKind::TicketAlert => "Ticket alert",
+    }
+}
+
+/// The signed-in user's notifications, a page at a time (newest first).
+#[derive(Template)]
+#[template(path = "notifications.html")]
+pub struct NotificationsPage {
+    pub layout: Layout,
+    pub notifications: Vec<NotificationView>,
+    /// Unread in all (not only on this page).
+    pub unread: i64,
+    /// The page before this one ends at this notification (`?before=`); `None` on the first.
+    pub before: Option<String>,
+    /// The next page of older ones, when this one came back full.
+    pub older: Option<String>,
+}
+
+/// A ticket alert on the alerts page.
+#[derive(Debug, Clone)]
+pub struct AlertView {
+    pub id: String,
+    pub q: String,
+    /// `up to $40.00`, or `any price`.
+    pub price: String,
+    pub created_at: TimeView,
+    /// The listing with this search.
+    pub search: String,
+}
+
+impl AlertView {
+    pub fn of(alert: &Alert, currency: &str) -> Self {
+        Self {
+            id: alert.id.to_string(),
+            q: alert.q.clone(),
+            price: match alert.max_price {
+                Some(max) => format!("up to {}", money(max.get(), currency)),
+                None => "any price".to_owned(),
+            },
+            created_at: TimeView::of(alert.created_at),
+            search: search_path(&alert.q),
+        }
+    }
+}
+
+/// The signed-in user's ticket alerts and the form to add one.
+#[derive(Template)]
+#[template(path = "alerts.html")]
+pub struct AlertsPage {
+    pub layout: Layout,
+    pub alerts: Vec<AlertView>,
+    /// The form as typed (after a refusal), else empty.
+    pub form: AlertForm,
+    pub errors: FieldErrors,
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
@@ -661,6 +809,75 @@ mod tests {
     use super::*;
     use bt_contract::resources::OrderTicket;
     use serde_json::{Value, json};
+
+    fn layout(unread: Option<i64>) -> Layout {
+        Layout {
+            title: "Page".into(),
+            user: None,
+            csrf: "tok".into(),
+            notice: None,
+            error: None,
+            unread,
+        }
+    }
+
+    #[test]
+    fn the_bell_says_how_many_are_unread_and_shows_no_badge_at_zero() {
+        // (the count, the accessible name, the badge)
+        let cases = [
+            (None, "Notifications", None),
+            (Some(0), "Notifications", None),
+            (Some(1), "Notifications, 1 unread", Some("1")),
+            (Some(99), "Notifications, 99 unread", Some("99")),
+            (Some(100), "Notifications, 100 unread", Some("99+")),
+        ];
+        for (unread, label, badge) in cases {
+            let layout = layout(unread);
+            assert_eq!(layout.bell_label(), label, "{unread:?}");
+            assert_eq!(layout.bell_badge().as_deref(), badge, "{unread:?}");
+        }
+    }
+
+    #[test]
+    fn a_notification_links_only_to_this_site() {
+        let notification = |link: Option<&str>| Notification {
+            id: "n1".into(),
+            kind: NotificationKind::TicketAlert,
+            title: "On sale now: Opera Gala".into(),
+            body: "A ticket for your alert.".into(),
+            link: link.map(str::to_owned),
+            created_at: Millis::from_datetime("2030-01-01T10:00:00Z".parse().unwrap()),
+            read: false,
+        };
+        let cases = [
+            (Some("/tickets/t1"), Some("/tickets/t1")),
+            (Some("/payouts"), Some("/payouts")),
+            (Some("https://evil.test/"), None),
+            (Some("//evil.test"), None),
+            (Some("javascript:alert(1)"), None),
+            (None, None),
+        ];
+        for (link, shown) in cases {
+            let view = NotificationView::of(&notification(link));
+            assert_eq!(view.link.as_deref(), shown, "{link:?}");
+            assert_eq!(view.kind, "Ticket alert");
+            assert_eq!(view.created_at.text, "2030-01-01 10:00 UTC");
+        }
+    }
+
+    #[test]
+    fn an_alert_shows_its_price_limit_in_words_and_its_search() {
+        let alert = |max_price: Option<i64>| Alert {
+            id: "a1".into(),
+            q: "Opera Gala".into(),
+            max_price: max_price.map(Cents::new),
+            created_at: Millis::from_datetime("2030-01-01T10:00:00Z".parse().unwrap()),
+        };
+        let limited = AlertView::of(&alert(Some(3950)), "usd");
+        assert_eq!(limited.price, "up to $39.50");
+        assert_eq!(limited.search, "/?q=Opera+Gala");
+        assert_eq!(AlertView::of(&alert(None), "usd").price, "any price");
+    }
 
     #[test]
     fn money_is_shown_with_its_currency() {
@@ -737,6 +954,7 @@ mod tests {
                 csrf: "tok".into(),
                 notice: None,
                 error: None,
+                unread: None,
             },
             confirming: (paid || view.authorized) && view.is_open(),
             order: view,
@@ -762,6 +980,7 @@ mod tests {
                 csrf: "tok".into(),
                 notice: None,
                 error: None,
+                unread: None,
             },
             orders: orders
                 .iter()
