@@ -1,8 +1,10 @@
 //! The local distributed mode (`scripts/local-cluster`) under failure: 2 replicas of every
-//! service on PostgreSQL and NATS JetStream behind real NGINX. The whole purchase flow runs
+//! service on PostgreSQL and NATS JetStream behind real NGINX, the notifications service
+//! sending to a real SMTP server (`LOCAL_CLUSTER_SMTP_URL`). The whole purchase flow runs
 //! through nginx; in the middle of an on-sale rush one replica of every service is killed with
 //! SIGKILL; the flow still completes, every event reaches its consumers (nothing is
-//! dead-lettered) and no ticket is sold twice.
+//! dead-lettered, and the people involved are notified in the app and by email) and no ticket
+//! is sold twice.
 
 mod support;
 
@@ -16,16 +18,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bt_platform::bus::BusConfig;
+use bt_test_support::smtp::{ReceivedMessage, SmtpServer};
 use bt_test_support::{PgDatabasesGuard, TestBus, TestClient, TestResponse, nats_url};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "auth",
     "tickets",
     "orders",
     "expiration",
     "payments",
+    "notifications",
     "client",
 ];
 
@@ -44,18 +48,20 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A base port with the 12 ports after it free, below Linux's ephemeral range so that
-/// `127.0.0.1:0` listeners of concurrent tests do not take them meanwhile.
+/// A base port with the ports the script uses free after it (nginx's, then one per replica of
+/// every service), below Linux's ephemeral range so that `127.0.0.1:0` listeners of concurrent
+/// tests do not take them meanwhile.
 fn free_port_block() -> u16 {
+    let ports = u16::try_from(1 + 2 * SERVICES.len()).unwrap();
     let seed =
         std::process::id() as u64 ^ std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
     for attempt in 0..200u64 {
         let base = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 10_000) as u16;
-        if (0..13).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if (0..ports).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
-    panic!("no block of 13 free ports between 20000 and 30013");
+    panic!("no block of {ports} free ports from 20000 on");
 }
 
 /// A running local cluster; `down` on drop (also when the test fails half-way).
@@ -76,7 +82,7 @@ impl Cluster {
             .expect("run scripts/local-cluster")
     }
 
-    fn start(stream: &str, prefix: &str, db_prefix: &str) -> Self {
+    fn start(stream: &str, prefix: &str, db_prefix: &str, smtp_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port_block();
         let env = [
@@ -91,6 +97,7 @@ impl Cluster {
             ("EVENT_ACK_WAIT_SECONDS", "2".to_owned()),
             ("AUTH_RATE_LIMIT_PER_MINUTE", "10000".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
+            ("LOCAL_CLUSTER_SMTP_URL", smtp_url.to_owned()),
         ]
         .map(|(k, v)| (k.to_owned(), v));
         let mut cluster = Self {
@@ -268,6 +275,44 @@ async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option
     }
 }
 
+/// Pays `order_id` with a card that is declined, until the answer is final (the order may not
+/// have reached the payments service yet, or a replica may die with the request).
+async fn pay_declined(buyer: &TestClient, order_id: &str) {
+    let body = json!({"orderId": order_id, "token": "tok_chargeDeclined"});
+    let body = &body;
+    poll("a declined card is answered", move || async move {
+        let request = buyer.http.post(buyer.url("/api/payments")).json(body);
+        let Ok(res) = TestClient::try_send(request).await else {
+            return Err("connection lost".to_owned());
+        };
+        match res.status {
+            StatusCode::BAD_REQUEST => {
+                assert_ne!(
+                    res.json,
+                    json!({"errors": [{"message": "Cannot pay for a cancelled order"}]}),
+                    "the order expired before its declined payment"
+                );
+                Ok(())
+            }
+            s if s == StatusCode::ACCEPTED || s == StatusCode::NOT_FOUND || replica_died(&res) => {
+                Err(format!("{s} {}", res.text))
+            }
+            other => panic!("paying with a declined card answered {other}: {}", res.text),
+        }
+    })
+    .await;
+}
+
+/// Whether `message` is an email to `to` whose subject starts with `subject` and whose text
+/// holds `link`.
+fn is_email(message: &ReceivedMessage, to: &str, subject: &str, link: &str) -> bool {
+    message.rcpt_tos.iter().any(|r| r == to)
+        && message
+            .header("Subject")
+            .is_some_and(|s| s.starts_with(subject))
+        && message.text_body().contains(link)
+}
+
 /// Waits until the buyer's order has `status`.
 async fn order_becomes(buyer: &TestClient, order_id: &str, status: &str) {
     let path = format!("/api/orders/{order_id}");
@@ -322,7 +367,14 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
     let _databases = PgDatabasesGuard {
         prefix: db_prefix.clone(),
     };
-    let cluster = Cluster::start(&bus.config.stream, &bus.config.subject_prefix, &db_prefix);
+    // The mail server the notifications service sends to (LOCAL_CLUSTER_SMTP_URL).
+    let smtp = SmtpServer::start();
+    let cluster = Cluster::start(
+        &bus.config.stream,
+        &bus.config.subject_prefix,
+        &db_prefix,
+        &smtp.url(),
+    );
     let url = cluster.url.clone();
 
     // Through nginx: the client's pages and every API.
@@ -348,6 +400,8 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
     let idler = sign_up(&url, "idler@cluster.test").await;
     let (idler, unpaid_order) = rush_buyer(idler, ids["unpaid"].clone()).await;
     let unpaid_order = unpaid_order.expect("the only buyer of this ticket gets it");
+    // Its buyer's card is declined (payment.declined); the reservation stays until it expires.
+    pay_declined(&idler, &unpaid_order).await;
 
     let mut buyers = Vec::new();
     for i in 0..RUSH {
@@ -520,6 +574,88 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
                 s => Err(format!("{s} {}", res.text)),
             }
         }
+    })
+    .await;
+
+    // payment.declined, sale.credited, order.completed and order.cancelled → notifications:
+    // the people involved are told, in the app (through nginx) and by email, with links to the
+    // site's address (PUBLIC_URL: nginx). An email may come twice (a replica killed after the
+    // mail server took it and before it recorded that); none may be missing.
+    let hot_link = format!("/orders/{hot_order}");
+    let hot_link_ref = &hot_link;
+    let winner_ref = &winner;
+    poll("the winner's receipt is in the app", move || async move {
+        let res = winner_ref.get("/api/notifications").await;
+        let found = res.status == StatusCode::OK
+            && res.json["notifications"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["kind"] == "order_receipt" && n["link"] == json!(hot_link_ref));
+        if found {
+            Ok(())
+        } else {
+            Err(format!("{} {}", res.status, res.text))
+        }
+    })
+    .await;
+    let winner_email = winner.get("/api/users/currentuser").await.json["currentUser"]["email"]
+        .as_str()
+        .expect("the winner is signed in")
+        .to_owned();
+    let expected_emails = [
+        (
+            winner_email.as_str(),
+            "Your receipt",
+            format!("{url}{hot_link}"),
+        ),
+        (
+            "seller@cluster.test",
+            "Your ticket sold",
+            format!("{url}/payouts"),
+        ),
+        (
+            "idler@cluster.test",
+            "Payment declined",
+            format!("{url}/orders/{unpaid_order}"),
+        ),
+        // An expired reservation links to its ticket, back on sale.
+        (
+            "idler@cluster.test",
+            "Your reservation expired",
+            format!("{url}/tickets/{}", ids["unpaid"]),
+        ),
+    ];
+    let (smtp_ref, expected_ref) = (&smtp, &expected_emails);
+    poll("the emails arrive", move || async move {
+        let messages = smtp_ref.messages();
+        let missing: Vec<String> = expected_ref
+            .iter()
+            .filter(|(to, subject, link)| {
+                !messages
+                    .iter()
+                    .any(|message| is_email(message, to, subject, link))
+            })
+            .map(|(to, subject, link)| format!("{subject}... to {to} with {link}"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let received: Vec<String> = messages
+            .iter()
+            .map(|m| {
+                format!(
+                    "to {:?}: {:?}\n{}",
+                    m.rcpt_tos,
+                    m.header("Subject"),
+                    m.text_body()
+                )
+            })
+            .collect();
+        Err(format!(
+            "missing {missing:?}; received:\n{}",
+            received.join("\n---\n")
+        ))
     })
     .await;
 

@@ -23,13 +23,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::Process;
 
-/// ARCHITECTURE §1: the ingress path rules, in order.
-const ARCHITECTURE_RULES: [(&str, &str); 6] = [
+/// ARCHITECTURE §1: the ingress path rules, in order (with the second wave's prefixes of §10:
+/// payouts, notifications and alerts).
+const ARCHITECTURE_RULES: [(&str, &str); 8] = [
     ("/api/payments", "payments"),
     ("/api/payouts", "payments"),
     ("/api/users", "auth"),
     ("/api/tickets", "tickets"),
     ("/api/orders", "orders"),
+    ("/api/notifications", "notifications"),
+    ("/api/alerts", "notifications"),
     ("/", "client"),
 ];
 
@@ -44,7 +47,7 @@ const PLATFORM_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// Known GET routes of the services, to send through the ingress rules. Each must be answered
 /// by its service with something other than the unknown-path 404 (no id routes: an unknown id
 /// is a 404 too). Every Ingress path must have at least one of these under it.
-const SAMPLE_ROUTES: [&str; 14] = [
+const SAMPLE_ROUTES: [&str; 17] = [
     "/api/payments",
     "/api/payments/webhook",
     "/api/payouts",
@@ -52,6 +55,9 @@ const SAMPLE_ROUTES: [&str; 14] = [
     "/api/tickets",
     "/api/tickets/mine",
     "/api/orders",
+    "/api/notifications",
+    "/api/notifications/openapi.json",
+    "/api/alerts",
     "/",
     "/auth/signin",
     "/auth/signup",
@@ -59,6 +65,20 @@ const SAMPLE_ROUTES: [&str; 14] = [
     "/orders",
     "/assets/app.css",
     "/healthz",
+];
+
+/// Deployments that are not BuyTicket services, and the one overlay each may run in: the dev
+/// overlay's mail catcher, which receives every email of the notifications service there.
+const DEV_TOOLS: [(&str, &str); 1] = [("mailpit", "dev")];
+
+/// Secrets by nature: wherever a Deployment sets one of these, it comes from a Secret.
+const SECRET_VARS: [&str; 5] = [
+    "JWT_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "POSTGRES_PASSWORD",
+    // The mail server's URL may carry its user and password.
+    "SMTP_URL",
 ];
 
 const KEY: &str = "a-test-key-that-is-at-least-32-bytes-long";
@@ -199,6 +219,15 @@ fn str_array(value: &Value) -> Vec<&str> {
     array(value).iter().filter_map(Value::as_str).collect()
 }
 
+/// The Deployments of BuyTicket services: every Deployment but the [`DEV_TOOLS`] (which
+/// `dev_tools_run_only_in_development_pinned_and_locked_down` checks).
+fn service_deployments(objects: &[Value]) -> Vec<&Value> {
+    kind(objects, "Deployment")
+        .into_iter()
+        .filter(|d| !DEV_TOOLS.iter().any(|(tool, _)| name(d) == *tool))
+        .collect()
+}
+
 /// Deployments and StatefulSets: everything that runs pods.
 fn workloads(objects: &[Value]) -> Vec<&Value> {
     objects
@@ -298,6 +327,75 @@ fn assert_service_port(objects: &[Value], host: &str, port: u16, context: &str) 
             .any(|p| p["port"].as_u64() == Some(u64::from(port))),
         "{context}: Service {host} has no port {port}"
     );
+}
+
+/// Not root, a read-only root file system, no privilege escalation, no capabilities, and CPU
+/// and memory requests and limits.
+fn assert_locked_down_and_bounded(pod: &Value, container: &Value, context: &str) {
+    let security = &container["securityContext"];
+    assert!(
+        pod["securityContext"]["runAsNonRoot"] == true || security["runAsNonRoot"] == true,
+        "{context}: runAsNonRoot"
+    );
+    for user in [&pod["securityContext"]["runAsUser"], &security["runAsUser"]] {
+        assert_ne!(user.as_u64(), Some(0), "{context}: runs as root");
+    }
+    assert_eq!(security["readOnlyRootFilesystem"], true, "{context}");
+    assert_eq!(security["allowPrivilegeEscalation"], false, "{context}");
+    assert!(
+        str_array(&security["capabilities"]["drop"]).contains(&"ALL"),
+        "{context}: drops all capabilities"
+    );
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                container["resources"][bound][resource].is_string(),
+                "{context}: resources.{bound}.{resource}"
+            );
+        }
+    }
+}
+
+/// The value of a rendered Secret's key (`data` is base64, `stringData` plain).
+fn secret_value(secret: &Value, key: &str) -> Option<String> {
+    if let Some(text) = secret["stringData"][key].as_str() {
+        return Some(text.to_owned());
+    }
+    let encoded = secret["data"][key].as_str()?;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut bits, mut count, mut bytes) = (0u32, 0u32, Vec::new());
+    for c in encoded
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+    {
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .unwrap_or_else(|| panic!("Secret data {key} is not base64: {encoded}"));
+        bits = (bits << 6) | value as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    Some(String::from_utf8(bytes).expect("Secret data is UTF-8"))
+}
+
+/// `skaffold.yaml` as JSON.
+fn skaffold() -> Value {
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(&read("skaffold.yaml")).expect("skaffold.yaml parses");
+    serde_json::to_value(yaml).unwrap()
+}
+
+/// The port-forward to the ingress controller (the first Service that skaffold forwards).
+fn skaffold_ingress_forward(config: &Value) -> &Value {
+    array(&config["portForward"])
+        .iter()
+        .find(|f| f["resourceType"] == "service")
+        .expect("a service port-forward")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,7 +652,7 @@ fn every_deployment_runs_a_real_service_on_its_port_with_health_probes() {
     let known_env = known_env_vars();
     assert!(services.contains(&"auth".to_owned()), "{services:?}");
     for (overlay, objects) in &overlays {
-        let deployments = kind(objects, "Deployment");
+        let deployments = service_deployments(objects);
         let mut deployed = BTreeSet::new();
         for deployment in &deployments {
             let context = format!("{overlay}: Deployment {}", name(deployment));
@@ -620,12 +718,7 @@ fn every_deployment_runs_a_real_service_on_its_port_with_health_probes() {
                     "{context}: the binary does not read {var} (known: {known_env:?})"
                 );
             }
-            for secret in [
-                "JWT_KEY",
-                "STRIPE_SECRET_KEY",
-                "STRIPE_WEBHOOK_SECRET",
-                "POSTGRES_PASSWORD",
-            ] {
+            for secret in SECRET_VARS {
                 if let Some(v) = env.get(secret) {
                     assert!(
                         v["secret"].is_string(),
@@ -644,6 +737,20 @@ fn every_deployment_runs_a_real_service_on_its_port_with_health_probes() {
                 env.contains_key("TRUSTED_PROXIES"),
                 "{context}: TRUSTED_PROXIES"
             );
+            // What `serve notifications` refuses to start without: the mail server, and the
+            // site's address for the links in emails.
+            if *service == "notifications" {
+                assert!(
+                    env.get("SMTP_URL").is_some_and(|v| v["optional"] == false),
+                    "{context}: SMTP_URL is required, from a Secret that must exist"
+                );
+                let public = env_value(&env, "PUBLIC_URL")
+                    .unwrap_or_else(|| panic!("{context}: PUBLIC_URL is required"));
+                assert!(
+                    public.starts_with("https://") || public.starts_with("http://"),
+                    "{context}: PUBLIC_URL is an absolute http(s) address: {public}"
+                );
+            }
             if *service == "client" {
                 let api = env_value(&env, "API_BASE_URL")
                     .unwrap_or_else(|| panic!("{context}: the client needs API_BASE_URL"));
@@ -716,29 +823,7 @@ fn every_deployment_runs_a_real_service_on_its_port_with_health_probes() {
                 );
             }
 
-            // Locked down and bounded.
-            let security = &container["securityContext"];
-            assert!(
-                pod["securityContext"]["runAsNonRoot"] == true || security["runAsNonRoot"] == true,
-                "{context}: runAsNonRoot"
-            );
-            for user in [&pod["securityContext"]["runAsUser"], &security["runAsUser"]] {
-                assert_ne!(user.as_u64(), Some(0), "{context}: runs as root");
-            }
-            assert_eq!(security["readOnlyRootFilesystem"], true, "{context}");
-            assert_eq!(security["allowPrivilegeEscalation"], false, "{context}");
-            assert!(
-                str_array(&security["capabilities"]["drop"]).contains(&"ALL"),
-                "{context}: drops all capabilities"
-            );
-            for bound in ["requests", "limits"] {
-                for resource in ["cpu", "memory"] {
-                    assert!(
-                        container["resources"][bound][resource].is_string(),
-                        "{context}: resources.{bound}.{resource}"
-                    );
-                }
-            }
+            assert_locked_down_and_bounded(pod, container, &context);
 
             // Replicas: prod keeps at least 2 (fixed or autoscaled) and a disruption budget.
             let labels = &deployment["spec"]["template"]["metadata"]["labels"];
@@ -914,6 +999,95 @@ fn referenced_config_and_secrets_exist_or_are_documented() {
                 "{overlay}: Secrets {missing_secrets:?} are referenced but not generated"
             );
         }
+    }
+}
+
+#[test]
+fn dev_tools_run_only_in_development_pinned_and_locked_down() {
+    let Some(overlays) = render_all() else { return };
+    for (overlay, objects) in &overlays {
+        for deployment in kind(objects, "Deployment") {
+            let Some((tool, allowed)) = DEV_TOOLS.iter().find(|(t, _)| *t == name(deployment))
+            else {
+                continue;
+            };
+            let context = format!("{overlay}: Deployment {tool}");
+            assert_eq!(overlay, allowed, "{context}: only in the {allowed} overlay");
+            let pod = pod_spec(deployment);
+            assert_eq!(
+                pod["automountServiceAccountToken"], false,
+                "{context}: no service-account token"
+            );
+            for container in array(&pod["containers"]) {
+                // A tag that names one release (`v1.27.8`), not `latest` or a moving `v1.27`.
+                let image = container["image"].as_str().unwrap_or_default();
+                let tag = image
+                    .rsplit_once(':')
+                    .map(|(_, tag)| tag)
+                    .filter(|tag| !tag.contains('/'));
+                let release = tag.is_some_and(|tag| {
+                    let parts: Vec<&str> = tag.trim_start_matches('v').split('.').collect();
+                    parts.len() == 3
+                        && parts
+                            .iter()
+                            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                });
+                assert!(
+                    image.contains("@sha256:") || release,
+                    "{context}: the image is pinned to one release: {image}"
+                );
+                assert_locked_down_and_bounded(pod, container, &context);
+            }
+        }
+    }
+}
+
+#[test]
+fn notifications_link_to_the_public_site_and_reach_their_mail_server() {
+    let Some(overlays) = render_all() else { return };
+    let forward = skaffold_ingress_forward(&skaffold()).clone();
+    for (overlay, objects) in &overlays {
+        let deployment = find(objects, "Deployment", "notifications")
+            .unwrap_or_else(|| panic!("{overlay}: Deployment notifications"));
+        let context = format!("{overlay}: notifications");
+        let container = &array(&pod_spec(deployment)["containers"])[0];
+        let env = container_env(objects, container, &context);
+
+        // The links in emails lead to where people reach the site: the public Ingress's host
+        // with its TLS (prod), or the ingress controller as `skaffold dev` forwards it (dev).
+        let public =
+            env_value(&env, "PUBLIC_URL").unwrap_or_else(|| panic!("{context}: PUBLIC_URL"));
+        let host = public_rules(objects, overlay)[0].host.clone();
+        let expected = match &host {
+            Some(host) => format!("https://{host}"),
+            None => format!("http://localhost:{}", forward["localPort"]),
+        };
+        assert_eq!(public, expected, "{context}: PUBLIC_URL");
+
+        // SMTP_URL: a Secret created out of band in prod (documented, see
+        // referenced_config_and_secrets_exist_or_are_documented); a generated one elsewhere,
+        // naming a mail server that is a rendered Service with that port.
+        let smtp = &env["SMTP_URL"];
+        let secret_name = smtp["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{context}: SMTP_URL from a Secret: {smtp}"));
+        let Some(secret) = find(objects, "Secret", secret_name) else {
+            assert_eq!(
+                *overlay, "prod",
+                "{context}: Secret {secret_name} is not rendered"
+            );
+            continue;
+        };
+        let key = smtp["key"].as_str().unwrap_or_default();
+        let url = secret_value(secret, key)
+            .unwrap_or_else(|| panic!("{context}: Secret {secret_name} has no key {key}"));
+        let default_port = match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("smtp") => 25,
+            Some("smtps") => 465,
+            _ => panic!("{context}: SMTP_URL {url} is smtp:// or smtps://"),
+        };
+        let (host, port, _) = url_parts(&url);
+        assert_service_port(objects, &host, port.unwrap_or(default_port), &context);
     }
 }
 
@@ -1116,6 +1290,9 @@ async fn each_ingress_path_reaches_the_service_that_answers_it() {
                 "FILE_STORE_URL",
                 format!("file://{}", files.path().display()),
             ),
+            // Notifications: nothing is sent here (nobody signs up), so no mail server listens.
+            ("SMTP_URL", "smtp://127.0.0.1:9".to_owned()),
+            ("PUBLIC_URL", "http://buyticket.test".to_owned()),
         ];
         match db {
             Some(db) => env.push(("DATABASE_URL", db.url.clone())),
@@ -1308,7 +1485,7 @@ fn the_dockerfile_builds_and_runs_the_binary_the_manifests_expect() {
     assert_eq!(exposed, vec![port], "EXPOSE equals ENV PORT");
     if let Some(overlays) = render_all() {
         for (overlay, objects) in &overlays {
-            for deployment in kind(objects, "Deployment") {
+            for deployment in service_deployments(objects) {
                 let container = &array(&pod_spec(deployment)["containers"])[0];
                 assert!(
                     array(&container["ports"])
@@ -1367,9 +1544,7 @@ fn the_dockerfile_builds_and_runs_the_binary_the_manifests_expect() {
 
 #[test]
 fn skaffold_builds_the_image_the_manifests_run_and_forwards_the_gateway() {
-    let text = read("skaffold.yaml");
-    let yaml: serde_norway::Value = serde_norway::from_str(&text).expect("skaffold.yaml parses");
-    let config = serde_json::to_value(yaml).unwrap();
+    let config = skaffold();
     assert!(
         config["apiVersion"]
             .as_str()
@@ -1396,10 +1571,7 @@ fn skaffold_builds_the_image_the_manifests_run_and_forwards_the_gateway() {
         str_array(&prod["manifests"]["kustomize"]["paths"]),
         ["deploy/k8s/overlays/prod"]
     );
-    let forward = array(&config["portForward"])
-        .iter()
-        .find(|f| f["resourceType"] == "service")
-        .expect("a service port-forward");
+    let forward = skaffold_ingress_forward(&config);
     assert_eq!(forward["localPort"], 8080);
     assert_eq!(forward["port"], 80);
 
@@ -1425,7 +1597,7 @@ fn skaffold_builds_the_image_the_manifests_run_and_forwards_the_gateway() {
             ),
             "{overlay}: the client's gateway is the ingress controller skaffold forwards to"
         );
-        for deployment in kind(objects, "Deployment") {
+        for deployment in service_deployments(objects) {
             let image = array(&pod_spec(deployment)["containers"])[0]["image"]
                 .as_str()
                 .unwrap_or_default();
