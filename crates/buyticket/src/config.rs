@@ -432,7 +432,10 @@ impl NotificationSettings {
             (Some(url), _) => bt_notifications::Mailer::smtp(url.expose_secret(), &self.mail_from)?,
             (None, Some(dir)) => bt_notifications::Mailer::directory(dir.clone(), &self.mail_from)?,
             (None, None) => bail!(
-                "SMTP_URL is not set: the notifications service sends receipts, sale notices                  and ticket alerts by email. Set it to the mail server, e.g.                  smtps://user:password@smtp.example.com:465 (or smtp://relay:25 for a relay on                  a trusted network)"
+                "SMTP_URL is not set: the notifications service sends receipts, sale notices \
+                 and ticket alerts by email. Set it to the mail server, e.g. \
+                 smtps://user:password@smtp.example.com:465 (or smtp://relay:25 for a relay on \
+                 a trusted network)"
             ),
         };
         Ok(mailer)

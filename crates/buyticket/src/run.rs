@@ -114,7 +114,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.service == ServiceName::Notifications && shared.notifications.public_url.is_none() {
         bail!(
-            "PUBLIC_URL is not set: the notifications service links each email to the site              (an order, a ticket). Set it to the address browsers reach the site at, e.g.              https://buyticket.example.com"
+            "PUBLIC_URL is not set: the notifications service links each email to the site \
+                 (an order, a ticket). Set it to the address browsers reach the site at, e.g. \
+                 https://buyticket.example.com"
         );
     }
     if shared.sessions.ttl() > bt_platform::sessions::MAX_SESSION_TTL {
