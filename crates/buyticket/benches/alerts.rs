@@ -100,17 +100,16 @@ async fn run(mode: &str, deployment: Deployment, subscribers: u64, listings: u64
     let (mut first, mut last) = (Vec::new(), Vec::new());
     for (ticket, at) in &listed {
         let link = format!("/tickets/{ticket}");
-        let told: Vec<(i64, String)> =
-            on_db!(&db, |pool| {
-                sqlx::query_as(
+        let told: Vec<(i64, String)> = on_db!(&db, |pool| {
+            sqlx::query_as(
             "SELECT n.created_at, a.id FROM notifications n JOIN alerts a ON a.user_id = n.user_id \
              WHERE n.link = $1 ORDER BY n.id"
         )
         .bind(&link)
         .fetch_all(pool)
         .await
-            })
-            .unwrap();
+        })
+        .unwrap();
         assert_eq!(told.len() as u64, subscribers, "{mode}: {ticket}");
         assert!(
             told.windows(2).all(|w| w[0].1 < w[1].1),
