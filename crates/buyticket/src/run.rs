@@ -112,6 +112,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.service == ServiceName::Tickets {
         shared.tickets.files = args.file_store()?;
     }
+    if args.service == ServiceName::Notifications {
+        // Refused before connecting to anything: a mail server is required, and must parse.
+        shared.notifications.mailer()?;
+    }
     if args.service == ServiceName::Notifications && shared.notifications.public_url.is_none() {
         bail!(
             "PUBLIC_URL is not set: the notifications service links each email to the site \

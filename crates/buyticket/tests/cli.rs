@@ -368,6 +368,52 @@ fn serve_tickets_refuses_to_start_without_a_file_store_and_names_the_setting() {
     assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
 }
 
+#[test]
+fn serve_notifications_refuses_to_start_without_a_mail_server_or_a_public_url() {
+    let base = [("DATABASE_URL", "sqlite::memory:"), ("JWT_KEY", KEY)];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env = base.to_vec();
+        env.extend_from_slice(extra);
+        run_to_end(&["serve", "notifications"], &env)
+    };
+    let cases: [(&[(&str, &str)], &[&str]); 4] = [
+        (
+            &[("PUBLIC_URL", "https://buyticket.example.com")],
+            &[
+                "SMTP_URL is not set",
+                "smtps://user:password@smtp.example.com:465",
+            ],
+        ),
+        (
+            &[("SMTP_URL", "smtp://127.0.0.1:2525")],
+            &["PUBLIC_URL is not set", "links each email"],
+        ),
+        (
+            &[
+                ("SMTP_URL", "ftp://mail.example.com"),
+                ("PUBLIC_URL", "https://buyticket.example.com"),
+            ],
+            &["SMTP_URL is not valid", "?tls=required"],
+        ),
+        (
+            &[
+                ("SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("PUBLIC_URL", "https://buyticket.example.com"),
+                ("MAIL_FROM", "nobody"),
+            ],
+            &["MAIL_FROM is not a valid address"],
+        ),
+    ];
+    for (extra, expected) in cases {
+        let (code, stderr) = with(extra);
+        assert_ne!(code, 0, "{extra:?}");
+        for text in expected {
+            assert!(stderr.contains(text), "{extra:?}: {stderr}");
+        }
+        assert!(!stderr.contains("    "), "one readable line: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_on_one_nats_coexist_and_a_real_overlap_names_the_fix() {
     let unique = TestBus::test_config().stream[1..].to_lowercase();
