@@ -245,6 +245,11 @@ pub struct CommonArgs {
     /// alert emails off). Receipts and other notices are never limited.
     #[arg(long, env = "ALERT_EMAILS_PER_HOUR", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=1000))]
     pub alert_emails_per_hour: i64,
+    /// How long the first subscriber in line of a ticket alert holds a ticket that just went
+    /// on sale, in seconds: nobody else can order it meanwhile, and the other subscribers are
+    /// told when the hold ends. 0 (the default): no hold, every subscriber is told at once.
+    #[arg(long, env = "ALERT_HOLD_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub alert_hold_seconds: u64,
     /// Largest number of database connections per service.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
@@ -423,6 +428,8 @@ pub struct NotificationSettings {
     pub public_url: Option<String>,
     /// Where `up` writes emails without `SMTP_URL`.
     pub mail_dir: Option<std::path::PathBuf>,
+    /// `ALERT_HOLD_SECONDS`.
+    pub alert_hold: Duration,
 }
 
 impl NotificationSettings {
@@ -526,6 +533,7 @@ impl CommonArgs {
             },
             public_url: public_url.clone(),
             mail_dir: None,
+            alert_hold: Duration::from_secs(self.alert_hold_seconds),
         };
         // A bad address is refused at start, not at the first email.
         if let Err(err) = self.mail_from.parse::<lettre::message::Mailbox>() {

@@ -295,6 +295,7 @@ async fn build(
                 public_url: shared.notifications.public_url.clone().unwrap_or_default(),
                 currency: shared.payments.currency.clone(),
                 limits: shared.notifications.limits,
+                alert_hold: shared.notifications.alert_hold,
             };
             bt_notifications::service(database_url, &shared.db_options, settings, runtime)
                 .await

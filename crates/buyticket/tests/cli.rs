@@ -376,7 +376,8 @@ fn serve_notifications_refuses_to_start_without_a_mail_server_or_a_public_url() 
         env.extend_from_slice(extra);
         run_to_end(&["serve", "notifications"], &env)
     };
-    let cases: [(&[(&str, &str)], &[&str]); 4] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Env, &[&str]); 4] = [
         (
             &[("PUBLIC_URL", "https://buyticket.example.com")],
             &[

@@ -177,6 +177,81 @@ async fn alert_then_sale_through_serve_processes_on_postgresql_and_nats() {
     deployment.stop();
 }
 
+/// With ALERT_HOLD_SECONDS, the first subscriber in line holds a new listing: anyone else's
+/// order is refused, saying until when, and theirs is taken.
+async fn the_first_in_line_holds_the_ticket(deployment: &Deployment) {
+    let ingress = deployment.ingress();
+    let a = Browser::sign_up(&ingress, "a@hold.test").await;
+    let b = Browser::sign_up(&ingress, "b@hold.test").await;
+    let c = Browser::sign_up(&ingress, "c@hold.test").await;
+    for fan in [&b, &c] {
+        let res = fan.post("/api/alerts", &json!({"q": "opera"})).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    }
+    let res = a
+        .post("/api/tickets", &json!({"title": "Opera Gala", "price": 25}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let ticket = res.json["id"].as_str().unwrap().to_owned();
+    let list = notified(&b, 1).await;
+    let body = list["notifications"][0]["body"].as_str().unwrap();
+    assert!(body.contains("It is held for you until"), "{body}");
+    assert_eq!(
+        c.get("/api/notifications").await.json["unread"],
+        0,
+        "C waits for the hold"
+    );
+
+    // Once the orders service knows of the hold (an event after the listing's own), C is refused.
+    let orders = bt_platform::Db::connect(
+        &deployment.database_url("orders"),
+        &bt_platform::db::DbOptions::default(),
+    )
+    .await
+    .unwrap();
+    poll("the orders service holds the ticket for B", || async {
+        let holder: Option<String> = bt_platform::on_db!(&orders, |pool| sqlx::query_scalar(
+            "SELECT held_for FROM tickets WHERE id = $1"
+        )
+        .bind(&ticket)
+        .fetch_optional(pool)
+        .await)
+        .unwrap()
+        .flatten();
+        if holder.as_deref() == Some(b.id.as_str()) {
+            Ok(())
+        } else {
+            Err(format!("{holder:?}"))
+        }
+    })
+    .await;
+    orders.close().await;
+    let res = c.post("/api/orders", &json!({"ticketId": ticket})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    assert!(
+        res.messages()[0]
+            .starts_with("This ticket is held for the first fan in line of its ticket alert until"),
+        "{}",
+        res.text
+    );
+    let res = b.post("/api/orders", &json!({"ticketId": ticket})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_in_line_holds_the_ticket_through_up() {
+    let deployment = Deployment::embedded(&[("ALERT_HOLD_SECONDS", "120")]);
+    the_first_in_line_holds_the_ticket(&deployment).await;
+    deployment.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_in_line_holds_the_ticket_through_serve_processes() {
+    let deployment = Deployment::distributed(&[("ALERT_HOLD_SECONDS", "120")]).await;
+    the_first_in_line_holds_the_ticket(&deployment).await;
+    deployment.stop();
+}
+
 /// Without SMTP_URL, `up` writes each email into `<data-dir>/mail` and logs where.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_without_smtp_writes_the_emails_into_the_data_directory() {

@@ -25,7 +25,7 @@ pub trait Event:
 }
 
 /// Every subject the services publish.
-pub const SUBJECTS: [&str; 12] = [
+pub const SUBJECTS: [&str; 13] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     TicketReservationRefused::SUBJECT,
@@ -38,6 +38,7 @@ pub const SUBJECTS: [&str; 12] = [
     UserCreated::SUBJECT,
     PaymentDeclined::SUBJECT,
     SaleCredited::SUBJECT,
+    TicketHeld::SUBJECT,
 ];
 
 /// The wire form of every event.
@@ -370,6 +371,26 @@ impl Event for SaleCredited {
     }
 }
 
+/// A ticket alert's first subscriber in line holds a ticket that just went on sale: until
+/// `until`, only they can order it (second wave; published by notifications when
+/// `ALERT_HOLD_SECONDS` is more than 0). The hold is on `ticketVersion` of the ticket: any later
+/// change of the ticket ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketHeld {
+    pub ticket_id: TicketId,
+    pub ticket_version: i64,
+    pub user_id: UserId,
+    pub until: Millis,
+}
+
+impl Event for TicketHeld {
+    const SUBJECT: &'static str = "ticket.held";
+    fn key(&self) -> &str {
+        self.ticket_id.as_str()
+    }
+}
+
 impl Event for SessionRevoked {
     const SUBJECT: &'static str = "session.revoked";
     fn key(&self) -> &str {
@@ -577,7 +598,8 @@ mod tests {
                 "session.revoked",
                 "user.created",
                 "payment.declined",
-                "sale.credited"
+                "sale.credited",
+                "ticket.held"
             ]
         );
     }

@@ -313,6 +313,21 @@ impl Wording {
     }
 }
 
+impl Wording {
+    /// To the first subscriber in line of an alert, who holds the ticket until `until`.
+    pub fn alert_held(&self, alert: &Alert, ticket: &TicketView, until: Millis) -> Notice {
+        let mut notice = self.alert(alert, ticket);
+        notice.body = format!(
+            "{} It is held for you until {} UTC: nobody else can reserve it before then.",
+            notice
+                .body
+                .trim_end_matches(" Tickets go fast — the first buyer to reserve it gets it."),
+            until.to_datetime().format("%H:%M:%S")
+        );
+        notice
+    }
+}
+
 /// When an email that failed `attempts` times is tried again: 5 s, doubling, at most 10 min.
 /// A mail server that is down delays messages, never loses them: transient failures are
 /// retried for as long as it takes.

@@ -5,7 +5,7 @@
 //! | event | who is told |
 //! |---|---|
 //! | `user.created` | nobody: the address is kept for emails |
-//! | `ticket.created` / `ticket.updated` | every alert the ticket starts to match, oldest alert first |
+//! | `ticket.created` / `ticket.updated` | every alert the ticket starts to match, oldest alert first (with `ALERT_HOLD_SECONDS`: the first at once, holding the ticket — `ticket.held` — and the others when the hold ends) |
 //! | `order.created` | nobody: the order is kept for the notices below |
 //! | `order.completed` | the buyer: a receipt |
 //! | `order.cancelled` | the buyer, when it expired or the ticket changed under them |
@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use bt_contract::events::{
     CancelReason, Envelope, OrderCancelled, OrderCompleted, OrderCreated, PaymentDeclined,
-    SaleCredited, TicketCreated, TicketData, TicketUpdated, UserCreated,
+    SaleCredited, TicketCreated, TicketData, TicketHeld, TicketUpdated, UserCreated,
 };
 use bt_contract::resources::NotificationKind;
 use bt_contract::{Millis, NotificationId};
 use bt_platform::Tx;
 use bt_platform::bus::version::{VersionOrder, order};
-use bt_platform::bus::{Handle, HandlerResult, Outcome};
+use bt_platform::bus::{Handle, HandlerResult, Outbox, Outcome};
 
 use crate::domain::{Limits, Notice, OrderView, TicketView, Wording};
 use crate::store::{self, OutgoingEmail};
@@ -32,6 +32,8 @@ use crate::store::{self, OutgoingEmail};
 #[derive(Debug, Clone)]
 pub struct Handlers {
     pub(crate) context: Arc<Context>,
+    /// Announces the holds of ticket alerts (`ticket.held`).
+    pub(crate) outbox: Outbox,
 }
 
 /// What the handlers need to word and address notices.
@@ -41,12 +43,16 @@ pub struct Context {
     /// The site's address, for the links in emails (`PUBLIC_URL`), without a trailing slash.
     pub public_url: String,
     pub limits: Limits,
+    /// How long the first subscriber in line of a ticket alert holds a ticket alone
+    /// (`ALERT_HOLD_SECONDS`; zero: no hold, everyone is told at once).
+    pub hold: Duration,
 }
 
 impl Handlers {
-    pub fn new(context: Context) -> Self {
+    pub fn new(context: Context, outbox: Outbox) -> Self {
         Self {
             context: Arc::new(context),
+            outbox,
         }
     }
 
@@ -60,9 +66,21 @@ impl Handlers {
         email: bool,
         now: Millis,
     ) -> sqlx::Result<()> {
-        if !store::insert_notification(tx, &NotificationId::generate(), notice, event_id, now)
-            .await?
-        {
+        self.tell_from(tx, event_id, notice, email, now, now).await
+    }
+
+    /// [`Self::tell`], shown and sent from `from`.
+    async fn tell_from(
+        &self,
+        tx: &mut Tx,
+        event_id: &str,
+        notice: &Notice,
+        email: bool,
+        now: Millis,
+        from: Millis,
+    ) -> sqlx::Result<()> {
+        let id = NotificationId::generate();
+        if !store::insert_notification(tx, &id, notice, event_id, now, from).await? {
             return Ok(());
         }
         metrics::counter!("notifications_created_total", "kind" => notice.kind.as_str())
@@ -76,7 +94,7 @@ impl Handlers {
                 body: self.email_body(notice),
                 attempts: 0,
             };
-            store::insert_email(tx, &outgoing, event_id, now).await?;
+            store::insert_email(tx, &outgoing, event_id, now, from).await?;
         }
         Ok(())
     }
@@ -127,17 +145,40 @@ impl Handlers {
         }
         let hour_ago = now.minus(Duration::from_secs(3600));
         let mut told = 0;
+        // With a hold, the first subscriber in line has the ticket to themselves for a while;
+        // the others are told when it ends.
+        let hold = self.context.hold;
+        let until = now.plus(hold);
         for alert in store::alerts_for(tx, after.price).await? {
             if !alert.newly_matches(before.as_ref(), &after, now) {
                 continue;
             }
-            let notice = self.context.wording.alert(&alert, &after);
+            let first = told == 0;
+            let (notice, from) = if hold.is_zero() {
+                (self.context.wording.alert(&alert, &after), now)
+            } else if first {
+                self.outbox
+                    .stage(
+                        tx,
+                        TicketHeld {
+                            ticket_id: after.id.clone(),
+                            ticket_version: after.version,
+                            user_id: alert.user_id.clone(),
+                            until,
+                        },
+                    )
+                    .await?;
+                (self.context.wording.alert_held(&alert, &after, until), now)
+            } else {
+                (self.context.wording.alert(&alert, &after), until)
+            };
             let emailed = store::alert_emails_since(tx, &alert.user_id, hour_ago).await?;
             let email = emailed < self.context.limits.alert_emails_per_hour;
             if !email {
                 tracing::debug!(user.id = %alert.user_id, alert.id = %alert.id, "hourly alert email limit reached: in-app only");
             }
-            self.tell(tx, event_id, &notice, email, now).await?;
+            self.tell_from(tx, event_id, &notice, email, now, from)
+                .await?;
             told += 1;
         }
         if told > 0 {

@@ -146,9 +146,10 @@ async fn list_notifications(
         limit: parse_limit(query.limit.as_deref()),
         before: parse_before(query.before.as_deref()),
     )?;
+    let now = Millis::now();
     let notifications =
-        store::notifications_of(&state.db, &user.0.id, limit, before.as_ref()).await?;
-    let unread = store::unread(&state.db, &user.0.id).await?;
+        store::notifications_of(&state.db, &user.0.id, limit, before.as_ref(), now).await?;
+    let unread = store::unread(&state.db, &user.0.id, now).await?;
     Ok(Json(NotificationList {
         notifications,
         unread,
@@ -213,8 +214,9 @@ async fn read_notifications(
     ApiJson(body): ApiJson<ReadBody>,
 ) -> ApiResult<Json<Unread>> {
     let (ids,) = validate!(ids: parse_read_ids(body.ids.as_ref()))?;
-    store::mark_read(&state.db, &user.0.id, ids.as_deref(), Millis::now()).await?;
-    let unread = store::unread(&state.db, &user.0.id).await?;
+    let now = Millis::now();
+    store::mark_read(&state.db, &user.0.id, ids.as_deref(), now).await?;
+    let unread = store::unread(&state.db, &user.0.id, now).await?;
     Ok(Json(Unread { unread }))
 }
 

@@ -52,6 +52,9 @@ pub struct Settings {
     /// The currency amounts are shown in (`CURRENCY`, as payments charges).
     pub currency: String,
     pub limits: Limits,
+    /// `ALERT_HOLD_SECONDS`: how long the first subscriber in line of a ticket alert holds a
+    /// ticket that just went on sale before the others are told (zero: no hold).
+    pub alert_hold: std::time::Duration,
 }
 
 /// Shared state of the handlers.
@@ -71,16 +74,21 @@ pub async fn service(
     runtime: &Runtime,
 ) -> Result<Service, StartError> {
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
-    // The service publishes nothing; the outbox is the consumers' plumbing.
+    // It publishes the holds of ticket alerts (`ticket.held`).
     let outbox = Outbox::new(db.clone());
+    outbox.spawn_relay(runtime, "notifications");
     let wake = Arc::new(Notify::new());
-    let handlers = events::Handlers::new(events::Context {
-        wording: domain::Wording {
-            currency: settings.currency.clone(),
+    let handlers = events::Handlers::new(
+        events::Context {
+            wording: domain::Wording {
+                currency: settings.currency.clone(),
+            },
+            public_url: settings.public_url.trim_end_matches('/').to_owned(),
+            limits: settings.limits,
+            hold: settings.alert_hold,
         },
-        public_url: settings.public_url.trim_end_matches('/').to_owned(),
-        limits: settings.limits,
-    });
+        outbox.clone(),
+    );
     Consumers::new("notifications", db.clone(), outbox)
         .notify_on_commit(wake.clone())
         .on::<UserCreated>(handlers.clone())

@@ -24,10 +24,10 @@ const COUNT_ALERTS: &str = "SELECT COUNT(*) FROM alerts WHERE user_id = $1";
 const DELETE_ALERT: &str = "DELETE FROM alerts WHERE id = $1 AND user_id = $2";
 const LOCK_USER_POSTGRES: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
 
-const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (id, user_id, kind, title, body, link, event_id, created_at, read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL) ON CONFLICT (event_id, user_id, kind) DO NOTHING";
-const UNREAD: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL";
+const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (id, user_id, kind, title, body, link, event_id, created_at, visible_at, read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL) ON CONFLICT (event_id, user_id, kind) DO NOTHING";
+const UNREAD: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL AND visible_at <= $2";
 
-const INSERT_EMAIL: &str = "INSERT INTO emails (id, user_id, kind, subject, body, event_id, status, attempts, next_attempt_at, lease_until, last_error, sent_to, created_at, sent_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, 0, NULL, NULL, $7, NULL) ON CONFLICT (event_id, user_id, kind) DO NOTHING";
+const INSERT_EMAIL: &str = "INSERT INTO emails (id, user_id, kind, subject, body, event_id, status, attempts, next_attempt_at, lease_until, last_error, sent_to, created_at, sent_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $8, 0, NULL, NULL, $7, NULL) ON CONFLICT (event_id, user_id, kind) DO NOTHING";
 const ALERT_EMAILS_SINCE: &str =
     "SELECT COUNT(*) FROM emails WHERE user_id = $1 AND kind = 'ticket_alert' AND created_at >= $2";
 const CLAIM_EMAILS_SQLITE: &str = "UPDATE emails SET lease_until = $1 WHERE id IN (SELECT id FROM emails WHERE status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY id LIMIT $3) RETURNING id, user_id, kind, subject, body, attempts";
@@ -261,13 +261,15 @@ pub async fn alerts_for(tx: &mut Tx, price: Cents) -> sqlx::Result<Vec<Alert>> {
 
 // Notifications.
 
-/// Adds a notification; false when this event told this user this already.
+/// Adds a notification, shown from `visible_at`; false when this event told this user this
+/// already.
 pub async fn insert_notification(
     tx: &mut Tx,
     id: &NotificationId,
     notice: &Notice,
     event_id: &str,
     now: Millis,
+    visible_at: Millis,
 ) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(INSERT_NOTIFICATION)
         .bind(id)
@@ -278,6 +280,7 @@ pub async fn insert_notification(
         .bind(&notice.link)
         .bind(event_id)
         .bind(now)
+        .bind(visible_at)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
@@ -294,21 +297,24 @@ struct NotificationRow {
     read_at: Option<Millis>,
 }
 
-/// A user's notifications, newest first, at most `limit`, older than `before` when given.
+/// A user's notifications shown at `now`, newest first, at most `limit`, older than `before`
+/// when given.
 pub async fn notifications_of(
     db: &Db,
     user: &UserId,
     limit: i64,
     before: Option<&NotificationId>,
+    now: Millis,
 ) -> sqlx::Result<Vec<Notification>> {
-    let filter = if before.is_some() { "AND id < $3" } else { "" };
+    let filter = if before.is_some() { "AND id < $4" } else { "" };
     let sql = format!(
-        "SELECT id, kind, title, body, link, created_at, read_at FROM notifications WHERE user_id = $1 {filter} ORDER BY id DESC LIMIT $2"
+        "SELECT id, kind, title, body, link, created_at, read_at FROM notifications WHERE user_id = $1 AND visible_at <= $3 {filter} ORDER BY id DESC LIMIT $2"
     );
     let rows = on_db!(db, |pool| {
         let mut query = sqlx::query_as::<_, NotificationRow>(&sql)
             .bind(user)
-            .bind(limit);
+            .bind(limit)
+            .bind(now);
         if let Some(before) = before {
             query = query.bind(before);
         }
@@ -328,15 +334,16 @@ pub async fn notifications_of(
         .collect())
 }
 
-/// How many of a user's notifications are unread.
-pub async fn unread(db: &Db, user: &UserId) -> sqlx::Result<i64> {
+/// How many of a user's notifications shown at `now` are unread.
+pub async fn unread(db: &Db, user: &UserId, now: Millis) -> sqlx::Result<i64> {
     on_db!(db, |pool| sqlx::query_scalar(UNREAD)
         .bind(user)
+        .bind(now)
         .fetch_one(pool)
         .await)
 }
 
-/// Marks a user's notifications read: those of `ids`, or all of them.
+/// Marks a user's notifications shown at `now` read: those of `ids`, or all of them.
 pub async fn mark_read(
     db: &Db,
     user: &UserId,
@@ -344,7 +351,7 @@ pub async fn mark_read(
     now: Millis,
 ) -> sqlx::Result<u64> {
     let mut sql = String::from(
-        "UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL",
+        "UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL AND visible_at <= $2",
     );
     if let Some(ids) = ids {
         if ids.is_empty() {
@@ -363,12 +370,14 @@ pub async fn mark_read(
 
 // The email outbox.
 
-/// Queues an email; false when this event queued it for this user already.
+/// Queues an email, to send from `send_at`; false when this event queued it for this user
+/// already.
 pub async fn insert_email(
     tx: &mut Tx,
     email: &OutgoingEmail,
     event_id: &str,
     now: Millis,
+    send_at: Millis,
 ) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(INSERT_EMAIL)
         .bind(&email.id)
@@ -378,6 +387,7 @@ pub async fn insert_email(
         .bind(&email.body)
         .bind(event_id)
         .bind(now)
+        .bind(send_at)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))

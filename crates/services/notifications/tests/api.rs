@@ -40,6 +40,10 @@ impl TestApp {
     }
 
     async fn spawn_with(backend: Backend, limits: Limits) -> Self {
+        Self::spawn_with_hold(backend, limits, Duration::ZERO).await
+    }
+
+    async fn spawn_with_hold(backend: Backend, limits: Limits, alert_hold: Duration) -> Self {
         let smtp = SmtpServer::start();
         let db = TestDb::new(backend).await;
         let bus = TestBus::new(bus_for(backend)).await;
@@ -50,6 +54,7 @@ impl TestApp {
             public_url: format!("{SITE}/"),
             currency: "usd".into(),
             limits,
+            alert_hold,
         };
         let service = bt_notifications::service(&db.url, &DbOptions::default(), settings, &runtime)
             .await
@@ -752,7 +757,61 @@ async fn an_email_waits_for_its_recipients_address(backend: Backend) {
     assert_eq!(mail[0].rcpt_tos, std::slice::from_ref(&buyer.email));
 }
 
+/// How many `ticket.held` events went out on the test's bus.
+async fn holds_published(app: &TestApp) -> usize {
+    match &app.bus.bus {
+        bt_platform::Bus::Local(local) => local.payloads("ticket.held").await.unwrap().len(),
+        bt_platform::Bus::Nats(_) => app
+            .bus
+            .subject_counts()
+            .await
+            .get("ticket.held")
+            .copied()
+            .unwrap_or_default(),
+    }
+}
+
+async fn a_hold_gives_the_first_subscriber_in_line_a_head_start(backend: Backend) {
+    let app = TestApp::spawn_with_hold(backend, Limits::default(), Duration::from_secs(5)).await;
+    let seller = app.user().await;
+    let first = app.user().await;
+    let second = app.user().await;
+    app.alert(&first, json!({"q": "opera"})).await;
+    app.alert(&second, json!({"q": "gala"})).await;
+    let listed = ticket(&seller, "Opera Gala", 2500);
+    publish(&app.bus.bus, TicketCreated(listed.clone())).await;
+
+    let list = app.wait_notified(&first, 1).await;
+    let held_at = std::time::Instant::now();
+    let body = &list.notifications[0].body;
+    assert!(body.contains("It is held for you until"), "{body}");
+    assert!(
+        !body.contains("the first buyer to reserve it gets it"),
+        "{body}"
+    );
+    // The second in line hears of it when the hold ends, in the app and by email.
+    let early = app.notifications(&second).await;
+    assert!(
+        early.notifications.is_empty() && early.unread == 0,
+        "{early:?}"
+    );
+    app.wait_notified(&second, 1).await;
+    assert!(
+        held_at.elapsed() >= Duration::from_secs(3),
+        "the second subscriber was told only after the hold ({:?})",
+        held_at.elapsed()
+    );
+    let mail = app.smtp.wait_for(2, MAIL_WAIT).await;
+    assert_eq!(mail[0].rcpt_tos, std::slice::from_ref(&first.email));
+    assert_eq!(mail[1].rcpt_tos, std::slice::from_ref(&second.email));
+    eventually(10, "ticket.held is published", || async {
+        holds_published(&app).await == 1
+    })
+    .await;
+}
+
 backend_tests!(
+    a_hold_gives_the_first_subscriber_in_line_a_head_start,
     alerts_are_set_listed_and_deleted_by_their_owner_only,
     alerts_are_validated_and_limited_per_user,
     a_listing_tells_every_matching_subscriber_in_the_order_they_subscribed,

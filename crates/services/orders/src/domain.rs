@@ -59,6 +59,25 @@ pub struct ListedTicket {
     pub starts_at: Option<Millis>,
     /// Whether its owner offers it for sale.
     pub for_sale: bool,
+    /// A ticket alert's hold (`ticket.held`): only `held_for` may order it until `held_until`,
+    /// while the ticket is still at `held_version`.
+    pub held_for: Option<UserId>,
+    pub held_version: Option<i64>,
+    pub held_until: Option<Millis>,
+}
+
+impl ListedTicket {
+    /// Until when someone other than `buyer` holds the ticket at `now`, if they do.
+    pub fn held_against(&self, buyer: &UserId, now: Millis) -> Option<Millis> {
+        match (&self.held_for, self.held_version, self.held_until) {
+            (Some(holder), Some(version), Some(until))
+                if version == self.version && now < until && holder != buyer =>
+            {
+                Some(until)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A payment the order knows of: the one that completed it, or one waiting for the
@@ -124,6 +143,11 @@ pub enum Refusal {
     NotForSale,
     #[error("This event has already started")]
     EventStarted,
+    #[error(
+        "This ticket is held for the first fan in line of its ticket alert until {} UTC; try again then",
+        .0.to_datetime().format("%H:%M:%S")
+    )]
+    HeldForAlert(Millis),
     #[error("Not authorized")]
     NotOwner,
     #[error("Cannot cancel a completed order")]
@@ -159,6 +183,9 @@ impl Order {
         }
         if ticket.starts_at.is_some_and(|starts| starts <= now) {
             return Err(Refusal::EventStarted);
+        }
+        if let Some(until) = ticket.held_against(&buyer, now) {
+            return Err(Refusal::HeldForAlert(until));
         }
         let order = Order {
             id,
@@ -396,7 +423,35 @@ mod tests {
             version: 4,
             starts_at: None,
             for_sale: true,
+            held_for: None,
+            held_version: None,
+            held_until: None,
         }
+    }
+
+    #[test]
+    fn a_ticket_held_for_an_alerts_first_subscriber_is_theirs_alone_until_the_hold_ends() {
+        let held = ListedTicket {
+            held_for: Some("fan".into()),
+            held_version: Some(4),
+            held_until: Some(at(2_000)),
+            ..ticket()
+        };
+        let refusal =
+            Order::place("o1".into(), "buyer".into(), &held, at(1_999), WINDOW).unwrap_err();
+        assert_eq!(refusal, Refusal::HeldForAlert(at(2_000)));
+        assert_eq!(
+            refusal.to_string(),
+            "This ticket is held for the first fan in line of its ticket alert until 08:00:02 UTC; try again then"
+        );
+        assert!(Order::place("o1".into(), "fan".into(), &held, at(0), WINDOW).is_ok());
+        assert!(Order::place("o1".into(), "buyer".into(), &held, at(2_000), WINDOW).is_ok());
+        // A hold on an earlier version of the ticket ended with that version.
+        let changed = ListedTicket {
+            version: 5,
+            ..held.clone()
+        };
+        assert!(Order::place("o1".into(), "buyer".into(), &changed, at(0), WINDOW).is_ok());
     }
 
     fn placed() -> Order {

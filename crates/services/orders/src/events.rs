@@ -4,7 +4,7 @@
 //! expiry, payment. Every order change goes through [`lifecycle::execute`].
 
 use bt_contract::events::{
-    Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketData,
+    Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketData, TicketHeld,
     TicketReservationRefused, TicketUpdated,
 };
 use bt_contract::{Millis, OrderId};
@@ -39,6 +39,10 @@ impl Handlers {
             version: data.version,
             starts_at: data.starts_at,
             for_sale: data.for_sale,
+            // Kept as they are by the replica's writes; a hold ends with its version.
+            held_for: None,
+            held_version: None,
+            held_until: None,
         };
         if held.is_none() {
             store::insert_ticket(tx, &row).await?;
@@ -87,6 +91,28 @@ impl Handle<TicketCreated> for Handlers {
 impl Handle<TicketUpdated> for Handlers {
     async fn handle(&self, tx: &mut Tx, event: Envelope<TicketUpdated>) -> HandlerResult {
         self.replicate(tx, event.data.0).await
+    }
+}
+
+impl Handle<TicketHeld> for Handlers {
+    /// Records a ticket alert's hold on the version of the ticket it was given on.
+    async fn handle(&self, tx: &mut Tx, event: Envelope<TicketHeld>) -> HandlerResult {
+        let hold = event.data;
+        let held = store::find_ticket_in(tx, &hold.ticket_id)
+            .await?
+            .map(|t| t.version);
+        match held {
+            Some(version) if version > hold.ticket_version => Ok(Outcome::Skipped),
+            Some(version) if version == hold.ticket_version => {
+                store::hold_ticket(tx, &hold).await?;
+                tracing::debug!(ticket.id = %hold.ticket_id, user.id = %hold.user_id, until = %hold.until, "ticket held for an alert's first subscriber");
+                Ok(Outcome::Applied)
+            }
+            _ => Ok(Outcome::NotYet(format!(
+                "hold of ticket {} at version {}: the replica holds {held:?}",
+                hold.ticket_id, hold.ticket_version
+            ))),
+        }
     }
 }
 

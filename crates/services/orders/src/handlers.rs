@@ -130,7 +130,7 @@ async fn list_orders(
                 ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/id")))),
                 ("PayOrder" = (operation_id = "create_payment", request_body = json!({"orderId": "$response.body#/id", "token": "tok_visa"}))),
             )),
-        (status = 400, description = "`Ticket is already reserved`, `You cannot buy your own ticket`, `This ticket is not for sale`, `This event has already started`, validation (`ticketId`), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
+        (status = 400, description = "`Ticket is already reserved`, `You cannot buy your own ticket`, `This ticket is not for sale`, `This event has already started`, `This ticket is held for the first fan in line of its ticket alert until ...` (`ALERT_HOLD_SECONDS`), validation (`ticketId`), or a body that is not a JSON object.", body = bt_contract::error::ErrorBody),
         NotAuthorized,
         (status = 404, description = "`Not Found`: no such ticket.", body = bt_contract::error::ErrorBody),
         JsonBodyRefused,

@@ -26,7 +26,8 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
 use bt_contract::events::{
-    ExpirationComplete, PaymentCreated, TicketCreated, TicketReservationRefused, TicketUpdated,
+    ExpirationComplete, PaymentCreated, TicketCreated, TicketHeld, TicketReservationRefused,
+    TicketUpdated,
 };
 use bt_platform::bus::{Consumers, Outbox};
 use bt_platform::db::DbOptions;
@@ -75,6 +76,7 @@ pub async fn service(
         .announce_to(arrivals.clone())
         .on::<TicketCreated>(handlers.clone())
         .on::<TicketUpdated>(handlers.clone())
+        .on::<TicketHeld>(handlers.clone())
         .on::<TicketReservationRefused>(handlers.clone())
         .on::<ExpirationComplete>(handlers.clone())
         .on::<PaymentCreated>(handlers)

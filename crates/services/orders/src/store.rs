@@ -17,8 +17,8 @@ fn select_orders(filter: &str) -> String {
 
 const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, cancel_reason = $7, updated_at = $8 WHERE id = $1 AND version = $9";
-const TICKET: &str =
-    "SELECT id, title, price, user_id, version, starts_at, for_sale FROM tickets WHERE id = $1";
+const TICKET: &str = "SELECT id, title, price, user_id, version, starts_at, for_sale, held_for, held_version, held_until FROM tickets WHERE id = $1";
+const HOLD_TICKET: &str = "UPDATE tickets SET held_for = $2, held_version = $3, held_until = $4 WHERE id = $1 AND version = $3";
 const INSERT_TICKET: &str = "INSERT INTO tickets (id, title, price, user_id, version, starts_at, for_sale) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const UPDATE_TICKET: &str = "UPDATE tickets SET title = $2, price = $3, user_id = $4, version = $5, starts_at = $6, for_sale = $7 WHERE id = $1 AND version = $5 - 1";
 
@@ -221,4 +221,16 @@ pub async fn update_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<b
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
+}
+
+/// Records a ticket alert's hold on the replica (at the version it was given on).
+pub async fn hold_ticket(tx: &mut Tx, hold: &bt_contract::events::TicketHeld) -> sqlx::Result<()> {
+    on_tx!(tx, |conn| sqlx::query(HOLD_TICKET)
+        .bind(&hold.ticket_id)
+        .bind(&hold.user_id)
+        .bind(hold.ticket_version)
+        .bind(hold.until)
+        .execute(conn)
+        .await
+        .map(drop))
 }

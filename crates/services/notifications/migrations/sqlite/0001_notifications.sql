@@ -45,7 +45,9 @@ CREATE INDEX alerts_of_user ON alerts (user_id, id);
 -- One alert per search and price limit per user.
 CREATE UNIQUE INDEX alerts_one_per_search ON alerts (user_id, q_lower, COALESCE(max_price, -1));
 
--- In-app notifications. One per (event, user, kind): a redelivered event adds nothing.
+-- In-app notifications. One per (event, user, kind): a redelivered event adds nothing. A
+-- notification is shown from visible_at (later than created_at for the subscribers behind the
+-- first in line while a ticket alert's hold lasts).
 CREATE TABLE notifications (
     id         TEXT   PRIMARY KEY NOT NULL,
     user_id    TEXT   NOT NULL,
@@ -55,11 +57,12 @@ CREATE TABLE notifications (
     link       TEXT,
     event_id   TEXT   NOT NULL,
     created_at BIGINT NOT NULL,
+    visible_at BIGINT NOT NULL,
     read_at    BIGINT,
     UNIQUE (event_id, user_id, kind)
 );
 CREATE INDEX notifications_of_user ON notifications (user_id, id);
-CREATE INDEX notifications_unread ON notifications (user_id) WHERE read_at IS NULL;
+CREATE INDEX notifications_unread ON notifications (user_id, visible_at) WHERE read_at IS NULL;
 
 -- The email outbox: one row per (event, recipient, kind), written in the transaction that
 -- handles the event; a worker sends due rows under a lease (several replicas never send one
