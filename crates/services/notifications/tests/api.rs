@@ -31,7 +31,7 @@ struct TestApp {
     store: Db,
     smtp: SmtpServer,
     _runtime: Runtime,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl TestApp {
@@ -69,8 +69,27 @@ impl TestApp {
             store,
             smtp,
             _runtime: runtime,
-            _db: db,
+            db,
         }
+    }
+
+    /// Another replica of the service on the same database and bus (its consumers share the
+    /// first one's durable consumers; both email workers send from the one outbox).
+    async fn replica(&self) -> (Runtime, bt_platform::Service) {
+        let runtime = Runtime::new(self.bus.bus.clone());
+        let settings = Settings {
+            sessions: test_sessions(),
+            mailer: Mailer::smtp(&self.smtp.url(), "BuyTicket <no-reply@buyticket.test>").unwrap(),
+            public_url: SITE.into(),
+            currency: "usd".into(),
+            limits: Limits::default(),
+            alert_hold: Duration::ZERO,
+        };
+        let service =
+            bt_notifications::service(&self.db.url, &DbOptions::default(), settings, &runtime)
+                .await
+                .expect("a second replica starts");
+        (runtime, service)
     }
 
     fn as_user(&self, user: &TestUser) -> TestClient {
@@ -757,6 +776,53 @@ async fn an_email_waits_for_its_recipients_address(backend: Backend) {
     assert_eq!(mail[0].rcpt_tos, std::slice::from_ref(&buyer.email));
 }
 
+async fn replicas_send_each_email_once(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let (_runtime, _service) = app.replica().await;
+    let seller = app.user().await;
+    let listed = ticket(&seller, "Opera Gala", 2000);
+    // The mail server is down while the receipts queue up, so that both workers find them due
+    // together when it returns.
+    app.smtp.stop();
+    let mut buyers = Vec::new();
+    for _ in 0..30 {
+        let buyer = app.user().await;
+        let order = order_created(&buyer, &seller, &listed);
+        publish(&app.bus.bus, order.clone()).await;
+        let completed = OrderCompleted {
+            id: order.id.clone(),
+            version: 1,
+            ticket: TicketRef {
+                id: listed.id.clone(),
+            },
+            payment_id: None,
+            user_id: Some(UserId::new(&buyer.id)),
+        };
+        let envelope = publish(&app.bus.bus, completed).await;
+        // A redelivery of every other one.
+        if buyers.len() % 2 == 0 {
+            publish_again(&app, &envelope).await;
+        }
+        buyers.push(buyer);
+    }
+    for buyer in &buyers {
+        app.wait_notified(buyer, 1).await;
+    }
+    app.smtp.restart();
+    app.smtp.wait_for(30, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mail = app.smtp.messages();
+    assert_eq!(mail.len(), 30, "each receipt once");
+    let mut ids: Vec<String> = mail.iter().filter_map(|m| m.header("Message-ID")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30);
+    for buyer in &buyers {
+        assert_eq!(app.mail_to(buyer).len(), 1, "{}", buyer.email);
+        assert_eq!(app.notifications(buyer).await.notifications.len(), 1);
+    }
+}
+
 /// How many `ticket.held` events went out on the test's bus.
 async fn holds_published(app: &TestApp) -> usize {
     match &app.bus.bus {
@@ -811,6 +877,7 @@ async fn a_hold_gives_the_first_subscriber_in_line_a_head_start(backend: Backend
 }
 
 backend_tests!(
+    replicas_send_each_email_once,
     a_hold_gives_the_first_subscriber_in_line_a_head_start,
     alerts_are_set_listed_and_deleted_by_their_owner_only,
     alerts_are_validated_and_limited_per_user,
