@@ -24,8 +24,17 @@ use serde_json::Value;
 use sqlx::{Connection, Executor};
 
 pub mod moto;
+mod pyenv;
 pub mod smtp;
 pub mod stripe;
+
+/// A port of `127.0.0.1` that is free now (another process may take it before it is bound).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
 
 /// Where tests create their PostgreSQL databases.
 pub fn postgres_admin_url() -> String {
@@ -569,10 +578,7 @@ pub struct OwnNatsServer {
 
 impl OwnNatsServer {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let mut server = Self {
             port,
             url: format!("nats://127.0.0.1:{port}"),
@@ -698,10 +704,7 @@ impl OwnPostgresServer {
                 dir.path().display()
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let mut server = Self {
             port,
             admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),

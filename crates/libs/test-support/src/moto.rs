@@ -12,13 +12,15 @@
 //! without it the test panics and says so, it is never skipped.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bt_platform::files::S3Config;
+
+use crate::free_port;
+use crate::pyenv::PythonTool;
 
 /// The moto release the tests run against.
 pub const MOTO_VERSION: &str = "5.2.5";
@@ -144,153 +146,17 @@ impl Drop for MotoServer {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
-/// Where the virtualenv lives.
-fn venv_dir() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .expect("neither XDG_CACHE_HOME nor HOME is set: set one, moto is installed under it");
-    cache.join("buyticket").join(format!("moto-{MOTO_VERSION}"))
-}
-
 /// The virtualenv's interpreter, with moto installed; installs it first when missing.
 fn ensure_installed() -> PathBuf {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _serialised = INSTALL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let venv = venv_dir();
-    let python = venv.join("bin").join("python");
-    if is_installed(&python) {
-        return python;
-    }
-    if venv.exists() {
-        // Left by an older tool or damaged by hand: only complete installs are renamed there.
-        let _ = std::fs::remove_dir_all(&venv);
-    }
-    install(&venv);
-    assert!(
-        is_installed(&python),
-        "moto {MOTO_VERSION} was installed into {} but `python -c 'import moto.server'` fails \
-         there; delete that directory and run the test again",
-        venv.display()
-    );
-    python
-}
-
-/// Whether `python` runs and imports the pinned moto (a complete install: only complete
-/// virtualenvs are ever renamed into place).
-fn is_installed(python: &Path) -> bool {
-    python.exists()
-        && Command::new(python)
-            .args([
-                "-c",
-                &format!("import moto, moto.server; assert moto.__version__ == {MOTO_VERSION:?}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-/// Builds the virtualenv beside its final place and renames it there; when another process
-/// finished first, its virtualenv is kept and this one removed.
-fn install(venv: &Path) {
-    let parent = venv
-        .parent()
-        .expect("the virtualenv has a parent directory");
-    std::fs::create_dir_all(parent)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
-    remove_abandoned_builds(parent);
-    let building = parent.join(format!(
-        ".moto-{MOTO_VERSION}.building-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    eprintln!(
-        "installing moto {MOTO_VERSION} into {} (once per machine; about a minute)",
-        venv.display()
-    );
-    let python3 = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&building)
-        .output();
-    match python3 {
-        Err(e) => panic!(
-            "python3 is needed to run the S3 tests (moto): {e}. Install Python 3 with its venv \
-             module and pip (Debian: apt-get install python3 python3-venv python3-pip)"
+    PythonTool {
+        name: "moto",
+        version: MOTO_VERSION,
+        requirement: &format!("moto[server]=={MOTO_VERSION}"),
+        import_check: &format!(
+            "import moto, moto.server; assert moto.__version__ == {MOTO_VERSION:?}"
         ),
-        Ok(out) if !out.status.success() => {
-            let _ = std::fs::remove_dir_all(&building);
-            panic!(
-                "`python3 -m venv` failed: {}. Install the venv module and pip (Debian: \
-                 apt-get install python3-venv python3-pip)",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(_) => {}
+        needed_by: "the S3 tests (moto)",
+        install_time: "about a minute",
     }
-    let pip = Command::new(building.join("bin").join("python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("moto[server]=={MOTO_VERSION}"),
-        ])
-        .output();
-    match pip {
-        Ok(out) if out.status.success() => {}
-        failed => {
-            let _ = std::fs::remove_dir_all(&building);
-            let why = match failed {
-                Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                Err(e) => e.to_string(),
-            };
-            panic!(
-                "`pip install moto[server]=={MOTO_VERSION}` failed: {why}. pip needs PyPI (or \
-                 a mirror set in PIP_INDEX_URL); on Debian install pip with apt-get install \
-                 python3-pip"
-            );
-        }
-    }
-    if std::fs::rename(&building, venv).is_err() {
-        // Another process renamed its complete virtualenv into place first (the target is a
-        // non-empty directory): keep it. Anything else in the way is removed.
-        if !is_installed(&venv.join("bin").join("python")) {
-            let _ = std::fs::remove_dir_all(venv);
-            if let Err(e) = std::fs::rename(&building, venv) {
-                let _ = std::fs::remove_dir_all(&building);
-                panic!("moving moto's virtualenv to {}: {e}", venv.display());
-            }
-        }
-        let _ = std::fs::remove_dir_all(&building);
-    }
-}
-
-/// Removes what installs that were killed half-way left behind (over an hour old).
-fn remove_abandoned_builds(parent: &Path) {
-    let prefix = format!(".moto-{MOTO_VERSION}.building-");
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let abandoned = entry.file_name().to_string_lossy().starts_with(&prefix)
-            && entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600));
-        if abandoned {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    .ensure()
 }
