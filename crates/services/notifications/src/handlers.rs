@@ -160,7 +160,7 @@ async fn list_notifications(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ReadBody {
     /// The notifications read (at most 100 ids); absent or `null`: every notification.
-    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>, max_items = 100)]
     ids: Option<JsonField>,
 }
 

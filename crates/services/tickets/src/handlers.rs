@@ -190,7 +190,7 @@ fn refused(refusal: Refusal) -> ApiError {
 pub struct ListQuery {
     /// Extension: only tickets whose title contains this text (case-insensitive; trimmed, at
     /// most 200 characters, no control characters). Ticket alerts match with the same rule.
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     q: Option<String>,
     /// Extension: page size, 1 to 200 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
