@@ -272,3 +272,67 @@ pub async fn send_due(db: &Db, mailer: &Mailer) -> sqlx::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn smtp_urls_take_lettres_forms_and_a_bad_one_says_which_forms_work() {
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtps://user:secret@smtp.example.com:465",
+            "smtp://user:secret@smtp.example.com:587?tls=required",
+            "smtp://relay.example.com?tls=opportunistic",
+        ] {
+            let mailer = Mailer::smtp(url, "BuyTicket <no-reply@example.com>")
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            let shown = format!("{:?}", mailer.transport);
+            assert!(
+                !shown.contains("secret"),
+                "the password is not shown: {shown}"
+            );
+        }
+        let err = Mailer::smtp("ftp://mail.example.com", "no-reply@example.com").unwrap_err();
+        assert!(err.to_string().contains("?tls=required"), "{err}");
+        let err = Mailer::smtp("smtp://127.0.0.1:25", "nobody").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("MAIL_FROM is not a valid address"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_message_has_the_stable_id_the_sender_and_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer::directory(
+            dir.path().join("mail"),
+            "BuyTicket <no-reply@buyticket.test>",
+        )
+        .unwrap();
+        let email = OutgoingEmail {
+            id: "0190-abc".into(),
+            user_id: bt_contract::UserId::new("u1"),
+            kind: bt_contract::resources::NotificationKind::OrderReceipt,
+            subject: "Your receipt: Opéra".into(),
+            body: "You paid $25.00.".into(),
+            attempts: 0,
+        };
+        let text = String::from_utf8(mailer.message(&email, "b@example.com").unwrap().formatted())
+            .unwrap();
+        assert!(
+            text.contains("Message-ID: <0190-abc@buyticket.test>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("From: BuyTicket <no-reply@buyticket.test>"),
+            "{text}"
+        );
+        assert!(text.contains("To: b@example.com"), "{text}");
+        assert!(
+            mailer.message(&email, "not an address").is_err(),
+            "an address that cannot be written is refused for good"
+        );
+    }
+}
