@@ -625,31 +625,47 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// process that has printed its address may be told to stop at once, and `serve_with` polls
+/// this future only between accepts. A signal in that gap used to find the default action and
+/// end the process on the spot (no graceful stop, exit by signal).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for {name}");
+                None
+            }
+        };
+        let interrupt = listen(SignalKind::interrupt(), "Ctrl-C");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            async fn received(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = received(interrupt) => tracing::info!("Ctrl-C received, shutting down"),
+                () = received(terminate) => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(%err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+        tracing::info!("Ctrl-C received, shutting down");
     }
 }
 
@@ -659,6 +675,23 @@ mod tests {
     use axum::body::Body;
     use axum::routing::post;
     use tower::ServiceExt;
+
+    /// A SIGTERM that arrives after `shutdown_signal()` is called but before its future is
+    /// first polled stops the server gracefully. (With the handler installed on first poll, the
+    /// signal killed this test process.)
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_signal_before_the_first_poll_is_a_graceful_stop() {
+        let stop = shutdown_signal();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the signal ends the wait");
+    }
 
     async fn boom() -> &'static str {
         let items: Vec<&str> = Vec::new();

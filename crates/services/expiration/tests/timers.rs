@@ -46,8 +46,11 @@ fn order_created(id: &str, expires_at: DateTime<Utc>) -> OrderCreated {
     }
 }
 
+/// `ms` from now, to the millisecond: the precision of `expiresAt` on the wire (`Millis`). A
+/// finer deadline would be truncated on the way in, and "never early" compared against a time
+/// the service was never told (it failed once, 0.3 ms "early").
 fn in_millis(ms: i64) -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::milliseconds(ms)
+    bt_contract::Millis::from(Utc::now() + chrono::Duration::milliseconds(ms)).to_datetime()
 }
 
 async fn pending_timers(db: &TestDb) -> i64 {
