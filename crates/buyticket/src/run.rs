@@ -216,6 +216,7 @@ fn client_settings(
         currency: shared.payments.currency.clone(),
         cookie_secure: shared.sessions.cookie_secure(),
         trusted_proxies: shared.trusted_proxies.clone(),
+        reservation_window: shared.order_expiration,
     }
 }
 

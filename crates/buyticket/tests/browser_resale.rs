@@ -242,12 +242,13 @@ async fn a_ticket_is_sold_with_its_file_bought_downloaded_resold_and_paid_out_in
     s.client.set_window_size(1280, 900).await.unwrap();
     s.fill(&format!("#sell-price-{ticket}"), "48").await;
     s.click(&format!("#sell-{ticket}")).await;
-    s.wait_path("/tickets/mine").await;
+    // The refusal came back to this address too: the confirmation tells the new page.
     assert!(
-        s.text("main")
+        s.text("#page-notice")
             .await
             .contains("Your ticket is on sale again.")
     );
+    assert_eq!(s.path().await, "/tickets/mine");
     let listings = s.text("#listings").await;
     assert!(
         listings.contains("Row 5, seat 12")

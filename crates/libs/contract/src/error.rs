@@ -254,7 +254,7 @@ mod tests {
     async fn validation_errors_render_one_entry_per_field_with_the_field_name() {
         let (status, body) = render(ApiError::Validation(vec![
             FieldError::new("email", "Email must be valid"),
-            FieldError::new("password", "Password must be between 4 and 20 characters"),
+            FieldError::new("password", "Password must be between 4 and 128 characters"),
         ]))
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -262,7 +262,7 @@ mod tests {
             body,
             serde_json::json!({"errors": [
                 {"message": "Email must be valid", "field": "email"},
-                {"message": "Password must be between 4 and 20 characters", "field": "password"}
+                {"message": "Password must be between 4 and 128 characters", "field": "password"}
             ]})
         );
     }

@@ -146,14 +146,34 @@ where
 }
 
 impl Cents {
-    /// The amount for people, with its currency: `$20.50`, `€20.50`, `£20.50`, `20.50 CHF`.
+    /// The amount for people, with its currency and thousands separated: `$1,250.50`,
+    /// `€20.50`, `£20.50`, `20.50 CHF`, `-$5.00`.
     pub fn with_currency(self, currency: &str) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let amount = self.grouped();
         match currency.to_ascii_lowercase().as_str() {
-            "usd" => format!("${self}"),
-            "eur" => format!("€{self}"),
-            "gbp" => format!("£{self}"),
-            other => format!("{self} {}", other.to_ascii_uppercase()),
+            "usd" => format!("{sign}${amount}"),
+            "eur" => format!("{sign}€{amount}"),
+            "gbp" => format!("{sign}£{amount}"),
+            other => format!("{sign}{amount} {}", other.to_ascii_uppercase()),
         }
+    }
+
+    /// The absolute amount with two decimals and commas between thousands: `1,250.50`.
+    fn grouped(self) -> String {
+        let abs = self.0.unsigned_abs();
+        let whole = (abs / 100).to_string();
+        let first = match whole.len() % 3 {
+            0 => 3,
+            n => n,
+        };
+        let (head, rest) = whole.split_at(first);
+        let mut out = head.to_owned();
+        for group in rest.as_bytes().chunks(3) {
+            out.push(',');
+            out.push_str(std::str::from_utf8(group).unwrap_or_default());
+        }
+        format!("{out}.{:02}", abs % 100)
     }
 }
 
@@ -195,6 +215,29 @@ impl<'de> serde::Deserialize<'de> for Cents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_for_people_have_their_currency_and_thousands_separated() {
+        let cases = [
+            (0, "usd", "$0.00"),
+            (2050, "usd", "$20.50"),
+            (99_999, "usd", "$999.99"),
+            (100_000, "usd", "$1,000.00"),
+            (125_050, "USD", "$1,250.50"),
+            (100_000_000, "usd", "$1,000,000.00"),
+            (-500, "usd", "-$5.00"),
+            (-123_456_789, "eur", "-€1,234,567.89"),
+            (4000, "gbp", "£40.00"),
+            (1_234_500, "chf", "12,345.00 CHF"),
+        ];
+        for (cents, currency, text) in cases {
+            assert_eq!(
+                Cents(cents).with_currency(currency),
+                text,
+                "{cents} {currency}"
+            );
+        }
+    }
 
     #[test]
     fn decimal_texts_parse_to_exact_cents() {

@@ -13,8 +13,10 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha512;
 
 use crate::error::ApiError;
 
@@ -46,6 +48,9 @@ pub struct SessionKeys {
 }
 
 struct Inner {
+    /// HMAC-SHA-512 keyed with the shared secret, for keys of other purposes
+    /// ([`SessionKeys::derived_key`]).
+    derive: Hmac<Sha512>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -77,6 +82,8 @@ impl SessionKeys {
         validation.leeway = 5;
         Self {
             inner: Arc::new(Inner {
+                derive: <Hmac<Sha512> as Mac>::new_from_slice(secret)
+                    .expect("HMAC takes a key of any length"),
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
                 validation,
@@ -85,6 +92,16 @@ impl SessionKeys {
                 revoked: RwLock::new(HashMap::new()),
             }),
         }
+    }
+
+    /// A key of its own for `purpose` (the client signs its flash cookie with one), derived
+    /// from the shared secret as HMAC-SHA-512(secret, "buyticket/" + purpose): never the
+    /// session key itself, and a different key for every purpose.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 64] {
+        let mut mac = self.inner.derive.clone();
+        mac.update(b"buyticket/");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     pub fn ttl(&self) -> Duration {
@@ -254,6 +271,15 @@ mod tests {
             .unwrap()
             .into_parts()
             .0
+    }
+
+    #[test]
+    fn derived_keys_are_stable_per_secret_and_purpose_and_differ_otherwise() {
+        let other = SessionKeys::new(&[8u8; 32], Duration::from_secs(3600), false);
+        assert_eq!(keys().derived_key("flash"), keys().derived_key("flash"));
+        assert_ne!(keys().derived_key("flash"), keys().derived_key("other"));
+        assert_ne!(keys().derived_key("flash"), other.derived_key("flash"));
+        assert_ne!(&keys().derived_key("flash")[..32], &[7u8; 32][..]);
     }
 
     #[test]

@@ -118,7 +118,9 @@ const INVISIBLE: &[(char, char)] = &[
     ('\u{E0000}', '\u{E0FFF}'),
 ];
 
-/// A password for a new account: 4 to 20 characters after trimming (the seed's rule).
+/// A password for a new account: 4 to 128 characters after trimming. The seed allowed at most
+/// 20, which refused the long passwords password managers make; the wire contract only widened
+/// (every password the seed took is still taken).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -129,14 +131,17 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    pub const LENGTH: &'static str = "Password must be between 4 and 20 characters";
+    pub const LENGTH: &'static str = "Password must be between 4 and 128 characters";
     pub const MISSING: &'static str = "You must supply a password";
 
-    /// A new password (sign-up): 4–20 characters after trimming.
+    /// The most characters of a new password.
+    pub const MAX_CHARS: usize = 128;
+
+    /// A new password (sign-up): 4–128 characters after trimming.
     pub fn new_password(raw: Option<String>) -> Result<Self, &'static str> {
         let password = raw.ok_or(Self::LENGTH)?.trim().to_owned();
         let chars = password.chars().count();
-        if (4..=20).contains(&chars) {
+        if (4..=Self::MAX_CHARS).contains(&chars) {
             Ok(Self(password))
         } else {
             Err(Self::LENGTH)
@@ -522,11 +527,27 @@ mod tests {
     }
 
     #[test]
-    fn new_passwords_are_4_to_20_characters_after_trimming() {
-        for ok in ["pass", "  pass  ", "12345678901234567890", "pässwörd"] {
+    fn new_passwords_are_4_to_128_characters_after_trimming() {
+        let longest = "ü".repeat(128);
+        let seed_longest = "12345678901234567890";
+        let manager = "Xk9#".repeat(16);
+        for ok in [
+            "pass",
+            "  pass  ",
+            seed_longest,
+            "pässwörd",
+            &manager,
+            &longest,
+        ] {
             assert!(Password::new_password(Some(ok.into())).is_ok(), "{ok:?}");
         }
-        for bad in ["", "abc", "   abc   ", "123456789012345678901"] {
+        let too_long = "p".repeat(129);
+        let padded = format!("  {longest}  ");
+        assert!(
+            Password::new_password(Some(padded)).is_ok(),
+            "trimmed first"
+        );
+        for bad in ["", "abc", "   abc   ", &too_long] {
             assert_eq!(
                 Password::new_password(Some(bad.into())),
                 Err(Password::LENGTH),

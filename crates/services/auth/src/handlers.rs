@@ -86,9 +86,9 @@ pub struct SignUp {
     /// domains allowed); at most 254 bytes.
     #[schema(value_type = String, required = true, format = Email, max_length = 254, examples("ada@example.com"))]
     email: Option<JsonField>,
-    /// 4 to 20 characters once white space around it is trimmed (the pattern says so: white
+    /// 4 to 128 characters once white space around it is trimmed (the pattern says so: white
     /// space is Unicode's `White_Space`, which trimming removes).
-    #[schema(value_type = String, required = true, pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]{2,18}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", examples("correct horse"))]
+    #[schema(value_type = String, required = true, pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]{2,126}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", examples("correct horse"))]
     password: Option<JsonField>,
 }
 

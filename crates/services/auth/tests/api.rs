@@ -80,7 +80,7 @@ async fn signing_up_with_invalid_fields_reports_each_field(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let client = app.client();
     let email = ("email", "Email must be valid");
-    let password = ("password", "Password must be between 4 and 20 characters");
+    let password = ("password", "Password must be between 4 and 128 characters");
     let cases = [
         (
             "invalid email",
@@ -105,7 +105,7 @@ async fn signing_up_with_invalid_fields_reports_each_field(backend: Backend) {
         ),
         (
             "long password",
-            json!({"email": "a@test.com", "password": "p".repeat(21)}),
+            json!({"email": "a@test.com", "password": "p".repeat(129)}),
             vec![password],
         ),
         (
@@ -229,6 +229,35 @@ async fn signing_in_with_the_right_password_returns_the_user_and_a_cookie(backen
     assert!(res.set_cookies()[0].starts_with("session="));
     let me = client.get("/api/users/currentuser").await;
     assert_eq!(me.json["currentUser"]["id"], id);
+}
+
+/// Password managers make long passwords: 64 and 128 characters (any Unicode) sign up and
+/// sign in; 129 is refused with the rule in words.
+async fn long_passwords_from_password_managers_sign_up_and_sign_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = app.client();
+    let cases = [
+        ("pm64@test.com", "Xk9#".repeat(16)),
+        ("pm128@test.com", "aé€😀".repeat(32)),
+    ];
+    for (email, password) in &cases {
+        assert_eq!(password.chars().count() % 64, 0);
+        let res = signup(&client, email, password).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{email}: {}", res.text);
+        let res = client
+            .post(
+                "/api/users/signin",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{email}: {}", res.text);
+    }
+    let res = signup(&client, "pm129@test.com", &"p".repeat(129)).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.json["errors"][0]["message"],
+        "Password must be between 4 and 128 characters"
+    );
 }
 
 async fn signing_in_fails_the_same_way_for_an_unknown_email_and_a_wrong_password(backend: Backend) {
@@ -765,6 +794,7 @@ backend_tests!(
     concurrent_sign_ups_with_one_email_create_one_user,
     passwords_are_stored_as_argon2id_hashes,
     signing_in_with_the_right_password_returns_the_user_and_a_cookie,
+    long_passwords_from_password_managers_sign_up_and_sign_in,
     signing_in_fails_the_same_way_for_an_unknown_email_and_a_wrong_password,
     signing_in_with_invalid_fields_reports_each_field,
     signing_out_clears_the_cookie,

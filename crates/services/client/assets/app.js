@@ -1,10 +1,19 @@
 // Progressive enhancement only: every page works without this file.
 (function () {
   "use strict";
-  // Times in the user's locale.
+  // Times in the user's locale and time zone, with the zone named: "Sat, Nov 28, 2026,
+  // 7:12 PM GMT+1". Without this script the page shows the same moment in UTC.
+  var timeFormat = null;
+  try {
+    timeFormat = new Intl.DateTimeFormat(undefined, {
+      weekday: "short", year: "numeric", month: "short", day: "numeric",
+      hour: "numeric", minute: "2-digit", timeZoneName: "short"
+    });
+  } catch (e) { timeFormat = null; }
   document.querySelectorAll("time[data-local]").forEach(function (el) {
     var at = new Date(el.getAttribute("datetime"));
-    if (!isNaN(at)) el.textContent = at.toLocaleString();
+    if (isNaN(at)) return;
+    el.textContent = timeFormat ? timeFormat.format(at) : at.toLocaleString();
   });
   // Event starts: the form shows and reads UTC without this script. With it, a start from
   // the API (data-utc) is shown in the browser's time zone, and on submit the browser's
@@ -46,17 +55,28 @@
       }
     });
   });
-  // Live countdown to the end of a reservation; reloads the page when it is over.
+  // Live countdown to the end of a reservation ("12:34 left"). At 2 minutes the line turns
+  // urgent and its warning (data-warn-id, a live region) is shown once; at 0 the page reloads
+  // to show the order as it now stands.
+  var URGENT_SECONDS = 120;
   document.querySelectorAll("[data-countdown]").forEach(function (el) {
     var end = new Date(el.getAttribute("data-countdown")).getTime();
     if (isNaN(end)) return;
+    var line = el.closest(".countdown, .note");
+    var warning = document.getElementById(el.getAttribute("data-warn-id") || "");
+    var warned = false;
     function tick() {
       var left = Math.max(0, Math.round((end - Date.now()) / 1000));
       var m = Math.floor(left / 60), s = left % 60;
-      el.textContent = m + ":" + (s < 10 ? "0" : "") + s;
+      el.textContent = m + ":" + (s < 10 ? "0" : "") + s + " left";
+      if (left <= URGENT_SECONDS && !warned) {
+        warned = true;
+        if (line) line.classList.add("urgent");
+        if (warning) warning.textContent = warning.getAttribute("data-text");
+      }
       if (left === 0) {
         clearInterval(timer);
-        el.textContent = "0:00";
+        el.textContent = "time is up";
         setTimeout(function () { window.location.reload(); }, 1500);
       }
     }

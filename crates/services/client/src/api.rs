@@ -20,11 +20,19 @@ use bt_contract::{Cents, FieldError, Millis, OrderId, TicketId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The reply of sign-up and sign-in: `{id, email}` (the email in its canonical form).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignedIn {
+    pub id: String,
+    pub email: String,
+}
+
 /// A ticket as the API answers it (`GET /api/tickets`, `/api/tickets/:id`, `/api/tickets/mine`,
 /// `POST`, `PUT`): the seed's `{id, title, price, userId, version, orderId}` and the extensions
 /// `sold`, `venue`, `startsAt`, `faceValue`, `forSale`, `hasFile`. The API always sends every
 /// field (`null` when unset); the booleans are required, so a reply without them is an API
 /// failure rather than a guess.
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ticket {
@@ -194,6 +202,15 @@ impl Reply {
         serde_json::from_value::<bt_contract::error::ErrorBody>(self.json.clone())
             .map(|b| b.errors)
             .unwrap_or_default()
+    }
+
+    /// The messages of an error reply, as one text for a banner.
+    pub fn message(&self) -> String {
+        self.errors()
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

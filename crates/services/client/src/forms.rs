@@ -49,6 +49,21 @@ impl TicketForm {
         }
     }
 
+    /// The fields as typed, for a flash that brings the form back (see [`crate::flash`]).
+    pub fn values(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("title", &self.title),
+            ("price", &self.price),
+            ("venue", &self.venue),
+            ("startsAt", &self.starts_at),
+            ("tzOffset", &self.tz_offset),
+            ("faceValue", &self.face_value),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.clone()))
+        .collect()
+    }
+
     /// The form of an existing ticket: its start in UTC (the script shows it in local time).
     pub fn of(ticket: &Ticket) -> Self {
         Self {
@@ -75,10 +90,10 @@ impl TicketForm {
         let starts_at = self.starts_at_utc()?;
         Ok(TicketInput {
             title: self.title.clone(),
-            price: self.price.clone(),
+            price: as_typed_amount(&self.price),
             venue: non_empty(&self.venue).map(Some),
             starts_at: starts_at.map(|at| Some(rfc3339(at))),
-            face_value: non_empty(&self.face_value).map(Some),
+            face_value: non_empty(&self.face_value).map(|v| Some(as_typed_amount(&v))),
             for_sale: None,
         })
     }
@@ -96,7 +111,7 @@ impl TicketForm {
             _ => false,
         };
         let starts_at = (!same_start).then(|| starts_at.map(rfc3339));
-        let face_value = non_empty(&self.face_value);
+        let face_value = non_empty(&self.face_value).map(|v| as_typed_amount(&v));
         let same_face_value = match (&face_value, current.face_value) {
             (Some(text), Some(old)) => Cents::parse_decimal(text).ok() == Some(old),
             (None, None) => true,
@@ -105,7 +120,7 @@ impl TicketForm {
         let face_value = (!same_face_value).then_some(face_value);
         Ok(TicketInput {
             title: self.title.clone(),
-            price: self.price.clone(),
+            price: as_typed_amount(&self.price),
             venue,
             starts_at,
             face_value,
@@ -141,7 +156,7 @@ impl AlertForm {
     pub fn input(&self) -> AlertInput {
         AlertInput {
             q: self.q.clone(),
-            max_price: non_empty(&self.max_price),
+            max_price: non_empty(&self.max_price).map(|v| as_typed_amount(&v)),
         }
     }
 }
@@ -149,6 +164,82 @@ impl AlertForm {
 fn non_empty(text: &str) -> Option<String> {
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// An amount as people type it, as the API reads it: `$1,250.50` → `1250.50`. Around the
+/// number, a currency symbol (`$`, `€`, `£`) or code (`USD`) and spaces are dropped; commas
+/// that separate thousands (`1,250`, `12,500,000.00`) are dropped. `Err`: the message for the
+/// field, named `label` ("Price"), for what cannot be read as a number — with a hint for a comma
+/// used for cents (`20,50`). Whether the number is a valid price (more than 0, at most two
+/// decimals, not too large) is the API's to say.
+pub fn price_text(typed: &str, label: &str) -> Result<String, String> {
+    let mut text = typed.trim();
+    if text.is_empty() {
+        return Err(format!(
+            "Enter a {}, like 20 or 20.50",
+            label.to_lowercase()
+        ));
+    }
+    // A symbol or code before or after the number (either, not both).
+    for symbol in ["$", "€", "£", "USD", "EUR", "GBP", "usd", "eur", "gbp"] {
+        if let Some(rest) = text.strip_prefix(symbol) {
+            text = rest.trim_start();
+            break;
+        }
+        if let Some(rest) = text.strip_suffix(symbol) {
+            text = rest.trim_end();
+            break;
+        }
+    }
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest.trim_start()),
+        None => ("", text),
+    };
+    let (whole, cents) = match digits.split_once('.') {
+        Some((whole, cents)) => (whole, Some(cents)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let whole = if whole.contains(',') {
+        let groups: Vec<&str> = whole.split(',').collect();
+        let thousands = (1..=3).contains(&groups[0].len())
+            && groups.iter().all(|g| all_digits(g))
+            && groups[1..].iter().all(|g| g.len() == 3);
+        if thousands {
+            groups.concat()
+        } else if cents.is_none()
+            && groups.len() == 2
+            && all_digits(groups[0])
+            && all_digits(groups[1])
+        {
+            return Err(format!("{label} uses a point for cents, like 20.50"));
+        } else {
+            return Err(not_a_number(label));
+        }
+    } else {
+        whole.to_owned()
+    };
+    let readable = match cents {
+        Some(cents) => (whole.is_empty() || all_digits(&whole)) && all_digits(cents),
+        None => all_digits(&whole),
+    };
+    if !readable {
+        return Err(not_a_number(label));
+    }
+    Ok(match cents {
+        Some(cents) => format!("{sign}{whole}.{cents}"),
+        None => format!("{sign}{whole}"),
+    })
+}
+
+fn not_a_number(label: &str) -> String {
+    format!("{label} must be a number, like 20 or 20.50")
+}
+
+/// What the API is sent of an amount: the number [`price_text`] reads, or the text as typed
+/// when it reads none (the API then refuses it, and its message lands next to the field).
+fn as_typed_amount(typed: &str) -> String {
+    price_text(typed, "Price").unwrap_or_else(|_| typed.trim().to_owned())
 }
 
 /// The message next to the start field when it is not a date and time.
@@ -223,6 +314,49 @@ pub fn has_started(at: Millis) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_are_read_as_people_type_them_and_refused_in_words() {
+        let read = [
+            ("20", "20"),
+            ("20.50", "20.50"),
+            (" 20.5 ", "20.5"),
+            ("$20", "20"),
+            ("$ 1,250.00", "1250.00"),
+            ("1,000.50", "1000.50"),
+            ("12,500,000", "12500000"),
+            ("20 USD", "20"),
+            ("€40", "40"),
+            (".50", ".50"),
+            ("-5", "-5"),
+            ("0", "0"),
+            ("10.001", "10.001"),
+        ];
+        for (typed, sent) in read {
+            assert_eq!(price_text(typed, "Price").as_deref(), Ok(sent), "{typed}");
+        }
+        let refused = [
+            ("abc", "Price must be a number, like 20 or 20.50"),
+            ("$", "Price must be a number, like 20 or 20.50"),
+            ("20$50", "Price must be a number, like 20 or 20.50"),
+            ("1,00.50", "Price must be a number, like 20 or 20.50"),
+            ("1e3", "Price must be a number, like 20 or 20.50"),
+            ("20,50", "Price uses a point for cents, like 20.50"),
+            ("", "Enter a price, like 20 or 20.50"),
+            ("   ", "Enter a price, like 20 or 20.50"),
+        ];
+        for (typed, message) in refused {
+            assert_eq!(
+                price_text(typed, "Price"),
+                Err(message.to_owned()),
+                "{typed}"
+            );
+        }
+        assert_eq!(
+            price_text("twenty", "Face value"),
+            Err("Face value must be a number, like 20 or 20.50".to_owned())
+        );
+    }
 
     #[test]
     fn a_local_time_is_read_at_the_browsers_offset_or_as_utc() {

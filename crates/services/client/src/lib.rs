@@ -13,6 +13,8 @@
 //! - [`forms`]: the ticket and alert forms turned into what the API is sent (time zones, file
 //!   checks).
 //! - [`multipart`]: the forms that carry a file (`multipart/form-data`).
+//! - [`flash`]: what a form post tells the page it redirects to (confirmations, errors, the
+//!   form as typed), in a short-lived signed cookie: every form is Post/Redirect/Get.
 //! - [`csrf`]: double-submit token and Origin check on every form post.
 //! - [`headers`]: security headers (Content-Security-Policy, framing, sniffing, referrer) on
 //!   every response, and `Cache-Control: no-store` on all but the static assets.
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod csrf;
+pub mod flash;
 pub mod forms;
 pub mod headers;
 pub mod multipart;
@@ -46,6 +49,9 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` is believed (the browser's address is forwarded to the
     /// API, so that rate limits apply per person, not to the client service).
     pub trusted_proxies: TrustedProxies,
+    /// How long an order holds its ticket (`ORDER_EXPIRATION_SECONDS`, the orders service's
+    /// setting): the ticket page says so before "Purchase".
+    pub reservation_window: std::time::Duration,
 }
 
 /// The client service.

@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Form, Router, middleware};
 use axum_extra::extract::CookieJar;
 use bt_contract::resources::Order;
@@ -31,31 +31,36 @@ use serde_json::json;
 use crate::Settings;
 use crate::api::{Api, Caller, Reply, Ticket, Unavailable};
 use crate::csrf::{self, CsrfToken};
+use crate::flash::{self, Flash, Flasher, see_other};
 use crate::forms::{self, TICKET_FIELDS, TicketForm};
 use crate::headers;
 use crate::multipart::{self, MultipartForm};
 use crate::views::{
-    AuthPage, ErrorPage, FieldErrors, FileLink, HomePage, Layout, OrderPage, OrderView, OrdersPage,
-    TEST_CARDS, TicketCard, TicketFormPage, TicketPage, TicketView, UserView, search_path,
+    AuthPage, ConfirmPage, CurrencyView, ErrorPage, FieldErrors, FileLink, HomePage, Layout,
+    OrderPage, OrderView, OrdersPage, TEST_CARDS, TicketCard, TicketFormPage, TicketPage,
+    TicketView, UserView, search_path,
 };
 
 #[derive(Debug, Clone)]
 struct AppState {
     api: Api,
     settings: Arc<Settings>,
+    flasher: Flasher,
 }
 
 pub fn router(settings: Settings, api: Api) -> Router {
     let secure = settings.cookie_secure;
+    let flasher = Flasher::new(&settings.sessions.derived_key("client/flash"), secure);
     let state = AppState {
         api,
         settings: Arc::new(settings),
+        flasher: flasher.clone(),
     };
     Router::new()
         .route("/", get(home))
         .route("/auth/signup", get(signup_form).post(signup))
         .route("/auth/signin", get(signin_form).post(signin))
-        .route("/auth/signout", post(signout))
+        .route("/auth/signout", get(signout_page).post(signout))
         .route("/tickets/new", get(new_ticket_form).post(create_ticket))
         .route("/tickets/mine", get(after_sale::my_tickets))
         .route("/tickets/{id}", get(ticket_page))
@@ -71,33 +76,55 @@ pub fn router(settings: Settings, api: Api) -> Router {
             "/tickets/{id}/download",
             get(after_sale::download).layer(Extension(NoBell)),
         )
-        .route("/tickets/{id}/sell", post(after_sale::sell_again))
-        .route("/tickets/{id}/sale", post(after_sale::set_for_sale))
-        .route("/tickets/{id}/purchase", post(purchase))
+        // A GET on a form's address (a reload, a bookmark, a shared link) shows its page.
+        .route(
+            "/tickets/{id}/sell",
+            get(to_my_tickets).post(after_sale::sell_again),
+        )
+        .route(
+            "/tickets/{id}/sale",
+            get(to_my_tickets).post(after_sale::set_for_sale),
+        )
+        .route("/tickets/{id}/purchase", get(to_ticket).post(purchase))
         .route("/orders", get(my_orders))
         .route("/orders/{id}", get(order_page))
-        .route("/orders/{id}/pay", post(pay))
-        .route("/orders/{id}/cancel", post(cancel))
+        .route("/orders/{id}/pay", get(to_order).post(pay))
+        .route("/orders/{id}/cancel", get(cancel_page).post(cancel))
         // "My listings" became part of "My tickets"; the old address shows it too.
         .route("/listings", get(after_sale::my_tickets))
         .route("/payouts", get(payouts::payouts_page))
-        .route("/payouts/account", post(payouts::set_up_payouts))
+        .route(
+            "/payouts/account",
+            get(|| async { see_other("/payouts") }).post(payouts::set_up_payouts),
+        )
         // The notifications page's own list tells the bell's count.
         .route(
             "/notifications",
             get(notifications::notifications_page).layer(Extension(NoBell)),
         )
-        .route("/notifications/read", post(notifications::mark_read))
+        .route(
+            "/notifications/read",
+            get(|| async { see_other("/notifications") }).post(notifications::mark_read),
+        )
         .route("/alerts", get(alerts::alerts).post(alerts::create_alert))
-        .route("/alerts/{id}/delete", post(alerts::delete_alert))
+        .route(
+            "/alerts/{id}/delete",
+            get(|| async { see_other("/alerts") }).post(alerts::delete_alert),
+        )
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .route("/favicon.ico", get(favicon_ico))
+        .route("/favicon.svg", get(favicon_svg))
         .route("/{*path}", get(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
         // Inside the CSRF layer: it sets its cookie only on responses that no cache keeps, and
         // needs the final Cache-Control to know.
         .layer(middleware::from_fn(headers::secure))
         .layer(middleware::from_fn(move |req: Request, next| {
             csrf::ensure_token(secure, req, next)
+        }))
+        .layer(middleware::from_fn(move |req: Request, next| {
+            flash::layer(flasher.clone(), req, next)
         }))
         .with_state(state)
 }
@@ -118,6 +145,9 @@ struct Ctx {
     /// The TCP peer is a trusted proxy: its `X-Forwarded-Host`/`-Proto` are believed.
     from_trusted_proxy: bool,
     currency: String,
+    /// What the form post that led here had to say (see [`crate::flash`]).
+    flash: Option<Flash>,
+    flasher: Flasher,
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -174,20 +204,62 @@ impl FromRequestParts<AppState> for Ctx {
             headers: parts.headers.clone(),
             from_trusted_proxy,
             currency: state.settings.currency.clone(),
+            flash: parts
+                .extensions
+                .get::<flash::Incoming>()
+                .map(|incoming| incoming.0.clone()),
+            flasher: state.flasher.clone(),
         })
     }
 }
 
 impl Ctx {
+    /// The page's frame, with the flash's confirmation or error in its banner.
     fn layout(&self, title: impl Into<String>) -> Layout {
         Layout {
             title: title.into(),
             user: self.user.clone(),
             csrf: self.csrf.clone(),
-            notice: None,
-            error: None,
+            notice: self.flash.as_ref().and_then(|f| f.notice.clone()),
+            error: self.flash.as_ref().and_then(|f| f.error.clone()),
             unread: self.unread,
         }
+    }
+
+    /// The field errors the flash brought back.
+    fn flash_errors(&self) -> FieldErrors {
+        self.flash
+            .as_ref()
+            .map(|f| FieldErrors::from_map(&f.fields))
+            .unwrap_or_default()
+    }
+
+    /// The form as typed, when a flash brought it back.
+    fn flash_values(&self) -> Option<HashMap<String, String>> {
+        self.flash
+            .as_ref()
+            .filter(|f| !f.values.is_empty() || !f.fields.is_empty())
+            .map(|f| {
+                f.values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+    }
+
+    /// A 303 to `to` that carries `flash` (Post/Redirect/Get).
+    fn redirect(&self, to: &str, flash: &Flash) -> Response {
+        self.flasher.redirect(to, flash)
+    }
+
+    /// A 303 to `to` with `message` in its red banner.
+    fn redirect_error(&self, to: &str, message: impl Into<String>) -> Response {
+        self.redirect(to, &Flash::error(to, message))
+    }
+
+    /// A 303 to `to` with `message` in its green banner.
+    fn redirect_notice(&self, to: &str, message: impl Into<String>) -> Response {
+        self.redirect(to, &Flash::notice(to, message))
     }
 
     fn error_page(&self, status: StatusCode, heading: &str, message: &str) -> Response {
@@ -264,15 +336,6 @@ fn render(page: &impl Template) -> Html<String> {
 
 fn page(status: StatusCode, page: &impl Template) -> Response {
     (status, render(page)).into_response()
-}
-
-/// 303 See Other to `to`.
-fn see_other(to: &str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(value) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
 }
 
 /// A redirect that also passes on the API's session cookies.
@@ -421,6 +484,27 @@ async fn js() -> impl IntoResponse {
     )
 }
 
+async fn favicon_svg() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
+        ],
+        include_str!("../assets/favicon.svg"),
+    )
+}
+
+/// The icon browsers ask for on their own (`/favicon.ico`), 32×32.
+async fn favicon_ico() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
+        ],
+        include_bytes!("../assets/favicon.ico").as_slice(),
+    )
+}
+
 /// Unknown pages: HTML for people, the API's error format under `/api/`.
 async fn not_found(ctx: Ctx, Path(path): Path<String>) -> Response {
     if path.starts_with("api/") || path == "api" {
@@ -428,6 +512,12 @@ async fn not_found(ctx: Ctx, Path(path): Path<String>) -> Response {
     }
     ctx.not_found()
 }
+
+/// Tickets per page of the listing.
+const PAGE_SIZE: usize = 24;
+
+/// The most pages "Previous" can lead back through (the trail of cursors is in the address).
+const MAX_TRAIL: usize = 50;
 
 async fn home(
     State(state): State<AppState>,
@@ -439,19 +529,37 @@ async fn home(
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     let cursor = query.get("cursor").cloned().unwrap_or_default();
+    // The cursors of the pages before this one (`-` for the first page), for "Previous".
+    let trail: Vec<String> = query
+        .get("trail")
+        .map(|t| {
+            t.split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if trail.len() > MAX_TRAIL || trail.iter().any(|c| c != "-" && segment(c).is_none()) {
+        return see_other(&search_path(&q));
+    }
+    let limit = PAGE_SIZE.to_string();
     let reply = match state
         .api
         .get_query(
             &ctx.caller,
             "/api/tickets",
-            &[("limit", "24"), ("q", &q), ("cursor", &cursor)],
+            &[("limit", &limit), ("q", &q), ("cursor", &cursor)],
         )
         .await
     {
         Ok(reply) => reply,
         Err(err) => return ctx.unavailable(&err),
     };
-    let mut layout = ctx.layout("Tickets on sale");
+    let mut layout = ctx.layout(if q.is_empty() {
+        "Tickets on sale".to_owned()
+    } else {
+        format!("“{q}”: tickets on sale")
+    });
     let tickets = if reply.ok() {
         match reply.parse::<Vec<Ticket>>() {
             Ok(tickets) => tickets
@@ -461,21 +569,61 @@ async fn home(
             Err(err) => return ctx.unreadable("GET /api/tickets answered tickets", &err),
         }
     } else {
-        layout.error = Some(
-            reply
-                .errors()
-                .into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        layout.error = Some(reply.message());
         Vec::new()
+    };
+    let listing = |cursor: &str, trail: &[String]| {
+        let mut path = search_path(&q);
+        if !cursor.is_empty() && cursor != "-" {
+            path.push_str(&format!("&cursor={}", encode(cursor)));
+        }
+        if !trail.is_empty() {
+            path.push_str(&format!("&trail={}", trail.join(",")));
+        }
+        path
     };
     let next = reply
         .next
         .as_deref()
         .and_then(|n| n.split_once('?'))
-        .map(|(_, query)| format!("/?{query}"));
+        .and_then(|(_, query)| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("cursor="))
+                .map(percent_decode)
+        })
+        .filter(|_| trail.len() < MAX_TRAIL)
+        .map(|next_cursor| {
+            let mut next_trail = trail.clone();
+            next_trail.push(if cursor.is_empty() {
+                "-".to_owned()
+            } else {
+                cursor.clone()
+            });
+            listing(&next_cursor, &next_trail)
+        });
+    let previous = trail
+        .split_last()
+        .map(|(last, before)| listing(last, before));
+    let first = trail.len() * PAGE_SIZE + 1;
+    let shown = tickets.len();
+    let count = match (q.is_empty(), shown, next.is_some() || !trail.is_empty()) {
+        (_, 0, _) => None,
+        (true, _, false) => Some(plural(shown, "ticket on sale", "tickets on sale")),
+        (false, _, false) => Some(format!(
+            "{} for “{q}”",
+            plural(shown, "ticket matches", "tickets match")
+        )),
+        (_, _, true) => Some(format!(
+            "Tickets {first}–{} {}",
+            first + shown - 1,
+            if q.is_empty() {
+                "on sale".to_owned()
+            } else {
+                format!("for “{q}”")
+            }
+        )),
+    };
     let sign_in_to_alert = sign_in_path(&search_path(&q));
     page(
         StatusCode::OK,
@@ -484,62 +632,65 @@ async fn home(
             q,
             tickets,
             next,
+            previous,
+            count,
             sign_in_to_alert,
         },
     )
 }
 
-fn auth_page(
-    ctx: &Ctx,
-    mode: &'static str,
-    email: String,
-    errors: FieldErrors,
-    banner: Option<String>,
-    next: String,
-) -> AuthPage {
+/// "1 ticket", "3 tickets".
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn auth_page(ctx: &Ctx, mode: &'static str, next: String) -> AuthPage {
     let mut layout = ctx.layout(if mode == "signup" {
         "Sign up"
     } else {
         "Sign in"
     });
-    layout.error = banner;
+    if layout.error.is_none() && !ctx.flash_errors().is_empty() {
+        layout.error = Some(CHECK_FIELDS.to_owned());
+    }
     AuthPage {
         layout,
         mode,
-        email,
-        errors,
+        email: ctx
+            .flash
+            .as_ref()
+            .map(|f| f.typed("email"))
+            .unwrap_or_default(),
+        errors: ctx.flash_errors(),
+        other: auth_path(if mode == "signup" { "signin" } else { "signup" }, &next),
         next,
+    }
+}
+
+/// The banner of a form sent back with errors next to its fields.
+const CHECK_FIELDS: &str = "Please correct the fields marked below.";
+
+/// The sign-up or sign-in page that leads to `next` afterwards.
+fn auth_path(mode: &str, next: &str) -> String {
+    if next == "/" {
+        format!("/auth/{mode}")
+    } else {
+        format!("/auth/{mode}?next={}", encode(next))
     }
 }
 
 async fn signup_form(ctx: Ctx, Query(query): Query<HashMap<String, String>>) -> Response {
     let next = safe_next(query.get("next"));
-    page(
-        StatusCode::OK,
-        &auth_page(
-            &ctx,
-            "signup",
-            String::new(),
-            FieldErrors::default(),
-            None,
-            next,
-        ),
-    )
+    page(StatusCode::OK, &auth_page(&ctx, "signup", next))
 }
 
 async fn signin_form(ctx: Ctx, Query(query): Query<HashMap<String, String>>) -> Response {
     let next = safe_next(query.get("next"));
-    page(
-        StatusCode::OK,
-        &auth_page(
-            &ctx,
-            "signin",
-            String::new(),
-            FieldErrors::default(),
-            None,
-            next,
-        ),
-    )
+    page(StatusCode::OK, &auth_page(&ctx, "signin", next))
 }
 
 async fn signup(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
@@ -550,6 +701,8 @@ async fn signin(State(state): State<AppState>, ctx: Ctx, FormData(form): FormDat
     authenticate(state, ctx, form, "signin").await
 }
 
+/// Signs up or in, then goes to `next` with a welcome; a refusal goes back to the form with
+/// the messages and the email as typed (never the password).
 async fn authenticate(
     state: AppState,
     ctx: Ctx,
@@ -571,11 +724,48 @@ async fn authenticate(
         Err(err) => return ctx.unavailable(&err),
     };
     if reply.ok() {
-        return see_other_with_cookies(&next, &reply);
+        let signed_in = reply
+            .parse::<crate::api::SignedIn>()
+            .map(|u| u.email)
+            .unwrap_or(email);
+        let welcome = if mode == "signup" {
+            format!(
+                "Welcome to BuyTicket! Your account is ready and you are signed in as {signed_in}."
+            )
+        } else {
+            format!("You are signed in as {signed_in}.")
+        };
+        let mut response = see_other_with_cookies(&next, &reply);
+        if let Some(cookie) = ctx.flasher.set_cookie(&Flash::notice(&next, welcome)) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        return response;
     }
     let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["email", "password"]);
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
-    page(status, &auth_page(&ctx, mode, email, errors, banner, next))
+    let to = auth_path(mode, &next);
+    let mut flash = Flash::to(&to).value("email", email);
+    flash.error = banner;
+    flash.fields = errors.into_map();
+    ctx.redirect(&to, &flash)
+}
+
+/// A GET of the sign-out address: a page with the button (signing out is a form post).
+async fn signout_page(ctx: Ctx) -> Response {
+    if ctx.user.is_none() {
+        return see_other("/");
+    }
+    page(
+        StatusCode::OK,
+        &ConfirmPage {
+            layout: ctx.layout("Sign out"),
+            heading: "Sign out?".to_owned(),
+            message: "You will need your email and password to sign in again.".to_owned(),
+            action: "/auth/signout".to_owned(),
+            confirm: "Sign out".to_owned(),
+            back: "/".to_owned(),
+            back_label: "Stay signed in".to_owned(),
+        },
+    )
 }
 
 async fn signout(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
@@ -587,12 +777,21 @@ async fn signout(State(state): State<AppState>, ctx: Ctx, FormData(form): FormDa
         .post(&ctx.caller, "/api/users/signout", json!({}))
         .await
     {
-        Ok(reply) => see_other_with_cookies("/", &reply),
+        Ok(reply) => {
+            let mut response = see_other_with_cookies("/", &reply);
+            if let Some(cookie) = ctx
+                .flasher
+                .set_cookie(&Flash::notice("/", "You are signed out."))
+            {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
         Err(err) => ctx.unavailable(&err),
     }
 }
 
-/// The sell or edit form.
+/// The sell or edit form, as the flash brought it back (with its errors) or as `form`.
 fn ticket_form(
     ctx: &Ctx,
     heading: &str,
@@ -600,58 +799,85 @@ fn ticket_form(
     submit: &str,
     form: TicketForm,
 ) -> TicketFormPage {
+    let mut layout = ctx.layout(heading);
+    let errors = ctx.flash_errors();
+    if layout.error.is_none() && !errors.is_empty() {
+        layout.error = Some(CHECK_FIELDS.to_owned());
+    }
+    let typed = ctx.flash_values();
     TicketFormPage {
-        layout: ctx.layout(heading),
+        layout,
         heading: heading.to_owned(),
         action,
         submit: submit.to_owned(),
-        form,
-        starts_at_is_utc: false,
+        starts_at_is_utc: typed.is_none() && !form.starts_at.is_empty(),
+        form: typed.map_or(form, |values| TicketForm::from_fields(&values)),
         has_file: false,
-        errors: FieldErrors::default(),
+        errors,
+        currency: CurrencyView::of(&ctx.currency),
     }
 }
 
 /// The sell form of a new ticket.
-fn sell_form(ctx: &Ctx, form: TicketForm) -> TicketFormPage {
+fn sell_form(ctx: &Ctx) -> TicketFormPage {
     ticket_form(
         ctx,
         "Sell a ticket",
         "/tickets/new".into(),
         "List ticket",
-        form,
+        TicketForm::default(),
     )
 }
 
 /// The edit form of `ticket`.
-fn edit_form(ctx: &Ctx, ticket: &Ticket, form: TicketForm) -> TicketFormPage {
+fn edit_form(ctx: &Ctx, ticket: &Ticket) -> TicketFormPage {
     let mut page = ticket_form(
         ctx,
         "Edit listing",
         format!("/tickets/{}/edit", ticket.id),
         "Save changes",
-        form,
+        TicketForm::of(ticket),
     );
     page.has_file = ticket.has_file;
     page
 }
 
-/// Re-renders a ticket form with the API's refusal: field errors next to their fields, the
-/// rest in the banner.
-fn refused_form(mut form_page: TicketFormPage, reply: &Reply) -> Response {
-    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &TICKET_FIELDS);
-    form_page.errors = errors;
-    form_page.layout.error = banner;
-    page(
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-        &form_page,
-    )
+/// Back to the ticket form at `to` with `errors` next to the fields, `banner` above them and
+/// the form as typed. A file is never carried back (browsers do not refill file fields): if
+/// one was chosen, the person is asked to choose it again.
+fn refused_form(
+    ctx: &Ctx,
+    to: &str,
+    form: &TicketForm,
+    mut errors: FieldErrors,
+    banner: Option<String>,
+    had_file: bool,
+) -> Response {
+    if had_file && !errors.has("file") {
+        errors.set(
+            "file",
+            "Please choose the file again: it is not kept when the form has errors.",
+        );
+    }
+    let mut flash = Flash::to(to);
+    flash.values = form.values();
+    flash.fields = errors.into_map();
+    flash.error = banner;
+    ctx.redirect(to, &flash)
 }
 
-/// The checks the client makes before the API is asked: a start it can read and a file the
-/// API would take. Their messages go next to the fields.
+/// The checks the client makes before the API is asked: prices it can read, a start it can
+/// read and a file the API would take. Their messages go next to the fields.
 fn check_ticket_form(form: &TicketForm, parts: &multipart::Parts) -> FieldErrors {
     let mut errors = FieldErrors::default();
+    if let Err(message) = forms::price_text(&form.price, "Price") {
+        errors.set("price", message);
+    }
+    if !form.face_value.is_empty()
+        && let Err(message) = forms::price_text(&form.face_value, "Face value")
+    {
+        errors.set("faceValue", message);
+    }
     if let Err(message) = form.starts_at_utc() {
         errors.set("startsAt", message);
     }
@@ -665,7 +891,7 @@ async fn new_ticket_form(ctx: Ctx) -> Response {
     if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
         return redirect;
     }
-    page(StatusCode::OK, &sell_form(&ctx, TicketForm::default()))
+    page(StatusCode::OK, &sell_form(&ctx))
 }
 
 /// Lists a ticket with its details, then uploads its file (when one was chosen). The file is
@@ -682,14 +908,11 @@ async fn create_ticket(
         return redirect;
     }
     let form = TicketForm::from_fields(&parts.fields);
+    let had_file = parts.file("file").is_some();
     let errors = check_ticket_form(&form, &parts);
     let input = match form.for_create() {
         Ok(input) if errors.is_empty() => input,
-        _ => {
-            let mut form_page = sell_form(&ctx, form);
-            form_page.errors = errors;
-            return page(StatusCode::BAD_REQUEST, &form_page);
-        }
+        _ => return refused_form(&ctx, "/tickets/new", &form, errors, None, had_file),
     };
     let reply = match state
         .api
@@ -700,7 +923,8 @@ async fn create_ticket(
         Err(err) => return ctx.unavailable(&err),
     };
     if !reply.ok() {
-        return refused_form(sell_form(&ctx, form), &reply);
+        let (errors, banner) = FieldErrors::from_api(&reply.errors(), &TICKET_FIELDS);
+        return refused_form(&ctx, "/tickets/new", &form, errors, banner, had_file);
     }
     let ticket = match reply.parse::<Ticket>() {
         Ok(ticket) => ticket,
@@ -714,7 +938,11 @@ async fn create_ticket(
             return response;
         }
     }
-    see_other(&format!("/tickets/{}", ticket.id))
+    let to = format!("/tickets/{}", ticket.id);
+    ctx.redirect_notice(
+        &to,
+        "Your ticket is listed: buyers can find it now. You can edit it until someone reserves it.",
+    )
 }
 
 /// The ticket, or the page to show instead.
@@ -754,8 +982,21 @@ async fn ticket_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<Str
         &TicketPage {
             layout: ctx.layout(view.title.clone()),
             ticket: view,
+            reservation: minutes_text(state.settings.reservation_window),
+            sign_in: auth_path("signin", &format!("/tickets/{}", ticket.id)),
+            sign_up: auth_path("signup", &format!("/tickets/{}", ticket.id)),
         },
     )
+}
+
+/// A window for people: "15 minutes", "1 minute", "90 seconds".
+fn minutes_text(window: std::time::Duration) -> String {
+    let secs = window.as_secs();
+    match (secs / 60, secs % 60) {
+        (1, 0) => "1 minute".to_owned(),
+        (m, 0) => format!("{m} minutes"),
+        _ => format!("{secs} seconds"),
+    }
 }
 
 /// The ticket if the signed-in person owns it, or the page to show instead.
@@ -792,9 +1033,8 @@ async fn edit_ticket_form(
         Ok(ticket) => ticket,
         Err(response) => return response,
     };
-    let mut form_page = edit_form(&ctx, &ticket, TicketForm::of(&ticket));
-    form_page.starts_at_is_utc = true;
-    if ticket.order_id.is_some() {
+    let mut form_page = edit_form(&ctx, &ticket);
+    if ticket.order_id.is_some() && form_page.layout.error.is_none() {
         form_page.layout.error = Some("Cannot edit a reserved ticket".into());
     }
     page(StatusCode::OK, &form_page)
@@ -818,15 +1058,13 @@ async fn update_ticket(
         Ok(ticket) => ticket,
         Err(response) => return response,
     };
+    let to = format!("/tickets/{}/edit", current.id);
     let form = TicketForm::from_fields(&parts.fields);
+    let had_file = parts.file("file").is_some();
     let errors = check_ticket_form(&form, &parts);
     let input = match form.for_update(&current) {
         Ok(input) if errors.is_empty() => input,
-        _ => {
-            let mut form_page = edit_form(&ctx, &current, form);
-            form_page.errors = errors;
-            return page(StatusCode::BAD_REQUEST, &form_page);
-        }
+        _ => return refused_form(&ctx, &to, &form, errors, None, had_file),
     };
     let reply = match state
         .api
@@ -850,7 +1088,10 @@ async fn update_ticket(
             );
         }
         401 => return not_your_ticket(&ctx),
-        _ => return refused_form(edit_form(&ctx, &current, form), &reply),
+        _ => {
+            let (errors, banner) = FieldErrors::from_api(&reply.errors(), &TICKET_FIELDS);
+            return refused_form(&ctx, &to, &form, errors, banner, had_file);
+        }
     }
     let ticket = match reply.parse::<Ticket>() {
         Ok(ticket) => ticket,
@@ -864,9 +1105,14 @@ async fn update_ticket(
             return response;
         }
     }
-    see_other(&format!("/tickets/{}", ticket.id))
+    ctx.redirect_notice(
+        &format!("/tickets/{}", ticket.id),
+        "Your changes are saved.",
+    )
 }
 
+/// Reserves the ticket (an order) and goes to the order to pay; a refusal goes back to the
+/// ticket with the reason.
 async fn purchase(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -876,7 +1122,11 @@ async fn purchase(
     if let Some(response) = ctx.form_refusal(&form) {
         return response;
     }
-    if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}")) {
+    let Some(id) = segment(&id) else {
+        return ctx.not_found();
+    };
+    let ticket_path = format!("/tickets/{id}");
+    if let Some(redirect) = ctx.sign_in_first(&ticket_path) {
         return redirect;
     }
     let reply = match state
@@ -886,65 +1136,35 @@ async fn purchase(
     {
         Ok(reply) => reply,
         Err(err) => match err.retry_after_secs {
-            Some(secs) => return buy_later(&state, &ctx, &id, secs, &err).await,
+            Some(secs) => {
+                tracing::debug!(%err, "order to be tried again later");
+                return retry_later(ctx.redirect_error(&ticket_path, BUY_LATER), secs);
+            }
             None => return ctx.unavailable(&err),
         },
     };
     if reply.ok() {
         return match serde_json::from_value::<Order>(reply.json) {
-            Ok(order) => see_other(&format!("/orders/{}", order.id)),
+            Ok(order) => ctx.redirect_notice(
+                &format!("/orders/{}", order.id),
+                format!(
+                    "The ticket is reserved for you for {}. Pay before the time runs out to make it yours.",
+                    minutes_text(state.settings.reservation_window)
+                ),
+            ),
             Err(err) => ctx.unreadable("POST /api/orders answered an order", &err),
         };
     }
-    let ticket = match fetch_ticket(&state, &ctx, &id).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
-    let view = ticket_view(&ctx, &ticket);
-    let mut layout = ctx.layout(view.title.clone());
-    layout.error = Some(match reply.status {
+    let message = match reply.status {
         404 => "This ticket is no longer available.".to_owned(),
-        _ => reply
-            .errors()
-            .into_iter()
-            .map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join(" "),
-    });
-    page(
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-        &TicketPage {
-            layout,
-            ticket: view,
-        },
-    )
+        _ => reply.message(),
+    };
+    ctx.redirect_error(&ticket_path, message)
 }
 
-/// The ticket page with a "try again in a moment" banner, for an order the API asked to repeat
-/// later (503 with `Retry-After`): the ticket was listed a moment ago and has not reached the
-/// orders service yet. Not an outage page.
-async fn buy_later(
-    state: &AppState,
-    ctx: &Ctx,
-    id: &str,
-    retry_after_secs: u64,
-    err: &Unavailable,
-) -> Response {
-    tracing::debug!(%err, "order to be tried again later");
-    let ticket = match fetch_ticket(state, ctx, id).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
-    let view = ticket_view(ctx, &ticket);
-    let mut layout = ctx.layout(view.title.clone());
-    layout.error = Some(BUY_LATER.to_owned());
-    let mut response = page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &TicketPage {
-            layout,
-            ticket: view,
-        },
-    );
+/// A redirect for a request the API asked to repeat later (503 with `Retry-After`), with the
+/// delay passed on.
+fn retry_later(mut response: Response, retry_after_secs: u64) -> Response {
     response.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from(retry_after_secs.max(1)),
@@ -952,7 +1172,8 @@ async fn buy_later(
     response
 }
 
-/// The banner of [`buy_later`].
+/// The banner for an order the API asked to repeat later: the ticket was listed a moment ago
+/// and has not reached the orders service yet. Not an outage page.
 const BUY_LATER: &str = "This ticket was listed moments ago and cannot be bought yet. Please try again in a few seconds.";
 
 /// The order, or the page to show instead.
@@ -984,18 +1205,10 @@ async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Order, Res
 
 /// The order page; `paid` when the API just took the payment (201 or 202): until the order is
 /// decided, the page says so and refreshes itself — as it does while the card is authorised.
-fn order_page_for(
-    state: &AppState,
-    ctx: &Ctx,
-    order: &Order,
-    paid: bool,
-    error: Option<String>,
-) -> OrderPage {
+fn order_page_for(state: &AppState, ctx: &Ctx, order: &Order, paid: bool) -> OrderPage {
     let view = OrderView::of(order, &ctx.currency, chrono::Utc::now());
-    let mut layout = ctx.layout(format!("Order: {}", view.ticket_title));
-    layout.error = error;
     OrderPage {
-        layout,
+        layout: ctx.layout(format!("Order: {}", view.ticket_title)),
         confirming: (paid || view.authorized) && view.is_open(),
         order: view,
         cards: TEST_CARDS.to_vec(),
@@ -1054,7 +1267,7 @@ async fn order_page(
         Err(response) => return response,
     };
     let paid = query.contains_key("paid");
-    let mut order_page = order_page_for(&state, &ctx, &order, paid, None);
+    let mut order_page = order_page_for(&state, &ctx, &order, paid);
     order_page.file = file_link(&state, &ctx, &order).await;
     order_response(StatusCode::OK, &order_page)
 }
@@ -1068,69 +1281,63 @@ async fn pay(
     if let Some(response) = ctx.form_refusal(&form) {
         return response;
     }
-    if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
-        return redirect;
-    }
     let Some(id) = segment(&id) else {
         return ctx.not_found();
     };
+    let order_path = format!("/orders/{id}");
+    if let Some(redirect) = ctx.sign_in_first(&order_path) {
+        return redirect;
+    }
     let body = json!({"orderId": id, "token": field(&form, "token")});
     let reply = match state.api.post(&ctx.caller, "/api/payments", body).await {
         Ok(reply) => reply,
         Err(err) => match err.retry_after_secs {
-            Some(secs) => return pay_later(&state, &ctx, id, secs, &err).await,
+            Some(secs) => {
+                tracing::debug!(%err, "payment to be tried again later");
+                return retry_later(ctx.redirect_error(&order_path, PAY_LATER), secs);
+            }
             None => return ctx.unavailable(&err),
         },
     };
     // 201: the order is complete; 202: the outcome is still being decided. Either way the
     // order page shows where it stands, and refreshes itself until it is decided.
     if reply.ok() {
-        return see_other(&format!("/orders/{id}?paid=1"));
+        return see_other(&format!("{order_path}?paid=1"));
     }
-    let order = match fetch_order(&state, &ctx, id).await {
+    ctx.redirect_error(&order_path, reply.message())
+}
+
+/// The banner for a pay request the API asked to repeat later (503 with `Retry-After`): the
+/// order was created a moment ago and has not reached the payments service yet, or the
+/// provider is briefly unavailable. Not an outage page.
+const PAY_LATER: &str = "We could not take your payment just yet. Please try again in a moment.";
+
+/// "Cancel reservation?": the confirm step before an order is cancelled.
+async fn cancel_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
+        return redirect;
+    }
+    let order = match fetch_order(&state, &ctx, &id).await {
         Ok(order) => order,
         Err(response) => return response,
     };
-    let message = reply
-        .errors()
-        .into_iter()
-        .map(|e| e.message)
-        .collect::<Vec<_>>()
-        .join(" ");
-    order_response(
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-        &order_page_for(&state, &ctx, &order, false, Some(message)),
+    let view = OrderView::of(&order, &ctx.currency, chrono::Utc::now());
+    if !view.payable {
+        return see_other(&format!("/orders/{}", order.id));
+    }
+    page(
+        StatusCode::OK,
+        &ConfirmPage {
+            layout: ctx.layout("Cancel reservation"),
+            heading: format!("Cancel your reservation of “{}”?", view.ticket_title),
+            message: "The ticket goes back on sale at once and someone else may buy it.".to_owned(),
+            action: format!("/orders/{}/cancel", order.id),
+            confirm: "Yes, cancel my reservation".to_owned(),
+            back: format!("/orders/{}", order.id),
+            back_label: "Keep it and pay".to_owned(),
+        },
     )
 }
-
-/// The order page with a "try again in a moment" banner, for a pay request the API asked to
-/// repeat later (503 with `Retry-After`): the order was created a moment ago and has not reached
-/// the payments service yet, or the provider is briefly unavailable. Not an outage page.
-async fn pay_later(
-    state: &AppState,
-    ctx: &Ctx,
-    id: &str,
-    retry_after_secs: u64,
-    err: &Unavailable,
-) -> Response {
-    tracing::debug!(%err, "payment to be tried again later");
-    let order = match fetch_order(state, ctx, id).await {
-        Ok(order) => order,
-        Err(response) => return response,
-    };
-    let mut response = order_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &order_page_for(state, ctx, &order, false, Some(PAY_LATER.to_owned())),
-    );
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(retry_after_secs.max(1)),
-    );
-    response
-}
-
-/// The banner of [`pay_later`].
-const PAY_LATER: &str = "We could not take your payment just yet. Please try again in a moment.";
 
 async fn cancel(
     State(state): State<AppState>,
@@ -1141,12 +1348,13 @@ async fn cancel(
     if let Some(response) = ctx.form_refusal(&form) {
         return response;
     }
-    if let Some(redirect) = ctx.sign_in_first(&format!("/orders/{id}")) {
-        return redirect;
-    }
     let Some(id) = segment(&id) else {
         return ctx.not_found();
     };
+    let order_path = format!("/orders/{id}");
+    if let Some(redirect) = ctx.sign_in_first(&order_path) {
+        return redirect;
+    }
     let reply = match state
         .api
         .delete(&ctx.caller, &format!("/api/orders/{id}"))
@@ -1156,22 +1364,12 @@ async fn cancel(
         Err(err) => return ctx.unavailable(&err),
     };
     if reply.ok() {
-        return see_other(&format!("/orders/{id}"));
+        return ctx.redirect_notice(
+            &order_path,
+            "Your reservation is cancelled and the ticket is back on sale. Nothing was charged.",
+        );
     }
-    let order = match fetch_order(&state, &ctx, id).await {
-        Ok(order) => order,
-        Err(response) => return response,
-    };
-    let message = reply
-        .errors()
-        .into_iter()
-        .map(|e| e.message)
-        .collect::<Vec<_>>()
-        .join(" ");
-    order_response(
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-        &order_page_for(&state, &ctx, &order, false, Some(message)),
-    )
+    ctx.redirect_error(&order_path, reply.message())
 }
 
 async fn my_orders(State(state): State<AppState>, ctx: Ctx) -> Response {
@@ -1198,6 +1396,36 @@ async fn my_orders(State(state): State<AppState>, ctx: Ctx) -> Response {
             layout: ctx.layout("My orders"),
             orders,
         },
+    )
+}
+
+/// A GET of a ticket's purchase address: the ticket.
+async fn to_ticket(Path(id): Path<String>) -> Response {
+    match segment(&id) {
+        Some(id) => see_other(&format!("/tickets/{id}")),
+        None => see_other("/"),
+    }
+}
+
+/// A GET of an order's pay address: the order.
+async fn to_order(Path(id): Path<String>) -> Response {
+    match segment(&id) {
+        Some(id) => see_other(&format!("/orders/{id}")),
+        None => see_other("/orders"),
+    }
+}
+
+/// A GET of a "My tickets" form's address: "My tickets".
+async fn to_my_tickets() -> Response {
+    see_other("/tickets/mine")
+}
+
+/// Any other method on a page's address: a page, never the API's JSON.
+async fn method_not_allowed(ctx: Ctx) -> Response {
+    ctx.error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This page cannot do that",
+        "The address exists, but not for this kind of request. Open it from a link or form on the site.",
     )
 }
 

@@ -94,6 +94,23 @@ impl FieldErrors {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `field` is the first of `order` (names separated by spaces, in the form's
+    /// order) with an error: the field that takes the focus when the form comes back, so that
+    /// a screen reader reads its label and its message at once.
+    pub fn focus(&self, field: &str, order: &str) -> bool {
+        order.split_whitespace().find(|f| self.has(f)) == Some(field)
+    }
+
+    /// The messages by field, for a flash (see [`crate::flash`]).
+    pub fn into_map(self) -> std::collections::BTreeMap<String, String> {
+        self.0.into_iter().collect()
+    }
+
+    /// The messages a flash brought back.
+    pub fn from_map(map: &std::collections::BTreeMap<String, String>) -> Self {
+        Self(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
 }
 
 /// An amount in cents, for people: `$20.50`.
@@ -101,9 +118,23 @@ pub fn money(cents: i64, currency: &str) -> String {
     bt_contract::Cents::new(cents).with_currency(currency)
 }
 
-/// A time the browser shows in the user's locale; this text is the fallback without JavaScript.
+/// A time the browser shows in the user's locale and time zone; this text is the fallback
+/// without JavaScript: `Sat 28 Nov 2026, 19:12 UTC`.
 pub fn utc_text(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
+    at.format("%a %-d %b %Y, %H:%M UTC").to_string()
+}
+
+/// Left to pay at or under this, the order page warns (and so does its script, live).
+pub const URGENT: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// The time left to pay, for people: "12 minutes left", "1 minute left", "less than a
+/// minute left".
+pub fn time_left_text(left: chrono::TimeDelta) -> String {
+    match left.num_minutes() {
+        m if m >= 2 => format!("{m} minutes left"),
+        1 => "1 minute left".to_owned(),
+        _ => "less than a minute left".to_owned(),
+    }
 }
 
 /// A moment on a page: `<time datetime="{iso}" data-local>{text}</time>` (the script shows it
@@ -244,6 +275,9 @@ pub struct HomePage {
     pub q: String,
     pub tickets: Vec<TicketCard>,
     pub next: Option<String>,
+    pub previous: Option<String>,
+    /// "12 tickets match “opera”", "Tickets 25–48 on sale".
+    pub count: Option<String>,
     /// For a signed-out visitor whose search found nothing: "Alert me" leads to sign in,
     /// then back to this search.
     pub sign_in_to_alert: String,
@@ -265,6 +299,8 @@ pub struct AuthPage {
     pub email: String,
     pub errors: FieldErrors,
     pub next: String,
+    /// The other form (sign in ↔ sign up), leading to the same `next`.
+    pub other: String,
 }
 
 #[derive(Template)]
@@ -281,6 +317,47 @@ pub struct TicketFormPage {
     /// Editing a ticket whose file was uploaded: the file input replaces it.
     pub has_file: bool,
     pub errors: FieldErrors,
+    /// The currency prices are typed in.
+    pub currency: CurrencyView,
+}
+
+/// The currency of the prices on a form: its symbol before the field and its code in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrencyView {
+    /// `$`, `€`, `£`, or the code (`CHF`).
+    pub symbol: String,
+    /// `USD`.
+    pub code: String,
+}
+
+impl CurrencyView {
+    pub fn of(currency: &str) -> Self {
+        let code = currency.to_ascii_uppercase();
+        let symbol = match code.as_str() {
+            "USD" => "$",
+            "EUR" => "€",
+            "GBP" => "£",
+            other => other,
+        }
+        .to_owned();
+        Self { symbol, code }
+    }
+}
+
+/// A question before something that cannot be undone: "Cancel your reservation?", with the
+/// button that does it (a form post) and the way back.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub heading: String,
+    pub message: String,
+    /// Where the form posts.
+    pub action: String,
+    /// The button's text.
+    pub confirm: String,
+    pub back: String,
+    pub back_label: String,
 }
 
 /// A ticket on its own page.
@@ -315,6 +392,11 @@ impl TicketView {
 pub struct TicketPage {
     pub layout: Layout,
     pub ticket: TicketView,
+    /// How long a purchase holds the ticket: "15 minutes".
+    pub reservation: String,
+    /// Sign in / sign up, then back to this ticket.
+    pub sign_in: String,
+    pub sign_up: String,
 }
 
 /// An order on its own page or in a list.
@@ -338,6 +420,12 @@ pub struct OrderView {
     pub payment: Option<PaymentView>,
     /// Why the order ended unpaid (cancelled, or past its window), for people.
     pub ended: Option<&'static str>,
+    /// When the order was placed (the time in its UUIDv7 id).
+    pub placed: Option<TimeView>,
+    /// While it can be paid: the time left, "12 minutes left" (the script counts it down).
+    pub time_left: Option<String>,
+    /// Two minutes or less left to pay.
+    pub urgent: bool,
 }
 
 /// The payment of an order, for people.
@@ -440,6 +528,17 @@ impl OrderView {
             authorized,
             payment: order.payment.as_ref().map(|p| PaymentView::of(p, currency)),
             ended,
+            placed: uuid::Uuid::parse_str(order.id.as_str())
+                .ok()
+                .and_then(|id| id.get_timestamp())
+                .and_then(|ts| {
+                    let (secs, nanos) = ts.to_unix();
+                    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+                })
+                .map(|at| TimeView::of(Millis::from(at))),
+            time_left: (open && !past_window && !authorized)
+                .then(|| time_left_text(expires_at - now)),
+            urgent: open && !past_window && !authorized && expires_at - now <= URGENT,
         }
     }
 
@@ -861,7 +960,7 @@ mod tests {
             let view = NotificationView::of(&notification(link));
             assert_eq!(view.link.as_deref(), shown, "{link:?}");
             assert_eq!(view.kind, "Ticket alert");
-            assert_eq!(view.created_at.text, "2030-01-01 10:00 UTC");
+            assert_eq!(view.created_at.text, "Tue 1 Jan 2030, 10:00 UTC");
         }
     }
 
@@ -883,7 +982,7 @@ mod tests {
     fn money_is_shown_with_its_currency() {
         assert_eq!(money(2050, "usd"), "$20.50");
         assert_eq!(money(5, "EUR"), "€0.05");
-        assert_eq!(money(100_000_000, "chf"), "1000000.00 CHF");
+        assert_eq!(money(100_000_000, "chf"), "1,000,000.00 CHF");
     }
 
     #[test]

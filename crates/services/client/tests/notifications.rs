@@ -16,12 +16,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use bt_platform::rate_limit::TrustedProxies;
-use bt_test_support::{TestResponse, TestServer, TestUser, test_sessions};
+use bt_test_support::{TestResponse, TestUser};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const CSRF: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+mod common;
+use common::location;
 
 /// A call the fake API received: method, path with its query, JSON body.
 #[derive(Debug, Clone)]
@@ -223,43 +223,16 @@ fn fake_api(fake: Shared) -> Router {
 
 /// The web client in front of the fake API, and a browser of it (signed in or not).
 struct Browser {
-    _api: TestServer,
-    _client: TestServer,
-    base: String,
-    http: reqwest::Client,
-    cookies: String,
+    web: common::Browser,
     fake: Shared,
 }
 
 impl Browser {
     async fn new(signed_in: bool) -> Self {
         let fake = Shared::default();
-        let api = TestServer::spawn(fake_api(fake.clone())).await;
-        let client = TestServer::spawn(bt_client::router(bt_client::Settings {
-            api_base: api.url(""),
-            sessions: test_sessions(),
-            stripe_publishable_key: None,
-            currency: "usd".into(),
-            cookie_secure: false,
-            trusted_proxies: TrustedProxies::loopback(),
-        }))
-        .await;
-        let cookies = if signed_in {
-            format!("session={}; csrf={CSRF}", TestUser::new().token)
-        } else {
-            format!("csrf={CSRF}")
-        };
-        Self {
-            base: client.url(""),
-            _api: api,
-            _client: client,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies,
-            fake,
-        }
+        let user = TestUser::new();
+        let web = common::Browser::new(fake_api(fake.clone()), signed_in.then_some(&user)).await;
+        Self { web, fake }
     }
 
     fn with(&self, change: impl FnOnce(&mut Fake)) {
@@ -271,34 +244,14 @@ impl Browser {
         std::mem::take(&mut self.fake.lock().unwrap().calls)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
-        bt_test_support::TestClient::try_send(request.header(header::COOKIE, &self.cookies))
-            .await
-            .unwrap()
-    }
-
     async fn get(&self, path: &str) -> TestResponse {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.web.get(path).await
     }
 
     /// A form post, with the CSRF field unless `csrf` is false.
     async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> TestResponse {
-        let mut form = fields.to_vec();
-        if csrf {
-            form.push(("_csrf", CSRF));
-        }
-        self.send(self.http.post(format!("{}{path}", self.base)).form(&form))
-            .await
+        self.web.post(path, fields, csrf).await
     }
-}
-
-fn location(response: &TestResponse) -> &str {
-    response
-        .headers
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or_default()
 }
 
 /// The calls as `METHOD path`.
@@ -487,7 +440,7 @@ async fn mark_all_as_read_posts_an_empty_object_and_comes_back_with_a_notice() {
     let all = browser.post("/notifications/read", &[], true).await;
 
     assert_eq!(all.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&all), "/notifications?done=read");
+    assert_eq!(location(&all), "/notifications");
     let calls = browser.take_calls();
     assert_eq!(
         names(&calls),
@@ -545,7 +498,7 @@ async fn a_search_without_results_offers_an_alert_that_is_created_and_listed() {
         .await;
 
     assert_eq!(created.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&created), "/alerts?done=created&alert=a1");
+    assert_eq!(location(&created), "/alerts");
     let calls = browser.take_calls();
     assert_eq!(names(&calls), ["POST /api/alerts"]);
     assert_eq!(calls[0].body, json!({"q": "opera", "maxPrice": "39.50"}));
@@ -602,13 +555,18 @@ async fn the_apis_refusals_of_an_alert_are_shown_next_to_its_fields() {
         .post("/alerts", &[("q", "jazz"), ("maxPrice", "cheap")], true)
         .await;
 
-    assert_eq!(bad_price.status, StatusCode::BAD_REQUEST);
+    assert_eq!(location(&bad_price), "/alerts");
+    assert!(
+        browser.take_calls().is_empty(),
+        "a price the client cannot read is not sent"
+    );
+    let bad_price = browser.web.follow(&bad_price).await;
     let html = &bad_price.text;
     assert!(html.contains(r#"<div class="field invalid">"#));
     assert!(html.contains(r#"aria-describedby="maxPrice-hint maxPrice-error""#));
     assert!(html.contains(r#"aria-invalid="true""#));
     assert!(html.contains(
-        r#"<p class="field-error" id="maxPrice-error">maxPrice must be a number, e.g. 40 or 39.50</p>"#
+        r#"<p class="field-error" id="maxPrice-error">Maximum price must be a number, like 20 or 20.50</p>"#
     ));
     assert!(
         html.contains(r#"value="jazz""#) && html.contains(r#"value="cheap""#),
@@ -617,7 +575,7 @@ async fn the_apis_refusals_of_an_alert_are_shown_next_to_its_fields() {
     assert!(html.contains(r#"id="alert-a1""#), "the list is still there");
 
     let blank = browser.post("/alerts", &[("q", "  ")], true).await;
-    assert_eq!(blank.status, StatusCode::BAD_REQUEST);
+    let blank = browser.web.follow(&blank).await;
     assert!(
         blank
             .text
@@ -626,7 +584,7 @@ async fn the_apis_refusals_of_an_alert_are_shown_next_to_its_fields() {
     assert!(blank.text.contains(r#"aria-describedby="q-hint q-error""#));
 
     let twice = browser.post("/alerts", &[("q", "opera")], true).await;
-    assert_eq!(twice.status, StatusCode::BAD_REQUEST);
+    let twice = browser.web.follow(&twice).await;
     assert!(twice.text.contains(
         r#"<div class="banner error" role="alert" id="page-error">You already have an alert for this search</div>"#
     ));
@@ -652,7 +610,7 @@ async fn deleting_an_alert_sends_delete_and_confirms() {
     let deleted = browser.post("/alerts/a1/delete", &[], true).await;
 
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&deleted), "/alerts?done=deleted");
+    assert_eq!(location(&deleted), "/alerts");
     assert_eq!(names(&browser.take_calls()), ["DELETE /api/alerts/a1"]);
     let page = browser.get(location(&deleted)).await;
     assert!(
@@ -662,7 +620,7 @@ async fn deleting_an_alert_sends_delete_and_confirms() {
     assert!(page.text.contains(r#"id="no-alerts""#));
 
     let again = browser.post("/alerts/a1/delete", &[], true).await;
-    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let again = browser.web.follow(&again).await;
     assert!(again.text.contains("This alert no longer exists."));
 }
 

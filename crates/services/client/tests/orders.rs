@@ -9,11 +9,11 @@ use axum::routing::{get, post};
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::resources::{Order, OrderPayment, OrderPaymentStatus, OrderTicket};
 use bt_contract::{Cents, Millis};
-use bt_platform::rate_limit::TrustedProxies;
-use bt_test_support::{TestResponse, TestServer, TestUser, test_sessions};
+use bt_test_support::{TestResponse, TestUser};
 use serde_json::{Value, json};
 
-const CSRF: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+mod common;
+use common::location;
 
 /// An order of a $20.50 ticket whose window ends in ten minutes.
 fn order(status: OrderStatus) -> Order {
@@ -38,61 +38,27 @@ fn errors(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"errors": [{"message": message}]}))).into_response()
 }
 
-/// The web client in front of `api`, and a signed-in browser of it.
-struct Browser {
-    _api: TestServer,
-    _client: TestServer,
-    base: String,
-    http: reqwest::Client,
-    cookies: String,
-}
+/// A signed-in browser of the client in front of `api`.
+struct Browser(common::Browser);
 
 impl Browser {
     async fn new(api: Router) -> Self {
-        let api = TestServer::spawn(api).await;
-        let client = TestServer::spawn(bt_client::router(bt_client::Settings {
-            api_base: api.url(""),
-            sessions: test_sessions(),
-            stripe_publishable_key: None,
-            currency: "usd".into(),
-            cookie_secure: false,
-            trusted_proxies: TrustedProxies::loopback(),
-        }))
-        .await;
-        let user = TestUser::new();
-        Self {
-            base: client.url(""),
-            _api: api,
-            _client: client,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: format!("session={}; csrf={CSRF}", user.token),
-        }
+        Self(common::Browser::new(api, Some(&TestUser::new())).await)
     }
 
     async fn get(&self, path: &str) -> TestResponse {
-        let request = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(header::COOKIE, &self.cookies);
-        bt_test_support::TestClient::try_send(request)
-            .await
-            .unwrap()
+        self.0.get(path).await
     }
 
     /// Submits the order page's pay form with the succeeding test card.
     async fn pay(&self, order_id: &str) -> TestResponse {
-        let request = self
-            .http
-            .post(format!("{}/orders/{order_id}/pay", self.base))
-            .header(header::COOKIE, &self.cookies)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("_csrf={CSRF}&token=tok_visa"));
-        bt_test_support::TestClient::try_send(request)
+        self.0
+            .post(
+                &format!("/orders/{order_id}/pay"),
+                &[("token", "tok_visa")],
+                true,
+            )
             .await
-            .unwrap()
     }
 }
 
@@ -104,7 +70,11 @@ fn api(order: Value, payments: fn() -> Response) -> Router {
             "/api/orders",
             get(move || async move { Json(json!([order])) }),
         )
-        .route("/api/orders/{id}", get(move || async move { Json(one) }))
+        .route(
+            "/api/orders/{id}",
+            get(move || async move { Json(one) })
+                .delete(|| async { StatusCode::NO_CONTENT.into_response() }),
+        )
         .route("/api/payments", post(move || async move { payments() }))
 }
 
@@ -211,9 +181,10 @@ async fn a_refused_payment_shows_the_api_message_in_the_banner() {
     }))
     .await;
 
-    let page = browser.pay("o1").await;
+    let refused = browser.pay("o1").await;
+    assert_eq!(location(&refused), "/orders/o1");
+    let page = browser.0.follow(&refused).await;
 
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(
         page.text.contains(r#"<div class="banner error" role="alert" id="page-error">The order expired before the payment completed; nothing was charged</div>"#),
         "{}",
@@ -237,10 +208,10 @@ async fn a_payment_for_an_order_not_yet_known_asks_to_try_again_in_a_moment() {
     ))
     .await;
 
-    let page = browser.pay("o1").await;
-
-    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(page.headers[header::RETRY_AFTER], "1");
+    let later = browser.pay("o1").await;
+    assert_eq!(location(&later), "/orders/o1");
+    assert_eq!(later.headers[header::RETRY_AFTER], "1");
+    let page = browser.0.follow(&later).await;
     assert!(!is_outage_page(&page), "{}", page.text);
     assert!(
         page.text.contains(r#"id="page-error">We could not take your payment just yet. Please try again in a moment.</div>"#),
@@ -291,23 +262,10 @@ async fn buying_a_ticket_listed_a_moment_ago_asks_to_try_again_in_a_moment() {
         );
     let browser = Browser::new(api).await;
 
-    let request = browser
-        .http
-        .post(format!("{}/tickets/t1/purchase", browser.base))
-        .header(header::COOKIE, &browser.cookies)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("_csrf={CSRF}"));
-    let page = bt_test_support::TestClient::try_send(request)
-        .await
-        .unwrap();
-
-    assert_eq!(
-        page.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        page.text
-    );
-    assert_eq!(page.headers[header::RETRY_AFTER], "1");
+    let later = browser.0.post("/tickets/t1/purchase", &[], true).await;
+    assert_eq!(location(&later), "/tickets/t1", "{}", later.text);
+    assert_eq!(later.headers[header::RETRY_AFTER], "1");
+    let page = browser.0.follow(&later).await;
     assert!(!is_outage_page(&page), "{}", page.text);
     assert!(
         page.text.contains(
@@ -316,4 +274,254 @@ async fn buying_a_ticket_listed_a_moment_ago_asks_to_try_again_in_a_moment() {
         "{}",
         page.text
     );
+}
+
+fn on_sale_ticket() -> Value {
+    json!({"id": "t1", "title": "Show", "price": 1250.5, "userId": "seller", "version": 0,
+        "orderId": null, "sold": false, "venue": null, "startsAt": null, "faceValue": null,
+        "forSale": true, "hasFile": false})
+}
+
+#[tokio::test]
+async fn a_refusal_is_shown_once_on_the_page_the_form_leads_back_to() {
+    let browser = Browser::new(api(
+        serde_json::to_value(order(OrderStatus::Created)).unwrap(),
+        || errors(StatusCode::BAD_REQUEST, "Your card was declined"),
+    ))
+    .await;
+
+    let refused = browser.pay("o1").await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert!(browser.0.cookie("flash").is_some());
+    let page = browser.0.follow(&refused).await;
+    assert!(
+        page.text
+            .contains(r#"id="page-error">Your card was declined</div>"#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(r#"id="pay-form""#), "can pay again");
+    // Shown, then forgotten: a reload shows the order without it.
+    assert_eq!(browser.0.cookie("flash"), None);
+    let reload = browser.get("/orders/o1").await;
+    assert_eq!(reload.status, StatusCode::OK);
+    assert!(!reload.text.contains("Your card was declined"));
+}
+
+#[tokio::test]
+async fn a_form_address_opened_with_get_shows_a_page_never_json() {
+    let ticket = on_sale_ticket();
+    let api = api(
+        serde_json::to_value(order(OrderStatus::Created)).unwrap(),
+        no_payment_expected,
+    )
+    .route(
+        "/api/tickets/{id}",
+        get(move || {
+            let ticket = ticket.clone();
+            async move { Json(ticket) }
+        }),
+    );
+    let browser = Browser::new(api).await;
+
+    for (path, to) in [
+        ("/orders/o1/pay", "/orders/o1"),
+        ("/tickets/t1/purchase", "/tickets/t1"),
+        ("/tickets/t1/sell", "/tickets/mine"),
+        ("/tickets/t1/sale", "/tickets/mine"),
+        ("/payouts/account", "/payouts"),
+        ("/notifications/read", "/notifications"),
+        ("/alerts/a1/delete", "/alerts"),
+    ] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&response), to, "{path}");
+    }
+    for path in ["/orders/o1/cancel", "/auth/signout"] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.text);
+        assert!(page.text.contains(r#"<form method="post""#), "{path}");
+    }
+    // Another method on a page's address: a page, not the API's JSON error.
+    let request = reqwest::Client::new().put(format!("{}/orders/o1", browser.0.base));
+    let page = browser.0.send(request).await;
+    assert_eq!(page.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(!page.text.contains("\"errors\""), "{}", page.text);
+}
+
+#[tokio::test]
+async fn cancelling_a_reservation_asks_first_then_confirms() {
+    let browser = Browser::new(api(
+        serde_json::to_value(order(OrderStatus::Created)).unwrap(),
+        no_payment_expected,
+    ))
+    .await;
+
+    let order_page = browser.get("/orders/o1").await;
+    // "Cancel" is a link to a question, not a one-click form beside "Pay".
+    assert!(
+        order_page
+            .text
+            .contains(r#"<a class="button secondary" href="/orders/o1/cancel" id="cancel">"#),
+        "{}",
+        order_page.text
+    );
+    assert!(!order_page.text.contains(r#"action="/orders/o1/cancel""#));
+    let question = browser.get("/orders/o1/cancel").await;
+    assert!(
+        question.text.contains("Cancel your reservation of “Show”?"),
+        "{}",
+        question.text
+    );
+    assert!(question.text.contains(r#"action="/orders/o1/cancel""#));
+    assert!(
+        question
+            .text
+            .contains(r#"href="/orders/o1" id="back">Keep it and pay</a>"#)
+    );
+
+    let cancelled = browser.0.post("/orders/o1/cancel", &[], true).await;
+    assert_eq!(location(&cancelled), "/orders/o1");
+    let page = browser.0.follow(&cancelled).await;
+    assert!(
+        page.text.contains(r#"id="page-notice">Your reservation is cancelled and the ticket is back on sale. Nothing was charged.</div>"#),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
+async fn the_ticket_page_says_what_purchase_does_and_the_price_in_all() {
+    let ticket = on_sale_ticket();
+    let api = Router::new().route(
+        "/api/tickets/{id}",
+        get(move || {
+            let ticket = ticket.clone();
+            async move { Json(ticket) }
+        }),
+    );
+    let browser = Browser::new(api.clone()).await;
+
+    let page = browser.get("/tickets/t1").await;
+    assert!(
+        page.text.contains(
+            r#"You pay <strong>$1,250.50</strong> in all: no fees are added at checkout."#
+        ),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("Purchase reserves the ticket for you for 15 minutes."),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("Purchase — reserve for 15 minutes</button>")
+    );
+
+    // Signed out: sign in or sign up, and back to this ticket either way.
+    let visitor = common::Browser::new(api, None).await;
+    let page = visitor.get("/tickets/t1").await;
+    assert!(
+        page.text
+            .contains(r#"href="/auth/signin?next=/tickets/t1" id="sign-in-to-buy""#)
+    );
+    assert!(
+        page.text
+            .contains(r#"href="/auth/signup?next=/tickets/t1" id="sign-up-to-buy""#)
+    );
+    let sign_in = visitor.get("/auth/signin?next=/tickets/t1").await;
+    assert!(
+        sign_in.text.contains(
+            r#"<a href="/auth/signup?next=/tickets/t1" id="other-auth">Create an account</a>"#
+        ),
+        "{}",
+        sign_in.text
+    );
+    let sign_up = visitor.get("/auth/signup?next=/tickets/t1").await;
+    assert!(
+        sign_up
+            .text
+            .contains(r#"<a href="/auth/signin?next=/tickets/t1" id="other-auth">Sign in</a>"#)
+    );
+}
+
+#[tokio::test]
+async fn my_orders_shows_when_each_was_placed_and_the_time_left_to_pay() {
+    let mut awaiting = order(OrderStatus::Created);
+    awaiting.id = uuid::Uuid::now_v7().to_string().into();
+    let id = awaiting.id.to_string();
+    let browser = Browser::new(api(
+        serde_json::to_value(awaiting).unwrap(),
+        no_payment_expected,
+    ))
+    .await;
+
+    let page = browser.get("/orders").await;
+
+    let today = chrono::Utc::now().format("%-d %b %Y").to_string();
+    assert!(page.text.contains(&today), "{}", page.text);
+    assert!(
+        page.text
+            .contains(r#"data-label="Placed"><time datetime=""#)
+    );
+    assert!(page.text.contains("9 minutes left"), "{}", page.text);
+    assert!(
+        page.text.contains(&format!(
+            r#"<a class="button small" href="/orders/{id}" id="pay-now-{id}">Pay now</a>"#
+        )),
+        "{}",
+        page.text
+    );
+    // On a phone each row is a card: every cell says which column it is.
+    for label in ["Price", "Placed", "Status", "Details"] {
+        assert!(
+            page.text.contains(&format!(r#"data-label="{label}""#)),
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_two_minutes_left_the_order_page_warns() {
+    let mut closing = order(OrderStatus::Created);
+    closing.expires_at = Millis::now().plus(std::time::Duration::from_secs(90));
+    let browser = Browser::new(api(
+        serde_json::to_value(closing).unwrap(),
+        no_payment_expected,
+    ))
+    .await;
+
+    let page = browser.get("/orders/o1").await;
+
+    assert!(
+        page.text.contains(r#"class="countdown urgent""#),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains(">Less than 2 minutes left: pay now to keep this ticket.</p>"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("1 minute left"));
+    let calm = Browser::new(api(
+        serde_json::to_value(order(OrderStatus::Created)).unwrap(),
+        no_payment_expected,
+    ))
+    .await
+    .get("/orders/o1")
+    .await;
+    assert!(!calm.text.contains("countdown urgent"));
+    assert!(calm.text.contains(r#"id="time-warning" role="status""#));
+    assert!(!calm.text.contains(">Less than 2 minutes left"));
 }

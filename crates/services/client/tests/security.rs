@@ -11,10 +11,11 @@ use bt_contract::events::OrderStatus;
 use bt_contract::resources::{Order, OrderTicket};
 use bt_contract::{Cents, Millis};
 use bt_platform::rate_limit::TrustedProxies;
-use bt_test_support::{TestResponse, TestServer, TestUser, test_sessions};
+use bt_test_support::{TestResponse, TestServer, TestUser};
 use serde_json::json;
 
-const CSRF: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+mod common;
+use common::CSRF;
 
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -58,12 +59,9 @@ impl Client {
         let user = TestUser::new();
         let api = TestServer::spawn(fake_api(&user.id)).await;
         let client = TestServer::spawn(bt_client::router(bt_client::Settings {
-            api_base: api.url(""),
-            sessions: test_sessions(),
             stripe_publishable_key: options.stripe_publishable_key,
-            currency: "usd".into(),
-            cookie_secure: false,
             trusted_proxies: options.trusted_proxies,
+            ..common::settings(api.url(""))
         }))
         .await;
         Self {
@@ -580,12 +578,8 @@ async fn the_client_proves_itself_to_the_api_with_the_proxy_token_and_forwards_t
             None => TrustedProxies::none(),
         };
         let client = TestServer::spawn(bt_client::router(bt_client::Settings {
-            api_base: api.url(""),
-            sessions: test_sessions(),
-            stripe_publishable_key: None,
-            currency: "usd".into(),
-            cookie_secure: false,
             trusted_proxies: proxies,
+            ..common::settings(api.url(""))
         }))
         .await;
         // A browser on this machine that claims another address: not believed (no trusted

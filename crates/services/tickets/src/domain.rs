@@ -53,6 +53,7 @@ impl Price {
 
     pub fn parse(raw: Option<&JsonField>) -> Result<Self, &'static str> {
         const POSITIVE: &str = "Price must be greater than 0";
+        const NOT_A_NUMBER: &str = "Price must be a number, like 20 or 20.50";
         let raw = raw.ok_or(POSITIVE)?;
         match raw.as_cents() {
             Ok(cents) if cents.get() <= 0 => Err(POSITIVE),
@@ -60,6 +61,9 @@ impl Price {
             Ok(cents) => Ok(Self(cents)),
             Err(MoneyError::TooManyDecimals) => Err("Price must have at most 2 decimal places"),
             Err(MoneyError::OutOfRange) => Err("Price must be at most 1000000"),
+            // `"abc"`, `true`: say what is wrong. (`null` and a missing price keep the seed's
+            // message above.)
+            Err(MoneyError::NotANumber) if !raw.is_null() => Err(NOT_A_NUMBER),
             Err(MoneyError::NotANumber) => Err(POSITIVE),
         }
     }
@@ -549,9 +553,10 @@ mod tests {
         let bad = [
             ("0", "Price must be greater than 0"),
             ("-10", "Price must be greater than 0"),
-            ("\"abc\"", "Price must be greater than 0"),
+            ("\"abc\"", "Price must be a number, like 20 or 20.50"),
+            ("\"1,000.50\"", "Price must be a number, like 20 or 20.50"),
             ("null", "Price must be greater than 0"),
-            ("true", "Price must be greater than 0"),
+            ("true", "Price must be a number, like 20 or 20.50"),
             ("10.001", "Price must have at most 2 decimal places"),
             ("1000000.01", "Price must be at most 1000000"),
             ("1e30", "Price must be at most 1000000"),

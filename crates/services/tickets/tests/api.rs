@@ -196,7 +196,7 @@ async fn invalid_tickets_are_refused_with_one_error_per_field(backend: Backend) 
         ),
         (
             json!({"title": "Concert", "price": "ten"}),
-            vec![price("Price must be greater than 0")],
+            vec![price("Price must be a number, like 20 or 20.50")],
         ),
         (
             json!({"title": "Concert", "price": 10.005}),

@@ -3,33 +3,26 @@
 //! bought ticket again.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::collections::HashMap;
 
 use super::{
     AppState, Ctx, FormData, fetch_own_ticket, fetch_ticket, not_your_ticket, page, see_other,
     segment, ticket_view,
 };
 use crate::api::{Download, Ticket, TicketInput};
+use crate::flash::Flash;
 use crate::forms;
 use crate::multipart::MultipartForm;
-use crate::views::{FieldErrors, MyTicketView, MyTicketsPage, TicketFilePage};
+use crate::views::{MyTicketView, MyTicketsPage, TicketFilePage};
 
 /// The kinds of file the API serves; anything else is passed on as opaque bytes.
 const FILE_TYPES: [&str; 3] = ["application/pdf", "image/png", "image/jpeg"];
 
-/// What a redirect back to "My tickets" says happened (`?done=`; fixed texts, nothing from the
-/// URL is shown).
-fn done_notice(done: Option<&String>) -> Option<String> {
-    let text = match done.map(String::as_str)? {
-        "listed" => "Your ticket is on sale again.",
-        "on-sale" => "Your ticket is on sale.",
-        "off-sale" => "Your ticket is off sale: buyers no longer see it.",
-        _ => return None,
-    };
-    Some(text.to_owned())
+/// The flash field of a ticket's "Sell again" price on "My tickets".
+fn price_field(id: &str) -> String {
+    format!("price:{id}")
 }
 
 /// The caller's tickets (`GET /api/tickets/mine`), or the page to show instead.
@@ -43,20 +36,19 @@ async fn fetch_mine(state: &AppState, ctx: &Ctx) -> Result<Vec<Ticket>, Response
     }
 }
 
-/// "My tickets", with `refused` (a ticket id, the price typed, the API's message) shown next
-/// to that ticket's price.
-fn my_tickets_page(
-    ctx: &Ctx,
-    tickets: &[Ticket],
-    refused: Option<(&str, String, String)>,
-) -> MyTicketsPage {
+/// "My tickets", with a refusal the flash brought back (the price typed and the API's
+/// message) shown next to that ticket.
+fn my_tickets_page(ctx: &Ctx, tickets: &[Ticket]) -> MyTicketsPage {
     let views = tickets
         .iter()
         .map(|t| {
             let mut view = MyTicketView::of(t, &ctx.currency);
-            if let Some((_, price, message)) = refused.as_ref().filter(|(id, ..)| view.id == *id) {
-                view.sell_price.clone_from(price);
-                view.error = Some(message.clone());
+            if let Some(flash) = &ctx.flash {
+                let field = price_field(&view.id);
+                if let Some(message) = flash.fields.get(&field) {
+                    view.sell_price = flash.typed(&field);
+                    view.error = Some(message.clone());
+                }
             }
             view
         })
@@ -64,11 +56,7 @@ fn my_tickets_page(
     MyTicketsPage::new(ctx.layout("My tickets"), views)
 }
 
-pub(super) async fn my_tickets(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+pub(super) async fn my_tickets(State(state): State<AppState>, ctx: Ctx) -> Response {
     if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
         return redirect;
     }
@@ -76,14 +64,12 @@ pub(super) async fn my_tickets(
         Ok(tickets) => tickets,
         Err(response) => return response,
     };
-    let mut my_page = my_tickets_page(&ctx, &tickets, None);
-    my_page.layout.notice = done_notice(query.get("done"));
-    page(StatusCode::OK, &my_page)
+    page(StatusCode::OK, &my_tickets_page(&ctx, &tickets))
 }
 
 /// Lists the ticket again at `price`, or takes it off or puts it on sale: `PUT` with the
-/// ticket's title and `forSale`. A refusal (the price cap, an event that started) is shown
-/// on "My tickets" next to the ticket.
+/// ticket's title and `forSale`; then "My tickets" says `done`. A refusal (the price cap, an
+/// event that started) is shown on "My tickets" next to the ticket, with the price as typed.
 async fn change_sale(
     state: &AppState,
     ctx: &Ctx,
@@ -97,9 +83,15 @@ async fn change_sale(
         Err(response) => return response,
     };
     let typed = price.clone();
+    let to = format!("/tickets/mine#ticket-{}", ticket.id);
+    let price = match price.as_deref().map(|p| forms::price_text(p, "Price")) {
+        None => ticket.price.to_string(),
+        Some(Ok(price)) => price,
+        Some(Err(message)) => return refused(ctx, &to, &ticket, typed, message),
+    };
     let input = TicketInput {
         title: ticket.title.clone(),
-        price: price.unwrap_or_else(|| ticket.price.to_string()),
+        price,
         for_sale: Some(for_sale),
         ..TicketInput::default()
     };
@@ -113,29 +105,28 @@ async fn change_sale(
         Err(err) => return ctx.unavailable(&err),
     };
     match reply.status {
-        200 => return see_other(&format!("/tickets/mine?done={done}#ticket-{}", ticket.id)),
-        401 => return not_your_ticket(ctx),
-        404 => return ctx.not_found(),
-        _ => {}
+        200 => ctx.redirect_notice(&to, done),
+        401 => not_your_ticket(ctx),
+        404 => ctx.not_found(),
+        _ => refused(ctx, &to, &ticket, typed, reply.message()),
     }
-    let message = reply
-        .errors()
-        .into_iter()
-        .map(|e| e.message)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let tickets = match fetch_mine(state, ctx).await {
-        Ok(tickets) => tickets,
-        Err(response) => return response,
-    };
-    let refused = Some((
-        ticket.id.as_str(),
-        typed.unwrap_or_else(|| ticket.price.to_string()),
-        message,
-    ));
-    page(
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-        &my_tickets_page(ctx, &tickets, refused),
+}
+
+/// Back to "My tickets" at `to` with `message` next to `ticket` and the price as typed.
+fn refused(
+    ctx: &Ctx,
+    to: &str,
+    ticket: &Ticket,
+    typed: Option<String>,
+    message: String,
+) -> Response {
+    let field = price_field(ticket.id.as_str());
+    let typed = typed.unwrap_or_else(|| ticket.price.to_string());
+    ctx.redirect(
+        to,
+        &Flash::to(to)
+            .field_error(&field, message)
+            .value(&field, typed),
     )
 }
 
@@ -159,7 +150,7 @@ pub(super) async fn sell_again(
         &id,
         Some(price.unwrap_or_default()),
         true,
-        "listed",
+        "Your ticket is on sale again. Buyers can find it now.",
     )
     .await
 }
@@ -178,24 +169,25 @@ pub(super) async fn set_for_sale(
         return redirect;
     }
     let for_sale = form.get("forSale").is_some_and(|v| v == "true");
-    let done = if for_sale { "on-sale" } else { "off-sale" };
+    let done = if for_sale {
+        "Your ticket is on sale: buyers can find it now."
+    } else {
+        "Your ticket is off sale: buyers no longer see it. Put it on sale again whenever you like."
+    };
     change_sale(&state, &ctx, &id, None, for_sale, done).await
 }
 
-/// The upload form of a ticket's file, with `errors` and a banner.
-fn file_page(
-    ctx: &Ctx,
-    ticket: &Ticket,
-    errors: FieldErrors,
-    banner: Option<String>,
-) -> TicketFilePage {
+/// The upload form of a ticket's file, with the errors a flash brought back.
+fn file_page(ctx: &Ctx, ticket: &Ticket) -> TicketFilePage {
     let view = ticket_view(ctx, ticket);
     let mut layout = ctx.layout(format!("File: {}", view.title));
-    layout.error = banner;
+    if layout.error.is_none() && ticket.order_id.is_some() {
+        layout.error = Some("Cannot replace the file of a reserved ticket".to_owned());
+    }
     TicketFilePage {
         layout,
         ticket: view,
-        errors,
+        errors: ctx.flash_errors(),
     }
 }
 
@@ -211,14 +203,7 @@ pub(super) async fn file_form(
         Ok(ticket) => ticket,
         Err(response) => return response,
     };
-    let banner = ticket
-        .order_id
-        .is_some()
-        .then(|| "Cannot replace the file of a reserved ticket".to_owned());
-    page(
-        StatusCode::OK,
-        &file_page(&ctx, &ticket, FieldErrors::default(), banner),
-    )
+    page(StatusCode::OK, &file_page(&ctx, &ticket))
 }
 
 pub(super) async fn upload_file(
@@ -244,23 +229,22 @@ pub(super) async fn upload_file(
     let file = match checked {
         Ok(file) => file,
         Err(message) => {
-            let mut errors = FieldErrors::default();
-            errors.set("file", message);
-            return page(
-                StatusCode::BAD_REQUEST,
-                &file_page(&ctx, &ticket, errors, None),
-            );
+            let to = format!("/tickets/{}/file", ticket.id);
+            return ctx.redirect(&to, &Flash::to(&to).field_error("file", message));
         }
     };
     match put_file(&state, &ctx, &ticket, file.bytes.clone(), "").await {
-        Ok(()) => see_other(&format!("/tickets/{}", ticket.id)),
+        Ok(()) => ctx.redirect_notice(
+            &format!("/tickets/{}", ticket.id),
+            "The ticket file is uploaded. Your buyer can download it once they have paid.",
+        ),
         Err(response) => response,
     }
 }
 
 /// Uploads `bytes` as the file of `ticket` (`PUT /api/tickets/:id/file`). On a refusal: the
-/// upload form with the API's message next to the file field and `banner` (when not empty)
-/// above it.
+/// redirect to the upload form with the API's message next to the file field and `banner`
+/// (when not empty) above it.
 pub(super) async fn put_file(
     state: &AppState,
     ctx: &Ctx,
@@ -269,29 +253,18 @@ pub(super) async fn put_file(
     banner: &str,
 ) -> Result<(), Response> {
     let path = format!("/api/tickets/{}/file", ticket.id);
-    let banner = (!banner.is_empty()).then(|| banner.to_owned());
-    let (status, message) = match state.api.put_bytes(&ctx.caller, &path, bytes).await {
+    let message = match state.api.put_bytes(&ctx.caller, &path, bytes).await {
         Ok(reply) if reply.ok() => return Ok(()),
-        Ok(reply) => (
-            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-            reply
-                .errors()
-                .into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
+        Ok(reply) => reply.message(),
         Err(err) => {
             tracing::error!(%err, "ticket file upload failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The file could not be saved right now. Please try again in a moment.".to_owned(),
-            )
+            "The file could not be saved right now. Please try again in a moment.".to_owned()
         }
     };
-    let mut errors = FieldErrors::default();
-    errors.set("file", message);
-    Err(page(status, &file_page(ctx, ticket, errors, banner)))
+    let to = format!("/tickets/{}/file", ticket.id);
+    let mut flash = Flash::to(&to).field_error("file", message);
+    flash.error = (!banner.is_empty()).then(|| banner.to_owned());
+    Err(ctx.redirect(&to, &flash))
 }
 
 /// The ticket's file, for its owner: the API's answer passed on with its type and file name,
@@ -385,16 +358,6 @@ async fn no_file(state: &AppState, ctx: &Ctx, id: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_known_notices_are_shown() {
-        assert_eq!(
-            done_notice(Some(&"listed".to_owned())).as_deref(),
-            Some("Your ticket is on sale again.")
-        );
-        assert_eq!(done_notice(Some(&"<script>".to_owned())), None);
-        assert_eq!(done_notice(None), None);
-    }
 
     #[test]
     fn a_download_is_an_attachment_of_a_known_type_or_opaque_bytes() {

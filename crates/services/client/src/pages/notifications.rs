@@ -57,15 +57,6 @@ pub(super) async fn unread_count(api: &Api, caller: &Caller) -> Option<i64> {
     }
 }
 
-/// What a redirect back to the notifications page says happened (`?done=`; fixed texts).
-fn done_notice(done: Option<&String>) -> Option<String> {
-    let text = match done.map(String::as_str)? {
-        "read" => "All notifications are marked as read.",
-        _ => return None,
-    };
-    Some(text.to_owned())
-}
-
 /// The `before` of a page (`?before=`): a notification's id, or nothing for the first page.
 /// `Err` when it cannot be one.
 fn page_start(query: &HashMap<String, String>) -> Result<Option<&str>, ()> {
@@ -83,15 +74,8 @@ fn page_path(before: Option<&str>) -> String {
     }
 }
 
-/// The page of notifications before `before` with a notice or an error banner.
-async fn render_notifications(
-    state: &AppState,
-    ctx: &Ctx,
-    before: Option<&str>,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-) -> Response {
+/// The page of notifications before `before` (with the banner a flash brought).
+async fn render_notifications(state: &AppState, ctx: &Ctx, before: Option<&str>) -> Response {
     let limit = PAGE_SIZE.to_string();
     let reply = match state
         .api
@@ -125,12 +109,10 @@ async fn render_notifications(
         .flatten()
         .map(|last| page_path(Some(last.id.as_str())));
     let mut layout = ctx.layout("Notifications");
-    layout.notice = notice;
-    layout.error = error;
     // This page's list tells the count: the header shows it without asking again.
     layout.unread = Some(list.unread);
     page(
-        status,
+        StatusCode::OK,
         &NotificationsPage {
             layout,
             notifications: list
@@ -156,8 +138,7 @@ pub(super) async fn notifications_page(
     if let Some(redirect) = ctx.sign_in_first(&page_path(before)) {
         return redirect;
     }
-    let notice = done_notice(query.get("done"));
-    render_notifications(&state, &ctx, before, StatusCode::OK, notice, None).await
+    render_notifications(&state, &ctx, before).await
 }
 
 /// "Mark all as read" (`POST /api/notifications/read {}`), or one notification's "Mark as
@@ -198,32 +179,19 @@ pub(super) async fn mark_read(
     if reply.status == 401 {
         return see_other(&super::sign_in_path(&page_path(before)));
     }
+    let to = page_path(before);
     if !reply.ok() {
-        let message = reply
-            .errors()
-            .into_iter()
-            .map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
-        return render_notifications(&state, &ctx, before, status, None, Some(message)).await;
+        return ctx.redirect_error(&to, reply.message());
     }
     match one {
-        Some(id) => see_other(&format!("{}#notification-{id}", page_path(before))),
-        None => see_other("/notifications?done=read"),
+        Some(id) => see_other(&format!("{to}#notification-{id}")),
+        None => ctx.redirect_notice(&to, "All notifications are marked as read."),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_known_notices_are_shown() {
-        assert!(done_notice(Some(&"read".to_owned())).is_some());
-        assert_eq!(done_notice(Some(&"<b>".to_owned())), None);
-        assert_eq!(done_notice(None), None);
-    }
 
     #[test]
     fn a_page_starts_before_a_notification_id_or_at_the_newest() {

@@ -71,8 +71,12 @@ async fn render_payouts(
         Err(response) => return response,
     };
     let mut layout = ctx.layout("Payouts");
-    layout.notice = notice;
-    layout.error = error;
+    if notice.is_some() {
+        layout.notice = notice;
+    }
+    if error.is_some() {
+        layout.error = error;
+    }
     page(status, &PayoutsPage::new(layout, &payouts, &ctx.currency))
 }
 
@@ -109,35 +113,17 @@ pub(super) async fn set_up_payouts(
         Err(err) => {
             // The provider is down, or payouts are not configured on this server.
             tracing::warn!(%err, "payout account setup failed");
-            let message = "Payout setup is not available right now. Please try again later.";
-            return render_payouts(
-                &state,
-                &ctx,
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                Some(message.to_owned()),
-            )
-            .await;
+            return ctx.redirect_error(
+                "/payouts",
+                "Payout setup is not available right now. Please try again later.",
+            );
         }
     };
     if reply.status == 401 {
         return see_other("/auth/signin?next=/payouts");
     }
     if !reply.ok() {
-        let message = reply
-            .errors()
-            .into_iter()
-            .map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join(" ");
-        return render_payouts(
-            &state,
-            &ctx,
-            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
-            None,
-            Some(message),
-        )
-        .await;
+        return ctx.redirect_error("/payouts", reply.message());
     }
     let link = match reply.parse::<PayoutAccountLink>() {
         Ok(link) => link,
