@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bt_test_support::TestClient;
 
+pub mod axe;
 pub mod bench;
 pub mod chromium;
 pub mod deployment;
