@@ -16,11 +16,14 @@
 //! - [`flash`]: what a form post tells the page it redirects to (confirmations, errors, the
 //!   form as typed), in a short-lived signed cookie: every form is Post/Redirect/Get.
 //! - [`csrf`]: double-submit token and Origin check on every form post.
+//! - [`assets`]: the embedded CSS, script and icons, with ETags (`304 Not Modified`); pages
+//!   and assets are compressed (gzip, brotli) as the browser accepts.
 //! - [`headers`]: security headers (Content-Security-Policy, framing, sniffing, referrer) on
 //!   every response, and `Cache-Control: no-store` on all but the static assets.
 //! - [`views`]: template data and formatting; templates are in `templates/`.
 
 pub mod api;
+pub mod assets;
 pub mod csrf;
 pub mod flash;
 pub mod forms;

@@ -30,6 +30,7 @@ use serde_json::json;
 
 use crate::Settings;
 use crate::api::{Api, Caller, Reply, Ticket, Unavailable};
+use crate::assets;
 use crate::csrf::{self, CsrfToken};
 use crate::flash::{self, Flash, Flasher, see_other};
 use crate::forms::{self, TICKET_FIELDS, TicketForm};
@@ -126,6 +127,9 @@ pub fn router(settings: Settings, api: Api) -> Router {
         .layer(middleware::from_fn(move |req: Request, next| {
             flash::layer(flasher.clone(), req, next)
         }))
+        // Pages and assets in gzip or brotli, as the browser accepts (tiny bodies stay as they
+        // are); outermost, so that what is compressed is the final response.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 
@@ -464,45 +468,33 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn css() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
-        ],
-        include_str!("../assets/app.css"),
-    )
+async fn css(headers: HeaderMap) -> Response {
+    static CSS: assets::Asset = assets::Asset::new(
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/app.css"),
+    );
+    CSS.serve(&headers)
 }
 
-async fn js() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
-        ],
-        include_str!("../assets/app.js"),
-    )
+async fn js(headers: HeaderMap) -> Response {
+    static JS: assets::Asset = assets::Asset::new(
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/app.js"),
+    );
+    JS.serve(&headers)
 }
 
-async fn favicon_svg() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
-        ],
-        include_str!("../assets/favicon.svg"),
-    )
+async fn favicon_svg(headers: HeaderMap) -> Response {
+    static SVG: assets::Asset =
+        assets::Asset::new("image/svg+xml", include_bytes!("../assets/favicon.svg"));
+    SVG.serve(&headers)
 }
 
 /// The icon browsers ask for on their own (`/favicon.ico`), 32×32.
-async fn favicon_ico() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "image/x-icon"),
-            (header::CACHE_CONTROL, headers::PUBLIC_ASSET),
-        ],
-        include_bytes!("../assets/favicon.ico").as_slice(),
-    )
+async fn favicon_ico(headers: HeaderMap) -> Response {
+    static ICO: assets::Asset =
+        assets::Asset::new("image/x-icon", include_bytes!("../assets/favicon.ico"));
+    ICO.serve(&headers)
 }
 
 /// Unknown pages: HTML for people, the API's error format under `/api/`.

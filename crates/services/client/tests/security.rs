@@ -603,3 +603,59 @@ async fn the_client_proves_itself_to_the_api_with_the_proxy_token_and_forwards_t
         );
     }
 }
+
+#[tokio::test]
+async fn pages_and_assets_are_compressed_and_assets_revalidate_with_their_etag() {
+    let browser = common::Browser::new(fake_api("u1"), None).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = http.get(format!("{}{path}", browser.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        browser.send(request)
+    };
+
+    for (accepts, encoding) in [("br", "br"), ("gzip", "gzip"), ("gzip, deflate, br", "br")] {
+        for path in ["/", "/assets/app.css", "/assets/app.js"] {
+            let response = get(path, &[("accept-encoding", accepts)]).await;
+            assert_eq!(response.status, StatusCode::OK, "{path}");
+            assert_eq!(
+                header(&response, "content-encoding"),
+                Some(encoding),
+                "{path} for {accepts}"
+            );
+            assert!(header(&response, "vary").is_some_and(|v| v.contains("accept-encoding")));
+        }
+    }
+    let plain = get("/assets/app.css", &[]).await;
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert!(plain.text.contains("--focus"), "the stylesheet itself");
+
+    for (path, content_type) in [
+        ("/assets/app.css", "text/css; charset=utf-8"),
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/x-icon"),
+    ] {
+        let first = get(path, &[]).await;
+        assert_eq!(first.status, StatusCode::OK, "{path}");
+        assert_eq!(header(&first, "content-type"), Some(content_type));
+        let etag = header(&first, "etag").expect("an ETag").to_owned();
+        let again = get(path, &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(again.text.is_empty());
+        assert_eq!(header(&again, "etag"), Some(etag.as_str()));
+    }
+    // A real icon: the ICO header of one 32×32 image.
+    let ico = http
+        .get(format!("{}/favicon.ico", browser.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&ico[..6], &[0, 0, 1, 0, 1, 0]);
+    assert_eq!((ico[6], ico[7]), (32, 32));
+}
