@@ -217,6 +217,7 @@ fn client_settings(
         cookie_secure: shared.sessions.cookie_secure(),
         trusted_proxies: shared.trusted_proxies.clone(),
         reservation_window: shared.order_expiration,
+        seller_fee_percent: shared.payments.payouts.rules.fee.get(),
     }
 }
 

@@ -91,8 +91,28 @@ async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     s.screenshot("ticket").await;
     let order = s.purchase(&concert).await;
     assert_eq!(s.label("#order-status").await, "awaiting payment");
-    assert!(s.exists("#countdown").await);
+    // The reservation's confirmation, the live countdown and, with this test's 8-second
+    // window, the warning of its last two minutes, announced in a live region.
+    assert!(
+        s.text("#page-notice")
+            .await
+            .contains("The ticket is reserved for you for 8 seconds.")
+    );
+    assert!(s.text("#countdown").await.ends_with(" left"));
+    assert_eq!(
+        s.text("#time-warning").await,
+        "Less than 2 minutes left: pay now to keep this ticket."
+    );
+    // The deadline in the viewer's locale, with the time zone named.
+    let deadline_text = s.text("#countdown-line time").await;
+    assert!(
+        deadline_text.ends_with(" UTC") && !deadline_text.contains("-"),
+        "{deadline_text}"
+    );
     s.screenshot("order").await;
+    s.client.set_window_size(390, 844).await.unwrap();
+    s.screenshot("order-phone").await;
+    s.client.set_window_size(1280, 900).await.unwrap();
     s.click("input[value='tok_visa']").await;
     s.click("#pay").await;
     s.reload_until("#paid", 15).await;
@@ -105,6 +125,20 @@ async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
         "{orders}"
     );
     s.screenshot("my-orders").await;
+    // On a phone the orders are cards, the price still there.
+    s.client.set_window_size(390, 844).await.unwrap();
+    let price = s
+        .client
+        .find(fantoccini::Locator::Css("#orders td[data-label='Price']"))
+        .await
+        .unwrap();
+    assert!(
+        price.is_displayed().await.unwrap(),
+        "the price shows on a phone"
+    );
+    assert_eq!(price.text().await.unwrap(), "$20.50");
+    s.screenshot("my-orders-phone").await;
+    s.client.set_window_size(1280, 900).await.unwrap();
     s.goto("/").await;
     assert!(
         !s.text("main").await.contains("Rock Concert"),
@@ -123,6 +157,21 @@ async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     s.screenshot("payment-declined").await;
     // Post/Redirect/Get: the address is the order's, so a reload shows it and posts nothing.
     assert_eq!(s.path().await, format!("/orders/{second}"));
+
+    // Cancelling asks first; then the order says so and nothing was charged.
+    let to_cancel = s.purchase(&expiring).await;
+    s.click("#cancel").await;
+    s.wait_path(&format!("/orders/{to_cancel}/cancel")).await;
+    s.screenshot("cancel-confirm").await;
+    s.click("#confirm").await;
+    assert!(
+        s.text("#page-notice")
+            .await
+            .contains("Your reservation is cancelled")
+    );
+    s.screenshot("order-cancelled").await;
+    s.goto(&format!("/tickets/{expiring}")).await;
+    s.reload_until("#purchase", 10).await;
 
     // An order past its window shows expired, and its ticket is back on sale.
     let third = s.purchase(&expiring).await;

@@ -55,6 +55,9 @@ pub struct Settings {
     /// How long an order holds its ticket (`ORDER_EXPIRATION_SECONDS`, the orders service's
     /// setting): the ticket page says so before "Purchase".
     pub reservation_window: std::time::Duration,
+    /// The marketplace's fee on a sale, in percent (`SELLER_FEE_PERCENT`, the payments
+    /// service's setting): the sell form tells sellers.
+    pub seller_fee_percent: u8,
 }
 
 /// The client service.

@@ -149,6 +149,7 @@ struct Ctx {
     /// The TCP peer is a trusted proxy: its `X-Forwarded-Host`/`-Proto` are believed.
     from_trusted_proxy: bool,
     currency: String,
+    fee_percent: u8,
     /// What the form post that led here had to say (see [`crate::flash`]).
     flash: Option<Flash>,
     flasher: Flasher,
@@ -208,6 +209,7 @@ impl FromRequestParts<AppState> for Ctx {
             headers: parts.headers.clone(),
             from_trusted_proxy,
             currency: state.settings.currency.clone(),
+            fee_percent: state.settings.seller_fee_percent,
             flash: parts
                 .extensions
                 .get::<flash::Incoming>()
@@ -807,6 +809,7 @@ fn ticket_form(
         has_file: false,
         errors,
         currency: CurrencyView::of(&ctx.currency),
+        fee_percent: ctx.fee_percent,
     }
 }
 

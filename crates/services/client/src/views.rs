@@ -319,6 +319,8 @@ pub struct TicketFormPage {
     pub errors: FieldErrors,
     /// The currency prices are typed in.
     pub currency: CurrencyView,
+    /// The marketplace's fee on a sale, in percent.
+    pub fee_percent: u8,
 }
 
 /// The currency of the prices on a form: its symbol before the field and its code in words.

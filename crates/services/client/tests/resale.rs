@@ -375,6 +375,10 @@ async fn the_sell_form_asks_for_the_event_details_and_the_file() {
         r#"id="faceValue" name="faceValue""#,
         r#"id="file" name="file" type="file""#,
         "PDF, PNG or JPEG, up to 5 MB.",
+        // The currency the price is in, and what the seller receives of it.
+        r#"<label for="price">Price <span class="hint-inline">(USD)</span></label>"#,
+        r#"<span class="money-symbol" aria-hidden="true">$</span>"#,
+        "When it sells you receive the price less the marketplace's 5% fee",
     ] {
         assert!(page.text.contains(part), "{part}: {}", page.text);
     }
@@ -868,17 +872,17 @@ async fn the_payouts_page_shows_the_balance_every_entry_and_the_totals() {
         r#"id="balance-pending">$38.00<"#,
         r#"id="balance-available">$0.00<"#,
         r#"id="balance-paid">$45.60<"#,
-        r#"<td><a href="/tickets/t-a">Show a</a></td>
-      <td class="num">$40.00</td>
-      <td class="num">$2.00</td>
-      <td class="num">$38.00</td>
-      <td><span class="state pending">Pending</span></td>"#,
-        r#"<td class="num">$2.40</td>"#,
+        r#"<th scope="row" data-label="Ticket"><a href="/tickets/t-a">Show a</a></th>
+      <td class="num" data-label="Price">$40.00</td>
+      <td class="num" data-label="Fee">$2.00</td>
+      <td class="num" data-label="Amount">$38.00</td>
+      <td data-label="Status"><span class="state pending">Pending</span></td>"#,
+        r#"<td class="num" data-label="Fee">$2.40</td>"#,
         r#"<span class="state paid">Paid</span>"#,
         r#"<time datetime="2030-06-13T08:00:00Z" data-local>Thu 13 Jun 2030, 08:00 UTC</time>"#,
         r#"<span class="state cancelled">Reversed</span>"#,
         // Totals without the reversed entry: 40 + 48, 2 + 2.40, 38 + 45.60.
-        r#"<th scope="row">Total</th><td class="num">$88.00</td><td class="num">$4.40</td><td class="num">$83.60</td><td colspan="3"><span class="note">without the reversed ones</span></td>"#,
+        r#"<th scope="row">Total</th><td class="num" data-label="Price">$88.00</td><td class="num" data-label="Fee">$4.40</td><td class="num" data-label="Amount">$83.60</td><td colspan="3"><span class="note">without the reversed ones</span></td>"#,
         r#"<button type="submit" id="setup-payouts">Set up payouts</button>"#,
     ] {
         assert!(page.text.contains(part), "{part}: {}", page.text);

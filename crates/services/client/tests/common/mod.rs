@@ -16,7 +16,8 @@ use bt_test_support::{TestResponse, TestServer, TestUser, test_sessions};
 pub const CSRF: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// The client's settings in front of the API at `api_base`: US dollars, the development
-/// provider's test cards, a 15-minute reservation, loopback trusted as a proxy.
+/// provider's test cards, a 15-minute reservation, a 5% seller fee, loopback trusted as a
+/// proxy.
 pub fn settings(api_base: String) -> bt_client::Settings {
     bt_client::Settings {
         api_base,
@@ -26,6 +27,7 @@ pub fn settings(api_base: String) -> bt_client::Settings {
         cookie_secure: false,
         trusted_proxies: TrustedProxies::loopback(),
         reservation_window: std::time::Duration::from_secs(900),
+        seller_fee_percent: 5,
     }
 }
 
