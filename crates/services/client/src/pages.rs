@@ -605,7 +605,7 @@ async fn home(
         (_, 0, _) => None,
         (true, _, false) => Some(plural(shown, "ticket on sale", "tickets on sale")),
         (false, _, false) => Some(format!(
-            "{} for “{q}”",
+            "{} “{q}”",
             plural(shown, "ticket matches", "tickets match")
         )),
         (_, _, true) => Some(format!(
@@ -861,10 +861,14 @@ fn refused_form(
     ctx.redirect(to, &flash)
 }
 
-/// The checks the client makes before the API is asked: prices it can read, a start it can
-/// read and a file the API would take. Their messages go next to the fields.
+/// The checks the client makes before the API is asked: a title, prices it can read, a start
+/// it can read and a file the API would take. Their messages go next to the fields.
 fn check_ticket_form(form: &TicketForm, parts: &multipart::Parts) -> FieldErrors {
     let mut errors = FieldErrors::default();
+    // The API's own words, so that a form checked here reads like one checked there.
+    if form.title.trim().is_empty() {
+        errors.set("title", "Title is required");
+    }
     if let Err(message) = forms::price_text(&form.price, "Price") {
         errors.set("price", message);
     }

@@ -529,6 +529,37 @@ async fn what_the_client_can_check_is_shown_next_to_its_field_before_anything_is
             page.text
         );
     }
+    // A blank title and prices typed as people do, each with a message of its own; the file
+    // is asked for again (a browser never refills a file field).
+    let mut fields = DETAILS.to_vec();
+    fields[0] = ("title", "  ");
+    fields[1] = ("price", "20,50");
+    fields[4] = ("faceValue", "forty");
+    let page = browser
+        .post_multipart("/tickets/new", &fields, Some(("ticket.pdf", PDF)), true)
+        .await;
+    let page = browser.follow(&page).await;
+    for (id, message) in [
+        ("title-error", "Title is required"),
+        ("price-error", "Price uses a point for cents, like 20.50"),
+        (
+            "faceValue-error",
+            "Face value must be a number, like 20 or 20.50",
+        ),
+        (
+            "file-error",
+            "Please choose the file again: it is not kept when the form has errors.",
+        ),
+    ] {
+        assert!(
+            page.text.contains(&format!(
+                r#"<p class="field-error" id="{id}">{message}</p>"#
+            )),
+            "{message}: {}",
+            page.text
+        );
+    }
+    assert!(page.text.contains(r#"value="20,50""#), "as typed");
     assert!(browser.calls().is_empty(), "nothing was sent to the API");
 }
 
