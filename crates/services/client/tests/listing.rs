@@ -66,7 +66,7 @@ fn href<'a>(html: &'a str, id: &str) -> Option<&'a str> {
     let tag_start = html[..at].rfind('<')?;
     let tag = &html[tag_start..at];
     let href = tag.split("href=\"").nth(1)?;
-    Some(href.split('"').next()?)
+    href.split('"').next()
 }
 
 fn decoded(href: &str) -> String {
