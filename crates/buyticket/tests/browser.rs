@@ -83,7 +83,22 @@ async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     s.sign_up("buyer@test.com").await;
     s.goto("/").await;
     assert!(s.text("#tickets").await.contains("Rock Concert"));
+    assert_eq!(s.text("#result-count").await, "3 tickets on sale.");
     s.screenshot("home").await;
+    // A search says how many it found and can be cleared.
+    s.fill("#q", "rock").await;
+    s.click(".search button").await;
+    assert_eq!(
+        s.text("#result-count").await,
+        "1 ticket matches “rock”. Clear search"
+    );
+    s.click("#clear-search").await;
+    let cleared = Instant::now() + Duration::from_secs(10);
+    while s.exists("#clear-search").await {
+        assert!(Instant::now() < cleared, "the search is cleared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.text("#result-count").await, "3 tickets on sale.");
     s.client.set_window_size(390, 844).await.unwrap();
     s.screenshot("home-phone").await;
     s.client.set_window_size(1280, 900).await.unwrap();
