@@ -20,7 +20,7 @@ use bt_contract::events::{
     SaleCredited, TicketCreated, TicketData, TicketHeld, TicketUpdated, UserCreated,
 };
 use bt_contract::resources::NotificationKind;
-use bt_contract::{Millis, NotificationId};
+use bt_contract::{Millis, NotificationId, UserId};
 use bt_platform::Tx;
 use bt_platform::bus::version::{VersionOrder, order};
 use bt_platform::bus::{Handle, HandlerResult, Outbox, Outcome};
@@ -93,6 +93,7 @@ impl Handlers {
                 subject: notice.title.clone(),
                 body: self.email_body(notice),
                 attempts: 0,
+                address: None,
             };
             store::insert_email(tx, &outgoing, event_id, now, from).await?;
         }
@@ -149,10 +150,16 @@ impl Handlers {
         // the others are told when it ends.
         let hold = self.context.hold;
         let until = now.plus(hold);
-        for alert in store::alerts_for(tx, after.price).await? {
-            if !alert.newly_matches(before.as_ref(), &after, now) {
-                continue;
-            }
+        let matching: Vec<_> = store::alerts_for(tx, after.price)
+            .await?
+            .into_iter()
+            .filter(|alert| alert.newly_matches(before.as_ref(), &after, now))
+            .collect();
+        let users: Vec<UserId> = matching.iter().map(|a| a.user_id.clone()).collect();
+        // Alert emails in the last hour per subscriber, counted once for all of them and kept
+        // up to date below as emails are queued.
+        let mut emailed = store::alert_emails_since(tx, &users, hour_ago).await?;
+        for alert in matching {
             let first = told == 0;
             let (notice, from) = if hold.is_zero() {
                 (self.context.wording.alert(&alert, &after), now)
@@ -172,8 +179,11 @@ impl Handlers {
             } else {
                 (self.context.wording.alert(&alert, &after), until)
             };
-            let emailed = store::alert_emails_since(tx, &alert.user_id, hour_ago).await?;
-            let email = emailed < self.context.limits.alert_emails_per_hour;
+            let sent = emailed.entry(alert.user_id.clone()).or_insert(0);
+            let email = *sent < self.context.limits.alert_emails_per_hour;
+            if email {
+                *sent += 1;
+            }
             if !email {
                 tracing::debug!(user.id = %alert.user_id, alert.id = %alert.id, "hourly alert email limit reached: in-app only");
             }
