@@ -11,12 +11,15 @@
 //!   redelivery adds nothing): keep the replicas, write the notification and queue the email.
 //! - [`mailer`]: the worker that sends queued emails through SMTP (`SMTP_URL`) or writes them
 //!   to a directory (`up` without `SMTP_URL`), with leases, retries and backoff.
+//! - [`retention`]: old notifications (180 days) and sent or failed emails (30 days) are
+//!   deleted in batches, hourly; a pending email never is.
 //! - [`handlers`]: the routes under `/api/notifications` and `/api/alerts`.
 
 pub mod domain;
 pub mod events;
 pub mod handlers;
 pub mod mailer;
+pub mod retention;
 pub mod store;
 
 use std::sync::Arc;
@@ -102,6 +105,7 @@ pub async fn service(
         .start(runtime)
         .await?;
     mailer::spawn(db.clone(), Arc::new(settings.mailer), wake, runtime);
+    retention::spawn(db.clone(), runtime);
     let state = AppState {
         db: db.clone(),
         sessions: settings.sessions,

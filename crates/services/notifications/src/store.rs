@@ -546,3 +546,29 @@ pub async fn email_status(
         .fetch_optional(pool)
         .await)
 }
+
+// Retention (see [`crate::retention`]).
+
+const DELETE_OLD_NOTIFICATIONS: &str = "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE created_at < $1 LIMIT $2)";
+const DELETE_OLD_EMAILS: &str = "DELETE FROM emails WHERE id IN (SELECT id FROM emails WHERE status <> 'pending' AND created_at < $1 LIMIT $2)";
+
+/// Deletes up to `limit` notifications created before `before`; how many went.
+pub async fn delete_old_notifications(db: &Db, before: Millis, limit: i64) -> sqlx::Result<u64> {
+    on_db!(db, |pool| sqlx::query(DELETE_OLD_NOTIFICATIONS)
+        .bind(before)
+        .bind(limit)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+/// Deletes up to `limit` sent or failed emails created before `before` (never a pending one);
+/// how many went.
+pub async fn delete_old_emails(db: &Db, before: Millis, limit: i64) -> sqlx::Result<u64> {
+    on_db!(db, |pool| sqlx::query(DELETE_OLD_EMAILS)
+        .bind(before)
+        .bind(limit)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+}

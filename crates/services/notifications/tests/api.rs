@@ -837,6 +837,129 @@ async fn holds_published(app: &TestApp) -> usize {
     }
 }
 
+/// Runs `sql` with `binds` (all text or all numbers, in order) on the service's database.
+async fn execute(app: &TestApp, sql: &str, binds: &[&str]) {
+    bt_platform::on_db!(&app.store, |pool| {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        query.execute(pool).await.map(drop)
+    })
+    .unwrap();
+}
+
+async fn email_ids(app: &TestApp) -> Vec<String> {
+    bt_platform::on_db!(&app.store, |pool| sqlx::query_scalar(
+        "SELECT id FROM emails ORDER BY id"
+    )
+    .fetch_all(pool)
+    .await)
+    .unwrap()
+}
+
+/// Notifications older than 180 days and sent or failed emails older than 30 go, in batches;
+/// newer ones stay, and so does an email still waiting to be sent, however old.
+async fn old_notifications_and_sent_emails_are_deleted_and_pending_ones_kept(backend: Backend) {
+    use bt_notifications::retention::{self, KEEP_EMAILS, KEEP_NOTIFICATIONS, Purged};
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let fan = app.user().await;
+    app.alert(&fan, json!({"q": "opera"})).await;
+    for n in 0..4 {
+        publish(
+            &app.bus.bus,
+            TicketCreated(ticket(&seller, &format!("Opera {n}"), 1000)),
+        )
+        .await;
+    }
+    let list = app.wait_notified(&fan, 4).await;
+    app.smtp.wait_for(4, MAIL_WAIT).await;
+    eventually(10, "the 4 emails are recorded as sent", || async {
+        let sent: i64 = bt_platform::on_db!(&app.store, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM emails WHERE status = 'sent'"
+        )
+        .fetch_one(pool)
+        .await)
+        .unwrap();
+        sent == 4
+    })
+    .await;
+
+    let now = Millis::now();
+    let day = Duration::from_secs(24 * 3600);
+    // Three notifications are past their time, one is a day short of it.
+    let old = now.minus(KEEP_NOTIFICATIONS + day).get().to_string();
+    let recent = now.minus(KEEP_NOTIFICATIONS - day).get().to_string();
+    let ids: Vec<String> = list
+        .notifications
+        .iter()
+        .map(|n| n.id.to_string())
+        .collect();
+    for id in &ids[..3] {
+        execute(
+            &app,
+            "UPDATE notifications SET created_at = CAST($1 AS BIGINT) WHERE id = $2",
+            &[&old, id],
+        )
+        .await;
+    }
+    execute(
+        &app,
+        "UPDATE notifications SET created_at = CAST($1 AS BIGINT) WHERE id = $2",
+        &[&recent, &ids[3]],
+    )
+    .await;
+    // Every email is past its time; one of them is waiting to be sent again (the server was
+    // down), one failed for good.
+    let old_email = now.minus(KEEP_EMAILS + day).get().to_string();
+    let later = now.plus(day).get().to_string();
+    let emails = email_ids(&app).await;
+    execute(
+        &app,
+        "UPDATE emails SET created_at = CAST($1 AS BIGINT)",
+        &[&old_email],
+    )
+    .await;
+    execute(
+        &app,
+        "UPDATE emails SET status = 'pending', next_attempt_at = CAST($1 AS BIGINT) WHERE id = $2",
+        &[&later, &emails[0]],
+    )
+    .await;
+    execute(
+        &app,
+        "UPDATE emails SET status = 'failed' WHERE id = $1",
+        &[&emails[1]],
+    )
+    .await;
+
+    let purged = retention::purge(&app.store, now).await.unwrap();
+
+    assert_eq!(
+        purged,
+        Purged {
+            notifications: 3,
+            emails: 3
+        }
+    );
+    let left = app.notifications(&fan).await.notifications;
+    assert_eq!(
+        left.iter().map(|n| n.id.to_string()).collect::<Vec<_>>(),
+        [ids[3].clone()]
+    );
+    assert_eq!(
+        email_ids(&app).await,
+        [emails[0].clone()],
+        "the pending email stays"
+    );
+    assert_eq!(
+        retention::purge(&app.store, now).await.unwrap(),
+        Purged::default(),
+        "nothing more to delete"
+    );
+}
+
 async fn a_hold_gives_the_first_subscriber_in_line_a_head_start(backend: Backend) {
     let app = TestApp::spawn_with_hold(backend, Limits::default(), Duration::from_secs(5)).await;
     let seller = app.user().await;
@@ -878,6 +1001,7 @@ async fn a_hold_gives_the_first_subscriber_in_line_a_head_start(backend: Backend
 
 backend_tests!(
     replicas_send_each_email_once,
+    old_notifications_and_sent_emails_are_deleted_and_pending_ones_kept,
     a_hold_gives_the_first_subscriber_in_line_a_head_start,
     alerts_are_set_listed_and_deleted_by_their_owner_only,
     alerts_are_validated_and_limited_per_user,
