@@ -1,0 +1,493 @@
+//! Browsing and the rush, side by side with nginx, in one run:
+//! `cargo bench -p buyticket --bench browse`.
+//!
+//! Starts `buyticket up` (embedded default, release build) on a free loopback port and lists
+//! BROWSE_TICKETS tickets (default 50). Then it starts nginx (one worker) on another port,
+//! serving the very bodies `up` answered as static files:
+//!
+//! - `GET /api/tickets`: the default listing;
+//! - `GET /api/tickets/:id`: one ticket;
+//! - `POST /api/orders`: the rush's losing answer, a static `400 {"errors":[...]}`.
+//!
+//! The same load generator (wrk, Debian's package: `apt-get install wrk`) drives both with the
+//! same settings (BROWSE_THREADS `-t`, default 1; BROWSE_CONNECTIONS `-c`, default 64;
+//! BROWSE_SECONDS `-d`, default 10), and the report prints each figure of BuyTicket beside
+//! nginx's, with the ratio, and the resident memory (RSS) of `up` after each phase.
+//!
+//! The rush itself (2,000 buyers at once for 100 tickets, with its correctness checks) is the
+//! `rush` benchmark; here the read paths and the losing purchase are compared with the static
+//! server (a losing buyer is what most of a rush is).
+//!
+//! Only loopback addresses are used, for a bounded time.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use bt_contract::SessionKeys;
+use serde_json::json;
+use support::Process;
+use support::bench::{env_u64, percentile};
+
+const KEY: &str = "bench-key-that-is-at-least-32-bytes-long!!";
+
+/// What wrk measured of one URL.
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Answers other than 2xx/3xx (expected for the losing purchase, a 400).
+    non_2xx: u64,
+}
+
+/// wrk's latency figures are `1.23ms`, `456.78us`, `1.02s`.
+fn millis(text: &str) -> f64 {
+    let text = text.trim();
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+/// Runs wrk against `url` (with `script`, a Lua file for a POST, when given).
+fn wrk(url: &str, script: Option<&Path>) -> Load {
+    let threads = env_u64("BROWSE_THREADS", 1).to_string();
+    let connections = env_u64("BROWSE_CONNECTIONS", 64).to_string();
+    let seconds = format!("{}s", env_u64("BROWSE_SECONDS", 10));
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t",
+        &threads,
+        "-c",
+        &connections,
+        "-d",
+        &seconds,
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("wrk must be installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {text}");
+    let mut load = Load::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", n] => load.requests_per_sec = n.parse().unwrap_or(0.0),
+            ["50%", t] => load.p50_ms = millis(t),
+            ["99%", t] => load.p99_ms = millis(t),
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    assert!(load.requests_per_sec > 0.0, "no figures from wrk: {text}");
+    load
+}
+
+/// The resident memory of process `pid`, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// nginx with one worker on `port`, serving `root`'s files at the API's paths; stopped when
+/// dropped.
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(root: &Path, port: u16) -> Self {
+        let conf = root.join("nginx.conf");
+        let text = format!(
+            r#"worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    types {{ }}
+    default_type application/json;
+    keepalive_requests 1000000;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /api/tickets {{ alias {root}/listing.json; }}
+        location /api/tickets/ {{ alias {root}/tickets/; }}
+        location = /api/orders {{ return 400 '{{"errors":[{{"message":"Ticket is already reserved"}}]}}'; }}
+    }}
+}}
+"#,
+            root = root.display()
+        );
+        std::fs::write(&conf, text).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx must be installed (scripts/ensure-services.sh installs it)");
+        // The guard first: stopped on every path, also when it never starts.
+        let nginx = Self(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return nginx;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx did not start on port {port}");
+    }
+}
+
+fn nginx_binary() -> String {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nginx")
+        .to_owned()
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn row(what: &str, ours: Load, nginx: Load, rss: f64) {
+    println!(
+        "| {what} | {:.0} | {:.0} | {:.1}% | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1}× | {rss:.0} MB |",
+        ours.requests_per_sec,
+        nginx.requests_per_sec,
+        100.0 * ours.requests_per_sec / nginx.requests_per_sec,
+        ours.p50_ms,
+        ours.p99_ms,
+        nginx.p50_ms,
+        nginx.p99_ms,
+        ours.p99_ms / nginx.p99_ms,
+    );
+}
+
+/// Reads one HTTP/1.1 answer (with `Content-Length`) from `stream`; its status.
+async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> u16 {
+    buffer.clear();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk).await.expect("the server answers");
+        assert!(n > 0, "the server closed the connection");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("answers with a Content-Length");
+    while buffer.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.expect("the body");
+        assert!(n > 0, "the server closed the connection mid-body");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    status
+}
+
+/// A rush at `addr`: one connection per request, each opened and used once beforehand (a
+/// `GET /healthz`), then every request written at the same instant. Per request: the time
+/// from its write to its whole answer (µs), and the status.
+async fn burst(addr: SocketAddr, requests: Vec<String>) -> (Vec<i64>, Vec<u16>) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.expect("connect");
+                stream.set_nodelay(true).unwrap();
+                let mut buffer = Vec::with_capacity(1024);
+                stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .await
+                    .unwrap();
+                read_answer(&mut stream, &mut buffer).await;
+                barrier.wait().await;
+                let start = Instant::now();
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let status = read_answer(&mut stream, &mut buffer).await;
+                (start.elapsed().as_micros() as i64, status)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        let (latency, status) = task.await.unwrap();
+        latencies.push(latency);
+        statuses.push(status);
+    }
+    latencies.sort_unstable();
+    (latencies, statuses)
+}
+
+fn order_request(token: &str, ticket: &str) -> String {
+    let body = format!("{{\"ticketId\":\"{ticket}\"}}");
+    format!(
+        "POST /api/orders HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
+    let ms = |v: i64| v as f64 / 1000.0;
+    println!(
+        "| {what} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1}× | {rss:.0} MB |",
+        ours.len(),
+        ms(percentile(ours, 0.5)),
+        ms(percentile(ours, 0.99)),
+        ms(*ours.last().unwrap_or(&0)),
+        ms(percentile(nginx, 0.5)),
+        ms(percentile(nginx, 0.99)),
+        ms(*nginx.last().unwrap_or(&0)),
+        percentile(ours, 0.99) as f64 / percentile(nginx, 0.99).max(1) as f64,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let tickets = env_u64("BROWSE_TICKETS", 50);
+    let data = tempfile::tempdir().unwrap();
+    let up = Process::start(
+        &[
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        &[
+            ("JWT_KEY", KEY),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+            ("RUST_LOG", "warn"),
+        ],
+    );
+    let pid = up.pid();
+    let base = up.url.clone();
+    println!("target: {base} (pid {pid}), {tickets} tickets listed");
+    let sessions = SessionKeys::new(KEY.as_bytes(), Duration::from_secs(3600), false);
+    let (seller, _) = sessions.issue("bench-seller", "seller@bench.test").unwrap();
+    let (buyer, _) = sessions.issue("bench-buyer", "buyer@bench.test").unwrap();
+    let http = reqwest::Client::new();
+    let mut first = None;
+    for n in 0..tickets {
+        let res = http
+            .post(format!("{base}/api/tickets"))
+            .bearer_auth(&seller)
+            .json(&json!({"title": format!("Bench concert {n}"), "price": 20 + n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "listing a ticket");
+        let ticket: serde_json::Value = res.json().await.unwrap();
+        first.get_or_insert(ticket["id"].as_str().unwrap().to_owned());
+    }
+    let one = first.expect("at least one ticket");
+    // A buyer reserves the first ticket: the "losing purchase" below is a buyer too late.
+    let reserved = http
+        .post(format!("{base}/api/orders"))
+        .bearer_auth(&buyer)
+        .json(&json!({"ticketId": one}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reserved.status(), 201, "the winning order");
+    let rss_filled = rss_mb(pid);
+
+    // The bodies nginx serves: exactly what `up` answered.
+    let root = tempfile::tempdir().unwrap();
+    let listing = http
+        .get(format!("{base}/api/tickets"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let second = {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&listing).unwrap();
+        list[0]["id"].as_str().unwrap().to_owned()
+    };
+    let ticket = http
+        .get(format!("{base}/api/tickets/{second}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(root.path().join("listing.json"), &listing).unwrap();
+    std::fs::create_dir_all(root.path().join("tickets")).unwrap();
+    std::fs::write(root.path().join("tickets").join(&second), &ticket).unwrap();
+    let port = free_port();
+    let _nginx = Nginx::start(root.path(), port);
+    let static_base = format!("http://127.0.0.1:{port}");
+    println!(
+        "bodies: listing {} bytes, ticket {} bytes; nginx (1 worker) on {static_base}",
+        listing.len(),
+        ticket.len()
+    );
+
+    // A losing purchase: a POST of the already reserved ticket, as another buyer.
+    let (late, _) = sessions.issue("bench-late", "late@bench.test").unwrap();
+    let script = root.path().join("order.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{{\"ticketId\":\"{one}\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {late}\"\n"
+        ),
+    )
+    .unwrap();
+
+    println!();
+    println!(
+        "| request | BuyTicket req/s | nginx req/s | ratio | BuyTicket p50 / p99 | nginx p50 / p99 | p99 ratio | RSS of up after |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let phases: [(&str, String, String, Option<&Path>); 3] = [
+        (
+            "GET /api/tickets",
+            format!("{base}/api/tickets"),
+            format!("{static_base}/api/tickets"),
+            None,
+        ),
+        (
+            "GET /api/tickets/:id",
+            format!("{base}/api/tickets/{second}"),
+            format!("{static_base}/api/tickets/{second}"),
+            None,
+        ),
+        (
+            "POST /api/orders (losing)",
+            format!("{base}/api/orders"),
+            format!("{static_base}/api/orders"),
+            Some(script.as_path()),
+        ),
+    ];
+    for (what, ours, theirs, script) in phases {
+        let ours = wrk(&ours, script);
+        let theirs = wrk(&theirs, script);
+        if script.is_some() {
+            assert!(ours.non_2xx > 0, "the late buyers were refused");
+        }
+        row(what, ours, theirs, rss_mb(pid));
+    }
+    println!();
+    println!("RSS of up after listing {tickets} tickets: {rss_filled:.0} MB");
+
+    // The rush: RUSH_BUYERS buyers (default 2,000), each a user of their own, at once for
+    // RUSH_TICKETS new tickets (default 100), over connections opened beforehand; nginx
+    // answers the same burst with the static refusal.
+    let rush_tickets = env_u64("RUSH_TICKETS", 100) as usize;
+    let rush_buyers = env_u64("RUSH_BUYERS", 2000) as usize;
+    let mut wanted = Vec::new();
+    for n in 0..rush_tickets {
+        let res = http
+            .post(format!("{base}/api/tickets"))
+            .bearer_auth(&seller)
+            .json(&json!({"title": format!("Rush gala {n}"), "price": 50}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "listing a rush ticket");
+        let ticket: serde_json::Value = res.json().await.unwrap();
+        wanted.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    // Each ticket's orders service replica knows it before the burst (no 503 "not yet").
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests: Vec<String> = (0..rush_buyers)
+        .map(|i| {
+            let (token, _) = sessions
+                .issue(&format!("rush-{i}"), &format!("rush-{i}@bench.test"))
+                .unwrap();
+            order_request(&token, &wanted[i % rush_tickets])
+        })
+        .collect();
+    let ours_addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let nginx_addr: SocketAddr = static_base.trim_start_matches("http://").parse().unwrap();
+    let (ours, statuses) = burst(ours_addr, requests.clone()).await;
+    let rss_rush = rss_mb(pid);
+    let (theirs, nginx_statuses) = burst(nginx_addr, requests).await;
+    let won = statuses.iter().filter(|s| **s == 201).count();
+    let refused = statuses.iter().filter(|s| **s == 400).count();
+    assert_eq!(
+        won, rush_tickets,
+        "every ticket sold once, none twice: {statuses:?}"
+    );
+    assert_eq!(won + refused, rush_buyers, "every other buyer refused");
+    assert!(nginx_statuses.iter().all(|s| *s == 400));
+    println!();
+    println!(
+        "| rush | buyers | BuyTicket p50 / p99 / max | nginx p50 / p99 / max | p99 ratio | RSS of up after |"
+    );
+    println!("|---|---|---|---|---|---|");
+    burst_row(
+        &format!("{rush_buyers} buyers for {rush_tickets} tickets: {won} sold, {refused} refused"),
+        &ours,
+        &theirs,
+        rss_rush,
+    );
+    // The winning order is still the only one.
+    let orders = http
+        .get(format!("{base}/api/orders"))
+        .bearer_auth(&late)
+        .send()
+        .await
+        .unwrap()
+        .json::<Vec<serde_json::Value>>()
+        .await
+        .unwrap();
+    assert!(orders.is_empty(), "no late buyer got an order");
+}
