@@ -162,6 +162,11 @@ async fn create_order(
         state.expiration,
     )
     .map_err(refused)?;
+    // Most buyers of a rush are too late: refuse them with a read, before any write. The
+    // unique index below stays the authority for the ones who pass.
+    if store::has_open_order(&state.db, &order.ticket.id).await? {
+        return Err(ApiError::bad_request("Ticket is already reserved"));
+    }
     let mut tx = state.db.begin().await?;
     store::insert_order(&mut tx, &order).await?;
     state.outbox.stage(&mut tx, created).await?;

@@ -9,6 +9,7 @@ use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::{ListedTicket, Order, Payment, Reservation, TicketTerms};
 
+const OPEN_ORDER_OF_TICKET: &str = "SELECT 1 FROM orders WHERE ticket_id = $1 AND status IN ('created', 'awaiting:payment') LIMIT 1";
 const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at";
 
 fn select_orders(filter: &str) -> String {
@@ -78,6 +79,19 @@ impl TryFrom<OrderRow> for Order {
 
 fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
     rows.into_iter().map(Order::try_from).collect()
+}
+
+/// Whether the ticket has an open order (created or awaiting payment): a read, answered from
+/// the partial unique index, that lets a buyer who is too late be refused without a write
+/// transaction (in a rush, most buyers). Only a hint: a ticket free here may be taken a moment
+/// later, and then [`insert_order`]'s unique index refuses the order.
+#[tracing::instrument(skip_all)]
+pub async fn has_open_order(db: &Db, ticket: &TicketId) -> sqlx::Result<bool> {
+    let found: Option<i32> = on_db!(db, |pool| sqlx::query_scalar(OPEN_ORDER_OF_TICKET)
+        .bind(ticket)
+        .fetch_optional(pool)
+        .await)?;
+    Ok(found.is_some())
 }
 
 /// Stores a new order. The one place where the database's refusal of a second active order

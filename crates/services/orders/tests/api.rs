@@ -12,7 +12,7 @@ use bt_contract::events::{
 use bt_contract::{Cents, PaymentId, SessionKeys};
 use bt_platform::db::DbOptions;
 use bt_platform::on_db;
-use bt_test_support::{Backend, EventProbe, TestUser, backend_tests, publish};
+use bt_test_support::{Backend, EventProbe, TestClient, TestUser, backend_tests, publish};
 use common::{TestApp, WINDOW};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -303,6 +303,54 @@ async fn a_ticket_is_free_to_order_again_once_its_order_is_cancelled(backend: Ba
         .post("/api/orders", &json!({"ticketId": ticket.id}))
         .await;
     assert_eq!(res.json, error("Ticket is already reserved"));
+}
+
+/// A buyer who is too late is refused with a read: while another transaction holds the
+/// database's write lock (an on-sale rush of winners), the refusal still comes, and nothing is
+/// written. (Before, every late buyer queued for the writer, only to be refused by the unique
+/// index; on SQLite they waited out the busy timeout.)
+async fn a_buyer_too_late_is_refused_without_waiting_for_the_writer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    app.ordered(&TestUser::new(), &ticket.id).await;
+    let late = app.as_user(&TestUser::new());
+
+    let refusal = match &app.store {
+        bt_platform::Db::Sqlite(pool) => {
+            let mut writer = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *writer)
+                .await
+                .unwrap();
+            let res = late_order(&late, ticket.id.as_str()).await;
+            sqlx::query("ROLLBACK").execute(&mut *writer).await.unwrap();
+            res
+        }
+        bt_platform::Db::Postgres(pool) => {
+            let mut writer = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE orders IN EXCLUSIVE MODE")
+                .execute(&mut *writer)
+                .await
+                .unwrap();
+            let res = late_order(&late, ticket.id.as_str()).await;
+            writer.rollback().await.unwrap();
+            res
+        }
+    };
+
+    assert_eq!(refusal.status, StatusCode::BAD_REQUEST, "{}", refusal.text);
+    assert_eq!(refusal.json, error("Ticket is already reserved"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+}
+
+/// A late buyer's order, given up after 30 s (the writer holds its lock until it returns).
+async fn late_order(client: &TestClient, ticket_id: &str) -> bt_test_support::TestResponse {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        client.post("/api/orders", &json!({"ticketId": ticket_id})),
+    )
+    .await
+    .expect("the refusal does not wait for the database's writer")
 }
 
 async fn bodies_that_are_not_json_objects_are_refused_in_the_error_format(backend: Backend) {
@@ -1032,6 +1080,7 @@ async fn a_payment_of_another_amount_never_completes_the_order(backend: Backend)
 }
 
 backend_tests!(
+    a_buyer_too_late_is_refused_without_waiting_for_the_writer,
     a_ticket_listed_a_moment_ago_can_be_ordered_as_soon_as_it_arrives,
     a_payment_before_the_reservation_is_confirmed_completes_the_order_at_confirmation,
     a_refused_reservation_cancels_the_order_saying_why_and_its_waiting_payment_is_void,
