@@ -36,6 +36,7 @@ use bt_contract::SessionKeys;
 use serde_json::json;
 use support::Process;
 use support::bench::{env_u64, percentile};
+use support::chromium::free_port;
 
 const KEY: &str = "bench-key-that-is-at-least-32-bytes-long!!";
 
@@ -183,14 +184,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn row(what: &str, ours: Load, nginx: Load, rss: f64) {
     println!(
         "| {what} | {:.0} | {:.0} | {:.1}% | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1}× | {rss:.0} MB |",
@@ -296,6 +289,20 @@ fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
     );
 }
 
+/// Lists a ticket as `seller`; its id.
+async fn list(http: &reqwest::Client, base: &str, seller: &str, title: &str, price: u64) -> String {
+    let res = http
+        .post(format!("{base}/api/tickets"))
+        .bearer_auth(seller)
+        .json(&json!({"title": title, "price": price}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "listing {title}");
+    let ticket: serde_json::Value = res.json().await.unwrap();
+    ticket["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::main]
 async fn main() {
     let tickets = env_u64("BROWSE_TICKETS", 50);
@@ -323,16 +330,8 @@ async fn main() {
     let http = reqwest::Client::new();
     let mut first = None;
     for n in 0..tickets {
-        let res = http
-            .post(format!("{base}/api/tickets"))
-            .bearer_auth(&seller)
-            .json(&json!({"title": format!("Bench concert {n}"), "price": 20 + n}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "listing a ticket");
-        let ticket: serde_json::Value = res.json().await.unwrap();
-        first.get_or_insert(ticket["id"].as_str().unwrap().to_owned());
+        let id = list(&http, &base, &seller, &format!("Bench concert {n}"), 20 + n).await;
+        first.get_or_insert(id);
     }
     let one = first.expect("at least one ticket");
     // A buyer reserves the first ticket: the "losing purchase" below is a buyer too late.
@@ -434,16 +433,7 @@ async fn main() {
     let rush_buyers = env_u64("RUSH_BUYERS", 2000) as usize;
     let mut wanted = Vec::new();
     for n in 0..rush_tickets {
-        let res = http
-            .post(format!("{base}/api/tickets"))
-            .bearer_auth(&seller)
-            .json(&json!({"title": format!("Rush gala {n}"), "price": 50}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "listing a rush ticket");
-        let ticket: serde_json::Value = res.json().await.unwrap();
-        wanted.push(ticket["id"].as_str().unwrap().to_owned());
+        wanted.push(list(&http, &base, &seller, &format!("Rush gala {n}"), 50).await);
     }
     // Each ticket's orders service replica knows it before the burst (no 503 "not yet").
     tokio::time::sleep(Duration::from_millis(500)).await;

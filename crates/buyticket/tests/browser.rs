@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::Process;
-use support::chromium::{Session, browser, chromedriver, screenshots_dir};
+use support::chromium::Session;
 
 /// How long an order reserves its ticket in this test.
 const WINDOW_SECS: u64 = 8;
@@ -48,16 +48,10 @@ impl Session {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     let data = tempfile::tempdir().unwrap();
-    let profile = tempfile::tempdir().unwrap();
     let marketplace = start_marketplace(data.path());
     let base = marketplace.url.clone();
-    let (_driver, port) = chromedriver(None);
-    let session = Session {
-        client: browser(port, profile.path()).await,
-        base,
-        shots: screenshots_dir(),
-    };
-    let s = &session;
+    let session = Session::open(&base, None).await;
+    let s = &*session;
 
     // A seller signs up and lists three tickets.
     s.goto("/auth/signup").await;
@@ -224,5 +218,5 @@ async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     assert_eq!(s.text("#email-error").await, "Email must be valid");
     assert!(order.len() > 10);
 
-    session.client.close().await.unwrap();
+    s.client.clone().close().await.unwrap();
 }

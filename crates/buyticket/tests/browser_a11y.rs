@@ -12,7 +12,7 @@ use std::time::Duration;
 use fantoccini::key::Key;
 use serde_json::{Value, json};
 use support::Process;
-use support::chromium::{Session, browser, chromedriver, screenshots_dir};
+use support::chromium::Session;
 
 /// `buyticket up` on a free port (no rate limit on sign-in: the test signs in often).
 fn start_marketplace(data: &std::path::Path) -> Process {
@@ -134,15 +134,9 @@ impl Session {
 async fn every_page_state_passes_axe_wcag_2_2_aa_on_desktop_and_phone() {
     let axe = support::axe::source();
     let data = tempfile::tempdir().unwrap();
-    let profile = tempfile::tempdir().unwrap();
     let marketplace = start_marketplace(data.path());
-    let (_driver, port) = chromedriver(None);
-    let session = Session {
-        client: browser(port, profile.path()).await,
-        base: marketplace.url.clone(),
-        shots: screenshots_dir(),
-    };
-    let s = &session;
+    let session = Session::open(&marketplace.url, None).await;
+    let s = &*session;
     let mut found = Vec::new();
 
     // Signed out.
@@ -251,15 +245,9 @@ async fn every_page_state_passes_axe_wcag_2_2_aa_on_desktop_and_phone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_is_bought_and_paid_with_the_keyboard_alone() {
     let data = tempfile::tempdir().unwrap();
-    let profile = tempfile::tempdir().unwrap();
     let marketplace = start_marketplace(data.path());
-    let (_driver, port) = chromedriver(None);
-    let session = Session {
-        client: browser(port, profile.path()).await,
-        base: marketplace.url.clone(),
-        shots: screenshots_dir(),
-    };
-    let s = &session;
+    let session = Session::open(&marketplace.url, None).await;
+    let s = &*session;
     s.sign_up("seller@test.com").await;
     let ticket = s.sell("Keyboard Gala", "42").await;
     s.sign_out().await;

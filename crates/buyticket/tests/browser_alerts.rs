@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use serde_json::json;
-use support::chromium::{Session, browser, chromedriver, screenshots_dir};
+use support::chromium::Session;
 use support::{Process, poll};
 
 /// The window of the desktop screenshots.
@@ -80,7 +80,6 @@ fn emails_with(mail: &Path, needle: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_from_an_empty_search_notifies_in_the_header_the_page_and_by_email_in_chromium() {
     let data = tempfile::tempdir().unwrap();
-    let profile = tempfile::tempdir().unwrap();
     let marketplace = Process::start(
         &[
             "up",
@@ -91,13 +90,8 @@ async fn an_alert_from_an_empty_search_notifies_in_the_header_the_page_and_by_em
         ],
         &[("AUTH_RATE_LIMIT_PER_MINUTE", "0")],
     );
-    let (_driver, port) = chromedriver(None);
-    let session = Session {
-        client: browser(port, profile.path()).await,
-        base: marketplace.url.clone(),
-        shots: screenshots_dir(),
-    };
-    let s = &session;
+    let session = Session::open(&marketplace.url, None).await;
+    let s = &*session;
     s.client
         .set_window_size(DESKTOP.0, DESKTOP.1)
         .await
@@ -239,5 +233,5 @@ async fn an_alert_from_an_empty_search_notifies_in_the_header_the_page_and_by_em
     );
     assert!(s.exists("#no-alerts").await);
 
-    session.client.close().await.unwrap();
+    s.client.clone().close().await.unwrap();
 }

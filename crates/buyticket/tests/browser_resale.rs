@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use serde_json::{Value, json};
 use support::Process;
-use support::chromium::{Session, browser, chromedriver, screenshots_dir};
+use support::chromium::Session;
 
 /// The ticket file A uploads: a PDF of 1 MiB and a bit, well over the 64 KiB every other
 /// request body may have, so the upload's own limit is what is exercised.
@@ -77,7 +77,6 @@ impl Session {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_is_sold_with_its_file_bought_downloaded_resold_and_paid_out_in_chromium() {
     let data = tempfile::tempdir().unwrap();
-    let profile = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let pdf = files.path().join("row-5-seat-12.pdf");
     let file = ticket_file();
@@ -88,13 +87,8 @@ async fn a_ticket_is_sold_with_its_file_bought_downloaded_resold_and_paid_out_in
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (_driver, port) = chromedriver(Some(TIME_ZONE));
-    let session = Session {
-        client: browser(port, profile.path()).await,
-        base: base.clone(),
-        shots: screenshots_dir(),
-    };
-    let s = &session;
+    let session = Session::open(&base, Some(TIME_ZONE)).await;
+    let s = &*session;
 
     // A lists a ticket with the event's details and its file.
     s.sign_up("seller@resale.test").await;
@@ -288,5 +282,5 @@ async fn a_ticket_is_sold_with_its_file_bought_downloaded_resold_and_paid_out_in
     }
     assert!(!s.exists("#setup-payouts").await);
 
-    session.client.close().await.unwrap();
+    s.client.clone().close().await.unwrap();
 }

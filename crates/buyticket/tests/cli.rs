@@ -8,6 +8,7 @@ use bt_test_support::{Backend, BusKind, TestBus, TestDb, nats_url};
 use reqwest::StatusCode;
 use serde_json::json;
 use support::Process;
+use support::chromium::free_port;
 
 const KEY: &str = "a-test-key-that-is-at-least-32-bytes-long";
 
@@ -482,13 +483,6 @@ async fn deployments_on_one_nats_coexist_and_a_real_overlap_names_the_fix() {
         .await;
         drop(guard);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

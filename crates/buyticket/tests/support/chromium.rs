@@ -82,6 +82,23 @@ pub fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// A Chromium of its own (its chromedriver, its profile) with a [`Session`] on `base`: what
+/// every browser test starts with. Everything is stopped and removed when it is dropped, the
+/// session first.
+pub struct Opened {
+    pub session: Session,
+    _driver: Guard,
+    _profile: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
 /// One person's browser on the marketplace at `base`.
 pub struct Session {
     pub client: Client,
@@ -90,6 +107,23 @@ pub struct Session {
 }
 
 impl Session {
+    /// A new Chromium on `base` (in `time_zone` when given), with a fresh profile; screenshots
+    /// go to [`screenshots_dir`].
+    pub async fn open(base: &str, time_zone: Option<&str>) -> Opened {
+        let profile = tempfile::tempdir().unwrap();
+        let (driver, port) = chromedriver(time_zone);
+        let session = Session {
+            client: browser(port, profile.path()).await,
+            base: base.to_owned(),
+            shots: screenshots_dir(),
+        };
+        Opened {
+            session,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
     pub async fn goto(&self, path: &str) {
         self.client
             .goto(&format!("{}{path}", self.base))

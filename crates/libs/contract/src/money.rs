@@ -145,17 +145,26 @@ where
     }
 }
 
+/// The symbol written before amounts of `currency` (an ISO code, any case): `$`, `€`, `£`;
+/// `None` for the others, which are written with their code after the amount.
+pub fn currency_symbol(currency: &str) -> Option<&'static str> {
+    match currency.to_ascii_lowercase().as_str() {
+        "usd" => Some("$"),
+        "eur" => Some("€"),
+        "gbp" => Some("£"),
+        _ => None,
+    }
+}
+
 impl Cents {
     /// The amount for people, with its currency and thousands separated: `$1,250.50`,
     /// `€20.50`, `£20.50`, `20.50 CHF`, `-$5.00`.
     pub fn with_currency(self, currency: &str) -> String {
         let sign = if self.0 < 0 { "-" } else { "" };
         let amount = self.grouped();
-        match currency.to_ascii_lowercase().as_str() {
-            "usd" => format!("{sign}${amount}"),
-            "eur" => format!("{sign}€{amount}"),
-            "gbp" => format!("{sign}£{amount}"),
-            other => format!("{sign}{amount} {}", other.to_ascii_uppercase()),
+        match currency_symbol(currency) {
+            Some(symbol) => format!("{sign}{symbol}{amount}"),
+            None => format!("{sign}{amount} {}", currency.to_ascii_uppercase()),
         }
     }
 

@@ -232,6 +232,16 @@ impl Ctx {
         }
     }
 
+    /// The frame of a form's page: when the flash brought field errors and no banner of its
+    /// own, the summary banner that announces them.
+    fn form_layout(&self, title: impl Into<String>) -> Layout {
+        let mut layout = self.layout(title);
+        if layout.error.is_none() && self.flash.as_ref().is_some_and(|f| !f.fields.is_empty()) {
+            layout.error = Some(CHECK_FIELDS.to_owned());
+        }
+        layout
+    }
+
     /// The field errors the flash brought back.
     fn flash_errors(&self) -> FieldErrors {
         self.flash
@@ -643,14 +653,11 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 fn auth_page(ctx: &Ctx, mode: &'static str, next: String) -> AuthPage {
-    let mut layout = ctx.layout(if mode == "signup" {
+    let layout = ctx.form_layout(if mode == "signup" {
         "Sign up"
     } else {
         "Sign in"
     });
-    if layout.error.is_none() && !ctx.flash_errors().is_empty() {
-        layout.error = Some(CHECK_FIELDS.to_owned());
-    }
     AuthPage {
         layout,
         mode,
@@ -793,21 +800,16 @@ fn ticket_form(
     submit: &str,
     form: TicketForm,
 ) -> TicketFormPage {
-    let mut layout = ctx.layout(heading);
-    let errors = ctx.flash_errors();
-    if layout.error.is_none() && !errors.is_empty() {
-        layout.error = Some(CHECK_FIELDS.to_owned());
-    }
     let typed = ctx.flash_values();
     TicketFormPage {
-        layout,
+        layout: ctx.form_layout(heading),
         heading: heading.to_owned(),
         action,
         submit: submit.to_owned(),
         starts_at_is_utc: typed.is_none() && !form.starts_at.is_empty(),
         form: typed.map_or(form, |values| TicketForm::from_fields(&values)),
         has_file: false,
-        errors,
+        errors: ctx.flash_errors(),
         currency: CurrencyView::of(&ctx.currency),
         fee_percent: ctx.fee_percent,
     }

@@ -335,13 +335,8 @@ pub struct CurrencyView {
 impl CurrencyView {
     pub fn of(currency: &str) -> Self {
         let code = currency.to_ascii_uppercase();
-        let symbol = match code.as_str() {
-            "USD" => "$",
-            "EUR" => "€",
-            "GBP" => "£",
-            other => other,
-        }
-        .to_owned();
+        let symbol = bt_contract::money::currency_symbol(currency)
+            .map_or_else(|| code.clone(), str::to_owned);
         Self { symbol, code }
     }
 }

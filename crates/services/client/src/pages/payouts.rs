@@ -58,28 +58,6 @@ async fn fetch_payouts(state: &AppState, ctx: &Ctx) -> Result<Payouts, Response>
     }
 }
 
-/// The payouts page with a notice or an error banner.
-async fn render_payouts(
-    state: &AppState,
-    ctx: &Ctx,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-) -> Response {
-    let payouts = match fetch_payouts(state, ctx).await {
-        Ok(payouts) => payouts,
-        Err(response) => return response,
-    };
-    let mut layout = ctx.layout("Payouts");
-    if notice.is_some() {
-        layout.notice = notice;
-    }
-    if error.is_some() {
-        layout.error = error;
-    }
-    page(status, &PayoutsPage::new(layout, &payouts, &ctx.currency))
-}
-
 pub(super) async fn payouts_page(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -88,8 +66,19 @@ pub(super) async fn payouts_page(
     if let Some(redirect) = ctx.sign_in_first("/payouts") {
         return redirect;
     }
-    let notice = onboarding_notice(query.get("onboarding"));
-    render_payouts(&state, &ctx, StatusCode::OK, notice, None).await
+    let payouts = match fetch_payouts(&state, &ctx).await {
+        Ok(payouts) => payouts,
+        Err(response) => return response,
+    };
+    // The banner a flash brought (a refused setup), or the word of Stripe's return.
+    let mut layout = ctx.layout("Payouts");
+    if let Some(notice) = onboarding_notice(query.get("onboarding")) {
+        layout.notice = Some(notice);
+    }
+    page(
+        StatusCode::OK,
+        &PayoutsPage::new(layout, &payouts, &ctx.currency),
+    )
 }
 
 /// "Set up payouts": asks the API for the onboarding page and sends the browser there.
