@@ -164,6 +164,28 @@ impl Session {
         }
     }
 
+    /// Waits (≤ 10 s) until `css` shows `want`: for a page that replaces one with the same
+    /// element (a search, a form sent back), whose old copy may still be read, or go stale,
+    /// right after the click.
+    pub async fn wait_for_text(&self, css: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} on {} says {text:?}, not {want:?}",
+                self.path().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn exists(&self, css: &str) -> bool {
         self.client.find(Locator::Css(css)).await.is_ok()
     }
