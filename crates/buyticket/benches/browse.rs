@@ -14,9 +14,15 @@
 //! BROWSE_SECONDS `-d`, default 10), and the report prints each figure of BuyTicket beside
 //! nginx's, with the ratio, and the resident memory (RSS) of `up` after each phase.
 //!
-//! The rush itself (2,000 buyers at once for 100 tickets, with its correctness checks) is the
-//! `rush` benchmark; here the read paths and the losing purchase are compared with the static
-//! server (a losing buyer is what most of a rush is).
+//! Then the rush: RUSH_BUYERS buyers (default 2,000), each a user of their own, for
+//! RUSH_TICKETS new tickets (default 100), every request written at the same instant over a
+//! connection opened beforehand, and nginx answering the same burst with the static refusal;
+//! every ticket must be sold once and no more. The figures are split by answer too (the
+//! winners' 201 and the losers' 400). (The `rush` benchmark has more rush shapes.)
+//!
+//! BROWSE_TARGET_URL (with BROWSE_JWT_KEY, the target's session key) measures a deployment that
+//! runs already instead of `up`: the local distributed mode behind its nginx
+//! (`scripts/local-cluster up`), whose replicas' memory is not reported.
 //!
 //! Only loopback addresses are used, for a bounded time.
 
@@ -186,7 +192,7 @@ impl Drop for Nginx {
 
 fn row(what: &str, ours: Load, nginx: Load, rss: f64) {
     println!(
-        "| {what} | {:.0} | {:.0} | {:.1}% | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1}× | {rss:.0} MB |",
+        "| {what} | {:.0} | {:.0} | {:.1}% | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1}× | {} |",
         ours.requests_per_sec,
         nginx.requests_per_sec,
         100.0 * ours.requests_per_sec / nginx.requests_per_sec,
@@ -195,7 +201,17 @@ fn row(what: &str, ours: Load, nginx: Load, rss: f64) {
         nginx.p50_ms,
         nginx.p99_ms,
         ours.p99_ms / nginx.p99_ms,
+        megabytes(rss),
     );
+}
+
+/// `42 MB`, or `—` when the target is not a process of this bench (BROWSE_TARGET_URL).
+fn megabytes(rss: f64) -> String {
+    if rss.is_nan() {
+        "—".to_owned()
+    } else {
+        format!("{rss:.0} MB")
+    }
 }
 
 /// Reads one HTTP/1.1 answer (with `Content-Length`) from `stream`; its status.
@@ -230,8 +246,8 @@ async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> u16 {
 }
 
 /// A rush at `addr`: one connection per request, each opened and used once beforehand (a
-/// `GET /healthz`), then every request written at the same instant. Per request: the time
-/// from its write to its whole answer (µs), and the status.
+/// `GET /healthz`), then every request written at the same instant. Per request, sorted by
+/// time: the time from its write to its whole answer (µs), and (in the same order) its status.
 async fn burst(addr: SocketAddr, requests: Vec<String>) -> (Vec<i64>, Vec<u16>) {
     let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
     let tasks: Vec<_> = requests
@@ -255,15 +271,32 @@ async fn burst(addr: SocketAddr, requests: Vec<String>) -> (Vec<i64>, Vec<u16>) 
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    let mut statuses = Vec::new();
+    let mut answers = Vec::new();
     for task in tasks {
-        let (latency, status) = task.await.unwrap();
-        latencies.push(latency);
-        statuses.push(status);
+        answers.push(task.await.unwrap());
     }
-    latencies.sort_unstable();
+    answers.sort_unstable();
+    let latencies = answers.iter().map(|(latency, _)| *latency).collect();
+    let statuses = answers.iter().map(|(_, status)| *status).collect();
     (latencies, statuses)
+}
+
+/// p50 / p99 / max (ms) of the answers with `status`, from latencies sorted with their statuses.
+fn of_status(latencies: &[i64], statuses: &[u16], status: u16) -> String {
+    let mine: Vec<i64> = latencies
+        .iter()
+        .zip(statuses)
+        .filter(|(_, s)| **s == status)
+        .map(|(l, _)| *l)
+        .collect();
+    let ms = |v: i64| v as f64 / 1000.0;
+    format!(
+        "{} answers {status}: p50 {:.1} / p99 {:.1} / max {:.1} ms",
+        mine.len(),
+        ms(percentile(&mine, 0.5)),
+        ms(percentile(&mine, 0.99)),
+        ms(*mine.last().unwrap_or(&0)),
+    )
 }
 
 fn order_request(token: &str, ticket: &str) -> String {
@@ -277,7 +310,7 @@ fn order_request(token: &str, ticket: &str) -> String {
 fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
     let ms = |v: i64| v as f64 / 1000.0;
     println!(
-        "| {what} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1}× | {rss:.0} MB |",
+        "| {what} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1}× | {} |",
         ours.len(),
         ms(percentile(ours, 0.5)),
         ms(percentile(ours, 0.99)),
@@ -286,6 +319,7 @@ fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
         ms(percentile(nginx, 0.99)),
         ms(*nginx.last().unwrap_or(&0)),
         percentile(ours, 0.99) as f64 / percentile(nginx, 0.99).max(1) as f64,
+        megabytes(rss),
     );
 }
 
@@ -307,24 +341,42 @@ async fn list(http: &reqwest::Client, base: &str, seller: &str, title: &str, pri
 async fn main() {
     let tickets = env_u64("BROWSE_TICKETS", 50);
     let data = tempfile::tempdir().unwrap();
-    let up = Process::start(
-        &[
-            "up",
-            "--port",
-            "0",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ],
-        &[
-            ("JWT_KEY", KEY),
-            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
-            ("RUST_LOG", "warn"),
-        ],
-    );
-    let pid = up.pid();
-    let base = up.url.clone();
-    println!("target: {base} (pid {pid}), {tickets} tickets listed");
-    let sessions = SessionKeys::new(KEY.as_bytes(), Duration::from_secs(3600), false);
+    // BROWSE_TARGET_URL (with BROWSE_JWT_KEY, the target's session key): a deployment that
+    // runs already, e.g. the local distributed mode behind its nginx; otherwise `up`.
+    let (base, key, up) = match std::env::var("BROWSE_TARGET_URL") {
+        Ok(url) => {
+            let key = std::env::var("BROWSE_JWT_KEY")
+                .expect("BROWSE_JWT_KEY: the target's JWT_KEY (e.g. target/local-cluster/jwt_key)");
+            (url.trim_end_matches('/').to_owned(), key, None)
+        }
+        Err(_) => {
+            let up = Process::start(
+                &[
+                    "up",
+                    "--port",
+                    "0",
+                    "--data-dir",
+                    data.path().to_str().unwrap(),
+                ],
+                &[
+                    ("JWT_KEY", KEY),
+                    ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+                    ("RUST_LOG", "warn"),
+                ],
+            );
+            (up.url.clone(), KEY.to_owned(), Some(up))
+        }
+    };
+    // The resident memory of `up` (not measured for a target of its own).
+    let rss = || up.as_ref().map_or(f64::NAN, |up| rss_mb(up.pid()));
+    match &up {
+        Some(up) => println!(
+            "target: {base} (pid {}), {tickets} tickets listed",
+            up.pid()
+        ),
+        None => println!("target: {base}, {tickets} tickets listed"),
+    }
+    let sessions = SessionKeys::new(key.as_bytes(), Duration::from_secs(3600), false);
     let (seller, _) = sessions.issue("bench-seller", "seller@bench.test").unwrap();
     let (buyer, _) = sessions.issue("bench-buyer", "buyer@bench.test").unwrap();
     let http = reqwest::Client::new();
@@ -343,7 +395,7 @@ async fn main() {
         .await
         .unwrap();
     assert_eq!(reserved.status(), 201, "the winning order");
-    let rss_filled = rss_mb(pid);
+    let rss_filled = rss();
 
     // The bodies nginx serves: exactly what `up` answered.
     let root = tempfile::tempdir().unwrap();
@@ -421,10 +473,13 @@ async fn main() {
         if script.is_some() {
             assert!(ours.non_2xx > 0, "the late buyers were refused");
         }
-        row(what, ours, theirs, rss_mb(pid));
+        row(what, ours, theirs, rss());
     }
     println!();
-    println!("RSS of up after listing {tickets} tickets: {rss_filled:.0} MB");
+    println!(
+        "RSS of up after listing {tickets} tickets: {}",
+        megabytes(rss_filled)
+    );
 
     // The rush: RUSH_BUYERS buyers (default 2,000), each a user of their own, at once for
     // RUSH_TICKETS new tickets (default 100), over connections opened beforehand; nginx
@@ -448,7 +503,7 @@ async fn main() {
     let ours_addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let nginx_addr: SocketAddr = static_base.trim_start_matches("http://").parse().unwrap();
     let (ours, statuses) = burst(ours_addr, requests.clone()).await;
-    let rss_rush = rss_mb(pid);
+    let rss_rush = rss();
     let (theirs, nginx_statuses) = burst(nginx_addr, requests).await;
     let won = statuses.iter().filter(|s| **s == 201).count();
     let refused = statuses.iter().filter(|s| **s == 400).count();
@@ -468,6 +523,12 @@ async fn main() {
         &ours,
         &theirs,
         rss_rush,
+    );
+    println!();
+    println!(
+        "BuyTicket's rush by answer: {}; {}",
+        of_status(&ours, &statuses, 201),
+        of_status(&ours, &statuses, 400)
     );
     // The winning order is still the only one.
     let orders = http

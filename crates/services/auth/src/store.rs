@@ -92,7 +92,7 @@ pub async fn claim_unannounced_users(
     limit: i64,
 ) -> sqlx::Result<Vec<(String, String)>> {
     let sql = match tx {
-        Tx::Sqlite(_) => CLAIM_UNANNOUNCED_SQLITE,
+        Tx::Sqlite(..) => CLAIM_UNANNOUNCED_SQLITE,
         Tx::Postgres(_) => CLAIM_UNANNOUNCED_POSTGRES,
     };
     let mut users: Vec<(String, String)> = on_tx!(tx, |conn| sqlx::query_as(sql)

@@ -46,7 +46,7 @@ pub async fn next_due(db: &Db) -> sqlx::Result<Option<i64>> {
 #[tracing::instrument(skip_all)]
 pub async fn claim_due(tx: &mut Tx, now: i64, limit: i64) -> sqlx::Result<Vec<String>> {
     let sql = match tx {
-        Tx::Sqlite(_) => DUE_SQLITE,
+        Tx::Sqlite(..) => DUE_SQLITE,
         Tx::Postgres(_) => DUE_POSTGRES,
     };
     on_tx!(tx, |conn| sqlx::query_scalar(sql)

@@ -185,7 +185,7 @@ fn alerts(rows: Vec<AlertRow>) -> sqlx::Result<Vec<Alert>> {
 /// Serialises the alert changes of one user (PostgreSQL; SQLite transactions are serial).
 pub async fn lock_user(tx: &mut Tx, user: &UserId) -> sqlx::Result<()> {
     match tx {
-        Tx::Sqlite(_) => Ok(()),
+        Tx::Sqlite(..) => Ok(()),
         Tx::Postgres(tx) => sqlx::query(LOCK_USER_POSTGRES)
             .bind(user)
             .execute(&mut **tx)
@@ -439,7 +439,7 @@ pub async fn claim_emails(
 ) -> sqlx::Result<Vec<OutgoingEmail>> {
     let mut tx = db.begin().await?;
     let sql = match &tx {
-        Tx::Sqlite(_) => CLAIM_EMAILS_SQLITE,
+        Tx::Sqlite(..) => CLAIM_EMAILS_SQLITE,
         Tx::Postgres(_) => CLAIM_EMAILS_POSTGRES,
     };
     let mut rows = on_tx!(&mut tx, |conn| sqlx::query_as::<_, OutgoingEmail>(sql)

@@ -14,12 +14,14 @@ use bt_platform::bus::{Handle, HandlerResult, Outbox, Outcome};
 
 use crate::domain::{Command, ListedTicket, Refusal};
 use crate::lifecycle::{Executed, execute};
+use crate::reservations::Reservations;
 use crate::store;
 
 /// The event handlers of the orders service.
 #[derive(Debug, Clone)]
 pub struct Handlers {
     pub outbox: Outbox,
+    pub reservations: Reservations,
 }
 
 impl Handlers {
@@ -63,6 +65,11 @@ impl Handlers {
         match execute(tx, &self.outbox, id, command, Millis::now()).await? {
             Executed::NotFound => Err(format!("{what} for unknown order {id}").into()),
             Executed::Changed(order) => {
+                if !order.is_open() {
+                    // Before the commit: a buyer who comes meanwhile goes to the database,
+                    // which waits for this transaction.
+                    self.reservations.forget(&order.ticket.id);
+                }
                 tracing::info!(order.id = %id, status = %order.status, command = what, "order changed");
                 Ok(Outcome::Applied)
             }

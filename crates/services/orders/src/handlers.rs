@@ -20,8 +20,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::domain::{Command, Order, Refusal};
+use crate::domain::{Command, ListedTicket, Order, Refusal};
 use crate::lifecycle::{Executed, execute};
+use crate::reservations::Written;
 use crate::store;
 
 pub fn router(state: AppState) -> Router {
@@ -146,34 +147,52 @@ async fn create_order(
 ) -> ApiResult<(StatusCode, Json<resources::Order>)> {
     let (ticket_id,) =
         validate!(ticket_id as "ticketId": parse_ticket_id(string_field(&body.ticket_id)))?;
+    let buyer = user.0.id;
+    let place = |ticket: &ListedTicket| {
+        Order::place(
+            OrderId::generate(),
+            buyer.clone(),
+            ticket,
+            Millis::now(),
+            state.expiration,
+        )
+        .map_err(refused)
+    };
+    // Most buyers of a rush are too late: a ticket this process knows is taken is refused from
+    // memory, after the same checks as any other (see `reservations`).
+    if let Some(ticket) = state.reservations.taken(&ticket_id) {
+        place(&ticket)?;
+        return Err(ApiError::bad_request(TAKEN));
+    }
     // A ticket listed a moment ago may not have reached the replica yet: wait for it briefly.
     let ticket = state
-        .arrivals
-        .find(ticket_id.created_at(), "ticket", || async {
-            Ok(store::find_ticket(&state.db, &ticket_id).await?)
+        .reservations
+        .read_ticket(&ticket_id, || {
+            state
+                .arrivals
+                .find(ticket_id.created_at(), "ticket", || async {
+                    Ok(store::find_ticket(&state.db, &ticket_id).await?)
+                })
         })
         .await?
         .ok_or(ApiError::NotFound)?;
-    let (order, created) = Order::place(
-        OrderId::generate(),
-        user.0.id,
-        &ticket,
-        Millis::now(),
-        state.expiration,
-    )
-    .map_err(refused)?;
-    // Most buyers of a rush are too late: refuse them with a read, before any write. The
-    // unique index below stays the authority for the ones who pass.
-    if store::has_open_order(&state.db, &order.ticket.id).await? {
-        return Err(ApiError::bad_request("Ticket is already reserved"));
+    let (order, created) = place(&ticket)?;
+    let claim = state
+        .reservations
+        .claim(&ticket)
+        .ok_or_else(|| ApiError::bad_request(TAKEN))?;
+    let json = order.to_json();
+    match state.reservations.write(claim, order, created).await? {
+        Written::Won => {
+            tracing::info!(order.id = %json.id, ticket.id = %ticket.id, "ticket reserved");
+            Ok((StatusCode::CREATED, Json(json)))
+        }
+        Written::Taken => Err(ApiError::bad_request(TAKEN)),
     }
-    let mut tx = state.db.begin().await?;
-    store::insert_order(&mut tx, &order).await?;
-    state.outbox.stage(&mut tx, created).await?;
-    state.outbox.commit(tx).await?;
-    tracing::info!(order.id = %order.id, ticket.id = %order.ticket.id, "ticket reserved");
-    Ok((StatusCode::CREATED, Json(order.to_json())))
 }
+
+/// Why a buyer who is too late is refused.
+const TAKEN: &str = "Ticket is already reserved";
 
 #[utoipa::path(
     get,
@@ -240,8 +259,9 @@ async fn cancel_order(
             ..
         } => Ok(StatusCode::NO_CONTENT),
         Executed::Refused { refusal, .. } => Err(refused(refusal)),
-        Executed::Changed(_) => {
+        Executed::Changed(order) => {
             state.outbox.commit(tx).await?;
+            state.reservations.forget(&order.ticket.id);
             tracing::info!(order.id = %id, "order cancelled by the buyer");
             Ok(StatusCode::NO_CONTENT)
         }

@@ -3,20 +3,18 @@
 //! default.
 
 use bt_contract::events::{CancelReason, OrderStatus};
-use bt_contract::{ApiError, ApiResult, Cents, Millis, OrderId, PaymentId, TicketId, UserId};
-use bt_platform::db::is_unique_violation;
+use bt_contract::{Cents, Millis, OrderId, PaymentId, TicketId, UserId};
 use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::{ListedTicket, Order, Payment, Reservation, TicketTerms};
 
-const OPEN_ORDER_OF_TICKET: &str = "SELECT 1 FROM orders WHERE ticket_id = $1 AND status IN ('created', 'awaiting:payment') LIMIT 1";
 const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at";
 
 fn select_orders(filter: &str) -> String {
     format!("SELECT {ORDER_COLUMNS} FROM orders {filter}")
 }
 
-const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+const INSERT_ORDER_IF_FREE: &str = "INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING";
 const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, cancel_reason = $7, updated_at = $8 WHERE id = $1 AND version = $9";
 const TICKET: &str = "SELECT id, title, price, user_id, version, starts_at, for_sale, held_for, held_version, held_until FROM tickets WHERE id = $1";
 const HOLD_TICKET: &str = "UPDATE tickets SET held_for = $2, held_version = $3, held_until = $4 WHERE id = $1 AND version = $3";
@@ -81,24 +79,13 @@ fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
     rows.into_iter().map(Order::try_from).collect()
 }
 
-/// Whether the ticket has an open order (created or awaiting payment): a read, answered from
-/// the partial unique index, that lets a buyer who is too late be refused without a write
-/// transaction (in a rush, most buyers). Only a hint: a ticket free here may be taken a moment
-/// later, and then [`insert_order`]'s unique index refuses the order.
-#[tracing::instrument(skip_all)]
-pub async fn has_open_order(db: &Db, ticket: &TicketId) -> sqlx::Result<bool> {
-    let found: Option<i32> = on_db!(db, |pool| sqlx::query_scalar(OPEN_ORDER_OF_TICKET)
-        .bind(ticket)
-        .fetch_optional(pool)
-        .await)?;
-    Ok(found.is_some())
-}
-
-/// Stores a new order. The one place where the database's refusal of a second active order
-/// for a ticket becomes `400 Ticket is already reserved`.
+/// Stores a new order unless its ticket has an open order already (the partial unique index
+/// decides, `ON CONFLICT DO NOTHING` on both backends); whether it was stored. The group
+/// writer's statement ([`crate::reservations`]): a lost order does not fail the transaction
+/// the other orders are written in.
 #[tracing::instrument(skip_all, fields(order.id = %order.id))]
-pub async fn insert_order(tx: &mut Tx, order: &Order) -> ApiResult<()> {
-    let result = on_tx!(tx, |conn| sqlx::query(INSERT_ORDER)
+pub async fn insert_order_if_free(tx: &mut Tx, order: &Order) -> sqlx::Result<bool> {
+    on_tx!(tx, |conn| sqlx::query(INSERT_ORDER_IF_FREE)
         .bind(&order.id)
         .bind(&order.user_id)
         .bind(order.status)
@@ -116,13 +103,7 @@ pub async fn insert_order(tx: &mut Tx, order: &Order) -> ApiResult<()> {
         .bind(order.updated_at)
         .execute(conn)
         .await
-        .map(drop));
-    match result {
-        Err(err) if is_unique_violation(&err) => {
-            Err(ApiError::bad_request("Ticket is already reserved"))
-        }
-        other => other.map_err(ApiError::from),
-    }
+        .map(|r| r.rows_affected() == 1))
 }
 
 /// Writes an order changed by a transition over the row read at `read_version`; false when the
@@ -160,7 +141,7 @@ pub async fn find_order(db: &Db, id: &OrderId) -> sqlx::Result<Option<Order>> {
 #[tracing::instrument(skip_all)]
 pub async fn lock_order(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<Order>> {
     let row = match tx {
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_as::<_, OrderRow>(&select_orders("WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&mut **tx)

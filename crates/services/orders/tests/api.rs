@@ -316,7 +316,7 @@ async fn a_buyer_too_late_is_refused_without_waiting_for_the_writer(backend: Bac
     let late = app.as_user(&TestUser::new());
 
     let refusal = match &app.store {
-        bt_platform::Db::Sqlite(pool) => {
+        bt_platform::Db::Sqlite(pool, _) => {
             let mut writer = pool.acquire().await.unwrap();
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *writer)
@@ -1079,8 +1079,110 @@ async fn a_payment_of_another_amount_never_completes_the_order(backend: Backend)
     assert_eq!(app.stored_order(&id).await, ("created".to_owned(), 0));
 }
 
+async fn a_ticket_taken_on_another_replica_is_refused_by_the_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (other, _runtime) = app.replica().await;
+    let x = app.listed(&TestUser::new(), "X", 1000).await;
+    let y = app.listed(&TestUser::new(), "Y", 1000).await;
+    let first = TestUser::new()
+        .client(&other.url(""))
+        .post("/api/orders", &json!({"ticketId": x.id}))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+
+    // This replica never saw that order: its writer finds the ticket taken, and the order for
+    // the other ticket written with it is stored.
+    let (late, buyer) = (TestUser::new(), TestUser::new());
+    let late = app.as_user(&late);
+    let buyer = app.as_user(&buyer);
+    let (for_x, for_y) = (json!({"ticketId": x.id}), json!({"ticketId": y.id}));
+    let (lost, won) = tokio::join!(
+        late.post("/api/orders", &for_x),
+        buyer.post("/api/orders", &for_y),
+    );
+    assert_eq!(lost.status, StatusCode::BAD_REQUEST, "{}", lost.text);
+    assert_eq!(lost.json, error("Ticket is already reserved"));
+    assert_eq!(won.status, StatusCode::CREATED, "{}", won.text);
+    // Now remembered: refused again without a write.
+    let again = late.post("/api/orders", &json!({"ticketId": x.id})).await;
+    assert_eq!(again.json, error("Ticket is already reserved"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 2);
+}
+
+async fn a_ticket_cancelled_on_another_replica_can_be_ordered_again_after_a_moment(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (other, _runtime) = app.replica().await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let holder = TestUser::new();
+    let order = holder
+        .client(&other.url(""))
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.text);
+    let buyer = app.as_user(&TestUser::new());
+    let refused = buyer
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(refused.json, error("Ticket is already reserved"));
+
+    // Cancelled on the other replica: this one remembers the ticket as taken for at most
+    // `reservations::TRUST`, so the buyer gets it on a retry.
+    let cancelled = holder
+        .client(&other.url(""))
+        .delete(&format!("/api/orders/{}", id_of(&order.json)))
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        cancelled.text
+    );
+    bt_test_support::eventually(10, "the buyer gets the ticket on a retry", || async {
+        buyer
+            .post("/api/orders", &json!({"ticketId": ticket.id}))
+            .await
+            .status
+            == StatusCode::CREATED
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
+            .await,
+        1
+    );
+}
+
+async fn an_edit_of_the_ticket_reaches_the_next_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Concert", 1000).await;
+    // The seller's own attempt reads the ticket (and keeps it in memory).
+    let own = app
+        .as_user(&seller)
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+    assert_eq!(own.json, error("You cannot buy your own ticket"));
+
+    let edited = TicketData {
+        version: 1,
+        price: Cents::new(2550),
+        title: "Concert, row 1".into(),
+        ..ticket.clone()
+    };
+    publish(&app.bus.bus, TicketUpdated(edited)).await;
+    app.wait_for_ticket_version(&ticket.id, 1).await;
+    let order = app.ordered(&TestUser::new(), &ticket.id).await;
+    assert_eq!(order["ticket"]["price"], json!(25.5));
+    assert_eq!(order["ticket"]["title"], "Concert, row 1");
+}
+
 backend_tests!(
     a_buyer_too_late_is_refused_without_waiting_for_the_writer,
+    a_ticket_taken_on_another_replica_is_refused_by_the_database,
+    a_ticket_cancelled_on_another_replica_can_be_ordered_again_after_a_moment,
+    an_edit_of_the_ticket_reaches_the_next_order,
     a_ticket_listed_a_moment_ago_can_be_ordered_as_soon_as_it_arrives,
     a_payment_before_the_reservation_is_confirmed_completes_the_order_at_confirmation,
     a_refused_reservation_cancels_the_order_saying_why_and_its_waiting_payment_is_void,

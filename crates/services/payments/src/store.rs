@@ -57,7 +57,7 @@ pub async fn order_in(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<PayableO
 /// serialised per order, so one always sees the other.
 pub async fn lock_order(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<PayableOrder>> {
     match tx {
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_as::<_, PayableOrder>(&select_orders("WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&mut **tx)
@@ -330,7 +330,7 @@ fn select_credits(filter: &str) -> String {
 /// ` FOR UPDATE` on PostgreSQL (SQLite's `BEGIN IMMEDIATE` serialises writers already).
 fn for_update(tx: &Tx) -> &'static str {
     match tx {
-        Tx::Sqlite(_) => "",
+        Tx::Sqlite(..) => "",
         Tx::Postgres(_) => " FOR UPDATE",
     }
 }

@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::domain::{Edit, Listing, Patch, Price, Refusal, Ticket, Title, Venue, parse_starts_at};
+use crate::snapshots::Snapshot;
 use crate::store;
 
 /// Page size of the listing when none is asked for, and the largest allowed.
@@ -211,8 +212,13 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of tickets on sale.", body = [Ticket],
-            headers(("Link" = String, description = "`</api/tickets?limit=..&cursor=..>; rel=\"next\"` when there are more.")),
+            headers(
+                ("Link" = String, description = "`</api/tickets?limit=..&cursor=..>; rel=\"next\"` when there are more."),
+                ("ETag" = String, description = "The default listing (no query): names this body; send it back in `If-None-Match`."),
+                ("Cache-Control" = String, description = "The default listing: `public, max-age=0, s-maxage=1` (a shared cache may answer for one second)."),
+            ),
             links(("OrderTheFirst" = (operation_id = "create_order", request_body = json!({"ticketId": "$response.body#/0/id"}), description = "Order the first ticket of the page.")))),
+        (status = 304, description = "Not Modified: the default listing is still the one `If-None-Match` names (no body)."),
         (status = 400, description = "A parameter is not valid (one entry per parameter, `field` is its name), or the query string does not parse.", body = bt_contract::error::ErrorBody),
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
@@ -220,36 +226,65 @@ pub struct ListQuery {
 #[tracing::instrument(skip_all)]
 async fn list_tickets(
     State(state): State<AppState>,
+    request: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<(HeaderMap, Json<Vec<Ticket>>)> {
+) -> ApiResult<Response> {
     let (limit, cursor, search) = validate!(
         limit: parse_limit(query.limit.as_deref()),
         cursor: parse_cursor(query.cursor.as_deref()),
         q: parse_search(query.q.as_deref()),
     )?;
-    let mut tickets = store::list_on_sale(
-        &state.db,
-        search.as_deref(),
-        cursor.as_deref(),
-        limit + 1,
-        Millis::now(),
-    )
-    .await?;
-    let mut headers = HeaderMap::new();
+    if query.q.is_some() || query.limit.is_some() || query.cursor.is_some() {
+        let now = Millis::now();
+        let (tickets, link) =
+            page(&state, search.as_deref(), cursor.as_deref(), limit, now).await?;
+        let mut headers = HeaderMap::new();
+        if let Some(link) = link {
+            headers.insert(header::LINK, link);
+        }
+        return Ok((headers, Json(tickets)).into_response());
+    }
+    // The default listing, the one everyone reads: from its snapshot while it is current.
+    let snapshots = &state.snapshots;
+    if let Some(snapshot) = snapshots.listing(Millis::now()) {
+        return Ok(snapshot.respond(&request));
+    }
+    let _rebuilding = snapshots.rebuilding().await;
+    let now = Millis::now();
+    if let Some(snapshot) = snapshots.listing(now) {
+        return Ok(snapshot.respond(&request));
+    }
+    let changes = snapshots.changes();
+    let (tickets, link) = page(&state, None, None, limit, now).await?;
+    let until = tickets.iter().filter_map(|t| t.starts_at).min();
+    let body = serde_json::to_vec(&tickets).map_err(ApiError::internal)?;
+    let snapshot = Arc::new(Snapshot::new(changes, body, link, until));
+    snapshots.set_listing(snapshot.clone());
+    Ok(snapshot.respond(&request))
+}
+
+/// A page of the listing at `now` and the `Link` to the next one, if there are more.
+async fn page(
+    state: &AppState,
+    search: Option<&str>,
+    cursor: Option<&str>,
+    limit: i64,
+    now: Millis,
+) -> ApiResult<(Vec<Ticket>, Option<HeaderValue>)> {
+    let mut tickets = store::list_on_sale(&state.db, search, cursor, limit + 1, now).await?;
+    let mut link = None;
     if tickets.len() as i64 > limit {
         tickets.truncate(limit as usize);
         if let Some(last) = tickets.last() {
             let mut next = format!("/api/tickets?limit={limit}&cursor={}", last.id);
-            if let Some(q) = &search {
+            if let Some(q) = search {
                 next.push_str("&q=");
                 next.push_str(&urlencode(q));
             }
-            if let Ok(value) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
-                headers.insert(header::LINK, value);
-            }
+            link = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).ok();
         }
     }
-    Ok((headers, Json(tickets)))
+    Ok((tickets, link))
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<i64, String> {
@@ -327,7 +362,12 @@ async fn my_tickets(
     summary = "One ticket",
     params(("id" = String, Path, description = "The ticket's id.")),
     responses(
-        (status = 200, description = "The ticket, in any state.", body = Ticket),
+        (status = 200, description = "The ticket, in any state.", body = Ticket,
+            headers(
+                ("ETag" = String, description = "Names this body; send it back in `If-None-Match`."),
+                ("Cache-Control" = String, description = "`public, max-age=0, s-maxage=1` (a shared cache may answer for one second)."),
+            )),
+        (status = 304, description = "Not Modified: the ticket is still the one `If-None-Match` names (no body)."),
         (status = 400, description = "`The request is not valid`: the id is not valid UTF-8 once decoded.", body = bt_contract::error::ErrorBody),
         (status = 404, description = "`Not Found`: no such ticket.", body = bt_contract::error::ErrorBody),
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
@@ -336,12 +376,22 @@ async fn my_tickets(
 #[tracing::instrument(skip_all)]
 async fn show_ticket(
     State(state): State<AppState>,
+    request: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Ticket>> {
-    store::find(&state.db, &TicketId::new(id))
+) -> ApiResult<Response> {
+    let id = TicketId::new(id);
+    let snapshots = &state.snapshots;
+    if let Some(snapshot) = snapshots.ticket(&id) {
+        return Ok(snapshot.respond(&request));
+    }
+    let changes = snapshots.changes();
+    let ticket = store::find(&state.db, &id)
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    let body = serde_json::to_vec(&ticket).map_err(ApiError::internal)?;
+    let snapshot = Arc::new(Snapshot::new(changes, body, None, None));
+    snapshots.set_ticket(id, snapshot.clone());
+    Ok(snapshot.respond(&request))
 }
 
 #[utoipa::path(
@@ -525,7 +575,8 @@ async fn upload_file(
         Millis::now(),
     )
     .await?;
-    tx.commit().await?;
+    // Through the outbox, which counts the commit: the snapshots show `hasFile` at once.
+    state.outbox.commit(tx).await?;
     if let Some(old) = replaced {
         match FileKey::parse(old) {
             Ok(old) => {

@@ -149,7 +149,7 @@ pub async fn save(
 #[tracing::instrument(skip_all)]
 pub async fn lock(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
     match tx {
-        Tx::Sqlite(tx) => {
+        Tx::Sqlite(tx, _) => {
             sqlx::query_as::<_, Ticket>(&select("WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(&mut **tx)

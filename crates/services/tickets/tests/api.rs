@@ -1216,7 +1216,206 @@ async fn an_order_placed_before_the_sellers_edit_reached_it_is_refused_not_reser
     refused.assert_silent(300).await;
 }
 
+/// `GET` of `path` with `If-None-Match: etag`.
+async fn revalidate(app: &TestApp, path: &str, etag: &str) -> bt_test_support::TestResponse {
+    let client = app.anonymous();
+    client
+        .send(
+            client
+                .http
+                .get(client.url(path))
+                .header("if-none-match", etag),
+        )
+        .await
+}
+
+fn etag(res: &bt_test_support::TestResponse) -> String {
+    res.headers["etag"].to_str().unwrap().to_owned()
+}
+
+fn titles(listing: &Value) -> Vec<&str> {
+    listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect()
+}
+
+async fn the_listing_is_revalidated_with_its_etag_and_changes_with_every_write(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let first = app.listed(&seller, "First", json!(10)).await;
+    let listing = app.anonymous().get("/api/tickets").await;
+    assert_eq!(titles(&listing.json), ["First"]);
+    assert_eq!(
+        listing.headers["cache-control"],
+        "public, max-age=0, s-maxage=1"
+    );
+    let first_tag = etag(&listing);
+    for tag in [
+        first_tag.clone(),
+        format!("W/{first_tag}"),
+        format!("\"x\", {first_tag}"),
+    ] {
+        let unchanged = revalidate(&app, "/api/tickets", &tag).await;
+        assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED, "{tag}");
+        assert_eq!(unchanged.text, "");
+        assert_eq!(etag(&unchanged), first_tag);
+    }
+
+    // A new ticket is in the next answer, under a new tag.
+    app.listed(&seller, "Second", json!(10)).await;
+    let changed = revalidate(&app, "/api/tickets", &first_tag).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(titles(&changed.json), ["Second", "First"]);
+    let second_tag = etag(&changed);
+    assert_ne!(second_tag, first_tag);
+
+    // A reservation (an event) takes the ticket out at once.
+    app.reserve(&first, "order-1").await;
+    let reserved = revalidate(&app, "/api/tickets", &second_tag).await;
+    assert_eq!(reserved.status, StatusCode::OK);
+    assert_eq!(titles(&reserved.json), ["Second"]);
+
+    // An edit, and taking a ticket off sale, likewise.
+    let id = app.anonymous().get("/api/tickets").await.json[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let edited = app
+        .as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Second, row 2", "price": 10}),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
+    assert_eq!(
+        titles(&app.anonymous().get("/api/tickets").await.json),
+        ["Second, row 2"]
+    );
+    app.as_user(&seller)
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Second, row 2", "price": 10, "forSale": false}),
+        )
+        .await;
+    assert_eq!(app.anonymous().get("/api/tickets").await.json, json!([]));
+
+    // Searches and pages are answered from the database, without a tag.
+    let search = app.anonymous().get("/api/tickets?q=first").await;
+    assert_eq!(search.status, StatusCode::OK);
+    assert!(search.headers.get("etag").is_none());
+}
+
+async fn a_ticket_is_revalidated_with_its_etag_and_changes_with_every_write(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let ticket = app.listed(&seller, "Row 5", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/tickets/{id}");
+    let shown = app.anonymous().get(&path).await;
+    assert_eq!(shown.json, ticket);
+    let tag = etag(&shown);
+    assert_eq!(
+        shown.headers["cache-control"],
+        "public, max-age=0, s-maxage=1"
+    );
+    let unchanged = revalidate(&app, &path, &tag).await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.text, "");
+
+    // The file: `hasFile` at once.
+    let res = app.upload(&seller, &id, PNG, "image/png").await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    let with_file = revalidate(&app, &path, &tag).await;
+    assert_eq!(with_file.status, StatusCode::OK);
+    assert_eq!(with_file.json["hasFile"], json!(true));
+
+    // An edit.
+    let edited = app
+        .as_user(&seller)
+        .put(&path, &json!({"title": "Row 6", "price": 12}))
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
+    let shown = revalidate(&app, &path, &etag(&with_file)).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.json, edited.json);
+
+    // A reservation (an event).
+    app.reserve(&edited.json, "order-1").await;
+    assert_eq!(app.ticket(&id).await["orderId"], "order-1");
+    // Unknown tickets are still 404, and not remembered as such.
+    let unknown = app.anonymous().get("/api/tickets/no-such-ticket").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// Two replicas of the tickets service on one PostgreSQL database and one NATS stream, as in
+/// `serve`: a change made on one reaches the other's snapshots through its event.
+#[tokio::test]
+async fn a_change_made_by_another_replica_reaches_the_listing() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let bus = TestBus::new(bus_for(Backend::Postgres)).await;
+    let mut replicas = Vec::new();
+    let mut runtimes = Vec::new();
+    for _ in 0..2 {
+        let runtime = Runtime::new(bus.bus.clone());
+        let service = bt_tickets::service(
+            &db.url,
+            &DbOptions::default(),
+            test_sessions(),
+            bt_tickets::Settings::default(),
+            &runtime,
+        )
+        .await
+        .expect("tickets service starts");
+        replicas.push(TestServer::spawn(bt_platform::http::app(vec![service])).await);
+        runtimes.push(runtime);
+    }
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let seller = TestUser::new();
+    assert_eq!(b.client().get("/api/tickets").await.json, json!([]));
+
+    let listed = seller
+        .client(&a.url(""))
+        .post("/api/tickets", &json!({"title": "Elsewhere", "price": 10}))
+        .await;
+    assert_eq!(listed.status, StatusCode::CREATED, "{}", listed.text);
+    // On the replica that made it, at once.
+    assert_eq!(
+        titles(&a.client().get("/api/tickets").await.json),
+        ["Elsewhere"]
+    );
+    // On the other, as soon as the event arrives (and within MAX_STALENESS in any case).
+    eventually(10, "the other replica lists the new ticket", || async {
+        b.client()
+            .get("/api/tickets")
+            .await
+            .json
+            .as_array()
+            .map(Vec::len)
+            == Some(1)
+    })
+    .await;
+    let id = listed.json["id"].as_str().unwrap();
+    let edited = seller
+        .client(&a.url(""))
+        .put(
+            &format!("/api/tickets/{id}"),
+            &json!({"title": "Moved", "price": 10}),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
+    eventually(10, "the other replica shows the edit", || async {
+        b.client().get(&format!("/api/tickets/{id}")).await.json["title"] == "Moved"
+    })
+    .await;
+}
+
 backend_tests!(
+    the_listing_is_revalidated_with_its_etag_and_changes_with_every_write,
+    a_ticket_is_revalidated_with_its_etag_and_changes_with_every_write,
     an_order_placed_before_the_sellers_edit_reached_it_is_refused_not_reserved,
     a_seller_sees_all_their_tickets_in_every_state,
     creating_a_ticket_needs_a_session,

@@ -111,6 +111,10 @@ struct EnvelopeId {
 #[derive(Debug, Clone)]
 pub struct AppliedEvent<'a> {
     pub consumer: &'a str,
+    /// The contract subject (`ticket.updated`), without the deployment's prefix.
+    pub subject: &'a str,
+    /// The record it is about (`Event::key`: a ticket's id, an order's id).
+    pub key: &'a str,
     pub event_id: &'a str,
     /// From the event's `occurredAt` (staged in the producer's outbox) to the commit here.
     pub propagation: Option<std::time::Duration>,
@@ -212,6 +216,7 @@ impl Consumers {
             };
             let worker = Worker {
                 consumer: durable,
+                subject,
                 db: self.db.clone(),
                 outbox: self.outbox.clone(),
                 runtime: runtime.clone(),
@@ -286,6 +291,7 @@ fn spawn_lag_monitor(durables: Vec<(String, &'static str)>, runtime: &Runtime) {
 
 struct Worker {
     consumer: String,
+    subject: &'static str,
     db: Db,
     outbox: Outbox,
     runtime: Runtime,
@@ -526,6 +532,8 @@ impl Worker {
                     }
                     let applied = AppliedEvent {
                         consumer: &self.consumer,
+                        subject: self.subject,
+                        key: &item.key,
                         event_id: &item.id,
                         propagation,
                     };

@@ -1,6 +1,7 @@
 //! The transactional outbox and its relay.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bt_contract::events::{Envelope, Event};
@@ -39,6 +40,7 @@ struct PendingRow {
 pub struct Outbox {
     db: Db,
     wake: Arc<Notify>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -46,7 +48,16 @@ impl Outbox {
         Self {
             db,
             wake: Arc::new(Notify::new()),
+            commits: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many transactions committed through [`Outbox::commit`] so far (the HTTP handlers'
+    /// and the event handlers' alike): a change counter for in-memory copies of what those
+    /// transactions write. Read it before reading the database; a copy made from that read is
+    /// current for as long as the counter has not moved.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
     }
 
     /// Writes `event` into the outbox as part of `tx`; it is published only if `tx` commits.
@@ -72,6 +83,7 @@ impl Outbox {
     /// Commits `tx` and wakes the relay.
     pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
         tx.commit().await?;
+        self.commits.fetch_add(1, Ordering::AcqRel);
         self.wake();
         Ok(())
     }
@@ -121,6 +133,7 @@ impl Outbox {
                 .join(", ");
             let sql = format!("UPDATE outbox SET sent_at = $1 WHERE seq IN ({placeholders})");
             let now = now_millis();
+            let _turn = self.db.write_turn().await?;
             on_db!(&self.db, |pool| {
                 let mut query = sqlx::query(&sql).bind(now);
                 for seq in &seqs {
@@ -144,6 +157,7 @@ impl Outbox {
         let now = now_millis();
         let sent_before = now - KEEP_SENT.as_millis() as i64;
         let inbox_before = now - KEEP_INBOX.as_millis() as i64;
+        let _turn = self.db.write_turn().await?;
         on_db!(&self.db, |pool| sqlx::query(DELETE_SENT)
             .bind(sent_before)
             .execute(pool)

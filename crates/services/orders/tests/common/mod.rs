@@ -69,6 +69,23 @@ impl TestApp {
         }
     }
 
+    /// Another replica of the service: the same database and bus, a server of its own (keep
+    /// the runtime while it is used).
+    pub async fn replica(&self) -> (TestServer, Runtime) {
+        let runtime = Runtime::new(self.bus.bus.clone());
+        let settings = Settings {
+            sessions: test_sessions(),
+            expiration: WINDOW,
+        };
+        let service = bt_orders::service(&self.db.url, &DbOptions::default(), settings, &runtime)
+            .await
+            .expect("a second orders replica starts");
+        (
+            TestServer::spawn(bt_platform::http::app(vec![service])).await,
+            runtime,
+        )
+    }
+
     pub fn base(&self) -> String {
         self.server.url("")
     }
