@@ -250,9 +250,10 @@ pub struct CommonArgs {
     /// told when the hold ends. 0 (the default): no hold, every subscriber is told at once.
     #[arg(long, env = "ALERT_HOLD_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub alert_hold_seconds: u64,
-    /// Largest number of database connections per service.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
-    pub database_max_connections: u32,
+    /// Largest number of database connections per service (default: 4 on SQLite, 10 on
+    /// PostgreSQL).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// Serve `/metrics` on a listener of its own at this address (e.g. `0.0.0.0:9090`, a port
     /// only the Prometheus scraper reaches). Without it and without METRICS_TOKEN, `/metrics`
     /// is not served.
@@ -485,7 +486,7 @@ impl CommonArgs {
         }
         let resale_cap = bt_tickets::domain::ResaleCap::new(self.resale_price_cap_percent)
             .map_err(|e| anyhow::anyhow!("RESALE_PRICE_CAP_PERCENT {e}, e.g. 120"))?;
-        if self.database_max_connections == 0 {
+        if self.database_max_connections == Some(0) {
             bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
         }
         let currency = self.payment_currency.trim().to_lowercase();

@@ -49,7 +49,7 @@ impl Svc {
     async fn new(backend: Backend) -> Self {
         let test_db = TestDb::new(backend).await;
         let options = DbOptions {
-            max_connections: 10,
+            max_connections: Some(10),
             ..DbOptions::default()
         };
         let db = Db::open(&test_db.url, &options, &Migrations::NONE)

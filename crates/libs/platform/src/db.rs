@@ -110,16 +110,26 @@ impl Migrations {
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// Largest number of pooled connections.
-    pub max_connections: u32,
+    /// Largest number of pooled connections; `None` is the backend's default
+    /// ([`SQLITE_CONNECTIONS`], [`POSTGRES_CONNECTIONS`]).
+    pub max_connections: Option<u32>,
     /// How long a request waits for a pooled connection before failing.
     pub acquire_timeout: Duration,
 }
 
+/// SQLite's default pool: one writer at a time, and each connection is a thread of its own
+/// with its own page cache. Measured with the `browse` bench on 2 cores: 4 connections per
+/// service serve the listing and a rush as fast as 10, and `up` (7 databases) holds 15–20 MB
+/// less after the rush.
+pub const SQLITE_CONNECTIONS: u32 = 4;
+
+/// PostgreSQL's default pool.
+pub const POSTGRES_CONNECTIONS: u32 = 10;
+
 impl Default for DbOptions {
     fn default() -> Self {
         Self {
-            max_connections: 10,
+            max_connections: None,
             acquire_timeout: Duration::from_secs(5),
         }
     }
@@ -162,7 +172,7 @@ impl Db {
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(options.max_connections)
+                    .max_connections(options.max_connections.unwrap_or(SQLITE_CONNECTIONS))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(connect)
                     .await?;
@@ -172,7 +182,7 @@ impl Db {
                 let connect = PgConnectOptions::from_str(url)?;
                 create_postgres_database_if_missing(&connect).await?;
                 let pool = PgPoolOptions::new()
-                    .max_connections(options.max_connections)
+                    .max_connections(options.max_connections.unwrap_or(POSTGRES_CONNECTIONS))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(connect)
                     .await?;

@@ -541,10 +541,11 @@ enum RequestLine {
 /// The 414 a request line over [`MAX_URI_BYTES`] gets, in the contract's format.
 const URI_TOO_LONG_RESPONSE: &str = "HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\ncontent-length: 54\r\nconnection: close\r\n\r\n{\"errors\":[{\"message\":\"The request URL is too long\"}]}";
 
-/// Reads until the end of the first line (or the client stops sending).
+/// Reads until the end of the first line (or the client stops sending). Straight into `head`:
+/// a buffer on the stack here would live in every connection's task for as long as the
+/// connection (4 KB each, 8 MB for a rush of 2,000 connections).
 async fn read_request_line(stream: &mut tokio::net::TcpStream) -> std::io::Result<RequestLine> {
     let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
     loop {
         if head.contains(&b'\n') {
             return Ok(RequestLine::Read(head));
@@ -553,11 +554,12 @@ async fn read_request_line(stream: &mut tokio::net::TcpStream) -> std::io::Resul
         if head.len() > MAX_URI_BYTES + 32 {
             return Ok(RequestLine::TooLong);
         }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
+        if head.capacity() - head.len() < 512 {
+            head.reserve(4096);
+        }
+        if stream.read_buf(&mut head).await? == 0 {
             return Ok(RequestLine::Read(head));
         }
-        head.extend_from_slice(&chunk[..n]);
     }
 }
 
