@@ -1,0 +1,138 @@
+//! SQLite's writers in one process take turns (`db::Writers`) instead of meeting in SQLite's
+//! busy handler: a second writer waits for the first one's commit and then goes; a pool of its
+//! own (`Db::own_pool`) and a statement outside a transaction (`Db::write_turn`) take their
+//! turn with the others; a turn not given within the acquire timeout is an error that answers
+//! 503, like an exhausted pool.
+
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use bt_contract::ApiError;
+use bt_platform::db::DbOptions;
+use bt_platform::{Db, Migrations, Tx, on_db, on_tx};
+use bt_test_support::{Backend, TestDb};
+use reqwest::StatusCode;
+
+async fn open(test_db: &TestDb, options: &DbOptions) -> Db {
+    let db = Db::open(&test_db.url, options, &Migrations::NONE)
+        .await
+        .unwrap();
+    on_db!(&db, |pool| sqlx::query("CREATE TABLE writes (n BIGINT)")
+        .execute(pool)
+        .await
+        .map(drop)
+        .unwrap());
+    db
+}
+
+async fn write(tx: &mut Tx, n: i64) {
+    on_tx!(tx, |conn| sqlx::query("INSERT INTO writes (n) VALUES ($1)")
+        .bind(n)
+        .execute(conn)
+        .await
+        .map(drop)
+        .unwrap());
+}
+
+async fn written(db: &Db) -> Vec<i64> {
+    on_db!(db, |pool| sqlx::query_scalar(
+        "SELECT n FROM writes ORDER BY n"
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap())
+}
+
+/// Starts a writer on `db` that writes `n` and commits; it waits for its turn first.
+fn second_writer(db: &Db, n: i64) -> tokio::task::JoinHandle<()> {
+    let db = db.clone();
+    tokio::spawn(async move {
+        let mut tx = db.begin().await.unwrap();
+        write(&mut tx, n).await;
+        tx.commit().await.unwrap();
+    })
+}
+
+#[tokio::test]
+async fn a_sqlite_writer_waits_for_the_one_before_it_and_then_goes() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = open(&test_db, &DbOptions::default()).await;
+    let own = db.own_pool(1).await.unwrap();
+    for (name, other) in [("the same pool", &db), ("a pool of its own", &own)] {
+        let mut first = db.begin().await.unwrap();
+        write(&mut first, 1).await;
+        let second = second_writer(other, 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "{name}: the second writer waits while the first holds its turn"
+        );
+        first.commit().await.unwrap();
+        second.await.unwrap();
+        assert_eq!(written(&db).await, [1, 2], "{name}: both written");
+        on_db!(&db, |pool| sqlx::query("DELETE FROM writes")
+            .execute(pool)
+            .await
+            .map(drop)
+            .unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_statement_outside_a_transaction_takes_its_turn_too() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = open(&test_db, &DbOptions::default()).await;
+    let mut first = db.begin().await.unwrap();
+    write(&mut first, 1).await;
+    let statement = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let _turn = db.write_turn().await.unwrap();
+            on_db!(&db, |pool| sqlx::query("INSERT INTO writes (n) VALUES (2)")
+                .execute(pool)
+                .await
+                .map(drop)
+                .unwrap());
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!statement.is_finished());
+    first.commit().await.unwrap();
+    statement.await.unwrap();
+    assert_eq!(written(&db).await, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_turn_not_given_within_the_acquire_timeout_is_a_503() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let options = DbOptions {
+        acquire_timeout: Duration::from_millis(200),
+        ..DbOptions::default()
+    };
+    let db = open(&test_db, &options).await;
+    let first = db.begin().await.unwrap();
+    let err = db.begin().await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
+    assert_eq!(
+        ApiError::from(err).into_response().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Its turn comes once the first is done.
+    first.rollback().await.unwrap();
+    db.begin().await.unwrap().commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_writers_do_not_queue_in_the_process() {
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let db = open(&test_db, &DbOptions::default()).await;
+    assert!(db.write_turn().await.unwrap().is_none());
+    // Two transactions at once, neither waiting for the other's commit.
+    let mut first = db.begin().await.unwrap();
+    let mut second = db.begin().await.unwrap();
+    write(&mut first, 1).await;
+    write(&mut second, 2).await;
+    second.commit().await.unwrap();
+    first.commit().await.unwrap();
+    assert_eq!(written(&db).await, [1, 2]);
+}
