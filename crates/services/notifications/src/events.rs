@@ -157,7 +157,10 @@ impl Handlers {
             .collect();
         let users: Vec<UserId> = matching.iter().map(|a| a.user_id.clone()).collect();
         // Alert emails in the last hour per subscriber, counted once for all of them and kept
-        // up to date below as emails are queued.
+        // up to date below as emails are queued. The subscribers are locked first: on
+        // PostgreSQL two tickets' events are applied concurrently, and both counted the
+        // same emails (two emails past a limit of one, seen in CI).
+        store::lock_users(tx, &users).await?;
         let mut emailed = store::alert_emails_since(tx, &users, hour_ago).await?;
         for alert in matching {
             let first = told == 0;

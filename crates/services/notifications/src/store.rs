@@ -24,6 +24,7 @@ const INSERT_ALERT: &str = "INSERT INTO alerts (id, user_id, q, q_lower, max_pri
 const COUNT_ALERTS: &str = "SELECT COUNT(*) FROM alerts WHERE user_id = $1";
 const DELETE_ALERT: &str = "DELETE FROM alerts WHERE id = $1 AND user_id = $2";
 const LOCK_USER_POSTGRES: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
+const LOCK_USERS_POSTGRES: &str = "SELECT pg_advisory_xact_lock(hashtext(id)) FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS u(id) ORDER BY id) AS users";
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (id, user_id, kind, title, body, link, event_id, created_at, visible_at, read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL) ON CONFLICT (event_id, user_id, kind) DO NOTHING";
 const UNREAD: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL AND visible_at <= $2";
@@ -191,6 +192,24 @@ pub async fn lock_user(tx: &mut Tx, user: &UserId) -> sqlx::Result<()> {
             .execute(&mut **tx)
             .await
             .map(drop),
+    }
+}
+
+/// Serialises what concerns each of `users` (their alert emails in the hour) with every other
+/// transaction that locks one of them (PostgreSQL; SQLite transactions are serial). In the
+/// order of the ids, so that two transactions locking the same users never wait for each
+/// other in a cycle.
+pub async fn lock_users(tx: &mut Tx, users: &[UserId]) -> sqlx::Result<()> {
+    match tx {
+        Tx::Sqlite(..) => Ok(()),
+        Tx::Postgres(tx) => {
+            let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            sqlx::query(LOCK_USERS_POSTGRES)
+                .bind(ids)
+                .execute(&mut **tx)
+                .await
+                .map(drop)
+        }
     }
 }
 
