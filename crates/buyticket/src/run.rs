@@ -335,8 +335,35 @@ async fn spawn_metrics_listener(common: &crate::config::CommonArgs) -> anyhow::R
     Ok(())
 }
 
+/// Connections the kernel may hold for the accept loop (capped by `net.core.somaxconn`).
+/// Tokio's default of 1,024 overflowed when nginx opened a rush's worth of connections to
+/// one replica at once (`TcpExtListenOverflows`), and each dropped connection was retried by
+/// its client a second later: the distributed rush's p99 of about 1.1 s.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((host, port))
+    let listen = async {
+        let mut last = None;
+        for addr in tokio::net::lookup_host((host, port)).await? {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            match socket
+                .bind(addr)
+                .and_then(|()| socket.listen(LISTEN_BACKLOG))
+            {
+                Ok(listener) => return Ok(listener),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the host name has no address")
+        }))
+    };
+    listen
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))
 }
