@@ -257,6 +257,7 @@ async fn build(
             let settings = bt_orders::Settings {
                 sessions: shared.sessions.clone(),
                 expiration: shared.order_expiration,
+                taken_trust: bt_orders::reservations::TRUST,
             };
             bt_orders::service(database_url, &shared.db_options, settings, runtime)
                 .await

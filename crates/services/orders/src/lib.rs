@@ -50,6 +50,9 @@ pub struct Settings {
     pub sessions: SessionKeys,
     /// How long an order reserves its ticket (`ORDER_EXPIRATION_SECONDS`, default 900).
     pub expiration: Duration,
+    /// How long a memory of a taken ticket is trusted without the database
+    /// ([`reservations::TRUST`] unless a test needs another bound).
+    pub taken_trust: Duration,
 }
 
 /// Shared state of the handlers: one `Arc`, so that a request clones one counter, not one
@@ -98,7 +101,8 @@ pub async fn service(
     // With NATS, other replicas apply some of the tickets events (see `reservations`).
     let shared = matches!(runtime.bus, bt_platform::bus::Bus::Nats(_));
     let reservations =
-        reservations::Reservations::start(db.clone(), outbox.clone(), shared).await?;
+        reservations::Reservations::start(db.clone(), outbox.clone(), shared, settings.taken_trust)
+            .await?;
     let replica = reservations.clone();
     let handlers = events::Handlers {
         outbox: outbox.clone(),

@@ -38,7 +38,8 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 use crate::domain::{ListedTicket, Order};
 use crate::store;
 
-/// How long a memory of a taken ticket is trusted without the database.
+/// How long a memory of a taken ticket is trusted without the database, by default
+/// ([`crate::Settings::taken_trust`]).
 pub const TRUST: Duration = Duration::from_secs(1);
 
 /// The most orders written in one transaction.
@@ -96,6 +97,8 @@ pub struct Reservations {
     /// one read.
     reading: Arc<Mutex<HashMap<TicketId, Arc<Read>>>>,
     queue: mpsc::Sender<Pending>,
+    /// How long a memory of a taken ticket (and, in `serve`, a kept ticket) is trusted.
+    trust: Duration,
 }
 
 /// The tickets of the replica as last read, so that the buyers of a ticket do not each read it.
@@ -147,7 +150,12 @@ impl Reservations {
     ///
     /// The writer has a connection of its own, so that it never waits behind the requests'
     /// reads for one.
-    pub async fn start(db: Db, outbox: Outbox, shared: bool) -> sqlx::Result<Self> {
+    pub async fn start(
+        db: Db,
+        outbox: Outbox,
+        shared: bool,
+        trust: Duration,
+    ) -> sqlx::Result<Self> {
         let (queue, pending) = mpsc::channel(QUEUE);
         let reads = db.clone();
         let db = db.own_pool(1).await?;
@@ -177,10 +185,11 @@ impl Reservations {
             replica: Arc::new(Replica {
                 tickets: Mutex::new(HashMap::new()),
                 changes: AtomicU64::new(0),
-                max_age: shared.then_some(TRUST),
+                max_age: shared.then_some(trust),
             }),
             reading: Arc::new(Mutex::new(HashMap::new())),
             queue,
+            trust,
         })
     }
 
@@ -266,7 +275,7 @@ impl Reservations {
         let entry = remembered.get(id)?;
         match entry.taken {
             Taken::Claimed => Some(entry.ticket.clone()),
-            Taken::Since(seen) if seen.elapsed() < TRUST => Some(entry.ticket.clone()),
+            Taken::Since(seen) if seen.elapsed() < self.trust => Some(entry.ticket.clone()),
             Taken::Since(_) => None,
         }
     }
@@ -277,14 +286,14 @@ impl Reservations {
         if let Some(entry) = remembered.get(&ticket.id) {
             match entry.taken {
                 Taken::Claimed => return None,
-                Taken::Since(seen) if seen.elapsed() < TRUST => return None,
+                Taken::Since(seen) if seen.elapsed() < self.trust => return None,
                 Taken::Since(_) => {}
             }
         }
         if remembered.len() >= MAX_REMEMBERED {
             remembered.retain(|_, e| match e.taken {
                 Taken::Claimed => true,
-                Taken::Since(seen) => seen.elapsed() < TRUST,
+                Taken::Since(seen) => seen.elapsed() < self.trust,
             });
         }
         remembered.insert(

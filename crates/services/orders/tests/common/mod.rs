@@ -12,6 +12,7 @@ use bt_contract::events::{Envelope, Event, TicketCreated, TicketData, TicketUpda
 use bt_contract::{OrderId, TicketId, UserId};
 use bt_orders::Settings;
 use bt_orders::domain::{Order, Reservation};
+use bt_orders::reservations::TRUST;
 use bt_platform::bus::OutgoingMessage;
 use bt_platform::bus::consumer::durable_name;
 use bt_platform::db::DbOptions;
@@ -46,12 +47,23 @@ impl TestApp {
         expiration: Duration,
         db_options: &DbOptions,
     ) -> Self {
+        Self::spawn_trusting(backend, expiration, db_options, TRUST).await
+    }
+
+    /// The service trusting its memory of a taken ticket for `taken_trust`.
+    pub async fn spawn_trusting(
+        backend: Backend,
+        expiration: Duration,
+        db_options: &DbOptions,
+        taken_trust: Duration,
+    ) -> Self {
         let db = TestDb::new(backend).await;
         let bus = TestBus::new(bus_for(backend)).await;
         let runtime = Runtime::new(bus.bus.clone());
         let settings = Settings {
             sessions: test_sessions(),
             expiration,
+            taken_trust,
         };
         let service = bt_orders::service(&db.url, db_options, settings, &runtime)
             .await
@@ -76,6 +88,7 @@ impl TestApp {
         let settings = Settings {
             sessions: test_sessions(),
             expiration: WINDOW,
+            taken_trust: TRUST,
         };
         let service = bt_orders::service(&self.db.url, &DbOptions::default(), settings, &runtime)
             .await
