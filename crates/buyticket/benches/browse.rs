@@ -323,6 +323,13 @@ fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
     );
 }
 
+/// The body `GET url` answers.
+async fn body(http: &reqwest::Client, url: &str) -> Vec<u8> {
+    let res = http.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "GET {url}");
+    res.bytes().await.unwrap().to_vec()
+}
+
 /// Lists a ticket as `seller`; its id.
 async fn list(http: &reqwest::Client, base: &str, seller: &str, title: &str, price: u64) -> String {
     let res = http
@@ -399,26 +406,12 @@ async fn main() {
 
     // The bodies nginx serves: exactly what `up` answered.
     let root = tempfile::tempdir().unwrap();
-    let listing = http
-        .get(format!("{base}/api/tickets"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let listing = body(&http, &format!("{base}/api/tickets")).await;
     let second = {
         let list: Vec<serde_json::Value> = serde_json::from_slice(&listing).unwrap();
         list[0]["id"].as_str().unwrap().to_owned()
     };
-    let ticket = http
-        .get(format!("{base}/api/tickets/{second}"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let ticket = body(&http, &format!("{base}/api/tickets/{second}")).await;
     std::fs::write(root.path().join("listing.json"), &listing).unwrap();
     std::fs::create_dir_all(root.path().join("tickets")).unwrap();
     std::fs::write(root.path().join("tickets").join(&second), &ticket).unwrap();

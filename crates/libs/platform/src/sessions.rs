@@ -56,34 +56,25 @@ pub async fn follow_revocations(runtime: &Runtime, sessions: SessionKeys) -> Res
             ))
         })??;
     tracing::debug!(pending, "revoked sessions read");
-    let shutdown = runtime.shutdown.clone();
-    let bus = bus.clone();
-    runtime.tasks.spawn(async move {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                next = messages.next() => match next {
-                    Some(Ok(payload)) => apply(&sessions, &payload),
-                    Some(Err(err)) => {
-                        tracing::warn!(%err, "following revoked sessions");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    None => {
-                        // Start over: revocations are idempotent, so reading some twice is
-                        // harmless.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        let since = SystemTime::now()
-                            .checked_sub(sessions.ttl() + Duration::from_secs(60))
-                            .unwrap_or(SystemTime::UNIX_EPOCH);
-                        match bus.follow_since(SessionRevoked::SUBJECT, since).await {
-                            Ok((_, again)) => messages = again,
-                            Err(err) => tracing::warn!(%err, "following revoked sessions"),
-                        }
-                    }
-                },
+    // After a gap, reading the lifetime's revocations again covers what was missed:
+    // revocations are idempotent.
+    let ttl = sessions.ttl();
+    bus.keep_following(
+        runtime,
+        SessionRevoked::SUBJECT,
+        messages,
+        move || {
+            SystemTime::now()
+                .checked_sub(ttl + Duration::from_secs(60))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        },
+        "revoked sessions",
+        move |payload| {
+            if let Some(payload) = payload {
+                apply(&sessions, payload);
             }
-        }
-    });
+        },
+    );
     Ok(())
 }
 

@@ -37,24 +37,32 @@ pub struct Purged {
 
 /// Deletes what is past its time at `now`.
 pub async fn purge(db: &Db, now: Millis) -> sqlx::Result<Purged> {
-    let mut purged = Purged::default();
     let notifications_before = now.minus(KEEP_NOTIFICATIONS);
-    loop {
-        let n = store::delete_old_notifications(db, notifications_before, BATCH).await?;
-        purged.notifications += n;
-        if n < BATCH as u64 {
-            break;
-        }
-    }
     let emails_before = now.minus(KEEP_EMAILS);
+    Ok(Purged {
+        notifications: in_batches(|| {
+            store::delete_old_notifications(db, notifications_before, BATCH)
+        })
+        .await?,
+        emails: in_batches(|| store::delete_old_emails(db, emails_before, BATCH)).await?,
+    })
+}
+
+/// Runs `delete` (a batch of at most [`BATCH`] rows) until a batch comes back short; how many
+/// rows went in all.
+async fn in_batches<F, Fut>(mut delete: F) -> sqlx::Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<u64>>,
+{
+    let mut total = 0;
     loop {
-        let n = store::delete_old_emails(db, emails_before, BATCH).await?;
-        purged.emails += n;
+        let n = delete().await?;
+        total += n;
         if n < BATCH as u64 {
-            break;
+            return Ok(total);
         }
     }
-    Ok(purged)
 }
 
 /// Purges at start and every [`EVERY`] on `runtime`, until it stops.

@@ -573,18 +573,18 @@ const DELETE_OLD_EMAILS: &str = "DELETE FROM emails WHERE id IN (SELECT id FROM 
 
 /// Deletes up to `limit` notifications created before `before`; how many went.
 pub async fn delete_old_notifications(db: &Db, before: Millis, limit: i64) -> sqlx::Result<u64> {
-    on_db!(db, |pool| sqlx::query(DELETE_OLD_NOTIFICATIONS)
-        .bind(before)
-        .bind(limit)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))
+    delete_old(db, DELETE_OLD_NOTIFICATIONS, before, limit).await
 }
 
 /// Deletes up to `limit` sent or failed emails created before `before` (never a pending one);
 /// how many went.
 pub async fn delete_old_emails(db: &Db, before: Millis, limit: i64) -> sqlx::Result<u64> {
-    on_db!(db, |pool| sqlx::query(DELETE_OLD_EMAILS)
+    delete_old(db, DELETE_OLD_EMAILS, before, limit).await
+}
+
+/// Runs one of the retention deletes (`$1` before, `$2` limit); how many rows went.
+async fn delete_old(db: &Db, sql: &str, before: Millis, limit: i64) -> sqlx::Result<u64> {
+    on_db!(db, |pool| sqlx::query(sql)
         .bind(before)
         .bind(limit)
         .execute(pool)

@@ -31,7 +31,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
 use bt_contract::events::{
-    ExpirationComplete, PaymentCreated, TicketCreated, TicketHeld, TicketReservationRefused,
+    Event, ExpirationComplete, PaymentCreated, TicketCreated, TicketHeld, TicketReservationRefused,
     TicketUpdated,
 };
 use bt_platform::bus::{Consumers, Outbox};
@@ -112,7 +112,15 @@ pub async fn service(
     Consumers::new("orders", db.clone(), outbox.clone())
         .announce_to(arrivals.clone())
         .observe(Arc::new(move |applied| {
-            if applied.subject.starts_with("ticket.") {
+            // The events that change the replica, keyed by the ticket (not
+            // `ticket.reservation_refused`, which is about an order).
+            if [
+                TicketCreated::SUBJECT,
+                TicketUpdated::SUBJECT,
+                TicketHeld::SUBJECT,
+            ]
+            .contains(&applied.subject)
+            {
                 replica.replica_changed(applied.key);
             }
         }))

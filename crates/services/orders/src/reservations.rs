@@ -273,28 +273,29 @@ impl Reservations {
     pub fn taken(&self, id: &TicketId) -> Option<ListedTicket> {
         let remembered = self.lock();
         let entry = remembered.get(id)?;
-        match entry.taken {
-            Taken::Claimed => Some(entry.ticket.clone()),
-            Taken::Since(seen) if seen.elapsed() < self.trust => Some(entry.ticket.clone()),
-            Taken::Since(_) => None,
+        self.holds(&entry.taken).then(|| entry.ticket.clone())
+    }
+
+    /// Whether a memory says the ticket is taken now: claimed, or seen with an open order
+    /// within the trust.
+    fn holds(&self, taken: &Taken) -> bool {
+        match taken {
+            Taken::Claimed => true,
+            Taken::Since(seen) => seen.elapsed() < self.trust,
         }
     }
 
     /// Claims `ticket` for an order about to be written; `None` when it is taken already.
     pub fn claim(&self, ticket: &ListedTicket) -> Option<Claim> {
         let mut remembered = self.lock();
-        if let Some(entry) = remembered.get(&ticket.id) {
-            match entry.taken {
-                Taken::Claimed => return None,
-                Taken::Since(seen) if seen.elapsed() < self.trust => return None,
-                Taken::Since(_) => {}
-            }
+        if remembered
+            .get(&ticket.id)
+            .is_some_and(|entry| self.holds(&entry.taken))
+        {
+            return None;
         }
         if remembered.len() >= MAX_REMEMBERED {
-            remembered.retain(|_, e| match e.taken {
-                Taken::Claimed => true,
-                Taken::Since(seen) => seen.elapsed() < self.trust,
-            });
+            remembered.retain(|_, entry| self.holds(&entry.taken));
         }
         remembered.insert(
             ticket.id.clone(),

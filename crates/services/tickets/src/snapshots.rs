@@ -209,44 +209,29 @@ impl Snapshots {
     /// On NATS, follows the tickets events of every replica (from now on) and counts each as a
     /// change, on `runtime` until it stops. Nothing to do with the in-process bus.
     pub async fn follow(&self, runtime: &Runtime) -> Result<(), bt_platform::bus::BusError> {
-        use futures::StreamExt;
         let Bus::Nats(bus) = &runtime.bus else {
             return Ok(());
         };
-        let bus = bus.clone();
-        let (_, mut events) = bus
-            .follow_since("ticket.>", std::time::SystemTime::now())
+        let (_, events) = bus
+            .follow_since(EVENTS, std::time::SystemTime::now())
             .await?;
-        let shutdown = runtime.shutdown.clone();
         let snapshots = self.clone();
-        runtime.tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    next = events.next() => match next {
-                        Some(Ok(_)) => snapshots.changed_elsewhere(),
-                        Some(Err(err)) => {
-                            tracing::warn!(%err, "following tickets events for the snapshots");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                        None => {
-                            // Snapshots are bounded by MAX_STALENESS meanwhile.
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            match bus.follow_since("ticket.>", std::time::SystemTime::now()).await {
-                                Ok((_, again)) => {
-                                    snapshots.changed_elsewhere();
-                                    events = again;
-                                }
-                                Err(err) => tracing::warn!(%err, "following tickets events for the snapshots"),
-                            }
-                        }
-                    },
-                }
-            }
-        });
+        // After a gap (events may have been missed) as after an event: a change. Snapshots are
+        // bounded by MAX_STALENESS meanwhile.
+        bus.keep_following(
+            runtime,
+            EVENTS,
+            events,
+            std::time::SystemTime::now,
+            "tickets events for the snapshots",
+            move |_| snapshots.changed_elsewhere(),
+        );
         Ok(())
     }
 }
+
+/// The events of every replica's tickets changes.
+const EVENTS: &str = "ticket.>";
 
 #[cfg(test)]
 mod tests {

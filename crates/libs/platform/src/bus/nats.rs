@@ -287,6 +287,48 @@ impl NatsBus {
         Ok((pending, payloads.boxed()))
     }
 
+    /// Keeps following `subject` on `runtime` until it stops, from `messages` (what
+    /// [`NatsBus::follow_since`] returned): each payload goes to `on_event(Some(payload))`.
+    /// When the stream ends, it follows again from `since()` a second later and calls
+    /// `on_event(None)`: events may have been missed in between. `what` names the follower in
+    /// warnings.
+    pub fn keep_following(
+        &self,
+        runtime: &super::Runtime,
+        subject: &'static str,
+        mut messages: futures::stream::BoxStream<'static, Result<Vec<u8>, BusError>>,
+        since: impl Fn() -> std::time::SystemTime + Send + 'static,
+        what: &'static str,
+        mut on_event: impl FnMut(Option<&[u8]>) + Send + 'static,
+    ) {
+        let shutdown = runtime.shutdown.clone();
+        let bus = self.clone();
+        runtime.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    next = messages.next() => match next {
+                        Some(Ok(payload)) => on_event(Some(&payload)),
+                        Some(Err(err)) => {
+                            tracing::warn!(%err, "following {what}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        None => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            match bus.follow_since(subject, since()).await {
+                                Ok((_, again)) => {
+                                    messages = again;
+                                    on_event(None);
+                                }
+                                Err(err) => tracing::warn!(%err, "following {what}"),
+                            }
+                        }
+                    },
+                }
+            }
+        });
+    }
+
     pub async fn ready(&self) -> Result<(), String> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
