@@ -3,12 +3,11 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bt_contract::ApiError;
@@ -16,12 +15,10 @@ use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::db::Db;
+
+mod edge;
 
 /// The largest request body any API route accepts.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -156,41 +153,12 @@ pub fn app_with(services: Vec<Service>, options: &AppOptions) -> Router {
         .merge(health_routes(Arc::new(checks)).0)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            options.request_timeout,
-        ))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(middleware::from_fn(errors_in_the_contract_format))
-        .layer(middleware::from_fn(scope_request_id))
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::internal("handler panicked").into_response()
-            },
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        // A failed request is logged once, where it fails (`ApiError::Internal` at ERROR, a
-        // dependency that is down at WARN at most every few seconds); the trace layer's own
-        // line for a 5xx is for debugging only, or a rush during an outage writes one ERROR
-        // line per request.
+        // One `Router::layer`: each call boxes its layer around every route again.
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let request_id = req
-                        .headers()
-                        .get(&REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id)
-                })
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+            tower::ServiceBuilder::new()
+                .layer(edge::Edge::new(options.request_timeout))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
 }
 
 /// `/metrics` alone, for a listener of its own (`METRICS_ADDR`, e.g. on an internal port that
@@ -203,53 +171,6 @@ pub fn metrics_router() -> Router {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Every error the framework itself produces answers in the contract's format: a request
-/// target over [`MAX_URI_BYTES`] is a 414, and an error response that is neither JSON nor a
-/// page (a rejected path parameter that is not UTF-8, a timeout, a body over the limit read
-/// by an extractor) gets the `{"errors":[...]}` body with its status.
-async fn errors_in_the_contract_format(req: Request, next: Next) -> Response {
-    let uri = req.uri();
-    let length = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
-    if length > MAX_URI_BYTES {
-        return ApiError::Status {
-            status: StatusCode::URI_TOO_LONG,
-            message: "The request URL is too long".into(),
-        }
-        .into_response();
-    }
-    let response = next.run(req).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
-        return response;
-    }
-    let message = match status {
-        StatusCode::REQUEST_TIMEOUT => "The request took too long".to_owned(),
-        StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large".to_owned(),
-        StatusCode::BAD_REQUEST => "The request is not valid".to_owned(),
-        other => other.canonical_reason().unwrap_or("Error").to_owned(),
-    };
-    let mut replaced = ApiError::Status { status, message }.into_response();
-    for name in [header::RETRY_AFTER, header::ALLOW] {
-        if let Some(value) = response.headers().get(&name) {
-            replaced.headers_mut().insert(name, value.clone());
-        }
-    }
-    if let Some(id) = response.headers().get(&REQUEST_ID) {
-        replaced
-            .headers_mut()
-            .insert(REQUEST_ID.clone(), id.clone());
-    }
-    replaced
 }
 
 /// `/healthz` and `/readyz`, registered and described by the same call.
@@ -361,37 +282,6 @@ async fn metrics_endpoint() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics_handle().render(),
     )
-}
-
-/// Makes the request id the current one for everything the request does (see [`crate::context`]).
-async fn scope_request_id(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    crate::context::with_request_id(id, next.run(req)).await
-}
-
-async fn record_metrics(req: Request, next: Next) -> Response {
-    metrics_handle();
-    let started = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        metrics::counter!("http_server_errors_total").increment(1);
-    }
-    response
 }
 
 /// What a listener tolerates from its clients.
@@ -675,6 +565,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::http::StatusCode;
     use axum::routing::post;
     use tower::ServiceExt;
 

@@ -21,6 +21,19 @@ async fn serve(limits: ServeLimits) -> std::net::SocketAddr {
             get(|Path(id): Path<String>| async move { id }),
         )
         .route(
+            "/api/request-id",
+            get(|| async { bt_platform::context::request_id().unwrap_or_default() }),
+        )
+        .route(
+            "/api/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("a bug in a handler");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
             "/api/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -107,6 +120,121 @@ async fn errors_the_framework_produces_answer_in_the_error_format() {
         .await
         .unwrap();
     assert_eq!(ok.text().await.unwrap(), "abc");
+}
+
+#[tokio::test]
+async fn the_request_id_is_kept_or_made_and_answered_and_reaches_the_handler() {
+    let addr = serve(ServeLimits::default()).await;
+    let http = reqwest::Client::new();
+
+    // Given by the ingress: kept, answered, and the handler's current request id.
+    let res = http
+        .get(format!("http://{addr}/api/request-id"))
+        .header("x-request-id", "from-the-ingress-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "from-the-ingress-1");
+    assert_eq!(res.text().await.unwrap(), "from-the-ingress-1");
+
+    // Not given: a new one (a UUID) for each request, answered, and the same in the handler.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let res = http
+            .get(format!("http://{addr}/api/request-id"))
+            .send()
+            .await
+            .unwrap();
+        let answered = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&answered).is_ok(), "{answered}");
+        assert_eq!(res.text().await.unwrap(), answered);
+        seen.push(answered);
+    }
+    assert_ne!(seen[0], seen[1]);
+
+    // Errors carry it too.
+    let res = http
+        .get(format!("http://{addr}/api/nowhere"))
+        .header("x-request-id", "lost-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["x-request-id"], "lost-2");
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_500_in_the_error_format_and_the_server_goes_on() {
+    let addr = serve(ServeLimits::default()).await;
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("http://{addr}/api/panic"))
+        .header("x-request-id", "panic-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["x-request-id"], "panic-1");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["errors"][0]["message"].is_string(), "{body}");
+    let ok = http
+        .get(format!("http://{addr}/api/things/after"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.text().await.unwrap(), "after");
+}
+
+#[tokio::test]
+async fn every_request_is_counted_by_method_route_and_status() {
+    let addr = serve(ServeLimits::default()).await;
+    let http = reqwest::Client::new();
+    for id in ["a", "b", "c"] {
+        let res = http
+            .get(format!("http://{addr}/api/things/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = http
+        .get(format!("http://{addr}/api/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = http
+        .get(format!("http://{addr}/api/panic"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    let text = bt_platform::http::metrics_handle().render();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        line(r#"http_requests_total{method="GET",route="/api/things/{id}",status="200"}"#),
+        "3"
+    );
+    assert_eq!(
+        line(r#"http_requests_total{method="GET",route="unmatched",status="404"}"#),
+        "1"
+    );
+    assert_eq!(
+        line(
+            r#"http_request_duration_seconds_count{method="GET",route="/api/things/{id}",status="200"}"#
+        ),
+        "3"
+    );
+    assert_eq!(line("http_server_errors_total"), "1");
 }
 
 /// True when the server closed `stream` (reading gives end of file or an error) within `limit`.
