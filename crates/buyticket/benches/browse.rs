@@ -357,15 +357,6 @@ async fn main() {
             (url.trim_end_matches('/').to_owned(), key, None)
         }
         Err(_) => {
-            let workers = std::env::var("UP_WORKER_THREADS").unwrap_or_default();
-            let mut env = vec![
-                ("JWT_KEY", KEY),
-                ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
-                ("RUST_LOG", "warn"),
-            ];
-            if !workers.is_empty() {
-                env.push(("TOKIO_WORKER_THREADS", workers.as_str()));
-            }
             let up = Process::start(
                 &[
                     "up",
@@ -374,7 +365,11 @@ async fn main() {
                     "--data-dir",
                     data.path().to_str().unwrap(),
                 ],
-                &env,
+                &[
+                    ("JWT_KEY", KEY),
+                    ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+                    ("RUST_LOG", "warn"),
+                ],
             );
             (up.url.clone(), KEY.to_owned(), Some(up))
         }
