@@ -8,7 +8,7 @@
 //! - [`store`]: the SQL of `orders` and the `tickets` replica. The partial unique index
 //!   `orders_one_open_per_ticket` makes a second open order (created or awaiting payment) for
 //!   one ticket impossible; its violation becomes `400 Ticket is already reserved` in exactly
-//!   one place ([`reservations`], through [`store::insert_order_if_free`]). A completed order
+//!   one place ([`reservations`], through [`store::insert_orders_if_free`]). A completed order
 //!   no longer holds its ticket: the buyer owns it and may sell it again; until they do the
 //!   replica says it is not for sale.
 //! - [`reservations`]: how a rush is decided: buyers of a ticket known to be taken are refused

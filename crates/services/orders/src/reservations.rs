@@ -22,16 +22,16 @@
 //!   whole, its orders are retried one transaction each, so that each buyer gets their own
 //!   answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bt_contract::events::OrderCreated;
-use bt_contract::{ApiError, ApiResult, TicketId};
+use bt_contract::{ApiError, ApiResult, OrderId, TicketId};
 use bt_platform::bus::Outbox;
-use bt_platform::context::{request_id, with_request_id};
+use bt_platform::context::request_id;
 use bt_platform::{Backend, Db};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
@@ -394,16 +394,22 @@ async fn write_orders(db: Db, outbox: Outbox, mut pending: mpsc::Receiver<Pendin
 async fn write_batch(db: &Db, outbox: &Outbox, batch: &[Pending]) -> sqlx::Result<Vec<Written>> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|a, b| batch[*a].order.ticket.id.cmp(&batch[*b].order.ticket.id));
+    let orders: Vec<&Order> = order.iter().map(|i| &batch[*i].order).collect();
     let mut tx = db.begin().await?;
+    let stored: HashSet<OrderId> = store::insert_orders_if_free(&mut tx, &orders)
+        .await?
+        .into_iter()
+        .collect();
     let mut written = vec![Written::Taken; batch.len()];
+    let mut events = Vec::with_capacity(stored.len());
     for i in order {
         let p = &batch[i];
-        if store::insert_order_if_free(&mut tx, &p.order).await? {
-            let stage = outbox.stage(&mut tx, p.created.clone());
-            with_request_id(p.request_id.clone(), stage).await?;
+        if stored.contains(&p.order.id) {
+            events.push((p.created.clone(), p.request_id.clone()));
             written[i] = Written::Won;
         }
     }
+    outbox.stage_all(&mut tx, events).await?;
     outbox.commit(tx).await?;
     Ok(written)
 }

@@ -1186,7 +1186,52 @@ async fn an_edit_of_the_ticket_reaches_the_next_order(backend: Backend) {
     assert_eq!(order["ticket"]["title"], "Concert, row 1");
 }
 
+/// The group writer stages each order's `order.created` with the request id of the request
+/// that placed it, whichever batch it is written in.
+async fn each_order_created_carries_the_request_id_of_its_purchase(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = TestUser::new();
+    let tickets = [
+        app.listed(&seller, "First", 1000).await,
+        app.listed(&seller, "Second", 2000).await,
+        app.listed(&seller, "Third", 3000).await,
+    ];
+    let purchases = tickets.iter().enumerate().map(|(n, ticket)| {
+        let buyer = app.as_user(&TestUser::new());
+        let id = ticket.id.clone();
+        async move {
+            let res = buyer
+                .send(
+                    buyer
+                        .http
+                        .post(buyer.url("/api/orders"))
+                        .header("x-request-id", format!("purchase-{n}"))
+                        .json(&json!({ "ticketId": id })),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+            res.json["id"].as_str().unwrap().to_owned()
+        }
+    });
+    let placed = futures::future::join_all(purchases).await;
+    for (n, order_id) in placed.iter().enumerate() {
+        let staged = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM outbox WHERE subject = 'order.created' \
+                 AND request_id = 'purchase-{n}' AND payload LIKE '%{order_id}%'"
+            ))
+            .await;
+        assert_eq!(staged, 1, "order {order_id} of purchase-{n}");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE subject = 'order.created'")
+            .await,
+        3
+    );
+}
+
 backend_tests!(
+    each_order_created_carries_the_request_id_of_its_purchase,
     a_buyer_too_late_is_refused_without_waiting_for_the_writer,
     a_ticket_taken_on_another_replica_is_refused_by_the_database,
     a_ticket_cancelled_on_another_replica_can_be_ordered_again_after_a_moment,

@@ -80,6 +80,45 @@ impl Outbox {
         Ok(envelope)
     }
 
+    /// Stages `events` (each with the request id it carries) in `tx` with one statement, in
+    /// the given order: one round trip for a batch.
+    pub async fn stage_all<E: Event>(
+        &self,
+        tx: &mut Tx,
+        events: Vec<(E, Option<String>)>,
+    ) -> sqlx::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        let mut rows = Vec::with_capacity(events.len());
+        for (event, request_id) in events {
+            let envelope = Envelope::new(event);
+            let payload =
+                serde_json::to_string(&envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            rows.push((envelope.id.to_string(), payload, request_id));
+        }
+        let sql = format!(
+            "INSERT INTO outbox (id, subject, payload, request_id, created_at) VALUES {}",
+            crate::db::values_placeholders(rows.len(), 5, 1)
+        );
+        on_tx!(tx, |conn| {
+            let mut query = sqlx::query(&sql);
+            for (id, payload, request_id) in &rows {
+                query = query
+                    .bind(id)
+                    .bind(E::SUBJECT)
+                    .bind(payload)
+                    .bind(request_id)
+                    .bind(now);
+            }
+            query.execute(conn).await.map(drop)
+        })?;
+        metrics::counter!("events_staged_total", "subject" => E::SUBJECT)
+            .increment(rows.len() as u64);
+        Ok(())
+    }
+
     /// Commits `tx` and wakes the relay.
     pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
         tx.commit().await?;
