@@ -188,27 +188,14 @@ async fn a_handler_that_panics_answers_500_in_the_error_format_and_the_server_go
 #[tokio::test]
 async fn every_request_is_counted_by_method_route_and_status() {
     let addr = serve(ServeLimits::default()).await;
-    let http = reqwest::Client::new();
     for id in ["a", "b", "c"] {
-        let res = http
-            .get(format!("http://{addr}/api/things/{id}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        let (status, _, _) = get_json(format!("http://{addr}/api/things/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
     }
-    let res = http
-        .get(format!("http://{addr}/api/nowhere"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = http
-        .get(format!("http://{addr}/api/panic"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, _, _) = get_json(format!("http://{addr}/api/nowhere")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get_json(format!("http://{addr}/api/panic")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 
     let text = bt_platform::http::metrics_handle().render();
     let line = |prefix: &str| {

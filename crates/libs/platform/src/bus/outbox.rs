@@ -8,7 +8,7 @@ use bt_contract::events::{Envelope, Event};
 use tokio::sync::Notify;
 
 use super::{Bus, BusError, OutgoingMessage, Runtime};
-use crate::db::{Db, Tx, now_millis};
+use crate::db::{Db, Tx, now_millis, values_placeholders};
 use crate::{on_db, on_tx};
 
 /// Rows the relay publishes per batch.
@@ -19,12 +19,42 @@ const KEEP_SENT: Duration = Duration::from_secs(3600);
 /// events 7 days).
 const KEEP_INBOX: Duration = Duration::from_secs(8 * 24 * 3600);
 
-const INSERT: &str =
-    "INSERT INTO outbox (id, subject, payload, request_id, created_at) VALUES ($1, $2, $3, $4, $5)";
+const INSERT: &str = "INSERT INTO outbox (id, subject, payload, request_id, created_at) VALUES";
 const PENDING: &str = "SELECT seq, id, subject, payload, request_id FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1";
 const DELETE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1";
 const DELETE_INBOX: &str = "DELETE FROM inbox WHERE processed_at < $1";
 const COUNT_PENDING: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
+
+/// One outbox row to insert: the envelope's id, the envelope as JSON, the request id it carries.
+type StagedRow = (String, String, Option<String>);
+
+fn row<E: Event>(envelope: &Envelope<E>, request_id: Option<String>) -> sqlx::Result<StagedRow> {
+    let payload = serde_json::to_string(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    Ok((envelope.id.to_string(), payload, request_id))
+}
+
+/// Inserts `rows` of events `E` with one statement, in their order (`seq` follows it).
+async fn insert_rows<E: Event>(tx: &mut Tx, rows: &[StagedRow]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("{INSERT} {}", values_placeholders(rows.len(), 5, 1));
+    let now = now_millis();
+    on_tx!(tx, |conn| {
+        let mut query = sqlx::query(&sql);
+        for (id, payload, request_id) in rows {
+            query = query
+                .bind(id)
+                .bind(E::SUBJECT)
+                .bind(payload)
+                .bind(request_id)
+                .bind(now);
+        }
+        query.execute(conn).await.map(drop)
+    })?;
+    metrics::counter!("events_staged_total", "subject" => E::SUBJECT).increment(rows.len() as u64);
+    Ok(())
+}
 
 #[derive(Debug, sqlx::FromRow)]
 struct PendingRow {
@@ -64,19 +94,7 @@ impl Outbox {
     /// Carries the current request id (see [`crate::context`]).
     pub async fn stage<E: Event>(&self, tx: &mut Tx, event: E) -> sqlx::Result<Envelope<E>> {
         let envelope = Envelope::new(event);
-        let payload =
-            serde_json::to_string(&envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let request_id = crate::context::request_id();
-        on_tx!(tx, |conn| sqlx::query(INSERT)
-            .bind(envelope.id.to_string())
-            .bind(E::SUBJECT)
-            .bind(&payload)
-            .bind(&request_id)
-            .bind(now_millis())
-            .execute(conn)
-            .await
-            .map(drop))?;
-        metrics::counter!("events_staged_total", "subject" => E::SUBJECT).increment(1);
+        insert_rows::<E>(tx, &[row(&envelope, crate::context::request_id())?]).await?;
         Ok(envelope)
     }
 
@@ -87,36 +105,11 @@ impl Outbox {
         tx: &mut Tx,
         events: Vec<(E, Option<String>)>,
     ) -> sqlx::Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let now = now_millis();
-        let mut rows = Vec::with_capacity(events.len());
-        for (event, request_id) in events {
-            let envelope = Envelope::new(event);
-            let payload =
-                serde_json::to_string(&envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            rows.push((envelope.id.to_string(), payload, request_id));
-        }
-        let sql = format!(
-            "INSERT INTO outbox (id, subject, payload, request_id, created_at) VALUES {}",
-            crate::db::values_placeholders(rows.len(), 5, 1)
-        );
-        on_tx!(tx, |conn| {
-            let mut query = sqlx::query(&sql);
-            for (id, payload, request_id) in &rows {
-                query = query
-                    .bind(id)
-                    .bind(E::SUBJECT)
-                    .bind(payload)
-                    .bind(request_id)
-                    .bind(now);
-            }
-            query.execute(conn).await.map(drop)
-        })?;
-        metrics::counter!("events_staged_total", "subject" => E::SUBJECT)
-            .increment(rows.len() as u64);
-        Ok(())
+        let rows = events
+            .into_iter()
+            .map(|(event, request_id)| row(&Envelope::new(event), request_id))
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        insert_rows::<E>(tx, &rows).await
     }
 
     /// Commits `tx` and wakes the relay.

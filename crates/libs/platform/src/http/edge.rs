@@ -144,11 +144,9 @@ where
                 match handled {
                     Ok(Ok(Ok(response))) => in_the_contract_format(response),
                     Ok(Ok(Err(never))) => match never {},
-                    Ok(Err(_elapsed)) => ApiError::Status {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        message: "The request took too long".into(),
+                    Ok(Err(_elapsed)) => {
+                        in_the_contract_format(StatusCode::REQUEST_TIMEOUT.into_response())
                     }
-                    .into_response(),
                     Err(_panic) => ApiError::internal("handler panicked").into_response(),
                 }
             };
