@@ -18,7 +18,9 @@
 //! RUSH_TICKETS new tickets (default 100), every request written at the same instant over a
 //! connection opened beforehand, and nginx answering the same burst with the static refusal;
 //! every ticket must be sold once and no more. The figures are split by answer too (the
-//! winners' 201 and the losers' 400). (The `rush` benchmark has more rush shapes.)
+//! winners' 201 and the losers' 400). The rush is repeated RUSH_ROUNDS times (default 5), each
+//! with new tickets and buyers, and the report gives every round and the median of the p99
+//! ratios. (The `rush` benchmark has more rush shapes.)
 //!
 //! BROWSE_TARGET_URL (with BROWSE_JWT_KEY, the target's session key) measures a deployment that
 //! runs already instead of `up`: the local distributed mode behind its nginx
@@ -479,50 +481,70 @@ async fn main() {
     // answers the same burst with the static refusal.
     let rush_tickets = env_u64("RUSH_TICKETS", 100) as usize;
     let rush_buyers = env_u64("RUSH_BUYERS", 2000) as usize;
-    let mut wanted = Vec::new();
-    for n in 0..rush_tickets {
-        wanted.push(list(&http, &base, &seller, &format!("Rush gala {n}"), 50).await);
-    }
-    // Each ticket's orders service replica knows it before the burst (no 503 "not yet").
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let requests: Vec<String> = (0..rush_buyers)
-        .map(|i| {
-            let (token, _) = sessions
-                .issue(&format!("rush-{i}"), &format!("rush-{i}@bench.test"))
-                .unwrap();
-            order_request(&token, &wanted[i % rush_tickets])
-        })
-        .collect();
+    let rounds = env_u64("RUSH_ROUNDS", 5).max(1) as usize;
     let ours_addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let nginx_addr: SocketAddr = static_base.trim_start_matches("http://").parse().unwrap();
-    let (ours, statuses) = burst(ours_addr, requests.clone()).await;
-    let rss_rush = rss();
-    let (theirs, nginx_statuses) = burst(nginx_addr, requests).await;
-    let won = statuses.iter().filter(|s| **s == 201).count();
-    let refused = statuses.iter().filter(|s| **s == 400).count();
-    assert_eq!(
-        won, rush_tickets,
-        "every ticket sold once, none twice: {statuses:?}"
-    );
-    assert_eq!(won + refused, rush_buyers, "every other buyer refused");
-    assert!(nginx_statuses.iter().all(|s| *s == 400));
     println!();
     println!(
-        "| rush | buyers | BuyTicket p50 / p99 / max | nginx p50 / p99 / max | p99 ratio | RSS of up after |"
+        "| rush round | buyers | BuyTicket p50 / p99 / max | nginx p50 / p99 / max | p99 ratio | RSS of up after |"
     );
     println!("|---|---|---|---|---|---|");
-    burst_row(
-        &format!("{rush_buyers} buyers for {rush_tickets} tickets: {won} sold, {refused} refused"),
-        &ours,
-        &theirs,
-        rss_rush,
-    );
+    let mut ratios = Vec::new();
+    let mut by_answer = Vec::new();
+    for round in 1..=rounds {
+        let mut wanted = Vec::new();
+        for n in 0..rush_tickets {
+            wanted.push(list(&http, &base, &seller, &format!("Rush {round} gala {n}"), 50).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let requests: Vec<String> = (0..rush_buyers)
+            .map(|i| {
+                let (token, _) = sessions
+                    .issue(
+                        &format!("rush-{round}-{i}"),
+                        &format!("rush-{round}-{i}@bench.test"),
+                    )
+                    .unwrap();
+                order_request(&token, &wanted[i % rush_tickets])
+            })
+            .collect();
+        let (ours, statuses) = burst(ours_addr, requests.clone()).await;
+        let rss_rush = rss();
+        let (theirs, nginx_statuses) = burst(nginx_addr, requests).await;
+        let won = statuses.iter().filter(|s| **s == 201).count();
+        let refused = statuses.iter().filter(|s| **s == 400).count();
+        assert_eq!(
+            won, rush_tickets,
+            "every ticket sold once, none twice: {statuses:?}"
+        );
+        assert_eq!(won + refused, rush_buyers, "every other buyer refused");
+        assert!(nginx_statuses.iter().all(|s| *s == 400));
+        burst_row(
+            &format!("{round}: {won} sold, {refused} refused"),
+            &ours,
+            &theirs,
+            rss_rush,
+        );
+        ratios.push(percentile(&ours, 0.99) as f64 / percentile(&theirs, 0.99).max(1) as f64);
+        by_answer.push(format!(
+            "round {round}: {}; {}",
+            of_status(&ours, &statuses, 201),
+            of_status(&ours, &statuses, 400)
+        ));
+    }
+    ratios.sort_by(f64::total_cmp);
     println!();
     println!(
-        "BuyTicket's rush by answer: {}; {}",
-        of_status(&ours, &statuses, 201),
-        of_status(&ours, &statuses, 400)
+        "{rush_buyers} buyers for {rush_tickets} tickets, {rounds} rounds: p99 ratio median {:.1}×, best {:.1}×, worst {:.1}×",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
+    println!();
+    println!("BuyTicket's rush by answer:");
+    for line in by_answer {
+        println!("- {line}");
+    }
     // The winning order is still the only one.
     let orders = http
         .get(format!("{base}/api/orders"))
