@@ -2,8 +2,10 @@
 //!
 //! Queries are written once, as `$N` SQL constants that both backends accept, and run through
 //! [`on_db!`](crate::on_db) / [`on_tx!`](crate::on_tx), which expand the body once per concrete
-//! pool so that each backend uses its native types. Timestamps are stored as BIGINT milliseconds
-//! since the Unix epoch (UTC) on both backends: one type, ordered and compared the same way.
+//! pool so that each backend uses its native types (a write outside a transaction through
+//! [`write_on_db!`](crate::write_on_db), which takes SQLite's writer's turn first). Timestamps
+//! are stored as BIGINT milliseconds since the Unix epoch (UTC) on both backends: one type,
+//! ordered and compared the same way.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -322,6 +324,29 @@ macro_rules! on_db {
             $crate::db::Db::Postgres($pool) => $body,
         }
     };
+}
+
+/// Runs `$body` like [`on_db!`](crate::on_db), for a statement that writes outside a [`Tx`]:
+/// `write_on_db!(&state.db, |pool| sqlx::query(SQL).bind(id).execute(pool).await)`.
+///
+/// On SQLite it first takes the writer's turn ([`Db::write_turn`]) and holds it while `$body`
+/// runs: a lone `UPDATE` that met a transaction of this process at SQLite's lock would sleep in
+/// the busy handler's steps (tens of ms, see [`Writers`]); with the turn it queues behind that
+/// transaction and goes as soon as it commits. A turn not given within the acquire timeout is
+/// `$body`'s `Err` (the `sqlx::Error` of [`Db::write_turn`], answered 503). On PostgreSQL
+/// `$body` runs as it is.
+///
+/// Never while this task holds a [`Tx`] of the same database or a turn: the turn is not
+/// reentrant, so the statement would wait for itself until the timeout.
+#[macro_export]
+macro_rules! write_on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {{
+        let db: &$crate::db::Db = $db;
+        match db.write_turn().await {
+            Ok(_turn) => $crate::on_db!(db, |$pool| $body),
+            Err(err) => Err(::core::convert::From::from(err)),
+        }
+    }};
 }
 
 /// Runs `$body` with `$conn` bound to the connection of a `&mut` [`Tx`]:

@@ -3,7 +3,8 @@
 //!
 //! - [`db`]: one [`Db`] handle over SQLite (embedded default) or PostgreSQL (distributed),
 //!   opened from a URL, migrations per service, transactions (`BEGIN IMMEDIATE` on SQLite) and
-//!   the [`on_db!`] / [`on_tx!`] macros that expand one query body per backend.
+//!   the [`on_db!`] / [`on_tx!`] / [`write_on_db!`] macros that expand one query body per
+//!   backend.
 //! - [`http`]: composing services into one router ([`http::app`]) with the common layers
 //!   (request ids, tracing, metrics, body limit, panics and unknown routes in the error format),
 //!   `/healthz`, `/readyz`, `/metrics`, and serving with graceful shutdown.

@@ -1,15 +1,15 @@
 //! SQLite's writers in one process take turns (`db::Writers`) instead of meeting in SQLite's
 //! busy handler: a second writer waits for the first one's commit and then goes; a pool of its
-//! own (`Db::own_pool`) and a statement outside a transaction (`Db::write_turn`) take their
-//! turn with the others; a turn not given within the acquire timeout is an error that answers
-//! 503, like an exhausted pool.
+//! own (`Db::own_pool`) and a statement outside a transaction (`Db::write_turn`,
+//! `write_on_db!`) take their turn with the others; a turn not given within the acquire timeout
+//! is an error that answers 503, like an exhausted pool.
 
 use std::time::Duration;
 
 use axum::response::IntoResponse;
 use bt_contract::ApiError;
 use bt_platform::db::DbOptions;
-use bt_platform::{Db, Migrations, Tx, on_db, on_tx};
+use bt_platform::{Db, Migrations, Tx, on_db, on_tx, write_on_db};
 use bt_test_support::{Backend, TestDb};
 use reqwest::StatusCode;
 
@@ -102,21 +102,88 @@ async fn a_statement_outside_a_transaction_takes_its_turn_too() {
     assert_eq!(written(&db).await, [1, 2]);
 }
 
+/// Starts `write_on_db!` of `n` on `db`, answering what the statement answered.
+fn write_outside_a_transaction(db: &Db, n: i64) -> tokio::task::JoinHandle<sqlx::Result<()>> {
+    let db = db.clone();
+    tokio::spawn(async move {
+        write_on_db!(&db, |pool| sqlx::query(
+            "INSERT INTO writes (n) VALUES ($1)"
+        )
+        .bind(n)
+        .execute(pool)
+        .await
+        .map(drop))
+    })
+}
+
 #[tokio::test]
-async fn a_turn_not_given_within_the_acquire_timeout_is_a_503() {
+async fn write_on_db_waits_for_the_turn_on_sqlite_and_then_goes() {
     let test_db = TestDb::new(Backend::Sqlite).await;
-    let options = DbOptions {
+    let db = open(&test_db, &DbOptions::default()).await;
+    // Behind a transaction: it goes once the transaction commits.
+    let mut first = db.begin().await.unwrap();
+    write(&mut first, 1).await;
+    let statement = write_outside_a_transaction(&db, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !statement.is_finished(),
+        "the statement waits while a transaction holds the turn"
+    );
+    first.commit().await.unwrap();
+    statement.await.unwrap().unwrap();
+    assert_eq!(written(&db).await, [1, 2]);
+    // Behind a turn that holds no lock of SQLite's: what it waits for is the turn itself (a
+    // statement that did not take it would go at once).
+    let turn = db.write_turn().await.unwrap();
+    let statement = write_outside_a_transaction(&db, 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !statement.is_finished(),
+        "the statement waits while another writer holds the turn"
+    );
+    drop(turn);
+    statement.await.unwrap().unwrap();
+    assert_eq!(written(&db).await, [1, 2, 3]);
+}
+
+/// Options under which a writer waits 200 ms for its turn.
+fn impatient() -> DbOptions {
+    DbOptions {
         acquire_timeout: Duration::from_millis(200),
         ..DbOptions::default()
-    };
-    let db = open(&test_db, &options).await;
-    let first = db.begin().await.unwrap();
-    let err = db.begin().await.unwrap_err();
+    }
+}
+
+/// `err` is a turn not given in time, which is answered 503.
+fn assert_busy(err: sqlx::Error) {
     assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
     assert_eq!(
         ApiError::from(err).into_response().status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+}
+
+#[tokio::test]
+async fn write_on_db_not_given_its_turn_within_the_acquire_timeout_is_a_503() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = open(&test_db, &impatient()).await;
+    let first = db.begin().await.unwrap();
+    let err = write_outside_a_transaction(&db, 1)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_busy(err);
+    first.rollback().await.unwrap();
+    assert_eq!(written(&db).await, [] as [i64; 0], "nothing written");
+}
+
+#[tokio::test]
+async fn a_turn_not_given_within_the_acquire_timeout_is_a_503() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = open(&test_db, &impatient()).await;
+    let first = db.begin().await.unwrap();
+    let err = db.begin().await.unwrap_err();
+    assert_busy(err);
     // Its turn comes once the first is done.
     first.rollback().await.unwrap();
     db.begin().await.unwrap().commit().await.unwrap();
@@ -133,6 +200,23 @@ async fn postgres_writers_do_not_queue_in_the_process() {
     write(&mut first, 1).await;
     write(&mut second, 2).await;
     second.commit().await.unwrap();
+    first.commit().await.unwrap();
+    assert_eq!(written(&db).await, [1, 2]);
+}
+
+#[tokio::test]
+async fn postgres_writes_outside_a_transaction_take_no_turn() {
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let db = open(&test_db, &DbOptions::default()).await;
+    let mut first = db.begin().await.unwrap();
+    write(&mut first, 1).await;
+    // Runs beside the open transaction, without waiting for its commit.
+    tokio::time::timeout(Duration::from_secs(5), write_outside_a_transaction(&db, 2))
+        .await
+        .expect("the statement does not wait for the transaction")
+        .unwrap()
+        .unwrap();
+    assert_eq!(written(&db).await, [2], "the statement committed by itself");
     first.commit().await.unwrap();
     assert_eq!(written(&db).await, [1, 2]);
 }

@@ -1,6 +1,6 @@
 //! The SQL of the auth service, one named function per statement.
 
-use bt_platform::{Db, Tx, on_db, on_tx};
+use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 /// A stored user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -62,7 +62,7 @@ pub async fn legacy_emails(
 /// Stores `email` in `form` for user `id`; a taken email is a unique violation.
 #[tracing::instrument(skip_all)]
 pub async fn set_email_form(db: &Db, id: &str, email: &str, form: i16) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(SET_EMAIL_FORM)
+    write_on_db!(db, |pool| sqlx::query(SET_EMAIL_FORM)
         .bind(id)
         .bind(email)
         .bind(form)
@@ -141,7 +141,7 @@ pub async fn revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<Vec<(Strin
 /// Deletes the revocations of sessions that expired before `now_secs`.
 #[tracing::instrument(skip_all)]
 pub async fn sweep_revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<u64> {
-    on_db!(db, |pool| sqlx::query(SWEEP_REVOKED)
+    write_on_db!(db, |pool| sqlx::query(SWEEP_REVOKED)
         .bind(now_secs)
         .execute(pool)
         .await

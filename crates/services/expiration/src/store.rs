@@ -1,6 +1,6 @@
 //! The SQL of the expiration service.
 
-use bt_platform::{Db, Tx, on_db, on_tx};
+use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 const SCHEDULE: &str = "INSERT INTO timers (order_id, fire_at, state, updated_at) VALUES ($1, $2, 'pending', $3) ON CONFLICT (order_id) DO NOTHING";
 const FINISH: &str = "INSERT INTO timers (order_id, fire_at, state, updated_at) VALUES ($1, 0, 'done', $2) ON CONFLICT (order_id) DO UPDATE SET state = 'done', updated_at = excluded.updated_at";
@@ -67,7 +67,7 @@ pub async fn delete(tx: &mut Tx, order_id: &str) -> sqlx::Result<()> {
 
 /// Forgets finished orders older than `before`.
 pub async fn purge_done(db: &Db, before: i64) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(PURGE_DONE)
+    write_on_db!(db, |pool| sqlx::query(PURGE_DONE)
         .bind(before)
         .execute(pool)
         .await

@@ -7,7 +7,7 @@ use bt_contract::resources::{Notification, NotificationKind};
 use bt_contract::search::Search;
 use bt_contract::{AlertId, Cents, Millis, NotificationId, OrderId, TicketId, UserId};
 use bt_platform::db::list_placeholders;
-use bt_platform::{Db, Tx, on_db, on_tx};
+use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 use crate::domain::{Alert, EmailStatus, Notice, OrderView, TicketView};
 
@@ -247,7 +247,7 @@ pub async fn alerts_of(db: &Db, user: &UserId) -> sqlx::Result<Vec<Alert>> {
 
 /// Deletes one of a user's alerts; false when they have no such alert.
 pub async fn delete_alert(db: &Db, id: &AlertId, user: &UserId) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(DELETE_ALERT)
+    write_on_db!(db, |pool| sqlx::query(DELETE_ALERT)
         .bind(id)
         .bind(user)
         .execute(pool)
@@ -369,7 +369,7 @@ pub async fn mark_read(
         }
         sql.push_str(&format!(" AND id IN ({})", list_placeholders(ids.len(), 3)));
     }
-    on_db!(db, |pool| {
+    write_on_db!(db, |pool| {
         let mut query = sqlx::query(&sql).bind(user).bind(now);
         for id in ids.unwrap_or_default() {
             query = query.bind(id);
@@ -480,7 +480,7 @@ pub async fn email_sent(
     to: &str,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(EMAIL_SENT)
+    write_on_db!(db, |pool| sqlx::query(EMAIL_SENT)
         .bind(id)
         .bind(lease)
         .bind(to)
@@ -498,7 +498,7 @@ pub async fn email_retry(
     next_attempt_at: Millis,
     error: &str,
 ) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(EMAIL_RETRY)
+    write_on_db!(db, |pool| sqlx::query(EMAIL_RETRY)
         .bind(id)
         .bind(lease)
         .bind(next_attempt_at)
@@ -516,7 +516,7 @@ pub async fn email_wait(
     next_attempt_at: Millis,
     reason: &str,
 ) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(EMAIL_WAIT)
+    write_on_db!(db, |pool| sqlx::query(EMAIL_WAIT)
         .bind(id)
         .bind(lease)
         .bind(next_attempt_at)
@@ -528,7 +528,7 @@ pub async fn email_wait(
 
 /// Records an email refused for good.
 pub async fn email_failed(db: &Db, id: &str, lease: Millis, error: &str) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(EMAIL_FAILED)
+    write_on_db!(db, |pool| sqlx::query(EMAIL_FAILED)
         .bind(id)
         .bind(lease)
         .bind(error)
@@ -584,7 +584,7 @@ pub async fn delete_old_emails(db: &Db, before: Millis, limit: i64) -> sqlx::Res
 
 /// Runs one of the retention deletes (`$1` before, `$2` limit); how many rows went.
 async fn delete_old(db: &Db, sql: &str, before: Millis, limit: i64) -> sqlx::Result<u64> {
-    on_db!(db, |pool| sqlx::query(sql)
+    write_on_db!(db, |pool| sqlx::query(sql)
         .bind(before)
         .bind(limit)
         .execute(pool)

@@ -5,7 +5,7 @@
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::{Millis, OrderId, PaymentId, UserId};
 use bt_platform::db::is_unique_violation;
-use bt_platform::{Db, Tx, on_db, on_tx};
+use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 use crate::domain::{Charge, ChargeState, PayableOrder};
 use crate::ledger::{AccountStatus, Credit, CreditStatus, EntryKind};
@@ -235,7 +235,7 @@ pub async fn save_charge(
 
 /// Extends the lease of a started charge to `until` (while its provider call lasts).
 pub async fn renew_lease(db: &Db, id: &PaymentId, until: Millis) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(RENEW_LEASE)
+    write_on_db!(db, |pool| sqlx::query(RENEW_LEASE)
         .bind(id)
         .bind(until)
         .execute(pool)
@@ -252,7 +252,7 @@ pub async fn take_lease(
     until: Millis,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(TAKE_LEASE)
+    write_on_db!(db, |pool| sqlx::query(TAKE_LEASE)
         .bind(id)
         .bind(seen)
         .bind(until)
@@ -265,7 +265,7 @@ pub async fn take_lease(
 /// Ends the lease of a started charge at `now` (its provider call failed): the next pay
 /// request, or the settlement worker, replays it at once.
 pub async fn release_lease(db: &Db, id: &PaymentId, now: Millis) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(RELEASE_LEASE)
+    write_on_db!(db, |pool| sqlx::query(RELEASE_LEASE)
         .bind(id)
         .bind(now)
         .execute(pool)
@@ -433,7 +433,7 @@ pub async fn all_credits(db: &Db) -> sqlx::Result<Vec<Credit>> {
 
 /// Pending entries whose time has come become available; how many did.
 pub async fn mature_credits(db: &Db, now: Millis) -> sqlx::Result<u64> {
-    on_db!(db, |pool| sqlx::query(MATURE_CREDITS)
+    write_on_db!(db, |pool| sqlx::query(MATURE_CREDITS)
         .bind(now)
         .execute(pool)
         .await
@@ -502,7 +502,7 @@ pub async fn take_transfer_lease(
     until: Millis,
     now: Millis,
 ) -> sqlx::Result<u64> {
-    on_db!(db, |pool| sqlx::query(TAKE_TRANSFER_LEASE)
+    write_on_db!(db, |pool| sqlx::query(TAKE_TRANSFER_LEASE)
         .bind(key)
         .bind(until)
         .bind(now)
@@ -514,7 +514,7 @@ pub async fn take_transfer_lease(
 /// Ends the lease of transfer `key` at `now` (the provider was unreachable): the next round
 /// replays it.
 pub async fn release_transfer_lease(db: &Db, key: &str, now: Millis) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(RELEASE_TRANSFER_LEASE)
+    write_on_db!(db, |pool| sqlx::query(RELEASE_TRANSFER_LEASE)
         .bind(key)
         .bind(now)
         .execute(pool)
@@ -553,7 +553,7 @@ pub async fn insert_account(
     status: AccountStatus,
     now: Millis,
 ) -> sqlx::Result<()> {
-    on_db!(db, |pool| sqlx::query(INSERT_ACCOUNT)
+    write_on_db!(db, |pool| sqlx::query(INSERT_ACCOUNT)
         .bind(user)
         .bind(provider_account_id)
         .bind(status)
@@ -572,7 +572,7 @@ pub async fn set_account_status(
     status: AccountStatus,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    on_db!(db, |pool| sqlx::query(SET_ACCOUNT_STATUS)
+    write_on_db!(db, |pool| sqlx::query(SET_ACCOUNT_STATUS)
         .bind(provider_account_id)
         .bind(status)
         .bind(now)
