@@ -51,8 +51,8 @@ impl Search {
         &self.text
     }
 
-    /// The text in lower case: what titles are compared with (the listing's SQL compares
-    /// `LOWER(title)` with it).
+    /// The text in lower case (Rust's Unicode `to_lowercase`): what titles are compared with
+    /// (the listing's SQL compares the tickets' `title_folded`, folded the same way, with it).
     pub fn lower(&self) -> &str {
         &self.lower
     }

@@ -44,6 +44,15 @@ impl Title {
     }
 }
 
+/// A title, or a search, as the listing's search compares them: Unicode lower case (Rust's
+/// `str::to_lowercase`, as ticket alerts compare them in `bt_contract::search::Search`). The
+/// only place the tickets service folds text: a title is folded once when it is written and
+/// stored as `tickets.title_folded`, so SQLite (whose `LOWER` folds ASCII only) and PostgreSQL
+/// find the same tickets.
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
 /// A ticket price: more than 0, at most 1,000,000, at most 2 decimals; exact cents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Price(Cents);
@@ -532,6 +541,23 @@ mod tests {
             Err("Title must be at most 200 characters".into())
         );
         assert!(Title::parse(Some("a\u{0}b".into())).is_err());
+    }
+
+    #[test]
+    fn titles_fold_to_unicode_lower_case_as_alerts_do() {
+        let cases = [
+            ("ÉTÉ À PARIS", "été à paris"),
+            ("ÖL", "öl"),
+            ("Rock Concert", "rock concert"),
+            // Lower case only: no case folding beyond it (ß stays ß, not ss).
+            ("STRASSE Straße", "strasse straße"),
+            ("100%_\\", "100%_\\"),
+        ];
+        for (title, folded) in cases {
+            assert_eq!(fold(title), folded, "{title}");
+            let search = bt_contract::search::Search::parse(title).unwrap();
+            assert_eq!(fold(title), search.lower(), "alerts fold {title} alike");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - [`domain`]: [`Title`](domain::Title), [`Price`](domain::Price) and the event details,
 //!   parsed once at the edge, the resale cap, and the ticket's changes as pure transitions
 //!   (list, edit or relist, reserve at the order's terms or refuse, release, sell to the buyer).
-//! - [`store`]: the SQL of the `tickets` and `order_versions` tables.
+//! - [`store`]: the SQL of the `tickets` and `order_versions` tables; the search compares
+//!   `title_folded`, the title folded in Rust when written ([`domain::fold`]), and
+//!   [`fold_titles`] fills it in at start for tickets written before it existed.
 //! - [`handlers`]: the routes under `/api/tickets`.
 //! - [`snapshots`]: the default listing and single tickets kept as serialized responses,
 //!   current until the next commit (or another replica's event), with `ETag` / 304.
@@ -83,8 +85,26 @@ impl Default for Settings {
     }
 }
 
-/// Opens the tickets database, starts its outbox relay and event consumers on `runtime`, and
-/// returns the service.
+/// Tickets whose titles [`fold_titles`] folds per statement.
+pub const FOLD_BATCH: i64 = 500;
+
+/// Folds the titles of the tickets written before `title_folded` existed (migration 0003), in
+/// batches of [`FOLD_BATCH`] until a batch folds none; answers how many it folded. Run at
+/// start, before the service answers searches; with several replicas each runs it, and a row
+/// is folded by whoever gets there first (the same text either way).
+pub async fn fold_titles(db: &Db) -> sqlx::Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = store::fold_unfolded_titles(db, FOLD_BATCH).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+/// Opens the tickets database, folds the titles it has not folded yet ([`fold_titles`]),
+/// starts its outbox relay and event consumers on `runtime`, and returns the service.
 pub async fn service(
     database_url: &str,
     db_options: &DbOptions,
@@ -93,6 +113,13 @@ pub async fn service(
     runtime: &Runtime,
 ) -> Result<Service, StartError> {
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
+    let folded = fold_titles(&db).await?;
+    if folded > 0 {
+        tracing::info!(
+            tickets = folded,
+            "titles of earlier tickets folded for the search"
+        );
+    }
     let outbox = Outbox::new(db.clone());
     outbox.spawn_relay(runtime, "tickets");
     let handlers = events::Handlers {

@@ -1,9 +1,10 @@
 //! The SQL of the tickets service, one named function per statement.
 
 use bt_contract::{Millis, OrderId, TicketId, UserId};
-use bt_platform::{Db, Tx, on_db, on_tx};
+use bt_platform::db::values_placeholders;
+use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
-use crate::domain::Ticket;
+use crate::domain::{Ticket, fold};
 
 const COLUMNS: &str = "id, title, price, user_id, version, order_id, (sold_at IS NOT NULL) AS sold, venue, starts_at, face_value, for_sale, (file_key IS NOT NULL) AS has_file, reserved_for, sales";
 
@@ -11,8 +12,13 @@ fn select(filter: &str) -> String {
     format!("SELECT {COLUMNS} FROM tickets {filter}")
 }
 
-const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, venue, starts_at, face_value, for_sale, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $10)";
-const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7, user_id = $9, venue = $10, starts_at = $11, face_value = $12, for_sale = $13, reserved_for = $14, sales = $15 WHERE id = $1 AND version = $8";
+const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, venue, starts_at, face_value, for_sale, created_at, updated_at, title_folded) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $10, $11)";
+const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7, user_id = $9, venue = $10, starts_at = $11, face_value = $12, for_sale = $13, reserved_for = $14, sales = $15, title_folded = $16 WHERE id = $1 AND version = $8";
+const UNFOLDED: &str =
+    "SELECT id, title FROM tickets WHERE title_folded IS NULL ORDER BY id LIMIT $1";
+// Rows `(id, title_folded, title)`; a row whose title changed since it was read is left for the
+// next batch. VALUES' columns are `column1`, `column2`, ... on both backends.
+const SET_FOLDED: &str = "UPDATE tickets SET title_folded = v.column2 FROM (VALUES {rows}) AS v WHERE tickets.id = v.column1 AND tickets.title = v.column3 AND tickets.title_folded IS NULL";
 const FILE: &str = "SELECT file_key, file_kind FROM tickets WHERE id = $1 AND file_key IS NOT NULL";
 const SET_FILE: &str = "UPDATE tickets SET file_key = $2, file_kind = $3, file_size = $4, updated_at = $5 WHERE id = $1";
 const ORDER_VERSION: &str = "SELECT version FROM order_versions WHERE order_id = $1";
@@ -32,6 +38,7 @@ pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: Millis) -> sqlx::Result<(
         .bind(ticket.face_value)
         .bind(ticket.for_sale)
         .bind(now)
+        .bind(fold(&ticket.title))
         .execute(conn)
         .await
         .map(drop))
@@ -58,8 +65,9 @@ pub async fn find_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>>
 }
 
 /// Tickets on sale — free, offered by their owner, whose event has not started at `now` —
-/// newest first, optionally whose title contains `search` (case-insensitive), after the ticket
-/// `after` (a cursor), at most `limit`.
+/// newest first, optionally whose title contains `search` (case-insensitive: both sides folded
+/// by [`fold`], the title when it was written), after the ticket `after` (a cursor), at most
+/// `limit`.
 #[tracing::instrument(skip_all)]
 pub async fn list_on_sale(
     db: &Db,
@@ -77,14 +85,14 @@ pub async fn list_on_sale(
         format!("${n}")
     };
     if search.is_some() {
-        filter.push_str(&format!(" AND LOWER(title) LIKE {} ESCAPE '\\'", next()));
+        filter.push_str(&format!(" AND title_folded LIKE {} ESCAPE '\\'", next()));
     }
     if after.is_some() {
         filter.push_str(&format!(" AND id < {}", next()));
     }
     filter.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
     let sql = select(&filter);
-    let pattern = search.map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+    let pattern = search.map(|s| format!("%{}%", escape_like(&fold(s))));
     on_db!(db, |pool| {
         let mut query = sqlx::query_as::<_, Ticket>(&sql).bind(now);
         if let Some(pattern) = &pattern {
@@ -106,6 +114,30 @@ pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticke
         .bind(user_id)
         .fetch_all(pool)
         .await)
+}
+
+/// Folds the titles of at most `limit` tickets written before `title_folded` existed (NULL
+/// there), in one statement; answers how many it folded. A row whose title changed between the
+/// read and the write is left as it is (the write that changed it folded it), so a caller that
+/// calls until it answers 0 cannot loop on a row it fails to fold.
+#[tracing::instrument(skip_all)]
+pub async fn fold_unfolded_titles(db: &Db, limit: i64) -> sqlx::Result<usize> {
+    let rows: Vec<(String, String)> = on_db!(db, |pool| sqlx::query_as(UNFOLDED)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sql = SET_FOLDED.replace("{rows}", &values_placeholders(rows.len(), 3, 1));
+    write_on_db!(db, |pool| {
+        let mut query = sqlx::query(&sql);
+        for (id, title) in &rows {
+            query = query.bind(id).bind(fold(title)).bind(title);
+        }
+        query.execute(pool).await.map(|done| done.rows_affected())
+    })
+    .map(|folded| folded as usize)
 }
 
 fn escape_like(s: &str) -> String {
@@ -139,6 +171,7 @@ pub async fn save(
         .bind(ticket.for_sale)
         .bind(&ticket.reserved_for)
         .bind(ticket.sales)
+        .bind(fold(&ticket.title))
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))
