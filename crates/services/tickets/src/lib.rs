@@ -89,18 +89,22 @@ impl Default for Settings {
 pub const FOLD_BATCH: i64 = 500;
 
 /// Folds the titles of the tickets written before `title_folded` existed (migration 0003), in
-/// batches of [`FOLD_BATCH`] until a batch folds none; answers how many it folded. Run at
-/// start, before the service answers searches; with several replicas each runs it, and a row
-/// is folded by whoever gets there first (the same text either way).
-pub async fn fold_titles(db: &Db) -> sqlx::Result<usize> {
-    let mut total = 0;
-    loop {
-        let n = store::fold_unfolded_titles(db, FOLD_BATCH).await?;
-        if n == 0 {
-            return Ok(total);
-        }
-        total += n;
+/// batches of [`FOLD_BATCH`] along the ids, until none is left. Run at start, before the service
+/// answers searches; with several replicas each runs it, and a row is folded by whoever gets
+/// there first (the same text either way).
+pub async fn fold_titles(db: &Db) -> sqlx::Result<()> {
+    let (mut after, mut folded) = (String::new(), 0);
+    while let Some((last, n)) = store::fold_unfolded_titles(db, &after, FOLD_BATCH).await? {
+        after = last;
+        folded += n;
     }
+    if folded > 0 {
+        tracing::info!(
+            tickets = folded,
+            "titles of earlier tickets folded for the search"
+        );
+    }
+    Ok(())
 }
 
 /// Opens the tickets database, folds the titles it has not folded yet ([`fold_titles`]),
@@ -113,13 +117,7 @@ pub async fn service(
     runtime: &Runtime,
 ) -> Result<Service, StartError> {
     let db = Db::open(database_url, db_options, &MIGRATIONS).await?;
-    let folded = fold_titles(&db).await?;
-    if folded > 0 {
-        tracing::info!(
-            tickets = folded,
-            "titles of earlier tickets folded for the search"
-        );
-    }
+    fold_titles(&db).await?;
     let outbox = Outbox::new(db.clone());
     outbox.spawn_relay(runtime, "tickets");
     let handlers = events::Handlers {

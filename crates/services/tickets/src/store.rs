@@ -14,8 +14,10 @@ fn select(filter: &str) -> String {
 
 const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, venue, starts_at, face_value, for_sale, created_at, updated_at, title_folded) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $10, $11)";
 const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7, user_id = $9, venue = $10, starts_at = $11, face_value = $12, for_sale = $13, reserved_for = $14, sales = $15, title_folded = $16 WHERE id = $1 AND version = $8";
+// After a cursor, along the primary key: each batch starts where the last one ended instead of
+// walking again past the rows folded already.
 const UNFOLDED: &str =
-    "SELECT id, title FROM tickets WHERE title_folded IS NULL ORDER BY id LIMIT $1";
+    "SELECT id, title FROM tickets WHERE id > $1 AND title_folded IS NULL ORDER BY id LIMIT $2";
 // Rows `(id, title_folded, title)`; a row whose title changed since it was read is left for the
 // next batch. VALUES' columns are `column1`, `column2`, ... on both backends.
 const SET_FOLDED: &str = "UPDATE tickets SET title_folded = v.column2 FROM (VALUES {rows}) AS v WHERE tickets.id = v.column1 AND tickets.title = v.column3 AND tickets.title_folded IS NULL";
@@ -117,27 +119,33 @@ pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticke
 }
 
 /// Folds the titles of at most `limit` tickets written before `title_folded` existed (NULL
-/// there), in one statement; answers how many it folded. A row whose title changed between the
-/// read and the write is left as it is (the write that changed it folded it), so a caller that
-/// calls until it answers 0 cannot loop on a row it fails to fold.
+/// there) whose ids come after `after`, in one statement; answers the last id it read and how
+/// many rows, or `None` when there was none left. A row whose title changed between the read and the write is
+/// left as it is: the write that changed it folded it.
 #[tracing::instrument(skip_all)]
-pub async fn fold_unfolded_titles(db: &Db, limit: i64) -> sqlx::Result<usize> {
+pub async fn fold_unfolded_titles(
+    db: &Db,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Option<(String, usize)>> {
     let rows: Vec<(String, String)> = on_db!(db, |pool| sqlx::query_as(UNFOLDED)
+        .bind(after)
         .bind(limit)
         .fetch_all(pool)
         .await)?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
+    let Some((last, _)) = rows.last() else {
+        return Ok(None);
+    };
+    let last = last.clone();
     let sql = SET_FOLDED.replace("{rows}", &values_placeholders(rows.len(), 3, 1));
     write_on_db!(db, |pool| {
         let mut query = sqlx::query(&sql);
         for (id, title) in &rows {
             query = query.bind(id).bind(fold(title)).bind(title);
         }
-        query.execute(pool).await.map(|done| done.rows_affected())
-    })
-    .map(|folded| folded as usize)
+        query.execute(pool).await.map(drop)
+    })?;
+    Ok(Some((last, rows.len())))
 }
 
 fn escape_like(s: &str) -> String {
