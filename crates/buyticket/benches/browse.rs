@@ -496,6 +496,7 @@ async fn main() {
         for n in 0..rush_tickets {
             wanted.push(list(&http, &base, &seller, &format!("Rush {round} gala {n}"), 50).await);
         }
+        // Each ticket's orders service replica knows it before the burst (no 503 "not yet").
         tokio::time::sleep(Duration::from_millis(500)).await;
         let requests: Vec<String> = (0..rush_buyers)
             .map(|i| {

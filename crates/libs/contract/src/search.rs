@@ -8,6 +8,14 @@
 /// The longest search, in characters.
 pub const MAX_CHARS: usize = 200;
 
+/// A title, or a search text, as searches compare them: Unicode lower case (`str::to_lowercase`;
+/// no folding beyond it: `ß` stays `ß`). The one place text is folded for a search: alerts
+/// fold here, and the tickets service stores each title folded by it (`tickets.title_folded`),
+/// so SQLite (whose `LOWER` folds ASCII only) and PostgreSQL find the same tickets.
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
 /// A valid search text (trimmed, not blank, at most [`MAX_CHARS`] characters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Search {
@@ -42,7 +50,7 @@ impl Search {
         }
         Ok(Self {
             text: text.to_owned(),
-            lower: text.to_lowercase(),
+            lower: fold(text),
         })
     }
 
@@ -51,15 +59,15 @@ impl Search {
         &self.text
     }
 
-    /// The text in lower case (Rust's Unicode `to_lowercase`): what titles are compared with
-    /// (the listing's SQL compares the tickets' `title_folded`, folded the same way, with it).
+    /// The text folded ([`fold`]): what titles, folded alike, are compared with (the listing's
+    /// SQL compares the tickets' `title_folded` with it).
     pub fn lower(&self) -> &str {
         &self.lower
     }
 
     /// Whether a ticket titled `title` is one this search finds.
     pub fn matches(&self, title: &str) -> bool {
-        title.to_lowercase().contains(&self.lower)
+        fold(title).contains(&self.lower)
     }
 }
 

@@ -44,15 +44,6 @@ impl Title {
     }
 }
 
-/// A title, or a search, as the listing's search compares them: Unicode lower case (Rust's
-/// `str::to_lowercase`, as ticket alerts compare them in `bt_contract::search::Search`). The
-/// only place the tickets service folds text: a title is folded once when it is written and
-/// stored as `tickets.title_folded`, so SQLite (whose `LOWER` folds ASCII only) and PostgreSQL
-/// find the same tickets.
-pub fn fold(text: &str) -> String {
-    text.to_lowercase()
-}
-
 /// A ticket price: more than 0, at most 1,000,000, at most 2 decimals; exact cents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Price(Cents);
@@ -554,9 +545,9 @@ mod tests {
             ("100%_\\", "100%_\\"),
         ];
         for (title, folded) in cases {
-            assert_eq!(fold(title), folded, "{title}");
+            assert_eq!(bt_contract::search::fold(title), folded, "{title}");
             let search = bt_contract::search::Search::parse(title).unwrap();
-            assert_eq!(fold(title), search.lower(), "alerts fold {title} alike");
+            assert_eq!(folded, search.lower(), "alerts fold {title} alike");
         }
     }
 

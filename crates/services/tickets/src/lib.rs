@@ -5,7 +5,7 @@
 //!   parsed once at the edge, the resale cap, and the ticket's changes as pure transitions
 //!   (list, edit or relist, reserve at the order's terms or refuse, release, sell to the buyer).
 //! - [`store`]: the SQL of the `tickets` and `order_versions` tables; the search compares
-//!   `title_folded`, the title folded in Rust when written ([`domain::fold`]), and
+//!   `title_folded`, the title folded in Rust when written (`bt_contract::search::fold`), and
 //!   [`fold_titles`] fills it in at start for tickets written before it existed.
 //! - [`handlers`]: the routes under `/api/tickets`.
 //! - [`snapshots`]: the default listing and single tickets kept as serialized responses,

@@ -1,10 +1,11 @@
 //! The SQL of the tickets service, one named function per statement.
 
+use bt_contract::search::fold;
 use bt_contract::{Millis, OrderId, TicketId, UserId};
 use bt_platform::db::values_placeholders;
 use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
-use crate::domain::{Ticket, fold};
+use crate::domain::Ticket;
 
 const COLUMNS: &str = "id, title, price, user_id, version, order_id, (sold_at IS NOT NULL) AS sold, venue, starts_at, face_value, for_sale, (file_key IS NOT NULL) AS has_file, reserved_for, sales";
 
@@ -18,8 +19,9 @@ const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, ord
 // walking again past the rows folded already.
 const UNFOLDED: &str =
     "SELECT id, title FROM tickets WHERE id > $1 AND title_folded IS NULL ORDER BY id LIMIT $2";
-// Rows `(id, title_folded, title)`; a row whose title changed since it was read is left for the
-// next batch. VALUES' columns are `column1`, `column2`, ... on both backends.
+// Rows `(id, title_folded, title)`; a row whose title changed since it was read is left as it
+// is (the write that changed it folded it). VALUES' columns are `column1`, `column2`, ... on
+// both backends.
 const SET_FOLDED: &str = "UPDATE tickets SET title_folded = v.column2 FROM (VALUES {rows}) AS v WHERE tickets.id = v.column1 AND tickets.title = v.column3 AND tickets.title_folded IS NULL";
 const FILE: &str = "SELECT file_key, file_kind FROM tickets WHERE id = $1 AND file_key IS NOT NULL";
 const SET_FILE: &str = "UPDATE tickets SET file_key = $2, file_kind = $3, file_size = $4, updated_at = $5 WHERE id = $1";
@@ -120,8 +122,8 @@ pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticke
 
 /// Folds the titles of at most `limit` tickets written before `title_folded` existed (NULL
 /// there) whose ids come after `after`, in one statement; answers the last id it read and how
-/// many rows, or `None` when there was none left. A row whose title changed between the read and the write is
-/// left as it is: the write that changed it folded it.
+/// many rows, or `None` when there was none left. A row whose title changed between the read
+/// and the write is left as it is: the write that changed it folded it.
 #[tracing::instrument(skip_all)]
 pub async fn fold_unfolded_titles(
     db: &Db,
