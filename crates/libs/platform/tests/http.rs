@@ -309,3 +309,57 @@ async fn connections_over_the_cap_are_closed_and_the_server_goes_on() {
     }
     assert!(answered, "the server goes on");
 }
+
+/// One HTTP/2 frame: its type, flags, stream and payload.
+async fn read_frame(stream: &mut TcpStream) -> (u8, u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.unwrap();
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (head[3], head[4], id, payload)
+}
+
+#[tokio::test]
+async fn a_client_that_speaks_http2_with_prior_knowledge_is_answered_in_http2() {
+    let addr = serve(ServeLimits::default()).await;
+    let mut h2 = TcpStream::connect(addr).await.unwrap();
+    // The preface, an empty SETTINGS frame, then GET /api/things/abc on stream 1 (HPACK:
+    // :method GET, :scheme http, :path and :authority as literals).
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    let path = b"/api/things/abc";
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, 1, b'x']);
+    out.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    h2.write_all(&out).await.unwrap();
+
+    let (mut status, mut body) = (None, Vec::new());
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (kind, flags, id, payload) = read_frame(&mut h2).await;
+            match (kind, id) {
+                // HEADERS: `:status 200` is HPACK's static entry 8.
+                (0x1, 1) => status = payload.first().copied(),
+                (0x0, 1) => body.extend_from_slice(&payload),
+                _ => {}
+            }
+            if id == 1 && flags & 0x1 != 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("an HTTP/2 answer on stream 1");
+    assert_eq!(status, Some(0x88), "the answer's status is 200");
+    assert_eq!(body, b"abc");
+
+    // HTTP/1.1 on the same listener still works.
+    let ok = reqwest::get(format!("http://{addr}/api/things/def"))
+        .await
+        .unwrap();
+    assert_eq!(ok.text().await.unwrap(), "def");
+}
