@@ -276,11 +276,7 @@ async fn page(
     if tickets.len() as i64 > limit {
         tickets.truncate(limit as usize);
         if let Some(last) = tickets.last() {
-            let mut next = format!("/api/tickets?limit={limit}&cursor={}", last.id);
-            if let Some(q) = search {
-                next.push_str("&q=");
-                next.push_str(&urlencode(q));
-            }
+            let next = next_page(limit, &last.id.to_string(), search);
             link = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).ok();
         }
     }
@@ -320,15 +316,16 @@ fn parse_search(raw: Option<&str>) -> Result<Option<String>, String> {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The listing's next page after the ticket `cursor`: the same `limit` and search.
+fn next_page(limit: i64, cursor: &str, search: Option<&str>) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("limit", &limit.to_string())
+        .append_pair("cursor", cursor);
+    if let Some(q) = search {
+        query.append_pair("q", q);
+    }
+    format!("/api/tickets?{}", query.finish())
 }
 
 /// Extension: the caller's own tickets in every state (on sale, reserved, sold), newest first.
@@ -671,6 +668,23 @@ mod tests {
 
     #[test]
     fn search_text_is_encoded_in_the_next_link() {
-        assert_eq!(urlencode("rock & roll/ü"), "rock%20%26%20roll%2F%C3%BC");
+        let next = next_page(20, "abc", Some("rock & roll/ü=+"));
+        assert_eq!(
+            next,
+            "/api/tickets?limit=20&cursor=abc&q=rock+%26+roll%2F%C3%BC%3D%2B"
+        );
+        let (_, query) = next.split_once('?').unwrap();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("limit".into(), "20".into()),
+                ("cursor".into(), "abc".into()),
+                ("q".into(), "rock & roll/ü=+".into())
+            ]
+        );
+        assert_eq!(next_page(5, "abc", None), "/api/tickets?limit=5&cursor=abc");
     }
 }

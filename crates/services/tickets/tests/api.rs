@@ -355,9 +355,12 @@ async fn the_listing_pages_with_limit_cursor_and_a_next_link(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let seller = TestUser::new();
     for i in 0..5 {
-        app.listed(&seller, &format!("Show {i}"), json!(5)).await;
+        app.listed(&seller, &format!("Rock & Show {i}"), json!(5))
+            .await;
     }
-    let mut path = "/api/tickets?limit=2&q=show".to_owned();
+    app.listed(&seller, "Rock Show", json!(5)).await;
+    // A search with a space and an ampersand: the next link must carry it intact.
+    let mut path = "/api/tickets?limit=2&q=rock+%26+show".to_owned();
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
@@ -376,7 +379,10 @@ async fn the_listing_pages_with_limit_cursor_and_a_next_link(backend: Backend) {
         };
         let link = link.to_str().unwrap();
         assert!(link.ends_with(">; rel=\"next\""), "{link}");
-        assert!(link.contains("q=show"), "the search is kept: {link}");
+        assert!(
+            link.contains("&q=rock+%26+show>"),
+            "the search is kept: {link}"
+        );
         path = link
             .trim_start_matches('<')
             .split('>')
@@ -385,7 +391,16 @@ async fn the_listing_pages_with_limit_cursor_and_a_next_link(backend: Backend) {
             .to_owned();
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen, ["Show 4", "Show 3", "Show 2", "Show 1", "Show 0"]);
+    assert_eq!(
+        seen,
+        [
+            "Rock & Show 4",
+            "Rock & Show 3",
+            "Rock & Show 2",
+            "Rock & Show 1",
+            "Rock & Show 0"
+        ]
+    );
 }
 
 async fn bad_listing_parameters_are_400(backend: Backend) {
