@@ -276,7 +276,7 @@ async fn page(
     if tickets.len() as i64 > limit {
         tickets.truncate(limit as usize);
         if let Some(last) = tickets.last() {
-            let next = next_page(limit, &last.id.to_string(), search);
+            let next = next_page(limit, last.id.as_ref(), search);
             link = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).ok();
         }
     }
