@@ -567,3 +567,26 @@ fn a_short_metrics_token_is_refused() {
         "{stderr}"
     );
 }
+
+/// The binary's allocator is jemalloc with the options of `.cargo/config.toml` built in (memory
+/// a rush freed goes back to the system within a second): jemalloc prints its build-time
+/// options and the ones in force when asked for its statistics at exit.
+#[cfg(not(target_env = "msvc"))]
+#[test]
+fn the_allocator_is_jemalloc_and_gives_freed_memory_back_on_its_own() {
+    let (code, stderr) = run_to_end(&["--version"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "config.malloc_conf: \"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\""
+        ),
+        "jemalloc's build-time options: {stderr}"
+    );
+    for option in [
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(stderr.contains(option), "{option}: {stderr}");
+    }
+}
