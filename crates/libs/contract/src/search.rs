@@ -82,6 +82,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn titles_and_searches_fold_to_unicode_lower_case_alike() {
+        let cases = [
+            ("ÉTÉ À PARIS", "été à paris"),
+            ("ÖL", "öl"),
+            ("Rock Concert", "rock concert"),
+            // Lower case only: no case folding beyond it (ß stays ß, not ss).
+            ("STRASSE Straße", "strasse straße"),
+            ("100%_\\", "100%_\\"),
+        ];
+        for (title, folded) in cases {
+            assert_eq!(fold(title), folded, "{title}");
+            let search = Search::parse(title).unwrap();
+            assert_eq!(folded, search.lower(), "alerts fold {title} alike");
+        }
+    }
+
+    #[test]
     fn a_search_is_trimmed_and_bounded() {
         assert_eq!(Search::parse("  Opera ").unwrap().as_str(), "Opera");
         assert_eq!(Search::parse(" \t "), Err(SearchError::Blank));
