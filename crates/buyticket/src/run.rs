@@ -59,7 +59,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let bus = LocalBus::open(&sqlite_url("bus"), BusConfig::default())
         .await
         .context("opening the event log")?;
-    let runtime = Runtime::new(Bus::Local(bus));
+    let runtime = Runtime::new(Bus::Local(Box::new(bus)));
 
     // Bound first: the web client calls the API through this same listener.
     let listener = bind(&args.host, args.port).await?;

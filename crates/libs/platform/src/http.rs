@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 use crate::db::Db;
 
 mod edge;
+mod load;
+
+pub use load::{REQUEST_WINDOW, Requests, requests};
 
 /// The largest request body any API route accepts.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

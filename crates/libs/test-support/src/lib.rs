@@ -409,6 +409,8 @@ impl TestBus {
             poll_interval: std::time::Duration::from_millis(200),
             consumer_batch: 64,
             consumer_partitions: 4,
+            relay_yield: std::time::Duration::from_millis(250),
+            relay_busy: 40,
             lag_warning: std::time::Duration::from_secs(10),
             lag_interval: std::time::Duration::from_millis(200),
         }
@@ -429,7 +431,7 @@ impl TestBus {
                     .await
                     .expect("local bus");
                 Self {
-                    bus: bt_platform::Bus::Local(bus),
+                    bus: bt_platform::Bus::Local(Box::new(bus)),
                     config,
                     nats_url: None,
                     _dir: Some(dir),

@@ -53,6 +53,14 @@ pub struct BusConfig {
     /// record they change; one record's events stay in one partition, in order). SQLite always
     /// uses one.
     pub consumer_partitions: usize,
+    /// The longest the relay holds committed events while this process is answering a burst
+    /// of requests (`relay_busy` or more started within the last 40 ms), so that the burst is
+    /// answered before the events it caused are applied on the same cores
+    /// ([`crate::http::Requests::quiet`]). Zero: never held.
+    pub relay_yield: Duration,
+    /// Requests started within the last 40 ms from which the process counts as busy (40: a
+    /// thousand requests a second). 0: never busy.
+    pub relay_busy: u64,
     /// A consumer further behind than this is logged (once, until it catches up).
     pub lag_warning: Duration,
     /// How often each consumer's lag is measured (for `/metrics`, `/readyz` and the log).
@@ -72,6 +80,8 @@ impl Default for BusConfig {
             poll_interval: Duration::from_secs(1),
             consumer_batch: 256,
             consumer_partitions: 4,
+            relay_yield: Duration::from_millis(250),
+            relay_busy: 40,
             lag_warning: Duration::from_secs(10),
             lag_interval: Duration::from_secs(5),
         }
@@ -141,7 +151,7 @@ pub type LagBoard = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<S
 #[derive(Debug, Clone)]
 pub enum Bus {
     Nats(Box<nats::NatsBus>),
-    Local(local::LocalBus),
+    Local(Box<local::LocalBus>),
 }
 
 impl Bus {

@@ -203,8 +203,10 @@ impl Outbox {
         Ok(())
     }
 
-    /// Starts the relay: publishes right after each commit that wakes it, polls as a fallback,
-    /// retries with backoff while the bus is down, and flushes once more at shutdown.
+    /// Starts the relay: publishes right after each commit that wakes it (once the process is
+    /// not answering a burst of requests, at most `relay_yield` later: [`crate::http::Requests::quiet`]),
+    /// polls as a fallback, retries with backoff while the bus is down, and flushes once more
+    /// at shutdown.
     pub fn spawn_relay(&self, runtime: &Runtime, service: &'static str) {
         let outbox = self.clone();
         let bus = runtime.bus.clone();
@@ -229,10 +231,24 @@ impl Outbox {
                     }
                 }
                 let wait = if failures > 0 { bus.config().backoff(failures) } else { poll };
-                tokio::select! {
-                    () = outbox.wake.notified(), if failures == 0 => {}
-                    () = tokio::time::sleep(wait) => {}
+                let woken = tokio::select! {
+                    () = outbox.wake.notified(), if failures == 0 => true,
+                    () = tokio::time::sleep(wait) => false,
                     () = shutdown.cancelled() => break,
+                };
+                if !woken {
+                    continue;
+                }
+                // A commit woke us: while the process answers a burst of requests, its events
+                // wait for the burst to be answered (at most `relay_yield`).
+                let config = bus.config();
+                let held = tokio::select! {
+                    held = crate::http::requests().quiet(config.relay_busy, config.relay_yield) => held,
+                    () = shutdown.cancelled() => break,
+                };
+                if !held.is_zero() {
+                    metrics::histogram!("outbox_relay_held_seconds", "service" => service)
+                        .record(held.as_secs_f64());
                 }
             }
             // Flush what was committed before shutdown, if the bus lets us.

@@ -13,7 +13,8 @@
 //!    path parameter, a body over the limit read by an extractor, the 408) gets the contract's
 //!    `{"errors":[...]}` body with its status.
 //! 6. It is counted: `http_requests_total` and `http_request_duration_seconds` by method,
-//!    matched route and status, and `http_server_errors_total` for a 500.
+//!    matched route and status, and `http_server_errors_total` for a 500; and in the process's
+//!    own count of requests started ([`super::requests`]), which the outbox relay waits on.
 //!
 //! Why one layer rather than a stack of tower-http layers and `from_fn` middlewares (which did
 //! the same): `Router::layer` boxes each layer it is given around every route, and every
@@ -94,6 +95,7 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let started = Instant::now();
+        super::requests().started();
         // The service made ready is the one to call; a clone takes its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
