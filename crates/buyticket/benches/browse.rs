@@ -124,7 +124,11 @@ fn rss_mb(pid: u32) -> f64 {
 
 /// nginx with one worker on `port`, serving `root`'s files at the API's paths; stopped when
 /// dropped.
-struct Nginx(Child);
+struct Nginx {
+    master: Child,
+    conf: std::path::PathBuf,
+    error_log: std::path::PathBuf,
+}
 
 impl Nginx {
     fn start(root: &Path, port: u16) -> Self {
@@ -146,7 +150,9 @@ http {{
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        # The same backlog as BuyTicket's listener: the rush's 2,000 connections are opened
+        # at once, and over nginx's default (511) some were reset.
+        listen 127.0.0.1:{port} backlog=4096;
         location = /api/tickets {{ alias {root}/listing.json; }}
         location /api/tickets/ {{ alias {root}/tickets/; }}
         location = /api/orders {{ return 400 '{{"errors":[{{"message":"Ticket is already reserved"}}]}}'; }}
@@ -156,17 +162,22 @@ http {{
             root = root.display()
         );
         std::fs::write(&conf, text).unwrap();
-        let child = Command::new(nginx_binary())
+        let error_log = root.join("error.log");
+        let master = Command::new(nginx_binary())
             .arg("-c")
             .arg(&conf)
             .arg("-e")
-            .arg(root.join("error.log"))
+            .arg(&error_log)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("nginx must be installed (scripts/ensure-services.sh installs it)");
         // The guard first: stopped on every path, also when it never starts.
-        let nginx = Self(child);
+        let nginx = Self {
+            master,
+            conf,
+            error_log,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return nginx;
@@ -186,9 +197,26 @@ fn nginx_binary() -> String {
 }
 
 impl Drop for Nginx {
+    /// `nginx -s stop`: the master stops its worker and exits. (Killing the master alone left
+    /// the worker running, listening, after every run.)
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = Command::new(nginx_binary())
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-e")
+            .arg(&self.error_log)
+            .args(["-s", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.master.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.master.kill();
+        let _ = self.master.wait();
     }
 }
 
@@ -265,7 +293,11 @@ async fn burst(addr: SocketAddr, requests: Vec<String>) -> (Vec<i64>, Vec<u16>) 
                     .await
                     .unwrap();
                 read_answer(&mut stream, &mut buffer).await;
-                barrier.wait().await;
+                // A buyer that failed to connect has panicked: the others must not wait for
+                // it for ever.
+                tokio::time::timeout(Duration::from_secs(60), barrier.wait())
+                    .await
+                    .expect("every buyer connected within a minute");
                 let start = Instant::now();
                 stream.write_all(request.as_bytes()).await.unwrap();
                 let status = read_answer(&mut stream, &mut buffer).await;
