@@ -452,6 +452,56 @@ fn field(form: &HashMap<String, String>, name: &str) -> String {
     form.get(name).cloned().unwrap_or_default()
 }
 
+/// A form posted from a page: the page's context and the form's fields. A post without a
+/// valid CSRF token is refused (403, the expired-form page) before the handler runs, and a
+/// malformed body is an error page.
+struct Posted {
+    ctx: Ctx,
+    form: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (ctx, req) = context_of(req, state).await;
+        let FormData(form) = FormData::from_request(req, state).await?;
+        match ctx.form_refusal(&form) {
+            Some(refusal) => Err(refusal),
+            None => Ok(Self { ctx, form }),
+        }
+    }
+}
+
+/// [`Posted`] for a multipart form (one with a file).
+struct PostedMultipart {
+    ctx: Ctx,
+    parts: multipart::Parts,
+}
+
+impl axum::extract::FromRequest<AppState> for PostedMultipart {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (ctx, req) = context_of(req, state).await;
+        let MultipartForm(parts) = MultipartForm::from_request(req, state).await?;
+        match ctx.form_refusal(&parts.fields) {
+            Some(refusal) => Err(refusal),
+            None => Ok(Self { ctx, parts }),
+        }
+    }
+}
+
+/// The page's context of `req`, and `req` back for its body.
+async fn context_of(req: Request, state: &AppState) -> (Ctx, Request) {
+    let (mut parts, body) = req.into_parts();
+    let ctx = match Ctx::from_request_parts(&mut parts, state).await {
+        Ok(ctx) => ctx,
+        Err(never) => match never {},
+    };
+    (ctx, Request::from_parts(parts, body))
+}
+
 /// Form bodies; a malformed one is an error page, not a plain-text rejection.
 struct FormData(HashMap<String, String>);
 
@@ -694,11 +744,11 @@ async fn signin_form(ctx: Ctx, Query(query): Query<HashMap<String, String>>) -> 
     page(StatusCode::OK, &auth_page(&ctx, "signin", next))
 }
 
-async fn signup(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
+async fn signup(State(state): State<AppState>, Posted { ctx, form }: Posted) -> Response {
     authenticate(state, ctx, form, "signup").await
 }
 
-async fn signin(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
+async fn signin(State(state): State<AppState>, Posted { ctx, form }: Posted) -> Response {
     authenticate(state, ctx, form, "signin").await
 }
 
@@ -710,9 +760,6 @@ async fn authenticate(
     form: HashMap<String, String>,
     mode: &'static str,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     let email = field(&form, "email");
     let next = safe_next(form.get("next"));
     let body = json!({"email": email, "password": field(&form, "password")});
@@ -769,10 +816,7 @@ async fn signout_page(ctx: Ctx) -> Response {
     )
 }
 
-async fn signout(State(state): State<AppState>, ctx: Ctx, FormData(form): FormData) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
+async fn signout(State(state): State<AppState>, Posted { ctx, .. }: Posted) -> Response {
     match state
         .api
         .post(&ctx.caller, "/api/users/signout", json!({}))
@@ -899,12 +943,8 @@ async fn new_ticket_form(ctx: Ctx) -> Response {
 /// checked first, so that a file the API would refuse does not leave a listing without it.
 async fn create_ticket(
     State(state): State<AppState>,
-    ctx: Ctx,
-    MultipartForm(parts): MultipartForm,
+    PostedMultipart { ctx, parts }: PostedMultipart,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&parts.fields) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first("/tickets/new") {
         return redirect;
     }
@@ -1045,13 +1085,9 @@ async fn edit_ticket_form(
 /// chosen).
 async fn update_ticket(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    MultipartForm(parts): MultipartForm,
+    PostedMultipart { ctx, parts }: PostedMultipart,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&parts.fields) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/edit")) {
         return redirect;
     }
@@ -1116,13 +1152,9 @@ async fn update_ticket(
 /// ticket with the reason.
 async fn purchase(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    Posted { ctx, .. }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     let Some(id) = segment(&id) else {
         return ctx.not_found();
     };
@@ -1275,13 +1307,9 @@ async fn order_page(
 
 async fn pay(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    Posted { ctx, form }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     let Some(id) = segment(&id) else {
         return ctx.not_found();
     };
@@ -1342,13 +1370,9 @@ async fn cancel_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<Str
 
 async fn cancel(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    Posted { ctx, .. }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     let Some(id) = segment(&id) else {
         return ctx.not_found();
     };

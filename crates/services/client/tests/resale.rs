@@ -956,10 +956,25 @@ async fn set_up_payouts_leads_only_to_this_site_or_stripe_connect() {
 }
 
 #[tokio::test]
-async fn every_new_form_is_refused_without_its_csrf_token() {
+async fn every_form_is_refused_without_its_csrf_token() {
     let browser = Browser::new().await;
     my_tickets(&browser);
-    let plain = ["/tickets/b1/sell", "/tickets/l1/sale", "/payouts/account"];
+    // Every form the client's router takes (`Posted` and `PostedMultipart` check the token
+    // before any handler runs).
+    let plain = [
+        "/auth/signup",
+        "/auth/signin",
+        "/auth/signout",
+        "/tickets/l1/purchase",
+        "/tickets/b1/sell",
+        "/tickets/l1/sale",
+        "/orders/o1/pay",
+        "/orders/o1/cancel",
+        "/payouts/account",
+        "/notifications/read",
+        "/alerts",
+        "/alerts/a1/delete",
+    ];
     let multipart = ["/tickets/new", "/tickets/l1/edit", "/tickets/l1/file"];
     let mut responses = Vec::new();
     for path in plain {

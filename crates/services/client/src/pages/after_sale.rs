@@ -8,13 +8,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    AppState, Ctx, FormData, fetch_own_ticket, fetch_ticket, not_your_ticket, page, see_other,
-    segment, ticket_view,
+    AppState, Ctx, Posted, PostedMultipart, fetch_own_ticket, fetch_ticket, not_your_ticket, page,
+    see_other, segment, ticket_view,
 };
 use crate::api::{Download, Ticket, TicketInput};
 use crate::flash::Flash;
 use crate::forms;
-use crate::multipart::MultipartForm;
 use crate::views::{MyTicketView, MyTicketsPage, TicketFilePage};
 
 /// The kinds of file the API serves; anything else is passed on as opaque bytes.
@@ -133,13 +132,9 @@ fn refused(
 /// "Sell again" of a bought ticket: at the price given, within the resale cap.
 pub(super) async fn sell_again(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    Posted { ctx, form }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
         return redirect;
     }
@@ -158,13 +153,9 @@ pub(super) async fn sell_again(
 /// "Take off sale" / "Put on sale" of a listing, at its price.
 pub(super) async fn set_for_sale(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    Posted { ctx, form }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
         return redirect;
     }
@@ -208,13 +199,9 @@ pub(super) async fn file_form(
 
 pub(super) async fn upload_file(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    MultipartForm(parts): MultipartForm,
+    PostedMultipart { ctx, parts }: PostedMultipart,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&parts.fields) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/file")) {
         return redirect;
     }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{AppState, Ctx, FormData, page, see_other, segment, sign_in_path};
+use super::{AppState, Ctx, Posted, page, see_other, segment, sign_in_path};
 use crate::api::Alert;
 use crate::flash::Flash;
 use crate::forms::{ALERT_FIELDS, AlertForm};
@@ -63,12 +63,8 @@ pub(super) async fn alerts(State(state): State<AppState>, ctx: Ctx) -> Response 
 /// alerts, the same search twice) in the banner.
 pub(super) async fn create_alert(
     State(state): State<AppState>,
-    ctx: Ctx,
-    FormData(form): FormData,
+    Posted { ctx, form }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     let alert_form = AlertForm::from_fields(&form);
     // Signed out meanwhile: back to the search after signing in, where "Alert me" is.
     let back = if alert_form.q.is_empty() {
@@ -124,13 +120,9 @@ pub(super) async fn create_alert(
 /// An alert's Delete button (`DELETE /api/alerts/:id`); then the alerts page.
 pub(super) async fn delete_alert(
     State(state): State<AppState>,
-    ctx: Ctx,
     Path(id): Path<String>,
-    FormData(form): FormData,
+    Posted { ctx, .. }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first("/alerts") {
         return redirect;
     }

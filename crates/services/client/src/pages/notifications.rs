@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{AppState, Ctx, FormData, page, see_other, segment};
+use super::{AppState, Ctx, Posted, page, see_other, segment};
 use crate::api::{Api, Caller, NotificationList};
 use crate::views::{NotificationView, NotificationsPage};
 
@@ -145,12 +145,8 @@ pub(super) async fn notifications_page(
 /// read" (the form's `id`: `{"ids": [id]}`); then back to the page the form was on.
 pub(super) async fn mark_read(
     State(state): State<AppState>,
-    ctx: Ctx,
-    FormData(form): FormData,
+    Posted { ctx, form }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     let Ok(before) = page_start(&form) else {
         return ctx.not_found();
     };

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{AppState, Ctx, FormData, is_local_path, page, see_other};
+use super::{AppState, Ctx, Posted, is_local_path, page, see_other};
 use crate::api::{PayoutAccountLink, Payouts};
 use crate::views::PayoutsPage;
 
@@ -84,12 +84,8 @@ pub(super) async fn payouts_page(
 /// "Set up payouts": asks the API for the onboarding page and sends the browser there.
 pub(super) async fn set_up_payouts(
     State(state): State<AppState>,
-    ctx: Ctx,
-    FormData(form): FormData,
+    Posted { ctx, .. }: Posted,
 ) -> Response {
-    if let Some(response) = ctx.form_refusal(&form) {
-        return response;
-    }
     if let Some(redirect) = ctx.sign_in_first("/payouts") {
         return redirect;
     }
