@@ -163,11 +163,7 @@ http {{
         );
         std::fs::write(&conf, text).unwrap();
         let error_log = root.join("error.log");
-        let master = Command::new(nginx_binary())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(&error_log)
+        let master = nginx_command(&conf, &error_log)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -188,6 +184,13 @@ http {{
     }
 }
 
+/// nginx with the bench's configuration and error log (it starts it, or signals it).
+fn nginx_command(conf: &Path, error_log: &Path) -> Command {
+    let mut command = Command::new(nginx_binary());
+    command.arg("-c").arg(conf).arg("-e").arg(error_log);
+    command
+}
+
 fn nginx_binary() -> String {
     ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
@@ -200,11 +203,7 @@ impl Drop for Nginx {
     /// `nginx -s stop`: the master stops its worker and exits. (Killing the master alone left
     /// the worker running, listening, after every run.)
     fn drop(&mut self) {
-        let _ = Command::new(nginx_binary())
-            .arg("-c")
-            .arg(&self.conf)
-            .arg("-e")
-            .arg(&self.error_log)
+        let _ = nginx_command(&self.conf, &self.error_log)
             .args(["-s", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -34,7 +34,6 @@ pub struct Requests {
     /// The tick each slot counts (ticks since `origin`, from 1; 0: never used).
     ticks: [AtomicU64; TICKS],
     counts: [AtomicU64; TICKS],
-    total: AtomicU64,
 }
 
 static REQUESTS: LazyLock<Requests> = LazyLock::new(Requests::new);
@@ -56,7 +55,6 @@ impl Requests {
             origin: Instant::now(),
             ticks: std::array::from_fn(|_| AtomicU64::new(0)),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            total: AtomicU64::new(0),
         }
     }
 
@@ -69,7 +67,6 @@ impl Requests {
     /// slot just as another resets it for a new tick may be lost; a window is a rate, not a
     /// ledger.)
     pub fn started(&self) {
-        self.total.fetch_add(1, Ordering::Relaxed);
         let tick = self.tick();
         let slot = (tick % TICKS as u64) as usize;
         if self.ticks[slot].load(Ordering::Relaxed) != tick
@@ -78,11 +75,6 @@ impl Requests {
             self.counts[slot].store(0, Ordering::Relaxed);
         }
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests started so far.
-    pub fn count(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
     }
 
     /// Requests started within the last [`REQUEST_WINDOW`].
@@ -149,11 +141,11 @@ mod tests {
         }
         tokio::time::sleep(TICK * 3).await;
         requests.started();
-        assert_eq!((requests.recent(), requests.count()), (31, 31));
+        assert_eq!(requests.recent(), 31);
         tokio::time::sleep(REQUEST_WINDOW - TICK).await;
         assert_eq!(requests.recent(), 1, "the first 30 are out of the window");
         tokio::time::sleep(REQUEST_WINDOW).await;
-        assert_eq!((requests.recent(), requests.count()), (0, 31));
+        assert_eq!(requests.recent(), 0);
     }
 
     #[tokio::test(start_paused = true)]
