@@ -43,6 +43,10 @@ const WAVE_EVERY: Duration = Duration::from_secs(1);
 const SELLERS: usize = 3;
 /// The buyer whose payment is held at "Stripe" while its payments process is killed.
 const HELD_BUYER: usize = 2;
+/// The buyer who orders before the rush and leaves the order unpaid: it must expire during
+/// the rush, through the faults (a seller's edit cannot refuse it: the tickets service holds
+/// it reserved before the rush starts).
+const LEFT_BUYER: usize = 1;
 /// Buyers rushing for them, one task each.
 const BUYERS: usize = 80;
 /// The payment window: orders nobody pays expire during the test.
@@ -264,6 +268,8 @@ enum Role {
     Canceller,
     /// Leaves the order unpaid: it expires.
     Abandoner,
+    /// Ordered before the rush, reserved before it starts, and left unpaid: it expires.
+    Left,
 }
 
 /// What one buyer did, as the answers told it.
@@ -368,7 +374,7 @@ async fn shop(shared: Arc<Shared>, buyer: &Browser, role: Role, mut rng: StdRng)
                 }
                 role = Role::Payer;
             }
-            Role::Held => unreachable!("the held buyer ordered before the rush"),
+            Role::Held | Role::Left => unreachable!("this buyer ordered before the rush"),
             Role::Payer => {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(300..2500))).await;
                 if rng.random_bool(0.25) && !pay_declined(&shared, http, &order, &mut story).await {
@@ -953,6 +959,27 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
     let held_order = res.json["id"].as_str().unwrap().to_owned();
+    let left_ticket = tickets[1].clone();
+    let res = buyers[LEFT_BUYER]
+        .post("/api/orders", &json!({"ticketId": left_ticket}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let left_order = res.json["id"].as_str().unwrap().to_owned();
+    for ticket in [&held_ticket, &left_ticket] {
+        let path = format!("/api/tickets/{ticket}");
+        poll_for(
+            Duration::from_secs(30),
+            "the tickets service holds the orders made before the rush",
+            || async {
+                let res = buyers[LEFT_BUYER].get(&path).await;
+                match res.json["orderId"].as_str() {
+                    Some(_) => Ok(()),
+                    None => Err(format!("{}: {}", res.status, res.text)),
+                }
+            },
+        )
+        .await;
+    }
     eprintln!(
         "{SELLERS} sellers, {FIRST_TICKETS} tickets, {BUYERS} buyers ready after {:?}",
         test_started.elapsed()
@@ -974,6 +1001,7 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
         .map(|(b, buyer)| {
             let role = match b % 8 {
                 _ if b == HELD_BUYER => Role::Held,
+                _ if b == LEFT_BUYER => Role::Left,
                 0 => Role::Canceller,
                 1 => Role::Abandoner,
                 _ => Role::Payer,
@@ -981,15 +1009,22 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
             let rng = StdRng::seed_from_u64(seed.wrapping_add(b as u64));
             let shared = shared.clone();
             let (held_order, held_ticket) = (held_order.clone(), held_ticket.clone());
+            let (left_order, left_ticket) = (left_order.clone(), left_ticket.clone());
             tokio::spawn(async move {
-                let story = if role == Role::Held {
-                    let story = Story {
-                        ordered: vec![(held_order.clone(), held_ticket, Duration::ZERO)],
+                let story = match role {
+                    Role::Held => {
+                        let story = Story {
+                            ordered: vec![(held_order.clone(), held_ticket, Duration::ZERO)],
+                            ..Story::default()
+                        };
+                        pay_held(shared, &buyer, held_order, story).await
+                    }
+                    Role::Left => Story {
+                        ordered: vec![(left_order.clone(), left_ticket, Duration::ZERO)],
+                        abandoned: vec![left_order],
                         ..Story::default()
-                    };
-                    pay_held(shared, &buyer, held_order, story).await
-                } else {
-                    shop(shared, &buyer, role, rng).await
+                    },
+                    _ => shop(shared, &buyer, role, rng).await,
                 };
                 (buyer, role, story)
             })
@@ -1033,7 +1068,7 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
 
     let ordered: Vec<(String, String, Duration)> = stories
         .iter()
-        .filter(|(_, role, _)| *role != Role::Held)
+        .filter(|(_, role, _)| !matches!(role, Role::Held | Role::Left))
         .flat_map(|(_, _, s)| s.ordered.iter().cloned())
         .collect();
     let first_fault = fault_log.first().unwrap().0;
@@ -1102,6 +1137,9 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
             // the tickets service refuses the reservation, before any charge).
             let reasons: &[&str] = if expected == "complete" {
                 &[]
+            } else if *role == Role::Left {
+                // Reserved before the rush: nothing but its timer can end it.
+                &["expired"]
             } else if story.cancelled.contains(order) {
                 &["buyer", "ticket_changed", "not_for_sale"]
             } else {

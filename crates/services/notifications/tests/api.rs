@@ -107,6 +107,21 @@ impl TestApp {
             },
         )
         .await;
+        // ... and that this service has heard of: an email to an address it does not know yet
+        // waits for it (`an_email_waits_for_its_recipients_address`), which would reorder the
+        // mail of tests that read it in order.
+        let id = user.id.clone();
+        eventually(10, "the service knows the user's address", || async {
+            let known: i64 = bt_platform::on_db!(&self.store, |pool| sqlx::query_scalar(
+                "SELECT count(*) FROM users WHERE id = $1"
+            )
+            .bind(&id)
+            .fetch_one(pool)
+            .await)
+            .unwrap();
+            known == 1
+        })
+        .await;
         user
     }
 
