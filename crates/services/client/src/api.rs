@@ -85,14 +85,29 @@ pub struct AlertInput {
     pub max_price: Option<String>,
 }
 
-/// `GET /api/payouts`: the caller's sums by status, every entry (newest first), the account.
+/// `GET /api/payouts[?before=<entry id>]`: the caller's sums by status and totals (both over
+/// every entry), one page of entries (newest first), where the next page starts, the account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payouts {
     pub pending: Cents,
     pub available: Cents,
     pub paid: Cents,
+    pub totals: PayoutTotals,
+    /// One page: at most the API's `limit`, older than the `before` asked for.
     pub entries: Vec<PayoutEntry>,
+    /// The `before` of the next (older) page; `None` on the last page.
+    pub next: Option<String>,
     pub account: PayoutAccount,
+}
+
+/// The sums of price, fee and amount over all the seller's entries except the reversed ones,
+/// and how many are reversed (left out of the sums).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutTotals {
+    pub price: Cents,
+    pub fee: Cents,
+    pub amount: Cents,
+    pub reversed: i64,
 }
 
 /// One entry of a seller's ledger; `price = amount + fee`.
@@ -275,15 +290,15 @@ impl Api {
         Self::reply(Self::send(request).await?).await
     }
 
-    /// `path` with `query` encoded (empty values left out).
+    /// `path` with `query` encoded (empty values left out; no `?` when nothing is left).
     fn with_query(&self, path: &str, query: &[(&str, &str)]) -> Result<String, Unavailable> {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
             .map_err(|e| Unavailable::new(e.to_string()))?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().filter(|(_, v)| !v.is_empty()));
         Ok(match url.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_owned(),
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.to_owned(),
         })
     }
 
@@ -506,25 +521,54 @@ mod tests {
     #[test]
     fn payouts_parse_strictly() {
         let good = json!({"pending": 38, "available": -2.5, "paid": 0,
+            "totals": {"price": 120, "fee": 6.05, "amount": 113.95, "reversed": 1},
             "entries": [{"id": "c1", "kind": "credit", "orderId": "o1", "ticketId": null, "title": null,
                 "price": 40, "fee": 2, "amount": 38, "status": "pending",
                 "availableAt": "2030-06-12T17:30:00.000Z", "paidAt": null,
                 "createdAt": "2030-01-01T00:00:00.000Z"}],
+            "next": "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
             "account": {"status": "onboarding"}});
         let payouts: Payouts = serde_json::from_value(good.clone()).unwrap();
         assert_eq!(payouts.available, Cents::new(-250));
+        assert_eq!(
+            payouts.totals,
+            PayoutTotals {
+                price: Cents::new(12_000),
+                fee: Cents::new(605),
+                amount: Cents::new(11_395),
+                reversed: 1,
+            }
+        );
         assert_eq!(payouts.entries[0].status, CreditStatus::Pending);
+        assert_eq!(
+            payouts.next.as_deref(),
+            Some("0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b")
+        );
         assert_eq!(payouts.account.status, PayoutAccountStatus::Onboarding);
+        let mut last_page = good.clone();
+        last_page["next"] = Value::Null;
+        let last_page: Payouts = serde_json::from_value(last_page).unwrap();
+        assert_eq!(last_page.next, None);
         for (pointer, value) in [
             ("/entries/0/status", json!("lost")),
             ("/entries/0/kind", json!("bonus")),
             ("/account/status", json!("maybe")),
             ("/entries/0/availableAt", Value::Null),
+            ("/totals", Value::Null),
+            ("/totals/amount", json!("lots")),
+            ("/totals/reversed", json!(1.5)),
+            ("/next", json!(7)),
         ] {
             let mut bad = good.clone();
             *bad.pointer_mut(pointer).unwrap() = value;
             assert!(serde_json::from_value::<Payouts>(bad).is_err(), "{pointer}");
         }
+        let mut no_totals = good.clone();
+        no_totals.as_object_mut().unwrap().remove("totals");
+        assert!(
+            serde_json::from_value::<Payouts>(no_totals).is_err(),
+            "no totals"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use askama::Template;
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::resources::{Order, OrderPayment, OrderPaymentStatus};
-use bt_contract::{Cents, FieldError, Millis};
+use bt_contract::{FieldError, Millis};
 use chrono::{DateTime, Utc};
 
 use crate::api::{
@@ -717,7 +717,28 @@ impl PayoutEntryView {
     }
 }
 
-/// The seller's payouts: the balance, the account, every entry and their totals.
+/// The payouts page's address: the newest entries, or those older than entry `before` (the id
+/// percent-encoded: it is the API's text, and goes into a query and back to the API).
+pub fn payouts_path(before: Option<&str>) -> String {
+    match before {
+        Some(id) => {
+            let encoded: String = id
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("/payouts?before={encoded}")
+        }
+        None => "/payouts".to_owned(),
+    }
+}
+
+/// The seller's payouts: the balance, the account, one page of entries (newest first), the
+/// totals of every entry, and the links to the other pages.
 #[derive(Template)]
 #[template(path = "payouts.html")]
 pub struct PayoutsPage {
@@ -727,25 +748,23 @@ pub struct PayoutsPage {
     pub paid: String,
     pub account: PayoutAccountStatus,
     pub entries: Vec<PayoutEntryView>,
-    /// Sums of price, fee and amount over the entries that count (all but `reversed`).
+    /// Sums of price, fee and amount over every entry that counts (all but `reversed`), from
+    /// the API's `totals`: the page holds only some of the entries.
     pub total_price: String,
-    /// Some entry is `reversed` (and left out of the totals).
+    /// Some entry (on any page) is `reversed`, and left out of the totals.
     pub has_reversed: bool,
     pub total_fee: String,
     pub total_amount: String,
+    /// The page of older entries (`/payouts?before=<next>`), when there is one.
+    pub older: Option<String>,
+    /// Back to the newest entries (`/payouts`), on every page but the first.
+    pub newest: Option<String>,
 }
 
 impl PayoutsPage {
-    pub fn new(layout: Layout, payouts: &Payouts, currency: &str) -> Self {
-        let counted = || {
-            payouts
-                .entries
-                .iter()
-                .filter(|e| e.status != CreditStatus::Reversed)
-        };
-        let total = |part: fn(&PayoutEntry) -> Cents| {
-            money(counted().map(|e| part(e).get()).sum(), currency)
-        };
+    /// The page of `payouts` that was asked for with `before` (`None`: the first page).
+    pub fn new(layout: Layout, payouts: &Payouts, before: Option<&str>, currency: &str) -> Self {
+        let totals = &payouts.totals;
         Self {
             layout,
             pending: money(payouts.pending.get(), currency),
@@ -757,13 +776,12 @@ impl PayoutsPage {
                 .iter()
                 .map(|e| PayoutEntryView::of(e, currency))
                 .collect(),
-            total_price: total(|e| e.price),
-            has_reversed: payouts
-                .entries
-                .iter()
-                .any(|e| e.status == CreditStatus::Reversed),
-            total_fee: total(|e| e.fee),
-            total_amount: total(|e| e.amount),
+            total_price: money(totals.price.get(), currency),
+            has_reversed: totals.reversed > 0,
+            total_fee: money(totals.fee.get(), currency),
+            total_amount: money(totals.amount.get(), currency),
+            older: payouts.next.as_deref().map(|next| payouts_path(Some(next))),
+            newest: before.map(|_| payouts_path(None)),
         }
     }
 
@@ -903,6 +921,7 @@ pub struct ErrorPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bt_contract::Cents;
     use bt_contract::resources::OrderTicket;
     use serde_json::{Value, json};
 
@@ -973,6 +992,22 @@ mod tests {
         assert_eq!(limited.price, "up to $39.50");
         assert_eq!(limited.search, "/?q=Opera+Gala");
         assert_eq!(AlertView::of(&alert(None), "usd").price, "any price");
+    }
+
+    #[test]
+    fn a_payouts_page_address_carries_its_entry_id_encoded() {
+        let cases = [
+            (None, "/payouts"),
+            (
+                Some("0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"),
+                "/payouts?before=0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+            ),
+            (Some("a b&c=d/é"), "/payouts?before=a%20b%26c%3Dd%2F%C3%A9"),
+            (Some("\"><x"), "/payouts?before=%22%3E%3Cx"),
+        ];
+        for (before, path) in cases {
+            assert_eq!(payouts_path(before), path, "{before:?}");
+        }
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! headers, the order page's download link, the payouts page and its setup button, and CSRF on
 //! every new form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -50,7 +50,13 @@ struct Fake {
     user: String,
     tickets: BTreeMap<String, Value>,
     files: BTreeMap<String, Vec<u8>>,
+    /// `GET /api/payouts` without `before`: the newest entries.
     payouts: Value,
+    /// `GET /api/payouts?before=<key>`: the entries older than `key`; any other `before` is
+    /// refused (400 on `before`), as the payments service refuses one that is not the caller's.
+    older_payouts: BTreeMap<String, Value>,
+    /// The query of each `GET /api/payouts`, as it was sent.
+    payout_queries: Vec<Option<String>>,
     account_url: String,
     calls: Vec<Call>,
 }
@@ -230,8 +236,25 @@ async fn list(State(fake): State<Shared>) -> Response {
     Json(tickets).into_response()
 }
 
-async fn payouts(State(fake): State<Shared>) -> Response {
-    Json(fake.lock().unwrap().payouts.clone()).into_response()
+async fn payouts(
+    State(fake): State<Shared>,
+    RawQuery(raw): RawQuery,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut fake = fake.lock().unwrap();
+    fake.payout_queries.push(raw);
+    let page = match query.get("before") {
+        None => Some(fake.payouts.clone()),
+        Some(before) => fake.older_payouts.get(before).cloned(),
+    };
+    match page {
+        Some(page) => Json(page).into_response(),
+        None => errors(
+            StatusCode::BAD_REQUEST,
+            Some("before"),
+            "before must be the id of one of your entries",
+        ),
+    }
 }
 
 async fn account(State(fake): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -291,8 +314,9 @@ impl Browser {
         let user = TestUser::new();
         let fake = Arc::new(Mutex::new(Fake {
             user: user.id.clone(),
-            payouts: json!({"pending": 0, "available": 0, "paid": 0, "entries": [],
-                "account": {"status": "none"}}),
+            payouts: json!({"pending": 0, "available": 0, "paid": 0,
+                "totals": {"price": 0, "fee": 0, "amount": 0, "reversed": 0},
+                "entries": [], "next": null, "account": {"status": "none"}}),
             account_url: "/payouts".into(),
             ..Fake::default()
         }));
@@ -876,25 +900,54 @@ async fn a_paid_orders_page_offers_the_download_once_the_file_is_there() {
     );
 }
 
-#[tokio::test]
-async fn the_payouts_page_shows_the_balance_every_entry_and_the_totals() {
-    let browser = Browser::new().await;
-    let entry = |id: &str, price: f64, fee: f64, amount: f64, status: &str| {
-        json!({"id": id, "kind": "credit", "orderId": format!("o-{id}"), "ticketId": format!("t-{id}"),
-            "title": format!("Show {id}"), "price": price, "fee": fee, "amount": amount,
-            "status": status, "availableAt": "2030-06-12T17:30:00.000Z",
-            "paidAt": if status == "paid" { json!("2030-06-13T08:00:00.000Z") } else { Value::Null },
-            "createdAt": "2030-01-01T00:00:00.000Z"})
-    };
-    browser.fake.lock().unwrap().payouts = json!({
+/// A credit of the payouts page's API reply.
+fn payout_entry(id: &str, price: f64, fee: f64, amount: f64, status: &str) -> Value {
+    json!({"id": id, "kind": "credit", "orderId": format!("o-{id}"), "ticketId": format!("t-{id}"),
+        "title": format!("Show {id}"), "price": price, "fee": fee, "amount": amount,
+        "status": status, "availableAt": "2030-06-12T17:30:00.000Z",
+        "paidAt": if status == "paid" { json!("2030-06-13T08:00:00.000Z") } else { Value::Null },
+        "createdAt": "2030-01-01T00:00:00.000Z"})
+}
+
+/// A page of `GET /api/payouts`: the same balance and totals of every entry on every page
+/// ($120.00, $6.00, $114.00, one reversed), `entries`, and `next`.
+fn payouts_reply(entries: Vec<Value>, next: Option<&str>) -> Value {
+    json!({
         "pending": 38, "available": 0, "paid": 45.6,
-        "entries": [
-            entry("a", 40.0, 2.0, 38.0, "pending"),
-            entry("b", 48.0, 2.4, 45.6, "paid"),
-            entry("c", 10.0, 0.5, 9.5, "reversed"),
-        ],
+        "totals": {"price": 120, "fee": 6, "amount": 114, "reversed": 1},
+        "entries": entries,
+        "next": next,
         "account": {"status": "none"},
-    });
+    })
+}
+
+/// The footer of the payouts table with the totals above, under `label`.
+fn payouts_total_row(label: &str) -> String {
+    format!(
+        r#"<th scope="row">{label}</th><td class="num" data-label="Price">$120.00</td><td class="num" data-label="Fee">$6.00</td><td class="num" data-label="Amount">$114.00</td><td colspan="3"><span class="note">without the reversed ones</span></td>"#
+    )
+}
+
+/// The `href` of the link with `id`, if the page has one.
+fn link_of<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+    let at = html.find(&format!(r#"id="{id}""#))?;
+    let tag = &html[html[..at].rfind("<a ")?..at];
+    let href = tag.split_once(r#"href=""#)?.1;
+    href.split_once('"').map(|(href, _)| href)
+}
+
+#[tokio::test]
+async fn the_payouts_page_shows_the_balance_its_entries_and_the_totals_of_every_entry() {
+    let browser = Browser::new().await;
+    // The totals count an entry that is on no page here (reversed, left out of them): a page
+    // that summed its own entries would show $88.00, $4.40, $83.60 and no note.
+    browser.fake.lock().unwrap().payouts = payouts_reply(
+        vec![
+            payout_entry("a", 40.0, 2.0, 38.0, "pending"),
+            payout_entry("b", 48.0, 2.4, 45.6, "paid"),
+        ],
+        None,
+    );
 
     let page = browser.get("/payouts").await;
 
@@ -911,13 +964,105 @@ async fn the_payouts_page_shows_the_balance_every_entry_and_the_totals() {
         r#"<td class="num" data-label="Fee">$2.40</td>"#,
         r#"<span class="state paid">Paid</span>"#,
         r#"<time datetime="2030-06-13T08:00:00Z" data-local>Thu 13 Jun 2030, 08:00 UTC</time>"#,
-        r#"<span class="state cancelled">Reversed</span>"#,
-        // Totals without the reversed entry: 40 + 48, 2 + 2.40, 38 + 45.60.
-        r#"<th scope="row">Total</th><td class="num" data-label="Price">$88.00</td><td class="num" data-label="Fee">$4.40</td><td class="num" data-label="Amount">$83.60</td><td colspan="3"><span class="note">without the reversed ones</span></td>"#,
+        &payouts_total_row("Total"),
         r#"<button type="submit" id="setup-payouts">Set up payouts</button>"#,
     ] {
         assert!(page.text.contains(part), "{part}: {}", page.text);
     }
+    // One page holds every entry: no link to other pages.
+    for id in ["older-payouts", "newest-payouts"] {
+        assert_eq!(link_of(&page.text, id), None, "{id}: {}", page.text);
+    }
+    assert!(!page.text.contains("?before="), "{}", page.text);
+    assert_eq!(browser.fake.lock().unwrap().payout_queries, [None]);
+}
+
+#[tokio::test]
+async fn older_payout_entries_are_a_link_away_and_that_page_asks_the_api_for_them() {
+    // A UUID as the payments service answers, and an id that must be encoded on its way into
+    // the link and back to the API.
+    let cases = [
+        (
+            "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+            "/payouts?before=0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+            "before=0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+        ),
+        (
+            "0193 x&y/z",
+            "/payouts?before=0193%20x%26y%2Fz",
+            "before=0193+x%26y%2Fz",
+        ),
+    ];
+    for (next, link, query) in cases {
+        let browser = Browser::new().await;
+        {
+            let mut fake = browser.fake.lock().unwrap();
+            fake.payouts = payouts_reply(
+                vec![
+                    payout_entry("a", 40.0, 2.0, 38.0, "pending"),
+                    payout_entry("b", 48.0, 2.4, 45.6, "paid"),
+                ],
+                Some(next),
+            );
+            fake.older_payouts.insert(
+                next.to_owned(),
+                payouts_reply(vec![payout_entry("c", 10.0, 0.5, 9.5, "reversed")], None),
+            );
+        }
+
+        let newest = browser.get("/payouts").await;
+        assert_eq!(newest.status, StatusCode::OK, "{next}: {}", newest.text);
+        assert_eq!(link_of(&newest.text, "older-payouts"), Some(link), "{next}");
+        assert!(
+            newest.text.contains(&format!(
+                r#"href="{link}" rel="next" id="older-payouts">Older entries</a>"#
+            )),
+            "{next}: {}",
+            newest.text
+        );
+        assert_eq!(link_of(&newest.text, "newest-payouts"), None, "{next}");
+        let older = browser.get(link).await;
+
+        assert_eq!(older.status, StatusCode::OK, "{next}: {}", older.text);
+        assert_eq!(
+            browser.fake.lock().unwrap().payout_queries,
+            [None, Some(query.to_owned())],
+            "{next}"
+        );
+        for part in [
+            r#"<th scope="row" data-label="Ticket"><a href="/tickets/t-c">Show c</a></th>"#,
+            r#"<span class="state cancelled">Reversed</span>"#,
+            r#"href="/payouts" id="newest-payouts">Newest entries</a>"#,
+            r#"id="balance-paid">$45.60<"#,
+            &payouts_total_row("Total of all sales"),
+        ] {
+            assert!(older.text.contains(part), "{next}: {part}: {}", older.text);
+        }
+        assert!(!older.text.contains("Show a"), "{next}: {}", older.text);
+        // The last page: nothing older.
+        assert_eq!(link_of(&older.text, "older-payouts"), None, "{next}");
+    }
+}
+
+#[tokio::test]
+async fn a_payouts_page_the_api_does_not_know_is_not_found_and_an_empty_before_is_the_newest() {
+    let browser = Browser::new().await;
+
+    let unknown = browser.get("/payouts?before=not-an-entry").await;
+    let empty = browser.get("/payouts?before=").await;
+
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+    assert!(
+        unknown.text.contains("There is nothing at this address."),
+        "{}",
+        unknown.text
+    );
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.text);
+    assert!(empty.text.contains("No sales yet."), "{}", empty.text);
+    assert_eq!(
+        browser.fake.lock().unwrap().payout_queries,
+        [Some("before=not-an-entry".to_owned()), None]
+    );
 }
 
 #[tokio::test]

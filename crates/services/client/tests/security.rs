@@ -142,7 +142,9 @@ fn order(user_id: &str) -> Order {
 fn fake_api(user_id: &str) -> Router {
     let ticket = json!({"id": "t1", "title": "Show", "price": 20.5, "userId": user_id, "version": 0, "orderId": null, "sold": false,
         "venue": "Paradiso", "startsAt": "2030-06-12T17:30:00.000Z", "faceValue": 20.5, "forSale": true, "hasFile": true});
-    let payouts = json!({"pending": 0, "available": 0, "paid": 0, "entries": [], "account": {"status": "none"}});
+    let payouts = json!({"pending": 0, "available": 0, "paid": 0,
+        "totals": {"price": 0, "fee": 0, "amount": 0, "reversed": 0},
+        "entries": [], "next": null, "account": {"status": "none"}});
     let order = serde_json::to_value(order(user_id)).unwrap();
     let orders = json!([order.clone()]);
     let tickets = json!([ticket.clone()]);

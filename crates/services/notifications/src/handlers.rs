@@ -13,7 +13,7 @@ use bt_contract::openapi::{JsonBodyRefused, NotAuthorized, PriceInput};
 use bt_contract::resources::{self, NotificationList};
 use bt_contract::{
     AlertId, ApiError, ApiJson, ApiQuery, ApiResult, Cents, CurrentUser, JsonField, Millis,
-    MoneyError, NotificationId, validate,
+    MoneyError, NotificationId, page_limit, validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
 use serde::{Deserialize, Serialize};
@@ -93,18 +93,6 @@ pub struct NotificationsQuery {
     before: Option<String>,
 }
 
-fn parse_limit(raw: Option<&str>) -> Result<i64, String> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "limit must be a whole number from 1 to {MAX_LIMIT}"
-            )),
-        },
-    }
-}
-
 fn parse_id(raw: &str) -> Option<String> {
     uuid::Uuid::parse_str(raw.trim())
         .ok()
@@ -143,7 +131,7 @@ async fn list_notifications(
     ApiQuery(query): ApiQuery<NotificationsQuery>,
 ) -> ApiResult<Json<NotificationList>> {
     let (limit, before) = validate!(
-        limit: parse_limit(query.limit.as_deref()),
+        limit: page_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT),
         before: parse_before(query.before.as_deref()),
     )?;
     let now = Millis::now();

@@ -15,8 +15,8 @@ use bt_contract::json::string_field;
 use bt_contract::openapi::JsonBodyRefused;
 use bt_contract::openapi::NotAuthorized;
 use bt_contract::{
-    ApiError, ApiJson, ApiResult, Cents, CurrentUser, JsonField, Millis, OrderId, PaymentId,
-    TicketId, validate,
+    ApiError, ApiJson, ApiQuery, ApiResult, Cents, CurrentUser, JsonField, Millis, OrderId,
+    PaymentId, TicketId, page_limit, validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
 use secrecy::ExposeSecret;
@@ -25,8 +25,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::ledger::{Credit, CreditStatus, EntryKind, PayoutAccountStatus};
+use crate::ledger::{Credit, CreditStatus, EntryKind, PayoutAccountStatus, Totals};
 use crate::paying::{self, Paid};
+use crate::payouts::{PageRequest, StatementError};
 use crate::store;
 use crate::webhook::{self, StripeEvent};
 
@@ -283,8 +284,8 @@ async fn stripe_webhook(
     }))
 }
 
-/// A seller's payouts: `{pending, available, paid, entries, account}`, amounts in currency
-/// units like `price`.
+/// A seller's payouts: `{pending, available, paid, totals, entries, next, account}`, amounts in
+/// currency units like `price`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PayoutsBody {
     /// Credits not yet payable (the event has not started, or the delay after the sale has not
@@ -295,9 +296,64 @@ pub struct PayoutsBody {
     available: Cents,
     /// Transferred to the seller's payout account (or on the way).
     paid: Cents,
-    /// Every entry, newest first.
+    /// Over every entry, not only this page's.
+    totals: PayoutTotals,
+    /// A page of entries, newest first.
     entries: Vec<PayoutEntry>,
+    /// The id to pass as `before` for the next (older) page; `null` on the last page.
+    #[schema(required = true, value_type = Option<String>, format = Uuid)]
+    next: Option<String>,
     account: PayoutAccountBody,
+}
+
+/// Sums of `price`, `fee` and `amount` over every entry of the seller that counts (all but the
+/// `reversed` ones), and how many entries are `reversed`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PayoutTotals {
+    price: Cents,
+    fee: Cents,
+    amount: Cents,
+    /// Entries left out of the sums: their sale was refunded before it was paid out.
+    reversed: i64,
+}
+
+impl From<Totals> for PayoutTotals {
+    fn from(totals: Totals) -> Self {
+        Self {
+            price: totals.price,
+            fee: totals.fee,
+            amount: totals.amount,
+            reversed: totals.reversed,
+        }
+    }
+}
+
+/// The page of `GET /api/payouts`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PayoutsQuery {
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// Only entries older than this one (`next` of the previous page).
+    #[param(value_type = Option<String>, format = Uuid)]
+    before: Option<String>,
+}
+
+/// Entries on a page of `GET /api/payouts` unless `limit` says otherwise.
+const PAYOUTS_PAGE: i64 = 50;
+/// The most entries on one page.
+const MAX_PAYOUTS_PAGE: i64 = 100;
+/// Why `before` is refused.
+const BEFORE_INVALID: &str = "before must be the id of one of your entries";
+
+fn parse_before(raw: Option<&str>) -> Result<Option<String>, &'static str> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => uuid::Uuid::parse_str(raw.trim())
+            .map(|id| Some(id.to_string()))
+            .map_err(|_| BEFORE_INVALID),
+    }
 }
 
 /// One entry of a seller's ledger: the credit of a sale (`kind: "credit"`), or the reversal of a
@@ -381,8 +437,10 @@ impl PayoutEntry {
         `PAYOUT_DELAY_HOURS` after the sale without a start) and is then transferred to the \
         seller's payout account. Only the caller's own entries are shown.",
     security(("sessionCookie" = []), ("bearerJwt" = [])),
+    params(PayoutsQuery),
     responses(
         (status = 200, description = "The caller's payouts.", body = PayoutsBody),
+        (status = 400, description = "A parameter is not valid (`field` is its name).", body = bt_contract::error::ErrorBody),
         NotAuthorized,
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
@@ -391,13 +449,27 @@ impl PayoutEntry {
 async fn list_payouts(
     State(state): State<AppState>,
     user: CurrentUser,
+    ApiQuery(query): ApiQuery<PayoutsQuery>,
 ) -> ApiResult<Json<PayoutsBody>> {
+    let (limit, before) = validate!(
+        limit: page_limit(query.limit.as_deref(), PAYOUTS_PAGE, MAX_PAYOUTS_PAGE),
+        before: parse_before(query.before.as_deref()),
+    )?;
     let now = Millis::now();
-    let statement = state.payouts.statement(&user.0.id, now).await?;
+    let statement = state
+        .payouts
+        .statement(&user.0.id, &PageRequest { limit, before }, now)
+        .await
+        .map_err(|err| match err {
+            StatementError::UnknownEntry => ApiError::field("before", BEFORE_INVALID),
+            StatementError::Db(err) => ApiError::from(err),
+        })?;
     Ok(Json(PayoutsBody {
         pending: statement.balance.pending,
         available: statement.balance.available,
         paid: statement.balance.paid,
+        totals: statement.totals.into(),
+        next: statement.next,
         entries: statement
             .entries
             .into_iter()
@@ -475,7 +547,19 @@ mod tests {
         );
         assert_eq!(
             required("PayoutsBody"),
-            ["account", "available", "entries", "paid", "pending"]
+            [
+                "account",
+                "available",
+                "entries",
+                "next",
+                "paid",
+                "pending",
+                "totals"
+            ]
+        );
+        assert_eq!(
+            required("PayoutTotals"),
+            ["amount", "fee", "price", "reversed"]
         );
         assert_eq!(required("PayoutAccountLink"), ["url"]);
     }

@@ -478,6 +478,51 @@ impl Balance {
     }
 }
 
+/// The sums of a seller's entries that count (all but the reversed ones), and how many are
+/// reversed: the totals under the entries of the payouts page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// What the buyers paid.
+    pub price: Cents,
+    /// The platform's fees.
+    pub fee: Cents,
+    /// The seller's parts.
+    pub amount: Cents,
+    /// Entries left out: their sale was refunded before it was paid out.
+    pub reversed: i64,
+}
+
+impl Totals {
+    /// The totals of `entries`.
+    pub fn of(entries: &[Credit]) -> Self {
+        let counted = entries
+            .iter()
+            .filter(|e| e.status != CreditStatus::Reversed);
+        let (mut price, mut fee, mut amount) = (0i64, 0i64, 0i64);
+        for entry in counted {
+            price += entry.gross.get();
+            fee += entry.fee.get();
+            amount += entry.amount.get();
+        }
+        Self {
+            price: Cents::new(price),
+            fee: Cents::new(fee),
+            amount: Cents::new(amount),
+            reversed: entries
+                .iter()
+                .filter(|e| e.status == CreditStatus::Reversed)
+                .count() as i64,
+        }
+    }
+}
+
+/// A seller's balance and totals over every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sums {
+    pub balance: Balance,
+    pub totals: Totals,
+}
+
 #[cfg(test)]
 mod tests {
     use bt_contract::events::OrderStatus;

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use crate::domain::{Charge, ChargeState};
 use crate::ledger::{
     AccountStatus, Balance, Batch, Credit, CreditStatus, EntryKind, LedgerRefusal,
-    PayoutAccountStatus, PayoutRules, Reversal,
+    PayoutAccountStatus, PayoutRules, Reversal, Totals,
 };
 use crate::provider::{Provider, ProviderError, TransferRequest};
 use crate::store::{self, PayoutAccount};
@@ -106,10 +106,31 @@ impl From<PayoutError> for ApiError {
 /// What `GET /api/payouts` shows a seller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    /// Newest first.
+    /// One page, newest first.
     pub entries: Vec<Credit>,
+    /// The last entry of the page when older ones follow (where the next page starts).
+    pub next: Option<String>,
+    /// Over every entry, not only the page's.
     pub balance: Balance,
+    pub totals: Totals,
     pub account: PayoutAccountStatus,
+}
+
+/// Which page of a seller's entries: at most `limit`, older than entry `before` if given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub before: Option<String>,
+}
+
+/// Why a page cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    /// `before` is not an entry of this seller.
+    #[error("before must be the id of one of your entries")]
+    UnknownEntry,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
 }
 
 /// Keeps the sellers' ledger in step with the charges, inside their transactions.
@@ -274,13 +295,38 @@ impl Payouts {
         Ok(link.unwrap_or_else(|| PAYOUTS_PAGE.to_owned()))
     }
 
-    /// A seller's entries, balance and account as of `now`.
-    pub async fn statement(&self, seller: &UserId, now: Millis) -> sqlx::Result<Statement> {
-        let entries = store::credits_of_seller(&self.db, seller).await?;
+    /// A page of a seller's entries, with the balance and totals of all of them and the
+    /// account, as of `now`.
+    pub async fn statement(
+        &self,
+        seller: &UserId,
+        page: &PageRequest,
+        now: Millis,
+    ) -> Result<Statement, StatementError> {
+        let before = match &page.before {
+            Some(id) => Some(
+                store::credit_of_seller(&self.db, seller, id)
+                    .await?
+                    .ok_or(StatementError::UnknownEntry)?,
+            ),
+            None => None,
+        };
+        // One more than the page: whether older entries follow.
+        let mut entries =
+            store::credit_page(&self.db, seller, page.limit + 1, before.as_ref()).await?;
+        let next = if entries.len() as i64 > page.limit {
+            entries.truncate(page.limit as usize);
+            entries.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        let sums = store::sums_of_seller(&self.db, seller, now).await?;
         let account = store::account(&self.db, seller).await?;
         Ok(Statement {
-            balance: Balance::of(&entries, now),
             entries,
+            next,
+            balance: sums.balance,
+            totals: sums.totals,
             account: AccountStatus::shown(account.map(|a| a.status)),
         })
     }

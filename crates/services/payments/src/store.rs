@@ -3,12 +3,12 @@
 //! state or a bad timestamp is an error.
 
 use bt_contract::events::{CancelReason, OrderStatus};
-use bt_contract::{Millis, OrderId, PaymentId, UserId};
+use bt_contract::{Cents, Millis, OrderId, PaymentId, UserId};
 use bt_platform::db::is_unique_violation;
 use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 use crate::domain::{Charge, ChargeState, PayableOrder};
-use crate::ledger::{AccountStatus, Credit, CreditStatus, EntryKind};
+use crate::ledger::{AccountStatus, Balance, Credit, CreditStatus, EntryKind, Sums, Totals};
 
 const ORDER_COLUMNS: &str = "id, user_id, price, status, version, expires_at, cancel_reason, completed_by, ticket_id, title, seller_id, starts_at";
 const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, price, status, version, expires_at, cancel_reason, completed_by, ticket_id, title, seller_id, starts_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
@@ -404,14 +404,77 @@ pub async fn lock_entry_of_order(
         .await)
 }
 
-/// Every entry of a seller, newest first.
+/// Up to `limit` entries of a seller, newest first; with `before` (an entry of theirs, see
+/// [`credit_of_seller`]), only the entries older than it.
 #[tracing::instrument(skip_all)]
-pub async fn credits_of_seller(db: &Db, seller: &UserId) -> sqlx::Result<Vec<Credit>> {
-    let sql = select_credits("WHERE seller_id = $1 ORDER BY created_at DESC, id DESC");
+pub async fn credit_page(
+    db: &Db,
+    seller: &UserId,
+    limit: i64,
+    before: Option<&Credit>,
+) -> sqlx::Result<Vec<Credit>> {
+    let older = if before.is_some() {
+        "AND (created_at < $3 OR (created_at = $3 AND id < $4)) "
+    } else {
+        ""
+    };
+    let sql = select_credits(&format!(
+        "WHERE seller_id = $1 {older}ORDER BY created_at DESC, id DESC LIMIT $2"
+    ));
+    on_db!(db, |pool| {
+        let mut query = sqlx::query_as::<_, Credit>(&sql).bind(seller).bind(limit);
+        if let Some(before) = before {
+            query = query.bind(before.created_at).bind(&before.id);
+        }
+        query.fetch_all(pool).await
+    })
+}
+
+/// Entry `id`, if it is one of `seller`'s.
+pub async fn credit_of_seller(db: &Db, seller: &UserId, id: &str) -> sqlx::Result<Option<Credit>> {
+    let sql = select_credits("WHERE id = $1 AND seller_id = $2");
     on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)
+        .bind(id)
         .bind(seller)
-        .fetch_all(pool)
+        .fetch_optional(pool)
         .await)
+}
+
+/// [`Balance::of`] and [`Totals::of`] over every entry of a seller as of `now`, summed by the
+/// database (a seller's ledger is not read whole to show one page of it).
+const SUMS_OF_SELLER: &str = "SELECT \
+    CAST(COALESCE(SUM(CASE WHEN status = 'pending' AND available_at > $2 THEN amount ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status = 'available' OR (status = 'pending' AND available_at <= $2) THEN amount ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status IN ('transferring', 'paid') THEN amount ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status <> 'reversed' THEN gross ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status <> 'reversed' THEN fee ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status <> 'reversed' THEN amount ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status = 'reversed' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+    FROM seller_credits WHERE seller_id = $1";
+
+/// The balance and totals of every entry of `seller` as of `now`.
+#[tracing::instrument(skip_all)]
+pub async fn sums_of_seller(db: &Db, seller: &UserId, now: Millis) -> sqlx::Result<Sums> {
+    type Row = (i64, i64, i64, i64, i64, i64, i64);
+    let (pending, available, paid, price, fee, amount, reversed): Row =
+        on_db!(db, |pool| sqlx::query_as::<_, Row>(SUMS_OF_SELLER)
+            .bind(seller)
+            .bind(now)
+            .fetch_one(pool)
+            .await)?;
+    Ok(Sums {
+        balance: Balance {
+            pending: Cents::new(pending),
+            available: Cents::new(available),
+            paid: Cents::new(paid),
+        },
+        totals: Totals {
+            price: Cents::new(price),
+            fee: Cents::new(fee),
+            amount: Cents::new(amount),
+            reversed,
+        },
+    })
 }
 
 /// Every entry of an order (its credit, and its reversal if any).

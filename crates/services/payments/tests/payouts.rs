@@ -12,7 +12,9 @@ use std::time::Duration;
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::{Cents, Millis, UserId};
 use bt_payments::domain::ChargeState;
-use bt_payments::ledger::{AccountStatus, Credit, CreditStatus, EntryKind, FeePercent};
+use bt_payments::ledger::{
+    AccountStatus, Balance, Credit, CreditStatus, EntryKind, FeePercent, Totals,
+};
 use bt_payments::provider::{Development, Provider, TransferRequest};
 use bt_payments::store;
 use bt_test_support::stripe::{MockStripe, PROCESSING};
@@ -571,6 +573,7 @@ async fn a_seller_sees_their_own_payouts_and_nobody_elses(backend: Backend) {
             "pending": 19.47,
             "available": 9.5,
             "paid": 0,
+            "totals": {"price": 30.5, "fee": 1.53, "amount": 28.97, "reversed": 0},
             "entries": [
                 {
                     "id": second.id, "kind": "credit", "orderId": available,
@@ -589,6 +592,7 @@ async fn a_seller_sees_their_own_payouts_and_nobody_elses(backend: Backend) {
                     "createdAt": credit.created_at.to_iso(),
                 },
             ],
+            "next": null,
             "account": {"status": "none"},
         })
     );
@@ -604,7 +608,11 @@ async fn a_seller_sees_their_own_payouts_and_nobody_elses(backend: Backend) {
     let res = app.payouts_of(&buyer).await;
     assert_eq!(
         res.json,
-        json!({"pending": 0, "available": 0, "paid": 0, "entries": [], "account": {"status": "none"}})
+        json!({
+            "pending": 0, "available": 0, "paid": 0,
+            "totals": {"price": 0, "fee": 0, "amount": 0, "reversed": 0},
+            "entries": [], "next": null, "account": {"status": "none"},
+        })
     );
 }
 
@@ -743,7 +751,171 @@ async fn every_cent_of_every_sale_is_accounted_for(backend: Backend) {
         if index == 2 {
             assert_eq!(paid, 0, "no account, no payout");
         }
+
+        // The sums the database makes are the ledger's own, over every entry; the pages,
+        // followed to the end, are every entry once, newest first.
+        let mine: Vec<Credit> = entries
+            .iter()
+            .filter(|e| e.seller_id.as_str() == seller.id)
+            .cloned()
+            .collect();
+        let balance = Balance::of(&mine, Millis::now());
+        assert_eq!(
+            (pending, available, paid),
+            (
+                balance.pending.get(),
+                balance.available.get(),
+                balance.paid.get()
+            ),
+            "seller {index}"
+        );
+        let totals = Totals::of(&mine);
+        assert_eq!(
+            (
+                cents(&res.json["totals"]["price"]),
+                cents(&res.json["totals"]["fee"]),
+                cents(&res.json["totals"]["amount"]),
+                res.json["totals"]["reversed"].as_i64().unwrap(),
+            ),
+            (
+                totals.price.get(),
+                totals.fee.get(),
+                totals.amount.get(),
+                totals.reversed
+            ),
+            "seller {index}: {}",
+            res.json
+        );
+        let mut newest_first = mine.clone();
+        newest_first.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        let paged = every_page(&app, seller, 3).await;
+        assert_eq!(
+            paged,
+            newest_first
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>(),
+            "seller {index}"
+        );
     }
+    assert!(
+        entries.iter().any(|e| e.status == CreditStatus::Reversed),
+        "the ledger has reversed entries (the totals leave them out)"
+    );
+}
+
+/// The ids of every entry of `seller`'s payouts, following `next` from page to page of
+/// `limit`; checks that each page but the last is full and that the sums are the same on
+/// every page.
+async fn every_page(app: &TestApp, seller: &TestUser, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut path = format!("/api/payouts?limit={limit}");
+    let mut first: Option<Value> = None;
+    loop {
+        let res = app.as_user(seller).get(&path).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.text);
+        let sums = json!([
+            res.json["pending"],
+            res.json["available"],
+            res.json["paid"],
+            res.json["totals"]
+        ]);
+        assert_eq!(first.get_or_insert_with(|| sums.clone()), &sums, "{path}");
+        let page = res.json["entries"].as_array().unwrap();
+        ids.extend(page.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        match res.json["next"].as_str() {
+            Some(next) => {
+                assert_eq!(page.len(), limit, "{path}: a page before the last is full");
+                assert_eq!(page.last().unwrap()["id"], json!(next), "{path}");
+                path = format!("/api/payouts?limit={limit}&before={next}");
+            }
+            None => {
+                assert!(page.len() <= limit, "{path}");
+                return ids;
+            }
+        }
+    }
+}
+
+/// A page at a time: `limit` and `before` (the previous page's `next`), checked.
+async fn payouts_are_paged_newest_first_and_sums_cover_every_entry(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let (buyer, seller, other) = (TestUser::new(), TestUser::new(), TestUser::new());
+    let mut orders = Vec::new();
+    for n in 0..7 {
+        orders.push(
+            app.sell(&buyer, Some(&seller), 1000 + n, started_an_hour_ago())
+                .await,
+        );
+    }
+    let theirs = app
+        .sell(&buyer, Some(&other), 500, started_an_hour_ago())
+        .await;
+
+    let all = app.payouts_of(&seller).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    assert_eq!(all.json["entries"].as_array().unwrap().len(), 7);
+    assert_eq!(all.json["next"], Value::Null);
+    let ids: Vec<String> = all.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut by_order = Vec::new();
+    for order in orders.iter().rev() {
+        by_order.push(app.credit(order).await.id);
+    }
+    assert_eq!(ids, by_order, "newest first");
+
+    assert_eq!(every_page(&app, &seller, 3).await, ids);
+    assert_eq!(every_page(&app, &seller, 7).await, ids);
+    assert_eq!(every_page(&app, &seller, 1).await, ids);
+    let page = app
+        .as_user(&seller)
+        .get(&format!("/api/payouts?limit=3&before={}", ids[6]))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.json["entries"], json!([]));
+    assert_eq!(page.json["next"], Value::Null);
+    assert_eq!(page.json["available"], all.json["available"]);
+    let sums = &all.json["totals"];
+    assert_eq!(cents(&sums["price"]), (1000..1007).sum::<i64>());
+    assert_eq!(
+        cents(&sums["price"]),
+        cents(&sums["fee"]) + cents(&sums["amount"])
+    );
+    assert_eq!(cents(&sums["amount"]), cents(&all.json["available"]));
+
+    // Refused, with the parameter named: a page size out of range, a cursor that is no id,
+    // and someone else's entry (which would otherwise tell when they sold).
+    let their_entry = app.credit(&theirs).await.id;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=", "limit"),
+        ("before=yesterday", "before"),
+        (&*format!("before={their_entry}"), "before"),
+        ("before=01936b2e-0000-7000-8000-000000000000", "before"),
+    ] {
+        let res = app
+            .as_user(&seller)
+            .get(&format!("/api/payouts?{query}"))
+            .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}: {}", res.text);
+        assert_eq!(
+            res.field_errors()
+                .iter()
+                .map(|(f, _)| f.as_str())
+                .collect::<Vec<_>>(),
+            [field],
+            "{query}: {}",
+            res.text
+        );
+    }
+    let res = app.as_user(&seller).get("/api/payouts?limit=100").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
 }
 
 // ---- Stripe Connect ----
@@ -1176,6 +1348,7 @@ backend_tests!(
     a_paid_order_refunded_through_the_service_reverses_its_credit,
     payouts_need_a_session,
     a_seller_sees_their_own_payouts_and_nobody_elses,
+    payouts_are_paged_newest_first_and_sums_cover_every_entry,
     every_cent_of_every_sale_is_accounted_for,
     onboarding_creates_one_express_account_per_seller_and_answers_stripes_link,
     onboarding_with_stripe_needs_the_public_url,

@@ -12,7 +12,8 @@ use bt_contract::json::string_field;
 use bt_contract::openapi::{JsonBodyRefused, NotAuthorized, PriceInput};
 use bt_contract::search::{Search, SearchError};
 use bt_contract::{
-    ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, Millis, TicketId, validate,
+    ApiError, ApiJson, ApiQuery, ApiResult, CurrentUser, JsonField, Millis, TicketId, page_limit,
+    validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
 use bt_platform::files::{FileKey, FileKind, MAX_FILE_BYTES};
@@ -230,7 +231,7 @@ async fn list_tickets(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let (limit, cursor, search) = validate!(
-        limit: parse_limit(query.limit.as_deref()),
+        limit: page_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT),
         cursor: parse_cursor(query.cursor.as_deref()),
         q: parse_search(query.q.as_deref()),
     )?;
@@ -281,18 +282,6 @@ async fn page(
         }
     }
     Ok((tickets, link))
-}
-
-fn parse_limit(raw: Option<&str>) -> Result<i64, String> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "limit must be a whole number from 1 to {MAX_LIMIT}"
-            )),
-        },
-    }
 }
 
 fn parse_cursor(raw: Option<&str>) -> Result<Option<String>, &'static str> {
@@ -658,12 +647,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_are_whole_numbers_in_range() {
-        assert_eq!(parse_limit(None), Ok(50));
-        assert_eq!(parse_limit(Some("200")), Ok(200));
-        for bad in ["0", "201", "-1", "ten", "1.5", ""] {
-            assert!(parse_limit(Some(bad)).is_err(), "{bad}");
-        }
+    fn the_listing_pages_by_50_and_at_most_200_as_the_contract_says() {
+        assert_eq!(page_limit(None, DEFAULT_LIMIT, MAX_LIMIT), Ok(50));
+        assert_eq!(page_limit(Some("200"), DEFAULT_LIMIT, MAX_LIMIT), Ok(200));
+        assert!(page_limit(Some("201"), DEFAULT_LIMIT, MAX_LIMIT).is_err());
     }
 
     #[test]

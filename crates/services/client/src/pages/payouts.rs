@@ -1,5 +1,6 @@
-//! The seller's payouts: the balance, every sale's credit (price, fee, amount), and setting up
-//! the payout account.
+//! The seller's payouts: the balance, every sale's credit (price, fee, amount) a page at a time
+//! (`?before=`, the API's `next`) under the totals of all of them, and setting up the payout
+//! account.
 //!
 //! **Where "Set up payouts" may send the browser**: `POST /api/payouts/account` answers a URL.
 //! The client follows it only when it is a path of this site (the development provider answers
@@ -16,9 +17,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{AppState, Ctx, Posted, is_local_path, page, see_other};
-use crate::api::{PayoutAccountLink, Payouts};
-use crate::views::PayoutsPage;
+use super::{AppState, Ctx, Posted, is_local_path, page, see_other, sign_in_path};
+use crate::api::{PayoutAccountLink, Payouts, Unavailable};
+use crate::views::{PayoutsPage, payouts_path};
 
 /// The one external origin "Set up payouts" may lead to.
 pub const STRIPE_CONNECT: &str = "https://connect.stripe.com/";
@@ -47,26 +48,56 @@ fn onboarding_notice(value: Option<&String>) -> Option<String> {
     Some(text.to_owned())
 }
 
-/// The caller's payouts, or the page to show instead.
-async fn fetch_payouts(state: &AppState, ctx: &Ctx) -> Result<Payouts, Response> {
-    match state.api.get(&ctx.caller, "/api/payouts").await {
-        Ok(reply) if reply.ok() => reply
+/// The page of the caller's payouts older than entry `before` (`None`: the newest), or the
+/// page to show instead.
+async fn fetch_payouts(
+    state: &AppState,
+    ctx: &Ctx,
+    before: Option<&str>,
+) -> Result<Payouts, Response> {
+    let reply = match state
+        .api
+        .get_query(
+            &ctx.caller,
+            "/api/payouts",
+            &[("before", before.unwrap_or_default())],
+        )
+        .await
+    {
+        Ok(reply) => reply,
+        Err(err) => return Err(ctx.unavailable(&err)),
+    };
+    match reply.status {
+        200 => reply
             .parse()
             .map_err(|err| ctx.unreadable("GET /api/payouts answered payouts", &err)),
-        Ok(_) => Err(see_other("/auth/signin?next=/payouts")),
-        Err(err) => Err(ctx.unavailable(&err)),
+        401 => Err(see_other(&sign_in_path(&payouts_path(before)))),
+        // `before` is not one of the caller's entries: no such page (as for notifications).
+        400 => {
+            tracing::debug!(message = %reply.message(), "GET /api/payouts refused the page");
+            Err(ctx.not_found())
+        }
+        status => Err(ctx.unavailable(&Unavailable::new(format!(
+            "GET /api/payouts answered HTTP {status}"
+        )))),
     }
 }
 
+/// The payouts page: one page of entries, the newest or those older than `?before=` (an
+/// entry's id, as the API's `next` gave it).
 pub(super) async fn payouts_page(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(redirect) = ctx.sign_in_first("/payouts") {
+    let before = query
+        .get("before")
+        .map(String::as_str)
+        .filter(|b| !b.is_empty());
+    if let Some(redirect) = ctx.sign_in_first(&payouts_path(before)) {
         return redirect;
     }
-    let payouts = match fetch_payouts(&state, &ctx).await {
+    let payouts = match fetch_payouts(&state, &ctx, before).await {
         Ok(payouts) => payouts,
         Err(response) => return response,
     };
@@ -77,7 +108,7 @@ pub(super) async fn payouts_page(
     }
     page(
         StatusCode::OK,
-        &PayoutsPage::new(layout, &payouts, &ctx.currency),
+        &PayoutsPage::new(layout, &payouts, before, &ctx.currency),
     )
 }
 
