@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::ledger::{Credit, CreditStatus, EntryKind, PayoutAccountStatus, Totals};
 use crate::paying::{self, Paid};
-use crate::payouts::{PageRequest, StatementError};
+use crate::payouts::PageRequest;
 use crate::store;
 use crate::webhook::{self, StripeEvent};
 
@@ -298,7 +298,7 @@ pub struct PayoutsBody {
     paid: Cents,
     /// Over every entry, not only this page's.
     totals: PayoutTotals,
-    /// A page of entries, newest first.
+    /// A page of entries, newest first (by id: UUID v7, the order they were made in).
     entries: Vec<PayoutEntry>,
     /// The id to pass as `before` for the next (older) page; `null` on the last page.
     #[schema(required = true, value_type = Option<String>, format = Uuid)]
@@ -335,7 +335,7 @@ pub struct PayoutsQuery {
     /// Page size, 1 to 100 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// Only entries older than this one (`next` of the previous page).
+    /// Only entries made before this one (`next` of the previous page).
     #[param(value_type = Option<String>, format = Uuid)]
     before: Option<String>,
 }
@@ -344,15 +344,13 @@ pub struct PayoutsQuery {
 const PAYOUTS_PAGE: i64 = 50;
 /// The most entries on one page.
 const MAX_PAYOUTS_PAGE: i64 = 100;
-/// Why `before` is refused.
-const BEFORE_INVALID: &str = "before must be the id of one of your entries";
 
 fn parse_before(raw: Option<&str>) -> Result<Option<String>, &'static str> {
     match raw {
         None => Ok(None),
         Some(raw) => uuid::Uuid::parse_str(raw.trim())
             .map(|id| Some(id.to_string()))
-            .map_err(|_| BEFORE_INVALID),
+            .map_err(|_| "before must be the id of an entry"),
     }
 }
 
@@ -431,8 +429,9 @@ impl PayoutEntry {
     tag = "payouts",
     operation_id = "list_payouts",
     summary = "The caller's payouts as a seller",
-    description = "Sums of the caller's credits by where they stand, every entry (newest first) \
-        and the payout account's status. A sale credits its seller `price − fee` once its \
+    description = "Sums of the caller's credits by where they stand and totals over all of \
+        them, one page of entries (newest first; `next` continues with older ones) and the \
+        payout account's status. A sale credits its seller `price − fee` once its \
         payment is captured; the credit becomes available when the event starts (or \
         `PAYOUT_DELAY_HOURS` after the sale without a start) and is then transferred to the \
         seller's payout account. Only the caller's own entries are shown.",
@@ -459,11 +458,7 @@ async fn list_payouts(
     let statement = state
         .payouts
         .statement(&user.0.id, &PageRequest { limit, before }, now)
-        .await
-        .map_err(|err| match err {
-            StatementError::UnknownEntry => ApiError::field("before", BEFORE_INVALID),
-            StatementError::Db(err) => ApiError::from(err),
-        })?;
+        .await?;
     Ok(Json(PayoutsBody {
         pending: statement.balance.pending,
         available: statement.balance.available,

@@ -116,21 +116,12 @@ pub struct Statement {
     pub account: PayoutAccountStatus,
 }
 
-/// Which page of a seller's entries: at most `limit`, older than entry `before` if given.
+/// Which page of a seller's entries: at most `limit`, made before entry id `before` if given
+/// (the previous page's `next`; any id will do, the seller's or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: i64,
     pub before: Option<String>,
-}
-
-/// Why a page cannot be shown.
-#[derive(Debug, thiserror::Error)]
-pub enum StatementError {
-    /// `before` is not an entry of this seller.
-    #[error("before must be the id of one of your entries")]
-    UnknownEntry,
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
 }
 
 /// Keeps the sellers' ledger in step with the charges, inside their transactions.
@@ -302,18 +293,10 @@ impl Payouts {
         seller: &UserId,
         page: &PageRequest,
         now: Millis,
-    ) -> Result<Statement, StatementError> {
-        let before = match &page.before {
-            Some(id) => Some(
-                store::credit_of_seller(&self.db, seller, id)
-                    .await?
-                    .ok_or(StatementError::UnknownEntry)?,
-            ),
-            None => None,
-        };
+    ) -> sqlx::Result<Statement> {
         // One more than the page: whether older entries follow.
         let mut entries =
-            store::credit_page(&self.db, seller, page.limit + 1, before.as_ref()).await?;
+            store::credit_page(&self.db, seller, page.limit + 1, page.before.as_deref()).await?;
         let next = if entries.len() as i64 > page.limit {
             entries.truncate(page.limit as usize);
             entries.last().map(|e| e.id.clone())

@@ -404,40 +404,26 @@ pub async fn lock_entry_of_order(
         .await)
 }
 
-/// Up to `limit` entries of a seller, newest first; with `before` (an entry of theirs, see
-/// [`credit_of_seller`]), only the entries older than it.
+/// Up to `limit` entries of a seller, newest first (by id: UUID v7, the order they were made
+/// in); with `before`, only the entries whose id is lower (made before it).
 #[tracing::instrument(skip_all)]
 pub async fn credit_page(
     db: &Db,
     seller: &UserId,
     limit: i64,
-    before: Option<&Credit>,
+    before: Option<&str>,
 ) -> sqlx::Result<Vec<Credit>> {
-    let older = if before.is_some() {
-        "AND (created_at < $3 OR (created_at = $3 AND id < $4)) "
-    } else {
-        ""
-    };
+    let older = if before.is_some() { "AND id < $3 " } else { "" };
     let sql = select_credits(&format!(
-        "WHERE seller_id = $1 {older}ORDER BY created_at DESC, id DESC LIMIT $2"
+        "WHERE seller_id = $1 {older}ORDER BY id DESC LIMIT $2"
     ));
     on_db!(db, |pool| {
         let mut query = sqlx::query_as::<_, Credit>(&sql).bind(seller).bind(limit);
         if let Some(before) = before {
-            query = query.bind(before.created_at).bind(&before.id);
+            query = query.bind(before);
         }
         query.fetch_all(pool).await
     })
-}
-
-/// Entry `id`, if it is one of `seller`'s.
-pub async fn credit_of_seller(db: &Db, seller: &UserId, id: &str) -> sqlx::Result<Option<Credit>> {
-    let sql = select_credits("WHERE id = $1 AND seller_id = $2");
-    on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)
-        .bind(id)
-        .bind(seller)
-        .fetch_optional(pool)
-        .await)
 }
 
 /// [`Balance::of`] and [`Totals::of`] over every entry of a seller as of `now`, summed by the
