@@ -92,8 +92,17 @@ ensure_nginx() {
     apt_install nginx
 }
 
+ensure_openssl() {
+    if command -v openssl >/dev/null; then
+        return 0
+    fi
+    log "installing openssl (certificates for the TLS test mail server)"
+    apt_install openssl
+}
+
 ensure_postgres
 ensure_nats
 ensure_browser
 ensure_nginx
-log "PostgreSQL, NATS (JetStream), Chromium and nginx are ready"
+ensure_openssl
+log "PostgreSQL, NATS (JetStream), Chromium, nginx and openssl are ready"

@@ -243,6 +243,10 @@ pub struct CommonArgs {
     /// `<data-dir>/mail` and logs its path.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<SecretString>,
+    /// A PEM file of certificate authorities to trust for the mail server's TLS besides the
+    /// public ones: a private relay's own authority. Needs an `SMTP_URL` with TLS.
+    #[arg(long, env = "SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     /// The sender of every email.
     #[arg(
         long,
@@ -442,6 +446,8 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct NotificationSettings {
     pub smtp_url: Option<SecretString>,
+    /// `SMTP_CA_FILE`.
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     pub mail_from: String,
     pub limits: bt_notifications::Limits,
     /// `PUBLIC_URL`, for the links in emails (`up` defaults it to its own address).
@@ -456,7 +462,20 @@ impl NotificationSettings {
     /// The mail transport: `SMTP_URL`, else the mail directory of `up`.
     pub fn mailer(&self) -> anyhow::Result<bt_notifications::Mailer> {
         let mailer = match (&self.smtp_url, &self.mail_dir) {
-            (Some(url), _) => bt_notifications::Mailer::smtp(url.expose_secret(), &self.mail_from)?,
+            (Some(url), _) => match &self.smtp_ca_file {
+                None => bt_notifications::Mailer::smtp(url.expose_secret(), &self.mail_from)?,
+                Some(path) => {
+                    let shown = path.display().to_string();
+                    let pem = std::fs::read(path).map_err(|e| {
+                        bt_notifications::MailConfigError::CaFile(shown.clone(), e.to_string())
+                    })?;
+                    bt_notifications::Mailer::smtp_trusting(
+                        url.expose_secret(),
+                        &self.mail_from,
+                        Some((&shown, &pem)),
+                    )?
+                }
+            },
             (None, Some(dir)) => bt_notifications::Mailer::directory(dir.clone(), &self.mail_from)?,
             (None, None) => bail!(
                 "SMTP_URL is not set: the notifications service sends receipts, sale notices \
@@ -546,6 +565,7 @@ impl CommonArgs {
         }
         let notifications = NotificationSettings {
             smtp_url: self.smtp_url.clone(),
+            smtp_ca_file: self.smtp_ca_file.clone(),
             mail_from: self.mail_from.clone(),
             limits: bt_notifications::Limits {
                 alerts_per_user: self.alerts_per_user,
@@ -700,6 +720,34 @@ mod tests {
                 "{args:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_mail_authority_file_that_cannot_be_read_is_a_clear_error() {
+        let args = serve(&[
+            "--smtp-url",
+            "smtp://mail.example.com:587?tls=required",
+            "--smtp-ca-file",
+            "/nonexistent/relay-ca.pem",
+        ]);
+        assert_eq!(
+            args.common.smtp_ca_file.as_deref(),
+            Some(std::path::Path::new("/nonexistent/relay-ca.pem"))
+        );
+        let settings = NotificationSettings {
+            smtp_url: args.common.smtp_url.clone(),
+            smtp_ca_file: args.common.smtp_ca_file.clone(),
+            mail_from: args.common.mail_from.clone(),
+            limits: bt_notifications::Limits::default(),
+            public_url: None,
+            mail_dir: None,
+            alert_hold: Duration::ZERO,
+        };
+        let err = settings.mailer().unwrap_err().to_string();
+        assert!(
+            err.starts_with("SMTP_CA_FILE /nonexistent/relay-ca.pem: No such file"),
+            "{err}"
+        );
     }
 
     #[test]

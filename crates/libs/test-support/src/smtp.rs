@@ -7,7 +7,8 @@
 //! moto). The virtualenv is built in a directory of its own and renamed into place when
 //! complete, so parallel tests (and test binaries) never use a half-built one; within one
 //! process installs are serialised. Each [`SmtpServer::start`] runs its own server on a free
-//! port, plain SMTP without TLS or authentication, killed when the value is dropped.
+//! port, plain SMTP without TLS or authentication, killed when the value is dropped;
+//! [`SmtpServer::start_tls`] requires STARTTLS, with a certificate from an authority of its own.
 //!
 //! The server answers `250` to every message and writes it into a directory of its own: the
 //! DATA content as received (`<n>.eml`) and the envelope (`<n>.json`, `MAIL FROM` and the
@@ -54,6 +55,13 @@ import sys
 from aiosmtpd.smtp import SMTP
 
 HOST, PORT, DIRECTORY, PARENT = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+# With a certificate and its key: STARTTLS, required before any mail is accepted.
+TLS = None
+if len(sys.argv) > 6:
+    import ssl
+
+    TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    TLS.load_cert_chain(sys.argv[5], sys.argv[6])
 
 
 def publish(name, data):
@@ -94,6 +102,8 @@ async def main():
             hostname="bt-test-smtp",
             ident=f"aiosmtpd pid {os.getpid()}",
             enable_SMTPUTF8=True,
+            tls_context=TLS,
+            require_starttls=TLS is not None,
         ),
         host=HOST,
         port=PORT,
@@ -115,6 +125,8 @@ pub struct SmtpServer {
     child: Option<Child>,
     python: PathBuf,
     port: u16,
+    /// With [`SmtpServer::start_tls`]: the server's certificate and key files.
+    tls: Option<(PathBuf, PathBuf)>,
     /// Holds `server.py`, `server.log` and `messages/`.
     dir: tempfile::TempDir,
 }
@@ -123,14 +135,27 @@ impl SmtpServer {
     /// Installs aiosmtpd when needed (seconds, once per machine), starts a server on a free port
     /// of `127.0.0.1` and waits until it greets with `220`.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`SmtpServer::start`], with STARTTLS required before any mail: its certificate (for
+    /// `127.0.0.1`) is signed by an authority of its own, [`SmtpServer::ca_file`], which no
+    /// client trusts unless told to. Needs the `openssl` command.
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let python = ensure_installed();
         let dir = tempfile::tempdir().expect("temp dir for the SMTP server");
         std::fs::write(dir.path().join("server.py"), SERVER_PY).expect("writing server.py");
         std::fs::create_dir(dir.path().join("messages")).expect("the SMTP message directory");
+        let tls = tls.then(|| make_certificates(dir.path()));
         let mut server = Self {
             child: None,
             python,
             port: 0,
+            tls,
             dir,
         };
         let mut last_failure = String::new();
@@ -263,6 +288,21 @@ impl SmtpServer {
         }
     }
 
+    /// The PEM certificate of the authority that signed a [`SmtpServer::start_tls`] server's
+    /// certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(
+            self.tls.is_some(),
+            "only a server started with start_tls has a CA"
+        );
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The STARTTLS URL of a [`SmtpServer::start_tls`] server (lettre's format).
+    pub fn tls_url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=required", self.port)
+    }
+
     fn message_dir(&self) -> PathBuf {
         self.dir.path().join("messages")
     }
@@ -279,6 +319,7 @@ impl SmtpServer {
             .arg(self.port.to_string())
             .arg(self.message_dir())
             .arg(std::process::id().to_string())
+            .args(self.tls.iter().flat_map(|(cert, key)| [cert, key]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("SMTP server log file"))
             .stderr(log)
@@ -321,6 +362,89 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Makes, in `dir`, an authority (`ca.pem`) and a server certificate for `127.0.0.1` signed by
+/// it (`cert.pem`, key `key.pem`), valid for two days; returns the certificate's and the key's
+/// paths.
+fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("the TLS test mail server needs the openssl command ({e}): apt-get install openssl")
+            });
+        assert!(
+            output.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=BuyTicket test mail CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .expect("writing the certificate's extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
 /// The first line an SMTP server sends on a new connection (the connection then says QUIT).

@@ -36,7 +36,7 @@ use bt_platform::{Check, Db, Migrations, Runtime, Service, StartError};
 use tokio::sync::Notify;
 
 pub use domain::Limits;
-pub use mailer::Mailer;
+pub use mailer::{MailConfigError, Mailer};
 
 /// The migrations of the notifications database.
 pub static MIGRATIONS: Migrations = Migrations {

@@ -16,6 +16,7 @@ use bt_contract::Millis;
 use bt_platform::{Db, Runtime};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::Notify;
 
@@ -66,8 +67,49 @@ pub enum MailConfigError {
     SmtpUrl(String),
     #[error("MAIL_FROM is not a valid address ({0}): e.g. BuyTicket <no-reply@example.com>")]
     From(String),
+    #[error(
+        "SMTP_CA_FILE {0}: {1} (it must hold the PEM certificate of the authority that signed \
+         the mail server's certificate)"
+    )]
+    CaFile(String, String),
+    #[error(
+        "SMTP_CA_FILE is set but SMTP_URL does not use TLS: use smtps://host:465, or \
+         smtp://host:587?tls=required for STARTTLS"
+    )]
+    CaWithoutTls,
     #[error("the mail directory {0} cannot be created: {1}")]
     Directory(String, std::io::Error),
+}
+
+/// The TLS of `url` (its mode: `smtps://` wraps the connection, `?tls=required` or
+/// `?tls=opportunistic` upgrade it with STARTTLS), with the authorities of `pem` trusted too.
+fn tls_trusting(url: &str, source: &str, pem: &[u8]) -> Result<Tls, MailConfigError> {
+    let parsed = url::Url::parse(url).map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| MailConfigError::SmtpUrl("no host".into()))?
+        .to_owned();
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let tls: fn(TlsParameters) -> Tls = match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Tls::Wrapper,
+        ("smtp", Some("required")) => Tls::Required,
+        ("smtp", Some("opportunistic")) => Tls::Opportunistic,
+        _ => return Err(MailConfigError::CaWithoutTls),
+    };
+    let ca_error =
+        |e: &dyn std::fmt::Display| MailConfigError::CaFile(source.to_owned(), e.to_string());
+    if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ca_error(&"no PEM certificate in it"));
+    }
+    let certificate = Certificate::from_pem(pem).map_err(|e| ca_error(&e))?;
+    let parameters = TlsParameters::builder(host)
+        .add_root_certificate(certificate)
+        .build_rustls()
+        .map_err(|e| ca_error(&e))?;
+    Ok(tls(parameters))
 }
 
 /// What emails are sent with and from.
@@ -94,10 +136,25 @@ impl Mailer {
     /// Sends through the SMTP server of `url` (lettre's URL format: `smtp://`, `smtps://`,
     /// `?tls=required` for STARTTLS, credentials in the URL).
     pub fn smtp(url: &str, from: &str) -> Result<Self, MailConfigError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        Self::smtp_trusting(url, from, None)
+    }
+
+    /// [`Mailer::smtp`], trusting also the certificate authorities of `ca` (PEM, one or more
+    /// certificates: a private mail relay's own authority, `SMTP_CA_FILE`) besides the public
+    /// ones; `ca` names where they were read from, for errors. The server's name is still
+    /// checked against its certificate.
+    pub fn smtp_trusting(
+        url: &str,
+        from: &str,
+        ca: Option<(&str, &[u8])>,
+    ) -> Result<Self, MailConfigError> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?
-            .timeout(Some(SMTP_TIMEOUT))
-            .build();
+            .timeout(Some(SMTP_TIMEOUT));
+        if let Some((source, pem)) = ca {
+            builder = builder.tls(tls_trusting(url, source, pem)?);
+        }
+        let transport = builder.build();
         Ok(Self {
             transport: Transport::Smtp {
                 transport,
@@ -300,6 +357,37 @@ mod tests {
             err.to_string()
                 .starts_with("MAIL_FROM is not a valid address"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_authority_needs_a_tls_url_and_a_pem_certificate() {
+        const PEM: &str =
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUEd7T\n-----END CERTIFICATE-----\n";
+        let from = "no-reply@example.com";
+        let err = Mailer::smtp_trusting("smtp://relay:25", from, Some(("ca.pem", PEM.as_bytes())))
+            .unwrap_err();
+        assert!(matches!(err, MailConfigError::CaWithoutTls), "{err}");
+        let err = Mailer::smtp_trusting(
+            "smtps://mail.example.com",
+            from,
+            Some(("/etc/ca.pem", b"not a certificate")),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SMTP_CA_FILE /etc/ca.pem: no PEM certificate"),
+            "{err}"
+        );
+        let err = Mailer::smtp_trusting(
+            "smtp://mail.example.com:587?tls=required",
+            from,
+            Some(("/etc/ca.pem", PEM.as_bytes())),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, MailConfigError::CaFile(ref file, _) if file == "/etc/ca.pem"),
+            "a certificate that does not parse is refused: {err}"
         );
     }
 

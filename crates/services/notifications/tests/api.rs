@@ -11,6 +11,7 @@ use bt_contract::events::{
 use bt_contract::resources::{Alert, NotificationKind, NotificationList};
 use bt_contract::{Cents, Millis, OrderId, TicketId, UserId};
 use bt_notifications::domain::EmailStatus;
+use bt_notifications::store::OutgoingEmail;
 use bt_notifications::{Limits, Mailer, Settings};
 use bt_platform::db::DbOptions;
 use bt_platform::{Db, Runtime};
@@ -1012,6 +1013,48 @@ async fn a_hold_gives_the_first_subscriber_in_line_a_head_start(backend: Backend
         holds_published(&app).await == 1
     })
     .await;
+}
+
+/// Mail goes over STARTTLS to a server whose certificate is signed by the authority of
+/// `SMTP_CA_FILE`; without that authority the certificate is refused and nothing is sent. The
+/// server refuses mail before STARTTLS, so what it received came over TLS.
+#[tokio::test]
+async fn mail_goes_over_starttls_to_a_server_signed_by_the_authority_it_is_given() {
+    const FROM: &str = "BuyTicket <no-reply@buyticket.test>";
+    let smtp = SmtpServer::start_tls();
+    let email = OutgoingEmail {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: UserId::new("u1"),
+        kind: NotificationKind::OrderReceipt,
+        subject: "Your receipt: Opera Gala".into(),
+        body: "You paid $25.00.".into(),
+        attempts: 0,
+        address: None,
+    };
+
+    let untrusting = Mailer::smtp(&smtp.tls_url(), FROM).unwrap();
+    let refused = untrusting
+        .deliver(&email, "fan@example.com")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "the unknown authority is the reason: {refused}"
+    );
+    let plain = Mailer::smtp(&format!("smtp://127.0.0.1:{}", smtp.port()), FROM).unwrap();
+    let refused = plain.deliver(&email, "fan@example.com").await.unwrap_err();
+    assert!(refused.to_string().contains("STARTTLS"), "{refused}");
+    assert!(smtp.messages().is_empty());
+
+    let pem = std::fs::read(smtp.ca_file()).unwrap();
+    let trusting = Mailer::smtp_trusting(&smtp.tls_url(), FROM, Some(("ca.pem", &pem))).unwrap();
+    trusting.deliver(&email, "fan@example.com").await.unwrap();
+    let mail = smtp.wait_for(1, MAIL_WAIT).await;
+    assert_eq!(mail[0].rcpt_tos, ["fan@example.com"]);
+    assert_eq!(
+        mail[0].header("Subject").as_deref(),
+        Some("Your receipt: Opera Gala")
+    );
 }
 
 backend_tests!(
