@@ -337,7 +337,7 @@ impl Ctx {
 
 /// The sign-in page that leads back to `next` (a local path).
 fn sign_in_path(next: &str) -> String {
-    format!("/auth/signin?next={}", encode(next))
+    format!("/auth/signin?next={}", crate::views::path_value(next))
 }
 
 fn render(page: &impl Template) -> Html<String> {
@@ -425,17 +425,6 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A path segment from the URL, safe to put into an API path.
@@ -629,7 +618,7 @@ async fn home(
     let listing = |cursor: &str, trail: &[String]| {
         let mut path = search_path(&q);
         if !cursor.is_empty() && cursor != "-" {
-            path.push_str(&format!("&cursor={}", encode(cursor)));
+            path.push_str(&format!("&cursor={}", crate::views::path_value(cursor)));
         }
         if !trail.is_empty() {
             path.push_str(&format!("&trail={}", trail.join(",")));
@@ -730,7 +719,7 @@ fn auth_path(mode: &str, next: &str) -> String {
     if next == "/" {
         format!("/auth/{mode}")
     } else {
-        format!("/auth/{mode}?next={}", encode(next))
+        format!("/auth/{mode}?next={}", crate::views::path_value(next))
     }
 }
 

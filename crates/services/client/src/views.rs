@@ -7,6 +7,7 @@ use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::resources::{Order, OrderPayment, OrderPaymentStatus};
 use bt_contract::{FieldError, Millis};
 use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::api::{
     Alert, CreditStatus, EntryKind, Notification, NotificationKind, PayoutAccountStatus,
@@ -253,19 +254,32 @@ impl TicketState {
 }
 
 /// The listing's address for the search `q` (`/?q=opera+gala`), encoded as a browser encodes
-/// the search form (a space is `+`), so that it is a local path `next` may lead back to.
+/// the search form (`application/x-www-form-urlencoded`: a space is `+`), so that it is a local
+/// path `next` may lead back to.
 pub fn search_path(q: &str) -> String {
-    let encoded: String = q
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                char::from(b).to_string()
-            }
-            b' ' => "+".to_owned(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
     format!("/?q={encoded}")
+}
+
+/// What a query value keeps as it is: RFC 3986's unreserved characters; anything else is
+/// percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// What a local path given as a query value (`next`) keeps as it is: also its `/`s.
+const PATH_VALUE: &AsciiSet = &QUERY_VALUE.remove(b'/');
+
+/// `s` percent-encoded for a query value.
+pub fn query_value(s: &str) -> String {
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+/// The local path `s` percent-encoded for a query value, its `/`s left as they are.
+pub fn path_value(s: &str) -> String {
+    utf8_percent_encode(s, PATH_VALUE).to_string()
 }
 
 #[derive(Template)]
@@ -721,18 +735,7 @@ impl PayoutEntryView {
 /// percent-encoded: it is the API's text, and goes into a query and back to the API).
 pub fn payouts_path(before: Option<&str>) -> String {
     match before {
-        Some(id) => {
-            let encoded: String = id
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        char::from(b).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            format!("/payouts?before={encoded}")
-        }
+        Some(id) => format!("/payouts?before={}", query_value(id)),
         None => "/payouts".to_owned(),
     }
 }

@@ -72,7 +72,7 @@ async fn fetch_payouts(
             .parse()
             .map_err(|err| ctx.unreadable("GET /api/payouts answered payouts", &err)),
         401 => Err(see_other(&sign_in_path(&payouts_path(before)))),
-        // `before` is not one of the caller's entries: no such page (as for notifications).
+        // `before` is not an entry's id: no such page (as for notifications).
         400 => {
             tracing::debug!(message = %reply.message(), "GET /api/payouts refused the page");
             Err(ctx.not_found())
