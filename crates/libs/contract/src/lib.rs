@@ -38,7 +38,7 @@ pub use error::{ApiError, ApiResult, FieldError};
 pub use ids::{AlertId, NotificationId, OrderId, PaymentId, TicketId, UserId};
 pub use json::{ApiJson, JsonField};
 pub use money::{Cents, MoneyError};
-pub use query::{ApiQuery, page_limit};
+pub use query::{ApiQuery, page_cursor, page_limit};
 pub use session::{Claims, CurrentUser, MaybeUser, SESSION_COOKIE, SessionKeys};
 pub use time::Millis;
 pub use validate::Validator;

@@ -22,6 +22,20 @@ pub fn page_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, Stri
     }
 }
 
+/// A page's starting point given as an id (`before`): absent, or a UUID (surrounding blanks
+/// ignored), written in its canonical form; `invalid` is the message for anything else.
+pub fn page_cursor(
+    raw: Option<&str>,
+    invalid: &'static str,
+) -> Result<Option<String>, &'static str> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => uuid::Uuid::parse_str(raw.trim())
+            .map(|id| Some(id.to_string()))
+            .map_err(|_| invalid),
+    }
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
@@ -37,7 +51,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::page_limit;
+    use super::{page_cursor, page_limit};
 
     #[test]
     fn a_page_limit_is_the_default_or_a_whole_number_in_range() {
@@ -50,6 +64,18 @@ mod tests {
                 Err("limit must be a whole number from 1 to 200".into()),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_page_cursor_is_absent_or_a_uuid_in_canonical_form() {
+        assert_eq!(page_cursor(None, "bad"), Ok(None));
+        assert_eq!(
+            page_cursor(Some(" 0193A1B2-C3D4-7E5F-8A6B-7C8D9E0F1A2B "), "bad"),
+            Ok(Some("0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b".into()))
+        );
+        for bad in ["", "yesterday", "0193a1b2"] {
+            assert_eq!(page_cursor(Some(bad), "bad"), Err("bad"), "{bad}");
         }
     }
 }

@@ -13,7 +13,7 @@ use bt_contract::openapi::{JsonBodyRefused, NotAuthorized, PriceInput};
 use bt_contract::resources::{self, NotificationList};
 use bt_contract::{
     AlertId, ApiError, ApiJson, ApiQuery, ApiResult, Cents, CurrentUser, JsonField, Millis,
-    MoneyError, NotificationId, page_limit, validate,
+    MoneyError, NotificationId, page_cursor, page_limit, validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
 use serde::{Deserialize, Serialize};
@@ -99,15 +99,6 @@ fn parse_id(raw: &str) -> Option<String> {
         .map(|id| id.to_string())
 }
 
-fn parse_before(raw: Option<&str>) -> Result<Option<NotificationId>, &'static str> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => parse_id(raw)
-            .map(|id| Some(NotificationId::new(id)))
-            .ok_or("before must be the id of a notification"),
-    }
-}
-
 #[utoipa::path(
     get,
     path = "/api/notifications",
@@ -132,7 +123,11 @@ async fn list_notifications(
 ) -> ApiResult<Json<NotificationList>> {
     let (limit, before) = validate!(
         limit: page_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT),
-        before: parse_before(query.before.as_deref()),
+        before: page_cursor(
+            query.before.as_deref(),
+            "before must be the id of a notification"
+        )
+        .map(|id| id.map(NotificationId::new)),
     )?;
     let now = Millis::now();
     let notifications =

@@ -16,7 +16,7 @@ use bt_contract::openapi::JsonBodyRefused;
 use bt_contract::openapi::NotAuthorized;
 use bt_contract::{
     ApiError, ApiJson, ApiQuery, ApiResult, Cents, CurrentUser, JsonField, Millis, OrderId,
-    PaymentId, TicketId, page_limit, validate,
+    PaymentId, TicketId, page_cursor, page_limit, validate,
 };
 use bt_platform::api_docs::{self, OpenApiDocument};
 use secrecy::ExposeSecret;
@@ -345,15 +345,6 @@ const PAYOUTS_PAGE: i64 = 50;
 /// The most entries on one page.
 const MAX_PAYOUTS_PAGE: i64 = 100;
 
-fn parse_before(raw: Option<&str>) -> Result<Option<String>, &'static str> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => uuid::Uuid::parse_str(raw.trim())
-            .map(|id| Some(id.to_string()))
-            .map_err(|_| "before must be the id of an entry"),
-    }
-}
-
 /// One entry of a seller's ledger: the credit of a sale (`kind: "credit"`), or the reversal of a
 /// credit paid out before its sale was refunded (`kind: "reversal"`, negative amounts).
 /// `price = amount + fee` exactly.
@@ -452,7 +443,7 @@ async fn list_payouts(
 ) -> ApiResult<Json<PayoutsBody>> {
     let (limit, before) = validate!(
         limit: page_limit(query.limit.as_deref(), PAYOUTS_PAGE, MAX_PAYOUTS_PAGE),
-        before: parse_before(query.before.as_deref()),
+        before: page_cursor(query.before.as_deref(), "before must be the id of an entry"),
     )?;
     let now = Millis::now();
     let statement = state
