@@ -462,20 +462,24 @@ impl NotificationSettings {
     /// The mail transport: `SMTP_URL`, else the mail directory of `up`.
     pub fn mailer(&self) -> anyhow::Result<bt_notifications::Mailer> {
         let mailer = match (&self.smtp_url, &self.mail_dir) {
-            (Some(url), _) => match &self.smtp_ca_file {
-                None => bt_notifications::Mailer::smtp(url.expose_secret(), &self.mail_from)?,
-                Some(path) => {
-                    let shown = path.display().to_string();
-                    let pem = std::fs::read(path).map_err(|e| {
-                        bt_notifications::MailConfigError::CaFile(shown.clone(), e.to_string())
-                    })?;
-                    bt_notifications::Mailer::smtp_trusting(
-                        url.expose_secret(),
-                        &self.mail_from,
-                        Some((&shown, &pem)),
-                    )?
-                }
-            },
+            (Some(url), _) => {
+                let ca = match &self.smtp_ca_file {
+                    Some(path) => {
+                        let shown = path.display().to_string();
+                        let pem = std::fs::read(path).map_err(|e| {
+                            bt_notifications::MailConfigError::CaFile(shown.clone(), e.to_string())
+                        })?;
+                        Some((shown, pem))
+                    }
+                    None => None,
+                };
+                bt_notifications::Mailer::smtp_trusting(
+                    url.expose_secret(),
+                    &self.mail_from,
+                    ca.as_ref()
+                        .map(|(shown, pem)| (shown.as_str(), pem.as_slice())),
+                )?
+            }
             (None, Some(dir)) => bt_notifications::Mailer::directory(dir.clone(), &self.mail_from)?,
             (None, None) => bail!(
                 "SMTP_URL is not set: the notifications service sends receipts, sale notices \

@@ -953,18 +953,20 @@ async fn a_purchase_rush_survives_postgres_and_nats_restarts_and_killed_replicas
     )
     .await;
     dbs_orders.close().await;
+    // Two orders before the rush: the held buyer's and the one left to expire.
+    let order_before_rush = |buyer: usize, ticket: &str| {
+        let body = json!({"ticketId": ticket});
+        let buyer = &buyers[buyer];
+        async move {
+            let res = buyer.post("/api/orders", &body).await;
+            assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+            res.json["id"].as_str().unwrap().to_owned()
+        }
+    };
     let held_ticket = tickets[0].clone();
-    let res = buyers[HELD_BUYER]
-        .post("/api/orders", &json!({"ticketId": held_ticket}))
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
-    let held_order = res.json["id"].as_str().unwrap().to_owned();
+    let held_order = order_before_rush(HELD_BUYER, &held_ticket).await;
     let left_ticket = tickets[1].clone();
-    let res = buyers[LEFT_BUYER]
-        .post("/api/orders", &json!({"ticketId": left_ticket}))
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
-    let left_order = res.json["id"].as_str().unwrap().to_owned();
+    let left_order = order_before_rush(LEFT_BUYER, &left_ticket).await;
     for ticket in [&held_ticket, &left_ticket] {
         let path = format!("/api/tickets/{ticket}");
         poll_for(

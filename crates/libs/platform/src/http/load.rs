@@ -24,7 +24,7 @@ const TICKS: usize = 8;
 
 /// The window over which requests are counted: a short gap in a burst (the requests of one
 /// instant arrive in spurts on shared cores) does not end it.
-pub const REQUEST_WINDOW: Duration = Duration::from_millis(5 * TICKS as u64);
+pub const REQUEST_WINDOW: Duration = TICK.saturating_mul(TICKS as u32);
 
 /// Requests started by this process, per tick of the last [`REQUEST_WINDOW`] (see the module's
 /// documentation).
