@@ -27,7 +27,15 @@
 //! runs already instead of `up`: the local distributed mode behind its nginx
 //! (`scripts/local-cluster up`), whose replicas' memory is not reported.
 //!
+//! TOKIO_WORKER_THREADS and _RJEM_MALLOC_CONF, when set, are handed on to `up` (which otherwise
+//! starts with a clean environment).
+//!
 //! Only loopback addresses are used, for a bounded time.
+
+/// The bench's environment variables handed on to `up` when set (it otherwise starts with a
+/// clean environment): tokio's worker count and jemalloc's options, for an A/B without a
+/// rebuild.
+const PASSED_TO_UP: [&str; 2] = ["TOKIO_WORKER_THREADS", "_RJEM_MALLOC_CONF"];
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -391,6 +399,18 @@ async fn main() {
             (url.trim_end_matches('/').to_owned(), key, None)
         }
         Err(_) => {
+            let mut env = vec![
+                ("JWT_KEY", KEY.to_owned()),
+                ("AUTH_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
+                ("RUST_LOG", "warn".to_owned()),
+            ];
+            // `up` starts with a clean environment: only these reach it from the bench's.
+            for name in PASSED_TO_UP {
+                if let Ok(value) = std::env::var(name) {
+                    env.push((name, value));
+                }
+            }
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let up = Process::start(
                 &[
                     "up",
@@ -399,11 +419,7 @@ async fn main() {
                     "--data-dir",
                     data.path().to_str().unwrap(),
                 ],
-                &[
-                    ("JWT_KEY", KEY),
-                    ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
-                    ("RUST_LOG", "warn"),
-                ],
+                &env,
             );
             (up.url.clone(), KEY.to_owned(), Some(up))
         }
