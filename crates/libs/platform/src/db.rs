@@ -217,6 +217,23 @@ impl Db {
         Ok(())
     }
 
+    /// Starts a transaction for reads whose statements all see the database as of one
+    /// instant: several reads that must agree (a page and the sums over every row) come from
+    /// one snapshot even while writers commit. It takes no writer's turn and blocks no writer:
+    /// on SQLite a deferred transaction (in WAL mode, the snapshot of its first read), on
+    /// PostgreSQL `REPEATABLE READ READ ONLY` (the snapshot of its first statement). Never
+    /// write through one: PostgreSQL refuses, and on SQLite the write would take the
+    /// database's lock without the writer's turn ([`Writers`]).
+    pub async fn snapshot(&self) -> sqlx::Result<Snapshot> {
+        Ok(match self {
+            Self::Sqlite(pool, _) => Snapshot::Sqlite(pool.begin_with("BEGIN DEFERRED").await?),
+            Self::Postgres(pool) => Snapshot::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+        })
+    }
+
     /// Starts a transaction. On SQLite it waits for its writer's turn in this process
     /// ([`Writers`]) and takes the write lock up front (`BEGIN IMMEDIATE`), so a
     /// read-then-write transaction never fails to upgrade under concurrent writers.
@@ -312,6 +329,42 @@ impl Tx {
             Self::Postgres(tx) => tx.rollback().await,
         }
     }
+}
+
+/// A transaction for reads on either backend ([`Db::snapshot`]); ended by [`Snapshot::end`]
+/// (or dropped, when it rolls back).
+#[derive(Debug)]
+pub enum Snapshot {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Snapshot {
+    /// Ends the transaction (it wrote nothing: rolled back).
+    pub async fn end(self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await,
+            Self::Postgres(tx) => tx.rollback().await,
+        }
+    }
+}
+
+/// Runs `$body` with `$conn` bound to the connection of a `&mut` [`Snapshot`]:
+/// `on_snapshot!(&mut snapshot, |conn| sqlx::query(SQL).fetch_all(conn).await)`.
+#[macro_export]
+macro_rules! on_snapshot {
+    ($snapshot:expr, |$conn:ident| $body:expr) => {
+        match $snapshot {
+            $crate::db::Snapshot::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::db::Snapshot::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of a [`Db`]:

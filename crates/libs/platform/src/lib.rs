@@ -2,9 +2,9 @@
 //! crate is *how* they run.
 //!
 //! - [`db`]: one [`Db`] handle over SQLite (embedded default) or PostgreSQL (distributed),
-//!   opened from a URL, migrations per service, transactions (`BEGIN IMMEDIATE` on SQLite) and
-//!   the [`on_db!`] / [`on_tx!`] / [`write_on_db!`] macros that expand one query body per
-//!   backend.
+//!   opened from a URL, migrations per service, transactions (`BEGIN IMMEDIATE` on SQLite),
+//!   read-only snapshots ([`Db::snapshot`]) and the [`on_db!`] / [`on_tx!`] / [`on_snapshot!`]
+//!   / [`write_on_db!`] macros that expand one query body per backend.
 //! - [`http`]: composing services into one router ([`http::app`]) with the common layers
 //!   (request ids, tracing, metrics, body limit, panics and unknown routes in the error format),
 //!   `/healthz`, `/readyz`, `/metrics`, and serving with graceful shutdown.
@@ -34,7 +34,7 @@ pub mod telemetry;
 
 pub use arrivals::Arrivals;
 pub use bus::{Bus, Runtime};
-pub use db::{Backend, Db, Migrations, Tx};
+pub use db::{Backend, Db, Migrations, Snapshot, Tx};
 pub use http::{Check, Service};
 
 /// Why a service could not start.

@@ -2,14 +2,15 @@
 //! busy handler: a second writer waits for the first one's commit and then goes; a pool of its
 //! own (`Db::own_pool`) and a statement outside a transaction (`Db::write_turn`,
 //! `write_on_db!`) take their turn with the others; a turn not given within the acquire timeout
-//! is an error that answers 503, like an exhausted pool.
+//! is an error that answers 503, like an exhausted pool. A read-only snapshot (`Db::snapshot`)
+//! takes no turn: a writer commits beside it, and it goes on seeing the database as it was.
 
 use std::time::Duration;
 
 use axum::response::IntoResponse;
 use bt_contract::ApiError;
 use bt_platform::db::DbOptions;
-use bt_platform::{Db, Migrations, Tx, on_db, on_tx, write_on_db};
+use bt_platform::{Db, Migrations, Snapshot, Tx, on_db, on_snapshot, on_tx, write_on_db};
 use bt_test_support::{Backend, TestDb};
 use reqwest::StatusCode;
 
@@ -220,3 +221,55 @@ async fn postgres_writes_outside_a_transaction_take_no_turn() {
     first.commit().await.unwrap();
     assert_eq!(written(&db).await, [1, 2]);
 }
+
+async fn seen(snapshot: &mut Snapshot) -> Vec<i64> {
+    on_snapshot!(snapshot, |conn| sqlx::query_scalar(
+        "SELECT n FROM writes ORDER BY n"
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap())
+}
+
+/// A snapshot sees the database as of its first read, whatever commits after it, and holds up
+/// no writer, on either backend.
+async fn a_snapshot_sees_one_instant_and_holds_up_no_writer(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = open(&test_db, &DbOptions::default()).await;
+    let mut tx = db.begin().await.unwrap();
+    write(&mut tx, 1).await;
+    tx.commit().await.unwrap();
+    let mut snapshot = db.snapshot().await.unwrap();
+    assert_eq!(seen(&mut snapshot).await, [1]);
+    // A writer and a statement outside a transaction commit while the snapshot is open.
+    tokio::time::timeout(Duration::from_secs(5), second_writer(&db, 2))
+        .await
+        .expect("a writer does not wait for a snapshot")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), write_outside_a_transaction(&db, 3))
+        .await
+        .expect("a statement does not wait for a snapshot")
+        .unwrap()
+        .unwrap();
+    assert_eq!(written(&db).await, [1, 2, 3]);
+    assert_eq!(
+        seen(&mut snapshot).await,
+        [1],
+        "the snapshot is of its first read"
+    );
+    if backend == Backend::Postgres {
+        let refused = on_snapshot!(&mut snapshot, |conn| sqlx::query(
+            "INSERT INTO writes (n) VALUES (4)"
+        )
+        .execute(conn)
+        .await
+        .map(drop));
+        assert!(refused.is_err(), "PostgreSQL refuses a write in a snapshot");
+    }
+    drop(snapshot);
+    let mut after = db.snapshot().await.unwrap();
+    assert_eq!(seen(&mut after).await, [1, 2, 3]);
+    after.end().await.unwrap();
+}
+
+bt_test_support::backend_tests!(a_snapshot_sees_one_instant_and_holds_up_no_writer);

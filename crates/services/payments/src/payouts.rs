@@ -287,24 +287,33 @@ impl Payouts {
     }
 
     /// A page of a seller's entries, with the balance and totals of all of them and the
-    /// account, as of `now`.
+    /// account, as of `now`, all read from one snapshot of the database.
     pub async fn statement(
         &self,
         seller: &UserId,
         page: &PageRequest,
         now: Millis,
     ) -> sqlx::Result<Statement> {
+        // The page, the sums and the account as of one instant: a sale written meanwhile is
+        // on all of them or on none.
+        let mut snapshot = self.db.snapshot().await?;
         // One more than the page: whether older entries follow.
-        let mut entries =
-            store::credit_page(&self.db, seller, page.limit + 1, page.before.as_deref()).await?;
+        let mut entries = store::credit_page(
+            &mut snapshot,
+            seller,
+            page.limit + 1,
+            page.before.as_deref(),
+        )
+        .await?;
         let next = if entries.len() as i64 > page.limit {
             entries.truncate(page.limit as usize);
             entries.last().map(|e| e.id.clone())
         } else {
             None
         };
-        let sums = store::sums_of_seller(&self.db, seller, now).await?;
-        let account = store::account(&self.db, seller).await?;
+        let sums = store::sums_of_seller(&mut snapshot, seller, now).await?;
+        let account = store::account_in_snapshot(&mut snapshot, seller).await?;
+        snapshot.end().await?;
         Ok(Statement {
             entries,
             next,

@@ -5,7 +5,7 @@
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::{Cents, Millis, OrderId, PaymentId, UserId};
 use bt_platform::db::is_unique_violation;
-use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
+use bt_platform::{Db, Snapshot, Tx, on_db, on_snapshot, on_tx, write_on_db};
 
 use crate::domain::{Charge, ChargeState, PayableOrder};
 use crate::ledger::{AccountStatus, Balance, Credit, CreditStatus, EntryKind, Sums, Totals};
@@ -408,7 +408,7 @@ pub async fn lock_entry_of_order(
 /// in); with `before`, only the entries whose id is lower (made before it).
 #[tracing::instrument(skip_all)]
 pub async fn credit_page(
-    db: &Db,
+    snapshot: &mut Snapshot,
     seller: &UserId,
     limit: i64,
     before: Option<&str>,
@@ -417,12 +417,12 @@ pub async fn credit_page(
     let sql = select_credits(&format!(
         "WHERE seller_id = $1 {older}ORDER BY id DESC LIMIT $2"
     ));
-    on_db!(db, |pool| {
+    on_snapshot!(snapshot, |conn| {
         let mut query = sqlx::query_as::<_, Credit>(&sql).bind(seller).bind(limit);
         if let Some(before) = before {
             query = query.bind(before);
         }
-        query.fetch_all(pool).await
+        query.fetch_all(conn).await
     })
 }
 
@@ -440,13 +440,17 @@ const SUMS_OF_SELLER: &str = "SELECT \
 
 /// The balance and totals of every entry of `seller` as of `now`.
 #[tracing::instrument(skip_all)]
-pub async fn sums_of_seller(db: &Db, seller: &UserId, now: Millis) -> sqlx::Result<Sums> {
+pub async fn sums_of_seller(
+    snapshot: &mut Snapshot,
+    seller: &UserId,
+    now: Millis,
+) -> sqlx::Result<Sums> {
     type Row = (i64, i64, i64, i64, i64, i64, i64);
     let (pending, available, paid, price, fee, amount, reversed): Row =
-        on_db!(db, |pool| sqlx::query_as::<_, Row>(SUMS_OF_SELLER)
+        on_snapshot!(snapshot, |conn| sqlx::query_as::<_, Row>(SUMS_OF_SELLER)
             .bind(seller)
             .bind(now)
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await)?;
     Ok(Sums {
         balance: Balance {
@@ -586,11 +590,28 @@ pub struct PayoutAccount {
 
 /// The payout account of `user`.
 pub async fn account(db: &Db, user: &UserId) -> sqlx::Result<Option<PayoutAccount>> {
-    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM payout_accounts WHERE user_id = $1");
+    let sql = select_account();
     on_db!(db, |pool| sqlx::query_as::<_, PayoutAccount>(&sql)
         .bind(user)
         .fetch_optional(pool)
         .await)
+}
+
+/// [`account`] as `snapshot` sees it.
+pub async fn account_in_snapshot(
+    snapshot: &mut Snapshot,
+    user: &UserId,
+) -> sqlx::Result<Option<PayoutAccount>> {
+    let sql = select_account();
+    on_snapshot!(snapshot, |conn| sqlx::query_as::<_, PayoutAccount>(&sql)
+        .bind(user)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// A seller's payout account.
+fn select_account() -> String {
+    format!("SELECT {ACCOUNT_COLUMNS} FROM payout_accounts WHERE user_id = $1")
 }
 
 /// Stores the payout account of a seller unless the seller has one already (a concurrent

@@ -931,6 +931,73 @@ async fn payouts_are_paged_newest_first_and_sums_cover_every_entry(backend: Back
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
 }
 
+/// A statement is read as of one instant: while sales land, the page, the balance and the
+/// totals it shows always agree (they were three separate reads, so a sale written between
+/// them was in the totals but not on the page).
+async fn a_statement_is_read_as_of_one_instant_while_sales_land(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 1000, started_an_hour_ago())
+        .await;
+    let template = app.credit(&order).await;
+    // More sales of the seller, written as the ledger writes them, each in a transaction of
+    // its own, as fast as the database takes them; all fit on one page of 100.
+    const SALES: i64 = 80;
+    let db = app.db.clone();
+    let writer = tokio::spawn(async move {
+        for n in 0..SALES {
+            let credit = Credit {
+                id: uuid::Uuid::now_v7().to_string(),
+                order_id: bt_contract::OrderId::generate(),
+                gross: Cents::new(2000 + n),
+                fee: Cents::new(200),
+                amount: Cents::new(1800 + n),
+                ..template.clone()
+            };
+            let mut tx = db.begin().await.unwrap();
+            assert!(store::insert_credit(&mut tx, &credit).await.unwrap());
+            tx.commit().await.unwrap();
+        }
+    });
+    let seller_id = UserId::new(&seller.id);
+    let page = bt_payments::payouts::PageRequest {
+        limit: 100,
+        before: None,
+    };
+    let mut statements = 0;
+    loop {
+        let done = writer.is_finished();
+        let statement = app
+            .payouts
+            .statement(&seller_id, &page, Millis::now())
+            .await
+            .unwrap();
+        assert_eq!(statement.next, None);
+        let on_page = Totals::of(&statement.entries);
+        assert_eq!(
+            statement.totals, on_page,
+            "after {statements} statements: the totals are those of the entries shown"
+        );
+        assert_eq!(
+            statement.balance,
+            Balance::of(&statement.entries, Millis::now()),
+            "after {statements} statements: the balance is that of the entries shown"
+        );
+        statements += 1;
+        if done {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    let last = app
+        .payouts
+        .statement(&seller_id, &page, Millis::now())
+        .await
+        .unwrap();
+    assert_eq!(last.entries.len() as i64, SALES + 1);
+}
+
 // ---- Stripe Connect ----
 
 async fn onboarding_creates_one_express_account_per_seller_and_answers_stripes_link(
@@ -1366,6 +1433,7 @@ backend_tests!(
     payouts_need_a_session,
     a_seller_sees_their_own_payouts_and_nobody_elses,
     payouts_are_paged_newest_first_and_sums_cover_every_entry,
+    a_statement_is_read_as_of_one_instant_while_sales_land,
     every_cent_of_every_sale_is_accounted_for,
     onboarding_creates_one_express_account_per_seller_and_answers_stripes_link,
     onboarding_with_stripe_needs_the_public_url,
