@@ -27,15 +27,20 @@
 //! runs already instead of `up`: the local distributed mode behind its nginx
 //! (`scripts/local-cluster up`), whose replicas' memory is not reported.
 //!
-//! TOKIO_WORKER_THREADS and _RJEM_MALLOC_CONF, when set, are handed on to `up` (which otherwise
-//! starts with a clean environment).
+//! TOKIO_WORKER_THREADS, _RJEM_MALLOC_CONF, EVENT_RELAY_BUSY and EVENT_RELAY_YIELD_MS, when set,
+//! are handed on to `up` (which otherwise starts with a clean environment).
 //!
 //! Only loopback addresses are used, for a bounded time.
 
 /// The bench's environment variables handed on to `up` when set (it otherwise starts with a
-/// clean environment): tokio's worker count and jemalloc's options, for an A/B without a
-/// rebuild.
-const PASSED_TO_UP: [&str; 2] = ["TOKIO_WORKER_THREADS", "_RJEM_MALLOC_CONF"];
+/// clean environment): tokio's worker count, jemalloc's options and the relay's hold during a
+/// burst, for an A/B without a rebuild.
+const PASSED_TO_UP: [&str; 4] = [
+    "TOKIO_WORKER_THREADS",
+    "_RJEM_MALLOC_CONF",
+    "EVENT_RELAY_BUSY",
+    "EVENT_RELAY_YIELD_MS",
+];
 
 #[path = "../tests/support/mod.rs"]
 mod support;
