@@ -3,7 +3,7 @@
 //!
 //! - [`db`]: one [`Db`] handle over SQLite (embedded default) or PostgreSQL (distributed),
 //!   opened from a URL, migrations per service, transactions (`BEGIN IMMEDIATE` on SQLite),
-//!   read-only snapshots ([`Db::snapshot`]) and the [`on_db!`] / [`on_tx!`] / [`on_snapshot!`]
+//!   snapshots for reads ([`Db::snapshot`]) and the [`on_db!`] / [`on_tx!`] / [`on_snapshot!`]
 //!   / [`write_on_db!`] macros that expand one query body per backend.
 //! - [`http`]: composing services into one router ([`http::app`]) with the common layers
 //!   (request ids, tracing, metrics, body limit, panics and unknown routes in the error format),

@@ -2,7 +2,7 @@
 //! busy handler: a second writer waits for the first one's commit and then goes; a pool of its
 //! own (`Db::own_pool`) and a statement outside a transaction (`Db::write_turn`,
 //! `write_on_db!`) take their turn with the others; a turn not given within the acquire timeout
-//! is an error that answers 503, like an exhausted pool. A read-only snapshot (`Db::snapshot`)
+//! is an error that answers 503, like an exhausted pool. A snapshot for reads (`Db::snapshot`)
 //! takes no turn: a writer commits beside it, and it goes on seeing the database as it was.
 
 use std::time::Duration;
