@@ -18,13 +18,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use bt_test_support::free_port;
 
 /// chromedriver on a free port; its Chromium runs in `time_zone` when given (`TZ`).
 pub fn chromedriver(time_zone: Option<&str>) -> (Guard, u16) {

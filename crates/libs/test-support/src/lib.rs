@@ -10,6 +10,8 @@
 //!   bucket per test.
 //! - [`OwnNatsServer`], [`OwnPostgresServer`]: servers of a test's own, for tests that stop and
 //!   restart them.
+//! - [`free_port`]: a free port for a test's server, outside the kernel's ephemeral range so a
+//!   restart gets it back.
 //!
 //! PostgreSQL is reached at `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role that may create databases.
@@ -28,12 +30,49 @@ mod pyenv;
 pub mod smtp;
 pub mod stripe;
 
-/// A port of `127.0.0.1` that is free now (another process may take it before it is bound).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
+/// A port of `127.0.0.1` that is free now (another process may take it before it is bound),
+/// picked at random **outside the kernel's ephemeral range** ([`ephemeral_port_range`]).
+///
+/// A port the kernel hands out for outgoing connections is a bad home for a test's server: once
+/// the server is stopped, any outgoing connection on the machine may get that port as its local
+/// end, and a client retrying the stopped server on `127.0.0.1` can even be connected to itself
+/// (TCP simultaneous open), so a restart on the same port fails with "address already in use".
+/// Ports from 10000 up to the range's start and above its end are never handed out that way.
+pub fn free_port() -> u16 {
+    let ephemeral = ephemeral_port_range();
+    let below = 10_000..*ephemeral.start();
+    let above = ephemeral.end().saturating_add(1)..=u16::MAX;
+    let count = below.len() + above.clone().count();
+    assert!(
+        count > 1_000,
+        "the ephemeral port range {ephemeral:?} leaves too few ports for test servers; \
+         narrow it (net.ipv4.ip_local_port_range)"
+    );
+    // A random start (v4 UUIDs are random), then the next candidates in turn.
+    let start = (uuid::Uuid::new_v4().as_u128() % count as u128) as usize;
+    (0..count)
+        .map(|i| {
+            let n = (start + i) % count;
+            if n < below.len() {
+                below.start + n as u16
+            } else {
+                above.start() + (n - below.len()) as u16
+            }
+        })
+        .find(|&port| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok())
+        .expect("a free port on 127.0.0.1 outside the ephemeral range")
+}
+
+/// The ports the kernel picks from for the local end of outgoing connections
+/// (`/proc/sys/net/ipv4/ip_local_port_range`; Linux's default 32768–60999 where it cannot be read).
+pub fn ephemeral_port_range() -> std::ops::RangeInclusive<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(str::parse::<u16>);
+            Some(bounds.next()?.ok()?..=bounds.next()?.ok()?)
+        })
+        .unwrap_or(32_768..=60_999)
 }
 
 /// Where tests create their PostgreSQL databases.
