@@ -461,10 +461,24 @@ async fn main() {
 
     // The bodies nginx serves: exactly what `up` answered.
     let root = tempfile::tempdir().unwrap();
-    let listing = body(&http, &format!("{base}/api/tickets")).await;
-    let second = {
+    // In the distributed mode the listing may lag the writes (other replicas learn them from
+    // the events, and nginx's micro-cache may serve a page from before them): wait until it
+    // shows the tickets just listed, less the reserved one at most (a page holds 50).
+    let expected = (tickets as usize).min(50).saturating_sub(1).max(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (listing, second) = loop {
+        let listing = body(&http, &format!("{base}/api/tickets")).await;
         let list: Vec<serde_json::Value> = serde_json::from_slice(&listing).unwrap();
-        list[0]["id"].as_str().unwrap().to_owned()
+        if list.len() >= expected {
+            let second = list[0]["id"].as_str().unwrap().to_owned();
+            break (listing, second);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listing shows {} tickets 10 s after {tickets} were listed",
+            list.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let ticket = body(&http, &format!("{base}/api/tickets/{second}")).await;
     std::fs::write(root.path().join("listing.json"), &listing).unwrap();
