@@ -55,10 +55,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use bt_contract::SessionKeys;
+use bt_test_support::free_port;
 use serde_json::json;
 use support::Process;
 use support::bench::{env_u64, percentile};
-use support::chromium::free_port;
 
 const KEY: &str = "bench-key-that-is-at-least-32-bytes-long!!";
 
@@ -463,8 +463,9 @@ async fn main() {
     let root = tempfile::tempdir().unwrap();
     // In the distributed mode the listing may lag the writes (other replicas learn them from
     // the events, and nginx's micro-cache may serve a page from before them): wait until it
-    // shows the tickets just listed, less the reserved one at most (a page holds 50).
-    let expected = (tickets as usize).min(50).saturating_sub(1).max(1);
+    // shows the tickets just listed, less the reserved one at most (one default page).
+    let page = bt_tickets::handlers::DEFAULT_LIMIT as usize;
+    let expected = (tickets as usize).min(page).saturating_sub(1).max(1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let (listing, second) = loop {
         let listing = body(&http, &format!("{base}/api/tickets")).await;

@@ -4,11 +4,11 @@ mod support;
 
 use std::process::Command;
 
+use bt_test_support::free_port;
 use bt_test_support::{Backend, BusKind, TestBus, TestDb, nats_url};
 use reqwest::StatusCode;
 use serde_json::json;
 use support::Process;
-use support::chromium::free_port;
 
 const KEY: &str = "a-test-key-that-is-at-least-32-bytes-long";
 

@@ -10,7 +10,6 @@ mod support;
 
 use bt_contract::events::Event;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -49,19 +48,10 @@ fn repo_root() -> PathBuf {
 }
 
 /// A base port with the ports the script uses free after it (nginx's, then one per replica of
-/// every service), below Linux's ephemeral range so that `127.0.0.1:0` listeners of concurrent
-/// tests do not take them meanwhile.
+/// every service), outside Linux's ephemeral range so that outgoing connections and
+/// `127.0.0.1:0` listeners of concurrent tests do not take them meanwhile.
 fn free_port_block() -> u16 {
-    let ports = u16::try_from(1 + 2 * SERVICES.len()).unwrap();
-    let seed =
-        std::process::id() as u64 ^ std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
-    for attempt in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 10_000) as u16;
-        if (0..ports).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no block of {ports} free ports from 20000 on");
+    bt_test_support::free_port_block(u16::try_from(1 + 2 * SERVICES.len()).unwrap())
 }
 
 /// A running local cluster; `down` on drop (also when the test fails half-way).

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bt_test_support::free_port;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -17,8 +18,6 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
-
-pub use bt_test_support::free_port;
 
 /// chromedriver on a free port; its Chromium runs in `time_zone` when given (`TZ`).
 pub fn chromedriver(time_zone: Option<&str>) -> (Guard, u16) {

@@ -10,8 +10,8 @@
 //!   bucket per test.
 //! - [`OwnNatsServer`], [`OwnPostgresServer`]: servers of a test's own, for tests that stop and
 //!   restart them.
-//! - [`free_port`]: a free port for a test's server, outside the kernel's ephemeral range so a
-//!   restart gets it back.
+//! - [`free_port`], [`free_port_block`]: free ports for a test's servers, outside the kernel's
+//!   ephemeral range so a restart gets them back.
 //!
 //! PostgreSQL is reached at `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a role that may create databases.
@@ -39,10 +39,21 @@ pub mod stripe;
 /// (TCP simultaneous open), so a restart on the same port fails with "address already in use".
 /// Ports from 10000 up to the range's start and above its end are never handed out that way.
 pub fn free_port() -> u16 {
+    free_port_block(1)
+}
+
+/// The first of `ports` consecutive ports of `127.0.0.1` that are all free now, all outside the
+/// kernel's ephemeral range (see [`free_port`]), picked at random: for a set of servers that
+/// take their ports from one base (the local cluster's nginx and replicas).
+pub fn free_port_block(ports: u16) -> u16 {
+    assert!(ports > 0, "a block of no ports");
     let ephemeral = ephemeral_port_range();
-    let below = 10_000..*ephemeral.start();
-    let above = ephemeral.end().saturating_add(1)..=u16::MAX;
-    let count = below.len() + above.clone().count();
+    let span = ports - 1;
+    let bases = || {
+        (10_000..=u16::MAX - span)
+            .filter(|base| (*base..=base + span).all(|port| !ephemeral.contains(&port)))
+    };
+    let count = bases().count();
     assert!(
         count > 1_000,
         "the ephemeral port range {ephemeral:?} leaves too few ports for test servers; \
@@ -50,17 +61,18 @@ pub fn free_port() -> u16 {
     );
     // A random start (v4 UUIDs are random), then the next candidates in turn.
     let start = (uuid::Uuid::new_v4().as_u128() % count as u128) as usize;
-    (0..count)
-        .map(|i| {
-            let n = (start + i) % count;
-            if n < below.len() {
-                below.start + n as u16
-            } else {
-                above.start() + (n - below.len()) as u16
-            }
+    bases()
+        .cycle()
+        .skip(start)
+        .take(count)
+        .find(|&base| {
+            (base..=base + span).all(|port| {
+                std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok()
+            })
         })
-        .find(|&port| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok())
-        .expect("a free port on 127.0.0.1 outside the ephemeral range")
+        .unwrap_or_else(|| {
+            panic!("no {ports} consecutive free ports on 127.0.0.1 outside the ephemeral range")
+        })
 }
 
 /// The ports the kernel picks from for the local end of outgoing connections

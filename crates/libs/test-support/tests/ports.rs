@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use bt_test_support::{ephemeral_port_range, free_port};
+use bt_test_support::{ephemeral_port_range, free_port, free_port_block};
 
 /// A server that a test stops and starts again on the same port (SMTP, NATS, PostgreSQL of its
 /// own) must get that port back. A port in the kernel's ephemeral range can meanwhile become
@@ -30,4 +30,23 @@ fn free_ports_are_never_in_the_ephemeral_range() {
         "only {} distinct ports of 300",
         distinct.len()
     );
+}
+
+/// The local cluster's nginx and replicas take their ports from one base: every port of the
+/// block is outside the ephemeral range and free.
+#[test]
+fn a_block_of_free_ports_is_outside_the_ephemeral_range_and_free() {
+    let ephemeral = ephemeral_port_range();
+    for _ in 0..20 {
+        let base = free_port_block(15);
+        for port in base..base + 15 {
+            assert!(
+                !ephemeral.contains(&port),
+                "port {port} of the block from {base} is in the ephemeral range {ephemeral:?}"
+            );
+            std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).unwrap_or_else(
+                |e| panic!("port {port} of the block from {base} cannot be bound: {e}"),
+            );
+        }
+    }
 }
