@@ -230,10 +230,14 @@ fn replica_died(res: &TestResponse) -> bool {
 async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option<String>) {
     let body = json!({"ticketId": ticket_id});
     let deadline = tokio::time::Instant::now() + CATCH_UP;
+    // Whether an answer was lost with a dying replica: the order may have been stored before
+    // it died, and then this buyer's own order is what refuses the retry.
+    let mut answer_lost = false;
     loop {
         let request = buyer.http.post(buyer.url("/api/orders")).json(&body);
         let Ok(res) = TestClient::try_send(request).await else {
             // The replica died with this request: try again, as a person would.
+            answer_lost = true;
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -248,11 +252,19 @@ async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option
                     "{}",
                     res.text
                 );
-                return (buyer, None);
+                // The winner may be this buyer, whose 201 died with the replica: as a person
+                // would, it looks at its orders.
+                let order = if answer_lost {
+                    open_order_of(&buyer, &ticket_id).await
+                } else {
+                    None
+                };
+                return (buyer, order);
             }
             // Not replicated yet (404) or the replica died under the request: try again, as
             // a person in front of the page would.
-            _ if res.status == StatusCode::NOT_FOUND || replica_died(&res) => {}
+            _ if res.status == StatusCode::NOT_FOUND => {}
+            _ if replica_died(&res) => answer_lost = true,
             other => panic!("ordering answered {other}: {}", res.text),
         }
         assert!(
@@ -263,6 +275,18 @@ async fn rush_buyer(buyer: TestClient, ticket_id: String) -> (TestClient, Option
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The id of `buyer`'s order of `ticket_id` that is not cancelled, if any.
+async fn open_order_of(buyer: &TestClient, ticket_id: &str) -> Option<String> {
+    let res = buyer.get("/api/orders").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    res.json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|order| order["ticket"]["id"] == json!(ticket_id) && order["status"] != "cancelled")
+        .map(|order| order["id"].as_str().unwrap().to_owned())
 }
 
 /// Pays `order_id` with a card that is declined, until the answer is final (the order may not
