@@ -282,18 +282,35 @@ pub struct CommonArgs {
     /// open-file limit leaves room for (it is raised to its hard limit at start), at most 10,000.
     #[arg(long, env = "MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Threads that run the HTTP connections, one single-threaded runtime each. Default: one
+    /// per core; 0 runs them on the worker threads of the main runtime.
+    #[arg(long, env = "HTTP_THREADS")]
+    pub http_threads: Option<usize>,
 }
 
+/// The most connection threads: more than any machine's cores, few enough to start.
+const MAX_HTTP_THREADS: usize = 256;
+
 impl CommonArgs {
-    /// What the listener tolerates: the connection cap, header and idle timeouts.
+    /// What the listener tolerates (the connection cap, header and idle timeouts) and the
+    /// threads its connections run on.
     pub fn serve_limits(&self) -> anyhow::Result<bt_platform::http::ServeLimits> {
         let max_connections = match self.max_connections {
             Some(0) => bail!("MAX_CONNECTIONS must be at least 1"),
             Some(n) => n,
             None => default_max_connections(),
         };
+        let connection_threads = match self.http_threads {
+            Some(n) if n > MAX_HTTP_THREADS => bail!(
+                "HTTP_THREADS must be at most {MAX_HTTP_THREADS} (one per core is the default; \
+                 0 serves connections on the main runtime's worker threads)"
+            ),
+            Some(n) => n,
+            None => bt_platform::http::default_connection_threads(),
+        };
         Ok(bt_platform::http::ServeLimits {
             max_connections,
+            connection_threads,
             ..Default::default()
         })
     }

@@ -548,8 +548,8 @@ async fn metrics_are_served_behind_a_token_or_on_a_port_of_their_own() {
     assert!(process.stop().success());
 }
 
-#[test]
-fn a_short_metrics_token_is_refused() {
+/// `up` with `env` stops at once (exit code 2) and says `message`.
+fn assert_up_refuses(env: &[(&str, &str)], message: &str) {
     let data = tempfile::tempdir().unwrap();
     let (code, stderr) = run_to_end(
         &[
@@ -559,12 +559,25 @@ fn a_short_metrics_token_is_refused() {
             "--data-dir",
             data.path().to_str().unwrap(),
         ],
-        &[("METRICS_TOKEN", "short")],
+        env,
     );
-    assert_eq!(code, 2);
-    assert!(
-        stderr.contains("METRICS_TOKEN must be at least 16 characters"),
-        "{stderr}"
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+}
+
+#[test]
+fn a_short_metrics_token_is_refused() {
+    assert_up_refuses(
+        &[("METRICS_TOKEN", "short")],
+        "METRICS_TOKEN must be at least 16 characters",
+    );
+}
+
+#[test]
+fn too_many_http_threads_are_refused() {
+    assert_up_refuses(
+        &[("HTTP_THREADS", "100000")],
+        "HTTP_THREADS must be at most 256",
     );
 }
 

@@ -20,6 +20,7 @@ use crate::db::Db;
 
 mod edge;
 mod load;
+mod threads;
 
 pub use load::{REQUEST_WINDOW, Requests, requests};
 
@@ -325,6 +326,14 @@ pub struct ServeLimits {
     pub idle_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// The threads that run the connections, one single-threaded runtime each (see
+    /// `http/threads.rs`); 0 runs them on the caller's runtime.
+    pub connection_threads: usize,
+}
+
+/// One connection thread per core.
+pub fn default_connection_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for ServeLimits {
@@ -334,6 +343,7 @@ impl Default for ServeLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            connection_threads: default_connection_threads(),
         }
     }
 }
@@ -350,7 +360,8 @@ pub async fn serve(
 
 /// [`serve`] with explicit limits: at most `max_connections` at a time, headers within
 /// `header_read_timeout`, no connection silent for longer than `idle_timeout` (requests as a
-/// whole are bounded by the application's own timeout, see [`app`]).
+/// whole are bounded by the application's own timeout, see [`app`]), each connection on one of
+/// `connection_threads` (an error if they cannot be started).
 pub async fn serve_with(
     listener: TcpListener,
     app: Router,
@@ -361,6 +372,7 @@ pub async fn serve_with(
     use tokio::io::AsyncWriteExt;
     use tower::ServiceExt;
 
+    let dispatch = threads::Dispatch::new(limits.connection_threads)?;
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) when the first line is its preface. Not
@@ -407,7 +419,7 @@ pub async fn serve_with(
         let builders = builders.clone();
         let watcher = graceful.watcher();
         let limits = limits.clone();
-        tokio::spawn(async move {
+        dispatch.spawn(stream, move |stream| async move {
             let _permit = permit;
             let mut stream = stream;
             // The first request line is read here, so that one too long for the HTTP parser

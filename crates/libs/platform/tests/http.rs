@@ -34,6 +34,10 @@ async fn serve(limits: ServeLimits) -> std::net::SocketAddr {
             }),
         )
         .route(
+            "/api/thread",
+            get(|| async { std::thread::current().name().unwrap_or("-").to_owned() }),
+        )
+        .route(
             "/api/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -161,6 +165,46 @@ async fn the_request_id_is_kept_or_made_and_answered_and_reaches_the_handler() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.headers()["x-request-id"], "lost-2");
+}
+
+/// The name of the thread that answers `/api/thread` on a new connection.
+async fn thread_of(addr: std::net::SocketAddr) -> String {
+    // A new client: a new connection.
+    let res = reqwest::get(format!("http://{addr}/api/thread"))
+        .await
+        .unwrap();
+    res.text().await.unwrap()
+}
+
+/// Connections run on the connection threads (`http-N`), spread over them; with none, on the
+/// caller's runtime. Either way every request is answered.
+#[tokio::test]
+async fn connections_run_on_the_connection_threads_or_on_the_callers_runtime() {
+    let threaded = serve(ServeLimits {
+        connection_threads: 3,
+        ..Default::default()
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(thread_of(threaded).await);
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["http-0", "http-1", "http-2"],
+        "round robin over the three threads"
+    );
+
+    let inline = serve(ServeLimits {
+        connection_threads: 0,
+        ..Default::default()
+    })
+    .await;
+    let name = thread_of(inline).await;
+    assert!(!name.starts_with("http-"), "on the test's runtime: {name}");
+    let (status, _, body) = get_json(format!("http://{inline}/api/things/%FF")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, error("The request is not valid"));
 }
 
 #[tokio::test]
