@@ -282,8 +282,9 @@ pub struct CommonArgs {
     /// open-file limit leaves room for (it is raised to its hard limit at start), at most 10,000.
     #[arg(long, env = "MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Threads that run the HTTP connections, one single-threaded runtime each. Default: one
-    /// per core; 0 runs them on the worker threads of the main runtime.
+    /// Threads that run the HTTP connections, one single-threaded runtime each; 0 runs them on
+    /// the worker threads of the main runtime. Default: one per core in `up`, 0 in `serve`
+    /// (see [`SERVE_HTTP_THREADS`]).
     #[arg(long, env = "HTTP_THREADS")]
     pub http_threads: Option<usize>,
 }
@@ -291,10 +292,36 @@ pub struct CommonArgs {
 /// The most connection threads: more than any machine's cores, few enough to start.
 const MAX_HTTP_THREADS: usize = 256;
 
+/// `serve`'s connection threads by default: none, the connections run on the main runtime.
+/// Measured in the local cluster (BENCHMARKS.md, issue 16 part 10), threads of their own made
+/// the distributed rush slower (p99 about 240 ms against 160 ms): there a handler's database
+/// connections are sockets, tied to the thread that opened them, so a query waits for that
+/// thread to poll its socket between its own requests. In `up` every database call goes to
+/// SQLite's threads, and the threads halved the rush's p99.
+pub const SERVE_HTTP_THREADS: usize = 0;
+
+impl UpArgs {
+    /// The listener's limits and threads for `up`.
+    pub fn serve_limits(&self) -> anyhow::Result<bt_platform::http::ServeLimits> {
+        self.common
+            .serve_limits(bt_platform::http::default_connection_threads())
+    }
+}
+
+impl ServeArgs {
+    /// The listener's limits and threads for `serve`.
+    pub fn serve_limits(&self) -> anyhow::Result<bt_platform::http::ServeLimits> {
+        self.common.serve_limits(SERVE_HTTP_THREADS)
+    }
+}
+
 impl CommonArgs {
     /// What the listener tolerates (the connection cap, header and idle timeouts) and the
     /// threads its connections run on.
-    pub fn serve_limits(&self) -> anyhow::Result<bt_platform::http::ServeLimits> {
+    fn serve_limits(
+        &self,
+        default_threads: usize,
+    ) -> anyhow::Result<bt_platform::http::ServeLimits> {
         let max_connections = match self.max_connections {
             Some(0) => bail!("MAX_CONNECTIONS must be at least 1"),
             Some(n) => n,
@@ -306,7 +333,7 @@ impl CommonArgs {
                  0 serves connections on the main runtime's worker threads)"
             ),
             Some(n) => n,
-            None => bt_platform::http::default_connection_threads(),
+            None => default_threads,
         };
         Ok(bt_platform::http::ServeLimits {
             max_connections,
@@ -701,6 +728,35 @@ mod tests {
             Command::Serve(args) => args,
             Command::Up(_) => unreachable!("serve was parsed"),
         }
+    }
+
+    fn up(args: &[&str]) -> UpArgs {
+        let mut argv = vec!["buyticket", "up"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Up(args) => args,
+            Command::Serve(_) => unreachable!("up was parsed"),
+        }
+    }
+
+    #[test]
+    fn connections_get_threads_of_their_own_in_up_and_not_in_serve_unless_told() {
+        let threads = |limits: anyhow::Result<bt_platform::http::ServeLimits>| {
+            limits.unwrap().connection_threads
+        };
+        let cores = bt_platform::http::default_connection_threads();
+        assert_eq!(threads(up(&[]).serve_limits()), cores);
+        assert_eq!(threads(serve(&[]).serve_limits()), 0);
+        assert_eq!(threads(up(&["--http-threads", "0"]).serve_limits()), 0);
+        assert_eq!(threads(serve(&["--http-threads", "3"]).serve_limits()), 3);
+        let refused = serve(&["--http-threads", "257"])
+            .serve_limits()
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("HTTP_THREADS must be at most 256")
+        );
     }
 
     #[test]

@@ -94,7 +94,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         listener,
         bt_platform::http::app_with(services, &args.common.app_options()?),
         bt_platform::http::shutdown_signal(),
-        args.common.serve_limits()?,
+        args.serve_limits()?,
     )
     .await;
     runtime.stop().await;
@@ -180,7 +180,7 @@ async fn serve_one(
         listener,
         bt_platform::http::app_with(vec![service, api_reference()], &args.common.app_options()?),
         bt_platform::http::shutdown_signal(),
-        args.common.serve_limits()?,
+        args.serve_limits()?,
     )
     .await;
     runtime.stop().await;
