@@ -294,10 +294,10 @@ const MAX_HTTP_THREADS: usize = 256;
 
 /// `serve`'s connection threads by default: none, the connections run on the main runtime.
 /// Measured in the local cluster (BENCHMARKS.md, issue 16 part 10), threads of their own made
-/// the distributed rush slower (p99 about 240 ms against 160 ms): there a handler's database
+/// the distributed rush slower (p99 about 260 ms against 165 ms): there a handler's database
 /// connections are sockets, tied to the thread that opened them, so a query waits for that
 /// thread to poll its socket between its own requests. In `up` every database call goes to
-/// SQLite's threads, and the threads halved the rush's p99.
+/// SQLite's threads, and the threads nearly halved the rush's p99.
 pub const SERVE_HTTP_THREADS: usize = 0;
 
 impl UpArgs {
