@@ -285,7 +285,9 @@ struct Story {
     paid: Vec<(String, String)>,
     /// Orders answered "Order is already paid" (a 201 lost with a broken connection).
     paid_unseen: Vec<String>,
-    /// Orders whose payment was refused because the order was cancelled meanwhile.
+    /// Orders whose payment was refused because the order was cancelled meanwhile, or its
+    /// window had passed (retried through the faults for longer than [`WINDOW_SECS`]: the
+    /// payments service refuses an order past its `expiresAt` before its expiry is applied).
     refused: Vec<String>,
 }
 
@@ -411,7 +413,8 @@ async fn pay_declined(
             match res.status {
                 StatusCode::ACCEPTED | StatusCode::NOT_FOUND => {}
                 StatusCode::BAD_REQUEST
-                    if res.messages() == ["Cannot pay for a cancelled order"] =>
+                    if res.messages() == ["Cannot pay for a cancelled order"]
+                        || res.messages() == ["Cannot pay for an expired order"] =>
                 {
                     story.refused.push(order.to_owned());
                     return false;
@@ -483,6 +486,7 @@ async fn pay(shared: &Shared, http: &reqwest::Client, order: &str, story: &mut S
                 }
                 StatusCode::BAD_REQUEST
                     if res.messages() == ["Cannot pay for a cancelled order"]
+                        || res.messages() == ["Cannot pay for an expired order"]
                         || cancelled_while_paying(&res) =>
                 {
                     story.refused.push(order.to_owned());
@@ -1433,7 +1437,7 @@ fn summarise(
         .collect();
     format!(
         "rush: {} orders answered 201, {} payments 201 ({} more paid with the answer lost), {} \
-         cancelled by buyers, {} abandoned, {} payments refused (order cancelled meanwhile); \
+         cancelled by buyers, {} abandoned, {} payments refused (order cancelled or expired meanwhile); \
          orders in the database {statuses:?}; {} tickets sold; {} answers lost, {} 500s; \
          what clients met: {}",
         count(|s| s.ordered.len()),
