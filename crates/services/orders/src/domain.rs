@@ -167,15 +167,11 @@ pub enum Refusal {
 }
 
 impl Order {
-    /// A new order by `buyer` for `ticket`, reserving it until `now + window`.
-    pub fn place(
-        id: OrderId,
-        buyer: UserId,
-        ticket: &ListedTicket,
-        now: Millis,
-        window: Duration,
-    ) -> Result<(Order, OrderCreated), Refusal> {
-        if ticket.user_id == buyer {
+    /// Why `buyer` may not order `ticket` at `now`, if anything forbids it: the checks of
+    /// [`Order::place`], without making the order (a buyer refused from memory in a rush gets
+    /// the same reason as one who would have been placed).
+    pub fn may_place(buyer: &UserId, ticket: &ListedTicket, now: Millis) -> Result<(), Refusal> {
+        if ticket.user_id == *buyer {
             return Err(Refusal::OwnTicket);
         }
         if !ticket.for_sale {
@@ -184,9 +180,21 @@ impl Order {
         if ticket.starts_at.is_some_and(|starts| starts <= now) {
             return Err(Refusal::EventStarted);
         }
-        if let Some(until) = ticket.held_against(&buyer, now) {
+        if let Some(until) = ticket.held_against(buyer, now) {
             return Err(Refusal::HeldForAlert(until));
         }
+        Ok(())
+    }
+
+    /// A new order by `buyer` for `ticket`, reserving it until `now + window`.
+    pub fn place(
+        id: OrderId,
+        buyer: UserId,
+        ticket: &ListedTicket,
+        now: Millis,
+        window: Duration,
+    ) -> Result<(Order, OrderCreated), Refusal> {
+        Self::may_place(&buyer, ticket, now)?;
         let order = Order {
             id,
             user_id: buyer,

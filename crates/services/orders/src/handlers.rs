@@ -161,7 +161,7 @@ async fn create_order(
     // Most buyers of a rush are too late: a ticket this process knows is taken is refused from
     // memory, after the same checks as any other (see `reservations`).
     if let Some(ticket) = state.reservations.taken(&ticket_id) {
-        place(&ticket)?;
+        Order::may_place(&buyer, &ticket, Millis::now()).map_err(refused)?;
         return Err(ApiError::bad_request(TAKEN));
     }
     // A ticket listed a moment ago may not have reached the replica yet: wait for it briefly.
