@@ -329,8 +329,8 @@ impl CommonArgs {
         };
         let connection_threads = match self.http_threads {
             Some(n) if n > MAX_HTTP_THREADS => bail!(
-                "HTTP_THREADS must be at most {MAX_HTTP_THREADS} (one per core is the default; \
-                 0 serves connections on the main runtime's worker threads)"
+                "HTTP_THREADS must be at most {MAX_HTTP_THREADS} (the default is one per core in \
+                 `up` and 0 in `serve`; 0 serves connections on the main runtime's worker threads)"
             ),
             Some(n) => n,
             None => default_threads,

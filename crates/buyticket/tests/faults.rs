@@ -412,10 +412,7 @@ async fn pay_declined(
         {
             match res.status {
                 StatusCode::ACCEPTED | StatusCode::NOT_FOUND => {}
-                StatusCode::BAD_REQUEST
-                    if res.messages() == ["Cannot pay for a cancelled order"]
-                        || res.messages() == ["Cannot pay for an expired order"] =>
-                {
+                StatusCode::BAD_REQUEST if order_cannot_be_paid(&res) => {
                     story.refused.push(order.to_owned());
                     return false;
                 }
@@ -485,9 +482,7 @@ async fn pay(shared: &Shared, http: &reqwest::Client, order: &str, story: &mut S
                     return true;
                 }
                 StatusCode::BAD_REQUEST
-                    if res.messages() == ["Cannot pay for a cancelled order"]
-                        || res.messages() == ["Cannot pay for an expired order"]
-                        || cancelled_while_paying(&res) =>
+                    if order_cannot_be_paid(&res) || cancelled_while_paying(&res) =>
                 {
                     story.refused.push(order.to_owned());
                     return false;
@@ -710,6 +705,13 @@ struct Faults {
     mock: MockStripe,
     shared: Arc<Shared>,
     held_order: String,
+}
+
+/// A pay request refused before any charge because the order is cancelled, or past its window
+/// (the payments service refuses it before the expiry is applied).
+fn order_cannot_be_paid(res: &TestResponse) -> bool {
+    res.messages() == ["Cannot pay for a cancelled order"]
+        || res.messages() == ["Cannot pay for an expired order"]
 }
 
 /// A pay request whose authorisation was released because the order was cancelled meanwhile
