@@ -23,20 +23,28 @@
 //! with new tickets and buyers, and the report gives every round and the median of the p99
 //! ratios. (The `rush` benchmark has more rush shapes.)
 //!
+//! Each round also measures two floors of the rush, each answering the same burst with the
+//! static refusal, to tell what limits it: nginx behind nginx set up as the local cluster's
+//! ingress (the cost of the ingress hop alone, for the distributed mode), and BuyTicket's own
+//! HTTP stack alone (the bench started again as a server of `bt_platform::http` whose handler
+//! answers the refusal: no session, no body, no ticket).
+//!
 //! BROWSE_TARGET_URL (with BROWSE_JWT_KEY, the target's session key) measures a deployment that
 //! runs already instead of `up`: the local distributed mode behind its nginx
 //! (`scripts/local-cluster up`), whose replicas' memory is not reported.
 //!
-//! TOKIO_WORKER_THREADS, _RJEM_MALLOC_CONF, EVENT_RELAY_BUSY and EVENT_RELAY_YIELD_MS, when set,
-//! are handed on to `up` (which otherwise starts with a clean environment).
+//! TOKIO_WORKER_THREADS, HTTP_THREADS, _RJEM_MALLOC_CONF, EVENT_RELAY_BUSY and
+//! EVENT_RELAY_YIELD_MS, when set, are handed on to `up` (which otherwise starts with a clean
+//! environment); HTTP_THREADS to the bare server too.
 //!
 //! Only loopback addresses are used, for a bounded time.
 
 /// The bench's environment variables handed on to `up` when set (it otherwise starts with a
-/// clean environment): tokio's worker count, jemalloc's options and the relay's hold during a
-/// burst, for an A/B without a rebuild.
-const PASSED_TO_UP: [&str; 4] = [
+/// clean environment): tokio's worker count, the connection threads, jemalloc's options and the
+/// relay's hold during a burst, for an A/B without a rebuild.
+const PASSED_TO_UP: [&str; 5] = [
     "TOKIO_WORKER_THREADS",
+    "HTTP_THREADS",
     "_RJEM_MALLOC_CONF",
     "EVENT_RELAY_BUSY",
     "EVENT_RELAY_YIELD_MS",
@@ -136,8 +144,7 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// nginx with one worker on `port`, serving `root`'s files at the API's paths; stopped when
-/// dropped.
+/// nginx on `port`, with its pid, logs and temporary files in `dir`; stopped when dropped.
 struct Nginx {
     master: Child,
     conf: std::path::PathBuf,
@@ -145,38 +152,85 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// One worker serving `root`'s files at the API's paths, and the rush's refusal.
     fn start(root: &Path, port: u16) -> Self {
-        let conf = root.join("nginx.conf");
+        Self::start_with(
+            root,
+            port,
+            "1",
+            4096,
+            "",
+            &format!(
+                r#"        location = /api/tickets {{ alias {root}/listing.json; }}
+        location /api/tickets/ {{ alias {root}/tickets/; }}
+        location = /api/orders {{ return 400 '{{"errors":[{{"message":"Ticket is already reserved"}}]}}'; }}"#,
+                root = root.display()
+            ),
+        )
+    }
+
+    /// nginx as the local cluster's ingress (`scripts/local-cluster`: a worker per core, idle
+    /// upstream connections kept, the same proxy headers) in front of the static nginx at
+    /// `upstream`: what the ingress hop alone costs the rush, with an upstream that answers
+    /// at once.
+    fn start_proxy(dir: &Path, port: u16, upstream: u16) -> Self {
+        Self::start_with(
+            dir,
+            port,
+            "auto",
+            // A client's connection and its upstream's.
+            16384,
+            &format!(
+                "    upstream static {{ server 127.0.0.1:{upstream}; keepalive 1024; keepalive_timeout 50s; }}\n"
+            ),
+            r#"        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Request-Id $request_id;
+        location /api/orders { proxy_pass http://static; }"#,
+        )
+    }
+
+    fn start_with(
+        dir: &Path,
+        port: u16,
+        workers: &str,
+        connections: u32,
+        http: &str,
+        server: &str,
+    ) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("nginx.conf");
         let text = format!(
-            r#"worker_processes 1;
+            r#"worker_processes {workers};
 daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 4096; }}
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     types {{ }}
     default_type application/json;
     keepalive_requests 1000000;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{http}    server {{
         # The same backlog as BuyTicket's listener: the rush's 2,000 connections are opened
         # at once, and over nginx's default (511) some were reset.
         listen 127.0.0.1:{port} backlog=4096;
-        location = /api/tickets {{ alias {root}/listing.json; }}
-        location /api/tickets/ {{ alias {root}/tickets/; }}
-        location = /api/orders {{ return 400 '{{"errors":[{{"message":"Ticket is already reserved"}}]}}'; }}
+{server}
     }}
 }}
 "#,
-            root = root.display()
+            dir = dir.display()
         );
         std::fs::write(&conf, text).unwrap();
-        let error_log = root.join("error.log");
+        let error_log = dir.join("error.log");
         let master = nginx_command(&conf, &error_log)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -188,15 +242,83 @@ http {{
             conf,
             error_log,
         };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return nginx;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nginx did not start on port {port}");
+        wait_for_listener(port, "nginx");
+        nginx
     }
 }
+
+/// Waits until something accepts connections on `port` (5 s at most).
+fn wait_for_listener(port: u16, what: &str) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start on port {port}");
+}
+
+/// The bench itself, started again as a server of the static refusal through BuyTicket's own
+/// HTTP stack (`bt_platform::http`: the common layer, routing, hyper, the connection threads;
+/// no session, body or ticket): what the stack alone costs the rush. Stopped when dropped.
+struct Bare(Child);
+
+/// The environment variable that makes the bench that bare server, on the port it gives.
+const BARE_PORT: &str = "BROWSE_BARE_PORT";
+
+impl Bare {
+    fn start(port: u16) -> Self {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .env(BARE_PORT, port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let bare = Self(child);
+        wait_for_listener(port, "the bare server");
+        bare
+    }
+
+    /// The server's side, in the child process.
+    async fn serve(port: u16) {
+        use bt_platform::http::{ServeLimits, Service, app, serve_with};
+        let router = axum::Router::new().route(
+            "/api/orders",
+            axum::routing::post(|| async { bt_contract::ApiError::bad_request(TAKEN) }),
+        );
+        let app = app(vec![Service {
+            name: "bare",
+            router,
+            checks: Vec::new(),
+        }]);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        // As `up`'s listener: the same backlog, connections on a thread per core (or on
+        // HTTP_THREADS, as `up`).
+        let listener = socket.listen(4096).unwrap();
+        let mut limits = ServeLimits {
+            max_connections: 16_384,
+            ..ServeLimits::default()
+        };
+        if let Ok(threads) = std::env::var("HTTP_THREADS") {
+            limits.connection_threads = threads.parse().expect("HTTP_THREADS: a number");
+        }
+        serve_with(listener, app, std::future::pending(), limits)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The rush's refusal, as BuyTicket answers it.
+const TAKEN: &str = "Ticket is already reserved";
 
 /// nginx with the bench's configuration and error log (it starts it, or signals it).
 fn nginx_command(conf: &Path, error_log: &Path) -> Command {
@@ -354,10 +476,28 @@ fn order_request(token: &str, ticket: &str) -> String {
     )
 }
 
-fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
+/// "1.4×, best 0.9×, worst 2.7×" of ratios.
+fn spread(ratios: &mut [f64]) -> String {
+    ratios.sort_by(f64::total_cmp);
+    format!(
+        "{:.1}×, best {:.1}×, worst {:.1}×",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    )
+}
+
+fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64, floors: [&[i64]; 2]) {
     let ms = |v: i64| v as f64 / 1000.0;
+    let floors = floors.map(|f| {
+        format!(
+            "{:.1} / {:.1} ms",
+            ms(percentile(f, 0.5)),
+            ms(percentile(f, 0.99))
+        )
+    });
     println!(
-        "| {what} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1}× | {} |",
+        "| {what} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1}× | {} | {}; {} |",
         ours.len(),
         ms(percentile(ours, 0.5)),
         ms(percentile(ours, 0.99)),
@@ -367,6 +507,8 @@ fn burst_row(what: &str, ours: &[i64], nginx: &[i64], rss: f64) {
         ms(*nginx.last().unwrap_or(&0)),
         percentile(ours, 0.99) as f64 / percentile(nginx, 0.99).max(1) as f64,
         megabytes(rss),
+        floors[0],
+        floors[1],
     );
 }
 
@@ -393,6 +535,9 @@ async fn list(http: &reqwest::Client, base: &str, seller: &str, title: &str, pri
 
 #[tokio::main]
 async fn main() {
+    if let Ok(port) = std::env::var(BARE_PORT) {
+        return Bare::serve(port.parse().expect("a port")).await;
+    }
     let tickets = env_u64("BROWSE_TICKETS", 50);
     let data = tempfile::tempdir().unwrap();
     // BROWSE_TARGET_URL (with BROWSE_JWT_KEY, the target's session key): a deployment that
@@ -493,6 +638,12 @@ async fn main() {
         listing.len(),
         ticket.len()
     );
+    // The rush's floors, for what limits it: the ingress hop alone, and BuyTicket's HTTP stack
+    // alone, each answering the static refusal.
+    let proxy_port = free_port();
+    let _proxy = Nginx::start_proxy(&root.path().join("proxy"), proxy_port, port);
+    let bare_port = free_port();
+    let _bare = Bare::start(bare_port);
 
     // A losing purchase: a POST of the already reserved ticket, as another buyer.
     let (late, _) = sessions.issue("bench-late", "late@bench.test").unwrap();
@@ -554,12 +705,15 @@ async fn main() {
     let rounds = env_u64("RUSH_ROUNDS", 5).max(1) as usize;
     let ours_addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let nginx_addr: SocketAddr = static_base.trim_start_matches("http://").parse().unwrap();
+    let proxy_addr = SocketAddr::from(([127, 0, 0, 1], proxy_port));
+    let bare_addr = SocketAddr::from(([127, 0, 0, 1], bare_port));
     println!();
     println!(
-        "| rush round | buyers | BuyTicket p50 / p99 / max | nginx p50 / p99 / max | p99 ratio | RSS of up after |"
+        "| rush round | buyers | BuyTicket p50 / p99 / max | nginx p50 / p99 / max | p99 ratio | RSS of up after | floors, p50 / p99: nginx behind nginx; BuyTicket's HTTP stack |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
+    let mut floor_ratios = (Vec::new(), Vec::new());
     let mut by_answer = Vec::new();
     for round in 1..=rounds {
         let mut wanted = Vec::new();
@@ -585,6 +739,10 @@ async fn main() {
         // that work; right after nginx's, BuyTicket's rose by about a quarter.
         let (theirs, nginx_statuses) = burst(nginx_addr, requests.clone()).await;
         tokio::time::sleep(SETTLE).await;
+        let (proxied, proxied_statuses) = burst(proxy_addr, requests.clone()).await;
+        tokio::time::sleep(SETTLE).await;
+        let (bare, bare_statuses) = burst(bare_addr, requests.clone()).await;
+        tokio::time::sleep(SETTLE).await;
         let (ours, statuses) = burst(ours_addr, requests).await;
         let rss_rush = rss();
         tokio::time::sleep(SETTLE).await;
@@ -596,26 +754,35 @@ async fn main() {
         );
         assert_eq!(won + refused, rush_buyers, "every other buyer refused");
         assert!(nginx_statuses.iter().all(|s| *s == 400));
+        assert!(proxied_statuses.iter().all(|s| *s == 400));
+        assert!(bare_statuses.iter().all(|s| *s == 400));
         burst_row(
             &format!("{round}: {won} sold, {refused} refused"),
             &ours,
             &theirs,
             rss_rush,
+            [&proxied, &bare],
         );
-        ratios.push(percentile(&ours, 0.99) as f64 / percentile(&theirs, 0.99).max(1) as f64);
+        let p99_ratio =
+            |of: &[i64]| percentile(of, 0.99) as f64 / percentile(&theirs, 0.99).max(1) as f64;
+        ratios.push(p99_ratio(&ours));
+        floor_ratios.0.push(p99_ratio(&proxied));
+        floor_ratios.1.push(p99_ratio(&bare));
         by_answer.push(format!(
             "round {round}: {}; {}",
             of_status(&ours, &statuses, 201),
             of_status(&ours, &statuses, 400)
         ));
     }
-    ratios.sort_by(f64::total_cmp);
     println!();
     println!(
-        "{rush_buyers} buyers for {rush_tickets} tickets, {rounds} rounds: p99 ratio median {:.1}×, best {:.1}×, worst {:.1}×",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
+        "{rush_buyers} buyers for {rush_tickets} tickets, {rounds} rounds: p99 ratio median {}",
+        spread(&mut ratios)
+    );
+    println!(
+        "floors, p99 ratio to nginx's: nginx behind nginx median {}; BuyTicket's HTTP stack alone median {}",
+        spread(&mut floor_ratios.0),
+        spread(&mut floor_ratios.1)
     );
     println!();
     println!("BuyTicket's rush by answer:");
