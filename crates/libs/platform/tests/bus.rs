@@ -619,7 +619,83 @@ bus_tests!(
     a_failing_event_in_a_batch_neither_holds_up_nor_undoes_its_neighbours,
     one_records_events_stay_in_order_while_others_are_applied_alongside,
     a_consumer_that_falls_behind_shows_its_lag_then_catches_up,
+    a_consumer_commit_wakes_the_relay_only_for_the_events_it_staged,
 );
+
+/// Applies each `TicketCreated` and stages a `TicketUpdated` of it (version + 1), as a service
+/// whose handler has events of its own to publish.
+#[derive(Clone)]
+struct Forwarder {
+    outbox: Outbox,
+}
+
+impl Handle<TicketCreated> for Forwarder {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<TicketCreated>) -> HandlerResult {
+        let mut data = event.data.0;
+        data.version += 1;
+        self.outbox.stage(tx, TicketUpdated(data)).await?;
+        Ok(Outcome::Applied)
+    }
+}
+
+async fn a_consumer_commit_wakes_the_relay_only_for_the_events_it_staged(
+    backend: Backend,
+    kind: BusKind,
+) {
+    // A handler that writes its replica and stages nothing: its commits leave the relay asleep.
+    let svc = Svc::new(backend).await;
+    let test_bus = TestBus::new(kind).await;
+    let runtime = start_consumers(&svc, &test_bus.bus, Recorder::default()).await;
+    for n in 0..3 {
+        let event = Envelope::new(TicketCreated(ticket(&format!("t{n}"), 0, "Quiet")));
+        publish_raw(&test_bus.bus, &event.id.to_string(), &event).await;
+    }
+    eventually(10, "the three events are applied", || async {
+        svc.replica_count().await == 3
+    })
+    .await;
+    assert_eq!(
+        svc.outbox.wakes(),
+        0,
+        "commits that staged nothing woke the relay"
+    );
+    runtime.stop().await;
+
+    // A handler that stages an event: its commit wakes the relay, and the event is published.
+    let svc = Svc::new(backend).await;
+    let mut probe = test_bus
+        .bus
+        .subscribe("probe-forwarded", TicketUpdated::SUBJECT)
+        .await
+        .unwrap();
+    let runtime = Runtime::new(test_bus.bus.clone());
+    Consumers::new("forwarder", svc.db.clone(), svc.outbox.clone())
+        .on::<TicketCreated>(Forwarder {
+            outbox: svc.outbox.clone(),
+        })
+        .start(&runtime)
+        .await
+        .unwrap();
+    svc.outbox.spawn_relay(&runtime, "test");
+    let event = Envelope::new(TicketCreated(ticket("f1", 0, "Forwarded")));
+    publish_raw(&test_bus.bus, &event.id.to_string(), &event).await;
+    // The bus kept the first part's three events too: this consumer forwards them as well.
+    let mut forwarded = Vec::new();
+    while !forwarded.contains(&("f1".to_owned(), 1)) {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), probe.next())
+            .await
+            .expect("the staged events are published");
+        let got: Envelope<TicketUpdated> = serde_json::from_slice(&delivery.payload).unwrap();
+        forwarded.push((got.data.0.id.as_str().to_owned(), got.data.0.version));
+        delivery.ack().await.unwrap();
+        assert!(forwarded.len() <= 4, "only four events to forward: {forwarded:?}");
+    }
+    assert!(
+        svc.outbox.wakes() >= 1,
+        "the commit that staged an event woke the relay"
+    );
+    runtime.stop().await;
+}
 
 async fn every_event_is_delivered_when_nats_restarts_during_a_burst(backend: Backend) {
     let mut server = OwnNatsServer::start();

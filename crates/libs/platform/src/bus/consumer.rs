@@ -150,7 +150,7 @@ pub fn durable_name(service: &str, subject: &str) -> String {
 }
 
 impl Consumers {
-    /// `outbox` is woken after each handler commits, for the events the handler staged.
+    /// `outbox` is woken after each handler transaction that staged events commits.
     pub fn new(service: &'static str, db: Db, outbox: Outbox) -> Self {
         Self {
             service,
@@ -442,6 +442,8 @@ impl Worker {
             .acquire()
             .await
             .map_err(|e| RunError::Transaction(e.to_string()))?;
+        // The relay is woken at the commit only if a handler staged events.
+        let staged_before = self.outbox.staged();
         let mut tx = self.db.begin().await.map_err(db_err)?;
         let mut fresh = self.record_in_inbox(&mut tx, items).await.map_err(db_err)?;
         let mut outcomes = Vec::with_capacity(items.len());
@@ -464,7 +466,10 @@ impl Worker {
                 }
             }
         }
-        self.outbox.commit(tx).await.map_err(db_err)?;
+        self.outbox
+            .commit_staged_since(tx, staged_before)
+            .await
+            .map_err(db_err)?;
         for notify in &self.on_commit {
             notify.notify_one();
         }

@@ -71,6 +71,9 @@ pub struct Outbox {
     db: Db,
     wake: Arc<Notify>,
     commits: Arc<AtomicU64>,
+    /// Rows staged so far, committed or not: see [`Outbox::commit_staged_since`].
+    staged: Arc<AtomicU64>,
+    wakes: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -79,6 +82,8 @@ impl Outbox {
             db,
             wake: Arc::new(Notify::new()),
             commits: Arc::new(AtomicU64::new(0)),
+            staged: Arc::new(AtomicU64::new(0)),
+            wakes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -95,6 +100,7 @@ impl Outbox {
     pub async fn stage<E: Event>(&self, tx: &mut Tx, event: E) -> sqlx::Result<Envelope<E>> {
         let envelope = Envelope::new(event);
         insert_rows::<E>(tx, &[row(&envelope, crate::context::request_id())?]).await?;
+        self.staged.fetch_add(1, Ordering::AcqRel);
         Ok(envelope)
     }
 
@@ -109,7 +115,9 @@ impl Outbox {
             .into_iter()
             .map(|(event, request_id)| row(&Envelope::new(event), request_id))
             .collect::<sqlx::Result<Vec<_>>>()?;
-        insert_rows::<E>(tx, &rows).await
+        insert_rows::<E>(tx, &rows).await?;
+        self.staged.fetch_add(rows.len() as u64, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Commits `tx` and wakes the relay.
@@ -120,9 +128,36 @@ impl Outbox {
         Ok(())
     }
 
+    /// How many rows were staged through this outbox so far, in transactions committed or
+    /// not: read before a transaction begins, for [`Outbox::commit_staged_since`].
+    pub fn staged(&self) -> u64 {
+        self.staged.load(Ordering::Acquire)
+    }
+
+    /// Commits `tx` and wakes the relay only if rows were staged since `since`, a
+    /// [`Outbox::staged`] read before `tx` began: a transaction that may stage nothing (an
+    /// event handler that only updates its replica) then costs the relay no look at the
+    /// outbox. Rows that another transaction staged meanwhile wake it too, which is one look
+    /// too many at worst, never an event left waiting for the relay's next poll.
+    pub async fn commit_staged_since(&self, tx: Tx, since: u64) -> sqlx::Result<()> {
+        tx.commit().await?;
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        if self.staged() != since {
+            self.wake();
+        }
+        Ok(())
+    }
+
     /// Wakes the relay (after a commit that staged events).
     pub fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    /// How many times the relay was woken so far ([`Outbox::wake`]): each wake costs it a
+    /// look at the outbox.
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
     }
 
     /// Rows not published yet.
