@@ -688,7 +688,10 @@ async fn a_consumer_commit_wakes_the_relay_only_for_the_events_it_staged(
         let got: Envelope<TicketUpdated> = serde_json::from_slice(&delivery.payload).unwrap();
         forwarded.push((got.data.0.id.as_str().to_owned(), got.data.0.version));
         delivery.ack().await.unwrap();
-        assert!(forwarded.len() <= 4, "only four events to forward: {forwarded:?}");
+        assert!(
+            forwarded.len() <= 4,
+            "only four events to forward: {forwarded:?}"
+        );
     }
     assert!(
         svc.outbox.wakes() >= 1,
