@@ -163,7 +163,7 @@ impl Nginx {
             &format!(
                 r#"        location = /api/tickets {{ alias {root}/listing.json; }}
         location /api/tickets/ {{ alias {root}/tickets/; }}
-        location = /api/orders {{ return 400 '{{"errors":[{{"message":"Ticket is already reserved"}}]}}'; }}"#,
+        location = /api/orders {{ return 400 '{{"errors":[{{"message":"{TAKEN}"}}]}}'; }}"#,
                 root = root.display()
             ),
         )

@@ -122,9 +122,15 @@ impl Outbox {
 
     /// Commits `tx` and wakes the relay.
     pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
+        self.commit_only(tx).await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Commits `tx` and counts the commit ([`Outbox::commits`]), without waking the relay.
+    async fn commit_only(&self, tx: Tx) -> sqlx::Result<()> {
         tx.commit().await?;
         self.commits.fetch_add(1, Ordering::AcqRel);
-        self.wake();
         Ok(())
     }
 
@@ -140,8 +146,7 @@ impl Outbox {
     /// outbox. Rows that another transaction staged meanwhile wake it too, which is one look
     /// too many at worst, never an event left waiting for the relay's next poll.
     pub async fn commit_staged_since(&self, tx: Tx, since: u64) -> sqlx::Result<()> {
-        tx.commit().await?;
-        self.commits.fetch_add(1, Ordering::AcqRel);
+        self.commit_only(tx).await?;
         if self.staged() != since {
             self.wake();
         }
