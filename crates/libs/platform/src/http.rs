@@ -1,5 +1,12 @@
 //! HTTP plumbing shared by every service: composing services into one app, the common layers,
 //! health and metrics endpoints, and serving with graceful shutdown.
+//!
+//! - `http/edge.rs`: the common layer (request ids, the request's timeout, metrics, errors in
+//!   the contract's format).
+//! - `http/heads.rs`: each request's head within `header_read_timeout`, idle keep-alive
+//!   connections kept for `idle_timeout`.
+//! - `http/load.rs`: the requests each process starts, for the event relay to yield to a burst.
+//! - `http/threads.rs`: the connection threads.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -19,6 +26,7 @@ use tokio::net::TcpListener;
 use crate::db::Db;
 
 mod edge;
+mod heads;
 mod load;
 mod threads;
 
@@ -319,7 +327,9 @@ async fn metrics_endpoint() -> impl IntoResponse {
 pub struct ServeLimits {
     /// Connections open at one time; one more is closed at once (and counted).
     pub max_connections: usize,
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's head, counted from its first byte (from
+    /// the accept for a connection's first request). Not the wait between requests on a
+    /// keep-alive connection: that is `idle_timeout`'s (`http/heads.rs`).
     pub header_read_timeout: Duration,
     /// How long a connection may stay without reading or writing a byte (idle keep-alive, a
     /// body trickled slowly) before it is closed.
@@ -368,6 +378,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServeLimits,
 ) -> std::io::Result<()> {
+    use futures::FutureExt;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use tokio::io::AsyncWriteExt;
     use tower::ServiceExt;
@@ -383,7 +394,9 @@ pub async fn serve_with(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // Not hyper's: it closed keep-alive connections idle for longer than the head's bound
+        // (`http/heads.rs`, which bounds each head instead).
+        .header_read_timeout(None)
         // Long enough for any URL the application answers itself (414 in the error format).
         .max_buf_size(256 * 1024);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -410,11 +423,19 @@ pub async fn serve_with(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let accepted = tokio::time::Instant::now();
         let router = app.clone();
+        let heads = heads::Heads::first();
+        let service_heads = heads.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            service_heads.handling();
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
-            router.clone().oneshot(req.map(axum::body::Body::new))
+            let answered = service_heads.clone();
+            router
+                .clone()
+                .oneshot(req.map(axum::body::Body::new))
+                .inspect(move |_| answered.answered())
         });
         let builders = builders.clone();
         let watcher = graceful.watcher();
@@ -439,11 +460,19 @@ pub async fn serve_with(
                 Ok(Err(_)) | Err(_) => return,
             };
             let h2 = head.starts_with(HTTP2_PREFACE_LINE);
-            let mut io = tokio_io_timeout::TimeoutStream::new(Prefixed {
-                prefix: head,
-                offset: 0,
-                inner: stream,
-            });
+            // Each HTTP/1 head within `header_read_timeout`, the first one counted from the
+            // accept (HTTP/2's streams share the connection: bound by the idle timeout only).
+            let head_limit = (!h2).then_some(limits.header_read_timeout);
+            let mut io = tokio_io_timeout::TimeoutStream::new(heads::HeadBound::new(
+                Prefixed {
+                    prefix: head,
+                    offset: 0,
+                    inner: stream,
+                },
+                heads,
+                head_limit,
+                accepted,
+            ));
             io.set_read_timeout(Some(limits.idle_timeout));
             io.set_write_timeout(Some(limits.idle_timeout));
             let io = TokioIo::new(Box::pin(io));

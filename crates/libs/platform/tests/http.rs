@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::routing::get;
+use axum::routing::{get, post};
 use bt_platform::http::{AppOptions, ServeLimits, app_with, serve_with};
 use bt_platform::{Check, Service};
 use reqwest::StatusCode;
@@ -15,6 +15,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// An application with an id route and a slow route, served with `limits`; its address.
 async fn serve(limits: ServeLimits) -> std::net::SocketAddr {
+    serve_timed(limits, Duration::from_millis(300)).await
+}
+
+/// [`serve`] with requests bounded by `request_timeout`.
+async fn serve_timed(limits: ServeLimits, request_timeout: Duration) -> std::net::SocketAddr {
     let router = Router::new()
         .route(
             "/api/things/{id}",
@@ -37,6 +42,7 @@ async fn serve(limits: ServeLimits) -> std::net::SocketAddr {
             "/api/thread",
             get(|| async { std::thread::current().name().unwrap_or("-").to_owned() }),
         )
+        .route("/api/echo", post(|body: String| async move { body }))
         .route(
             "/api/slow",
             get(|| async {
@@ -52,7 +58,7 @@ async fn serve(limits: ServeLimits) -> std::net::SocketAddr {
         }],
         &AppOptions {
             metrics_token: None,
-            request_timeout: Duration::from_millis(300),
+            request_timeout,
         },
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -319,6 +325,103 @@ async fn headers_sent_too_slowly_and_idle_connections_are_closed() {
         closed_within(&mut silent, Duration::from_secs(3)).await,
         "silent"
     );
+}
+
+/// Sends `request` on `stream` and reads one answer of `Content-Length` bytes; its status line.
+async fn exchange(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the server closed the connection instead of answering"
+        );
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if body.len() >= length {
+                return head.lines().next().unwrap_or_default().to_owned();
+            }
+        }
+    }
+}
+
+/// An ingress keeps its idle connections to a service for a while (the local cluster's nginx
+/// 50 s) and sends the next request on one of them: the service must keep an idle keep-alive
+/// connection for `idle_timeout`, not close it once `header_read_timeout` has passed (which
+/// nginx answered with 502 to the requests it sent as the service closed).
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_kept_for_the_idle_timeout() {
+    let addr = serve(ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(5),
+        ..ServeLimits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /api/things/a HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(exchange(&mut stream, request).await, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(exchange(&mut stream, request).await, "HTTP/1.1 200 OK");
+}
+
+/// A keep-alive connection idle for longer than `header_read_timeout` still has only that long
+/// to send its next request's head once the head has begun.
+#[tokio::test]
+async fn a_head_sent_too_slowly_after_an_idle_wait_is_closed() {
+    let addr = serve(ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(5),
+        ..ServeLimits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /api/things/a HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(exchange(&mut stream, request).await, "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stream
+        .write_all(b"GET /api/things/b HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(2)).await,
+        "closed by the head's bound, not after the idle timeout (5 s)"
+    );
+}
+
+/// The head's bound ends with the head: a body may take longer (up to the request's timeout,
+/// each pause within the idle timeout).
+#[tokio::test]
+async fn a_body_may_take_longer_than_the_head() {
+    let addr = serve_timed(
+        ServeLimits {
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(5),
+            ..ServeLimits::default()
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(exchange(&mut stream, b"llo").await, "HTTP/1.1 200 OK");
 }
 
 #[tokio::test]
