@@ -1115,6 +1115,20 @@ async fn a_ticket_taken_on_another_replica_is_refused_by_the_database(backend: B
     let again = late.post("/api/orders", &json!({"ticketId": x.id})).await;
     assert_eq!(again.json, error("Ticket is already reserved"));
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 2);
+    // One `order.created` staged per order stored, none for the lost one.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE subject = 'order.created'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM outbox o JOIN orders r ON o.payload LIKE '%' || r.id || '%' \
+             WHERE o.subject = 'order.created'"
+        )
+        .await,
+        2
+    );
 }
 
 async fn a_ticket_cancelled_on_another_replica_can_be_ordered_again_after_a_moment(

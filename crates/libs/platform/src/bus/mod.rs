@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use consumer::{Consumers, Handle, HandlerError, HandlerResult, Outcome};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OutboxRows};
 
 use crate::http::Check;
 
