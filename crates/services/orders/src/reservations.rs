@@ -391,37 +391,10 @@ async fn write_orders(db: Db, outbox: Outbox, mut pending: mpsc::Receiver<Pendin
 /// took two tickets in opposite orders waited for each other until the deadlock detector
 /// aborted one (1 s, `deadlock_timeout`, seen in the distributed rush). In one order of
 /// tickets, waits cannot form a cycle.
-///
-/// On PostgreSQL the orders and their events are one statement ([`store::insert_orders_with_events_if_free`]);
-/// on SQLite, whose writer is a thread of this process, a transaction.
 async fn write_batch(db: &Db, outbox: &Outbox, batch: &[Pending]) -> sqlx::Result<Vec<Written>> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|a, b| batch[*a].order.ticket.id.cmp(&batch[*b].order.ticket.id));
     let orders: Vec<&Order> = order.iter().map(|i| &batch[*i].order).collect();
-    if let Db::Postgres(pool) = db {
-        let events = Outbox::rows(
-            order
-                .iter()
-                .map(|i| (batch[*i].created.clone(), batch[*i].request_id.clone()))
-                .collect(),
-        )?;
-        let stored: HashSet<OrderId> =
-            store::insert_orders_with_events_if_free(pool, &orders, &events)
-                .await?
-                .into_iter()
-                .collect();
-        outbox.committed_statement(events.subject(), stored.len());
-        return Ok(batch
-            .iter()
-            .map(|p| {
-                if stored.contains(&p.order.id) {
-                    Written::Won
-                } else {
-                    Written::Taken
-                }
-            })
-            .collect());
-    }
     let mut tx = db.begin().await?;
     let stored: HashSet<OrderId> = store::insert_orders_if_free(&mut tx, &orders)
         .await?

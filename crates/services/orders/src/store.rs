@@ -4,7 +4,6 @@
 
 use bt_contract::events::{CancelReason, OrderStatus};
 use bt_contract::{Cents, Millis, OrderId, PaymentId, TicketId, UserId};
-use bt_platform::bus::OutboxRows;
 use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::{ListedTicket, Order, Payment, Reservation, TicketTerms};
@@ -97,83 +96,25 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
     on_tx!(tx, |conn| {
         let mut query = sqlx::query_scalar::<_, OrderId>(&sql);
         for order in orders {
-            query = bind_order!(query, order);
+            query = query
+                .bind(&order.id)
+                .bind(&order.user_id)
+                .bind(order.status)
+                .bind(order.expires_at)
+                .bind(order.version)
+                .bind(&order.ticket.id)
+                .bind(&order.ticket.title)
+                .bind(order.ticket.price)
+                .bind(order.ticket.version)
+                .bind(order.reservation)
+                .bind(order.payment.as_ref().map(|p| &p.id))
+                .bind(order.payment.as_ref().map(|p| p.amount))
+                .bind(order.cancel_reason)
+                .bind(order.created_at)
+                .bind(order.updated_at);
         }
         query.fetch_all(conn).await
     })
-}
-
-/// Binds `order`'s columns in [`ORDER_COLUMNS`]' order.
-macro_rules! bind_order {
-    ($query:expr, $order:expr) => {{
-        let order: &Order = $order;
-        $query
-            .bind(&order.id)
-            .bind(&order.user_id)
-            .bind(order.status)
-            .bind(order.expires_at)
-            .bind(order.version)
-            .bind(&order.ticket.id)
-            .bind(&order.ticket.title)
-            .bind(order.ticket.price)
-            .bind(order.ticket.version)
-            .bind(order.reservation)
-            .bind(order.payment.as_ref().map(|p| &p.id))
-            .bind(order.payment.as_ref().map(|p| p.amount))
-            .bind(order.cancel_reason)
-            .bind(order.created_at)
-            .bind(order.updated_at)
-    }};
-}
-use bind_order;
-
-/// [`insert_orders_if_free`] on PostgreSQL, with the event of each order stored (`events`' row
-/// `i` is `orders[i]`'s), as one statement committed on its own: one round trip, where a
-/// transaction takes four, each of which waited behind a rush's requests on the loaded local
-/// cluster (BENCHMARKS.md, issue 16 part 12). The ids of the orders stored; their events are
-/// staged in the orders' order.
-#[tracing::instrument(skip_all, fields(orders = orders.len()))]
-pub async fn insert_orders_with_events_if_free(
-    pool: &sqlx::PgPool,
-    orders: &[&Order],
-    events: &OutboxRows,
-) -> sqlx::Result<Vec<OrderId>> {
-    if orders.is_empty() {
-        return Ok(Vec::new());
-    }
-    debug_assert_eq!(orders.len(), events.len());
-    let first_event = orders.len() * 15 + 3;
-    let event_values = (0..orders.len())
-        .map(|i| {
-            let n = first_event + i * 4;
-            format!("(${n}, ${}, ${}, ${}, {i})", n + 1, n + 2, n + 3)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "WITH stored AS (INSERT INTO orders ({ORDER_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id), \
-         staged AS (INSERT INTO {} SELECT e.id, $1, e.payload, e.request_id, $2 \
-         FROM (VALUES {event_values}) AS e(order_id, id, payload, request_id, n) \
-         WHERE e.order_id IN (SELECT id FROM stored) ORDER BY e.n) \
-         SELECT id FROM stored",
-        bt_platform::db::values_placeholders(orders.len(), 15, 3),
-        OutboxRows::COLUMNS,
-    );
-    let mut query = sqlx::query_scalar::<_, OrderId>(&sql)
-        .bind(events.subject())
-        .bind(events.created_at());
-    for order in orders {
-        query = bind_order!(query, order);
-    }
-    for (i, order) in orders.iter().enumerate() {
-        let (id, payload, request_id) = events.row(i);
-        query = query
-            .bind(&order.id)
-            .bind(id)
-            .bind(payload)
-            .bind(request_id);
-    }
-    query.fetch_all(pool).await
 }
 
 /// Writes an order changed by a transition over the row read at `read_version`; false when the

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use consumer::{Consumers, Handle, HandlerError, HandlerResult, Outcome};
-pub use outbox::{Outbox, OutboxRows};
+pub use outbox::Outbox;
 
 use crate::http::Check;
 

@@ -56,46 +56,6 @@ async fn insert_rows<E: Event>(tx: &mut Tx, rows: &[StagedRow]) -> sqlx::Result<
     Ok(())
 }
 
-/// Events made into outbox rows for a statement of the caller's own, which inserts them together
-/// with what they are about ([`Outbox::rows`], [`Outbox::committed_statement`]).
-#[derive(Debug)]
-pub struct OutboxRows {
-    subject: &'static str,
-    created_at: i64,
-    rows: Vec<StagedRow>,
-}
-
-impl OutboxRows {
-    /// The table and columns to insert into, for `INSERT INTO {COLUMNS} ...`: each row's
-    /// [`OutboxRows::row`] `(id, payload, request_id)` with [`OutboxRows::subject`] and
-    /// [`OutboxRows::created_at`] in the places of `subject` and `created_at`.
-    pub const COLUMNS: &'static str = "outbox (id, subject, payload, request_id, created_at)";
-
-    /// The events' subject.
-    pub fn subject(&self) -> &'static str {
-        self.subject
-    }
-
-    /// When they were staged (ms since the Unix epoch).
-    pub fn created_at(&self) -> i64 {
-        self.created_at
-    }
-
-    /// Row `i`: the envelope's id, the envelope as JSON, the request id it carries.
-    pub fn row(&self, i: usize) -> (&str, &str, Option<&str>) {
-        let (id, payload, request_id) = &self.rows[i];
-        (id, payload, request_id.as_deref())
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-}
-
 #[derive(Debug, sqlx::FromRow)]
 struct PendingRow {
     seq: i64,
@@ -158,33 +118,6 @@ impl Outbox {
         insert_rows::<E>(tx, &rows).await?;
         self.staged.fetch_add(rows.len() as u64, Ordering::AcqRel);
         Ok(())
-    }
-
-    /// `events` (each with the request id it carries) as rows for a statement of the caller's
-    /// own that inserts them with what they are about, committed on its own: on PostgreSQL one
-    /// round trip, where a transaction takes four (`BEGIN`, the two inserts, `COMMIT`). Once it
-    /// has committed, [`Outbox::committed_statement`].
-    pub fn rows<E: Event>(events: Vec<(E, Option<String>)>) -> sqlx::Result<OutboxRows> {
-        Ok(OutboxRows {
-            subject: E::SUBJECT,
-            created_at: now_millis(),
-            rows: events
-                .into_iter()
-                .map(|(event, request_id)| row(&Envelope::new(event), request_id))
-                .collect::<sqlx::Result<_>>()?,
-        })
-    }
-
-    /// A statement that inserted `staged` rows of events `subject` into the outbox (from
-    /// [`Outbox::rows`]) committed: counted as a commit and as staged rows, and the relay woken
-    /// if it staged any.
-    pub fn committed_statement(&self, subject: &'static str, staged: usize) {
-        metrics::counter!("events_staged_total", "subject" => subject).increment(staged as u64);
-        self.staged.fetch_add(staged as u64, Ordering::AcqRel);
-        self.commits.fetch_add(1, Ordering::AcqRel);
-        if staged > 0 {
-            self.wake();
-        }
     }
 
     /// Commits `tx` and wakes the relay.
