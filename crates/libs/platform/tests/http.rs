@@ -359,38 +359,38 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> String {
     }
 }
 
+const REQUEST: &[u8] = b"GET /api/things/a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A connection to a server with a 300 ms head bound and a 5 s idle timeout, which has had one
+/// request answered.
+async fn answered_once() -> TcpStream {
+    let addr = serve(ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(5),
+        ..ServeLimits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(exchange(&mut stream, REQUEST).await, "HTTP/1.1 200 OK");
+    stream
+}
+
 /// An ingress keeps its idle connections to a service for a while (the local cluster's nginx
 /// 50 s) and sends the next request on one of them: the service must keep an idle keep-alive
 /// connection for `idle_timeout`, not close it once `header_read_timeout` has passed (which
 /// nginx answered with 502 to the requests it sent as the service closed).
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_kept_for_the_idle_timeout() {
-    let addr = serve(ServeLimits {
-        header_read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_secs(5),
-        ..ServeLimits::default()
-    })
-    .await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = b"GET /api/things/a HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_eq!(exchange(&mut stream, request).await, "HTTP/1.1 200 OK");
+    let mut stream = answered_once().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(exchange(&mut stream, request).await, "HTTP/1.1 200 OK");
+    assert_eq!(exchange(&mut stream, REQUEST).await, "HTTP/1.1 200 OK");
 }
 
 /// A keep-alive connection idle for longer than `header_read_timeout` still has only that long
 /// to send its next request's head once the head has begun.
 #[tokio::test]
 async fn a_head_sent_too_slowly_after_an_idle_wait_is_closed() {
-    let addr = serve(ServeLimits {
-        header_read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_secs(5),
-        ..ServeLimits::default()
-    })
-    .await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = b"GET /api/things/a HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_eq!(exchange(&mut stream, request).await, "HTTP/1.1 200 OK");
+    let mut stream = answered_once().await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     stream
         .write_all(b"GET /api/things/b HTTP/1.1\r\nHost: x\r\n")
