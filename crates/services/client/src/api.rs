@@ -229,9 +229,16 @@ impl Reply {
     }
 }
 
+/// How long an idle connection to the API is kept for the next call: less than the idle timeout
+/// of the server it goes to (BuyTicket's 60 s, `bt_platform::http::ServeLimits`; nginx's 75 s),
+/// so that a call is never sent on a connection the server is closing (reqwest keeps them 90 s
+/// by default). The same rule as the ingress's (BENCHMARKS.md, issue 16 part 12).
+const POOL_IDLE: Duration = Duration::from_secs(50);
+
 impl Api {
     pub fn new(base: &str) -> Self {
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(POOL_IDLE)
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
@@ -474,6 +481,15 @@ pub fn parse_next_link(link: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn idle_connections_are_let_go_before_the_api_closes_them() {
+        let server = bt_platform::http::ServeLimits::default().idle_timeout;
+        assert!(
+            POOL_IDLE < server,
+            "kept {POOL_IDLE:?}, the API closes after {server:?}"
+        );
+    }
 
     /// A ticket as the tickets service answers it.
     fn ticket_json() -> Value {
