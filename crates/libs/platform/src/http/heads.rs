@@ -33,7 +33,7 @@ const HANDLING: u8 = 2;
 
 /// Where a connection is in its current request, shared by its I/O and its service (both run in
 /// the connection's task).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Heads(AtomicU8);
 
 impl Heads {
