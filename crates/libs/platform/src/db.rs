@@ -128,6 +128,43 @@ pub const SQLITE_CONNECTIONS: u32 = 4;
 /// PostgreSQL's default pool.
 pub const POSTGRES_CONNECTIONS: u32 = 10;
 
+/// A pooled PostgreSQL connection idle for at least this long is pinged before it is handed
+/// out: a server restart or a cut connection leaves connections that look idle and are dead.
+/// One used more recently is handed out at once, because sqlx pings every connection as it is
+/// released (which also confirms it is in a clean state), so a check on acquire would be a
+/// second round trip before each transaction within moments of the first. sqlx's default pings
+/// on every acquire; HikariCP skips that check within 500 ms of the last use
+/// (`aliveBypassWindowMs`) for the same reason.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether a pooled PostgreSQL connection idle for `idle_for` must be pinged before it is
+/// handed out ([`PING_AFTER_IDLE`]).
+pub fn needs_ping(idle_for: Duration) -> bool {
+    idle_for >= PING_AFTER_IDLE
+}
+
+/// A PostgreSQL pool's settings: a connection is checked before it is handed out only when it
+/// has been idle ([`needs_ping`]); one found dead is closed and another one is used.
+fn postgres_pool() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if needs_ping(meta.idle_for) {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// A SQLite pool's settings: a connection is a local file served by a thread of its own, with
+/// no other end to lose, so it is not pinged before it is handed out (sqlx's default: a round
+/// trip to that thread and back before each transaction or statement).
+pub(crate) fn sqlite_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().test_before_acquire(false)
+}
+
 impl Default for DbOptions {
     fn default() -> Self {
         Self {
@@ -173,7 +210,7 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
+                let pool = sqlite_pool()
                     .max_connections(options.max_connections.unwrap_or(SQLITE_CONNECTIONS))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(connect)
@@ -183,7 +220,7 @@ impl Db {
             Some(Backend::Postgres) => {
                 let connect = PgConnectOptions::from_str(url)?;
                 create_postgres_database_if_missing(&connect).await?;
-                let pool = PgPoolOptions::new()
+                let pool = postgres_pool()
                     .max_connections(options.max_connections.unwrap_or(POSTGRES_CONNECTIONS))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(connect)
@@ -263,7 +300,7 @@ impl Db {
         Ok(match self {
             Self::Sqlite(pool, writers) => {
                 let options = pool.connect_options().as_ref().clone();
-                let own = SqlitePoolOptions::new()
+                let own = sqlite_pool()
                     .max_connections(connections)
                     .acquire_timeout(writers.timeout)
                     .connect_with(options)
@@ -272,7 +309,7 @@ impl Db {
             }
             Self::Postgres(pool) => {
                 let options = pool.connect_options().as_ref().clone();
-                let own = PgPoolOptions::new()
+                let own = postgres_pool()
                     .max_connections(connections)
                     .acquire_timeout(pool.options().get_acquire_timeout())
                     .connect_with(options)
@@ -530,6 +567,14 @@ async fn create_postgres_database_if_missing(options: &PgConnectOptions) -> sqlx
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pooled_connection_is_pinged_only_after_it_was_idle() {
+        assert!(!needs_ping(Duration::ZERO));
+        assert!(!needs_ping(PING_AFTER_IDLE - Duration::from_millis(1)));
+        assert!(needs_ping(PING_AFTER_IDLE));
+        assert!(needs_ping(Duration::from_secs(3600)));
+    }
 
     #[test]
     fn the_backend_is_chosen_by_the_url_scheme() {

@@ -151,3 +151,35 @@ async fn a_constraint_violation_or_a_bad_query_is_a_500() {
     let err = pool.acquire().await.expect_err("closed");
     assert_eq!(answer(err).0, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A pooled connection is not pinged when it was used a moment ago (`db::needs_ping`), but one
+/// that sat idle is: if the server ended it meanwhile (a restart), the pool hands out another
+/// one instead of failing the request.
+#[tokio::test]
+async fn a_pooled_connection_the_server_ended_while_idle_is_replaced_before_use() {
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let options = bt_platform::db::DbOptions {
+        max_connections: Some(1),
+        ..Default::default()
+    };
+    let db = bt_platform::Db::connect(&test_db.url, &options)
+        .await
+        .unwrap();
+    let bt_platform::Db::Postgres(pool) = &db else {
+        panic!("a PostgreSQL URL opens a PostgreSQL pool");
+    };
+    let backend = "SELECT pg_backend_pid()";
+    let first: i32 = sqlx::query_scalar(backend).fetch_one(pool).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(bt_platform::db::PING_AFTER_IDLE + Duration::from_millis(200)).await;
+    let second: i32 = sqlx::query_scalar(backend)
+        .fetch_one(pool)
+        .await
+        .expect("the dead connection is replaced before it is used");
+    assert_ne!(second, first);
+}

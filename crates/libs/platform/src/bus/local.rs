@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use tokio::sync::watch;
 
 use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
@@ -47,7 +47,7 @@ impl LocalBus {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        let pool = crate::db::sqlite_pool()
             .max_connections(1)
             .connect_with(options)
             .await?;
