@@ -228,6 +228,33 @@ fn serve_refuses_to_start_without_a_jwt_key_or_with_a_short_one() {
     );
 }
 
+/// Logs written to a pipe or a file (a container's output, `> up.log`) carry no ANSI colour
+/// codes, in either format; `LOG_FORMAT=json` is one JSON object per line.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes_and_json_logs_are_json_lines() {
+    for format in ["text", "json"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_buyticket"))
+            .args(["serve", "auth"])
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .env("LOG_FORMAT", format)
+            .env("DATABASE_URL", "sqlite::memory:")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let logs = String::from_utf8(output.stdout).unwrap();
+        assert!(logs.contains("JWT_KEY is not set"), "{format}: {logs:?}");
+        assert!(!logs.contains('\u{1b}'), "{format}: {logs:?}");
+        if format == "json" {
+            for line in logs.lines() {
+                let object: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+                assert_eq!(object["level"], "ERROR", "{line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn serve_refuses_to_start_without_a_database_url() {
     let (code, stderr) = run_to_end(&["serve", "auth"], &[("JWT_KEY", KEY)]);

@@ -571,7 +571,7 @@ impl FileStore {
 
     /// Writes `bytes` at `key`, replacing what was there. Atomic: a reader sees the old
     /// object or the new one, never part of one.
-    #[tracing::instrument(skip_all, fields(key = %key, bytes = bytes.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key, bytes = bytes.len()))]
     pub async fn put(&self, key: &FileKey, bytes: Bytes) -> Result<(), FileError> {
         self.inner
             .put(&key.path(), PutPayload::from(bytes))
@@ -581,7 +581,7 @@ impl FileStore {
     }
 
     /// The object at `key`, or `None` when there is none.
-    #[tracing::instrument(skip_all, fields(key = %key))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key))]
     pub async fn get(&self, key: &FileKey) -> Result<Option<Bytes>, FileError> {
         let result = match self.inner.get(&key.path()).await {
             Ok(result) => result,
@@ -597,7 +597,7 @@ impl FileStore {
     }
 
     /// Deletes the object at `key`; deleting one that is not there is not an error.
-    #[tracing::instrument(skip_all, fields(key = %key))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key))]
     pub async fn delete(&self, key: &FileKey) -> Result<(), FileError> {
         match self.inner.delete(&key.path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -152,7 +152,7 @@ pub struct Empty {}
             headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn sign_up(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -228,7 +228,7 @@ async fn sign_up(
             headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn sign_in(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -275,7 +275,7 @@ async fn sign_in(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn sign_out(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,

@@ -23,7 +23,7 @@ const USER_BY_EMAIL: &str = "SELECT id, email, password_hash FROM users WHERE em
 
 /// Inserts a user, recorded as announced at `created_at`: the caller stages its `user.created`
 /// in `tx`. A taken email is a unique violation.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert_user(tx: &mut Tx, user: &User, created_at: i64) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT_USER)
         .bind(&user.id)
@@ -36,7 +36,7 @@ pub async fn insert_user(tx: &mut Tx, user: &User, created_at: i64) -> sqlx::Res
 }
 
 /// The user with this (normalised) email.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn user_by_email(db: &Db, email: &str) -> sqlx::Result<Option<User>> {
     on_db!(db, |pool| sqlx::query_as::<_, User>(USER_BY_EMAIL)
         .bind(email)
@@ -46,7 +46,7 @@ pub async fn user_by_email(db: &Db, email: &str) -> sqlx::Result<Option<User>> {
 
 /// Up to `limit` users after id `after` whose email is stored in an older form:
 /// `(id, email)`, by id.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn legacy_emails(
     db: &Db,
     after: &str,
@@ -60,7 +60,7 @@ pub async fn legacy_emails(
 }
 
 /// Stores `email` in `form` for user `id`; a taken email is a unique violation.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn set_email_form(db: &Db, id: &str, email: &str, form: i16) -> sqlx::Result<()> {
     write_on_db!(db, |pool| sqlx::query(SET_EMAIL_FORM)
         .bind(id)
@@ -85,7 +85,7 @@ const CLAIM_UNANNOUNCED_POSTGRES: &str = "UPDATE users SET announced_at = $1 \
 /// `user.created` was never staged and whose email is in the canonical form; returns them,
 /// `(id, email)` by id, for the caller to stage their events in `tx`. Rows another
 /// transaction is claiming are skipped on PostgreSQL (SQLite runs one writer at a time).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn claim_unannounced_users(
     tx: &mut Tx,
     now_millis: i64,
@@ -111,7 +111,7 @@ const REVOKED_UNTIL: &str = "SELECT sid, expires_at FROM revoked_sessions WHERE 
 const SWEEP_REVOKED: &str = "DELETE FROM revoked_sessions WHERE expires_at < $1";
 
 /// Records that session `sid` of `user_id` is revoked; true when it was not already.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoke_session(
     tx: &mut Tx,
     sid: &str,
@@ -130,7 +130,7 @@ pub async fn revoke_session(
 }
 
 /// The revoked sessions that expire at `now_secs` or later: `(sid, expires_at)`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<Vec<(String, i64)>> {
     on_db!(db, |pool| sqlx::query_as(REVOKED_UNTIL)
         .bind(now_secs)
@@ -139,7 +139,7 @@ pub async fn revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<Vec<(Strin
 }
 
 /// Deletes the revocations of sessions that expired before `now_secs`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn sweep_revoked_sessions(db: &Db, now_secs: i64) -> sqlx::Result<u64> {
     write_on_db!(db, |pool| sqlx::query(SWEEP_REVOKED)
         .bind(now_secs)

@@ -12,7 +12,7 @@ const PURGE_DONE: &str = "DELETE FROM timers WHERE state = 'done' AND updated_at
 const PENDING: &str = "SELECT COUNT(*) FROM timers WHERE state = 'pending'";
 
 /// Schedules the timer of an order (nothing if the order has a timer or finished already).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn schedule(tx: &mut Tx, order_id: &str, fire_at: i64, now: i64) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(SCHEDULE)
         .bind(order_id)
@@ -25,7 +25,7 @@ pub async fn schedule(tx: &mut Tx, order_id: &str, fire_at: i64, now: i64) -> sq
 
 /// Drops the timer of an order that was cancelled or completed (remembering it, in case its
 /// `order.created` is still on the way).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn finish(tx: &mut Tx, order_id: &str, now: i64) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(FINISH)
         .bind(order_id)
@@ -43,7 +43,7 @@ pub async fn next_due(db: &Db) -> sqlx::Result<Option<i64>> {
 }
 
 /// Claims up to `limit` due timers inside `tx` (locked against other replicas until `tx` ends).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn claim_due(tx: &mut Tx, now: i64, limit: i64) -> sqlx::Result<Vec<String>> {
     let sql = match tx {
         Tx::Sqlite(..) => DUE_SQLITE,

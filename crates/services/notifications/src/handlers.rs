@@ -115,7 +115,7 @@ fn parse_id(raw: &str) -> Option<String> {
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn list_notifications(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -190,7 +190,7 @@ fn parse_read_ids(raw: Option<&JsonField>) -> Result<Option<Vec<NotificationId>>
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn read_notifications(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -244,7 +244,7 @@ fn parse_max_price(raw: Option<&JsonField>) -> Result<Option<Cents>, String> {
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn list_alerts(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -275,7 +275,7 @@ async fn list_alerts(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn create_alert(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -326,7 +326,7 @@ async fn create_alert(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn delete_alert(
     State(state): State<AppState>,
     user: CurrentUser,

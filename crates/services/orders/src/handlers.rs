@@ -105,7 +105,7 @@ fn refused(refusal: Refusal) -> ApiError {
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn list_orders(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -139,7 +139,7 @@ async fn list_orders(
             headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn create_order(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -210,7 +210,7 @@ const TAKEN: &str = "Ticket is already reserved";
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn show_order(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -243,7 +243,7 @@ async fn show_order(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn cancel_order(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -84,7 +84,7 @@ fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
 /// fail the transaction the other orders are written in. One statement for the whole batch:
 /// on PostgreSQL each statement is a round trip, and a rush's batch of 100 orders, one
 /// statement each, took 240 ms of round trips on the loaded local cluster.
-#[tracing::instrument(skip_all, fields(orders = orders.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
 pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Result<Vec<OrderId>> {
     if orders.is_empty() {
         return Ok(Vec::new());
@@ -119,7 +119,7 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
 
 /// Writes an order changed by a transition over the row read at `read_version`; false when the
 /// row changed meanwhile.
-#[tracing::instrument(skip_all, fields(order.id = %order.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %order.id))]
 pub async fn save_order(tx: &mut Tx, order: &Order, read_version: i64) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(SAVE_ORDER)
         .bind(&order.id)
@@ -137,7 +137,7 @@ pub async fn save_order(tx: &mut Tx, order: &Order, read_version: i64) -> sqlx::
 }
 
 /// The order with this id.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_order(db: &Db, id: &OrderId) -> sqlx::Result<Option<Order>> {
     let sql = select_orders("WHERE id = $1");
     let row = on_db!(db, |pool| sqlx::query_as::<_, OrderRow>(&sql)
@@ -149,7 +149,7 @@ pub async fn find_order(db: &Db, id: &OrderId) -> sqlx::Result<Option<Order>> {
 
 /// The order with this id, locked until `tx` ends (PostgreSQL `FOR UPDATE`; SQLite's
 /// `BEGIN IMMEDIATE` serialises writers already): transitions of one order never interleave.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn lock_order(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<Order>> {
     let row = match tx {
         Tx::Sqlite(tx, _) => {
@@ -169,7 +169,7 @@ pub async fn lock_order(tx: &mut Tx, id: &OrderId) -> sqlx::Result<Option<Order>
 }
 
 /// A user's orders, newest first.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn orders_of(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Order>> {
     let sql = select_orders("WHERE user_id = $1 ORDER BY id DESC");
     let rows = on_db!(db, |pool| sqlx::query_as::<_, OrderRow>(&sql)
@@ -180,7 +180,7 @@ pub async fn orders_of(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Order>> {
 }
 
 /// The replicated ticket with this id, read inside `tx`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_ticket_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<ListedTicket>> {
     on_tx!(tx, |conn| sqlx::query_as::<_, ListedTicket>(TICKET)
         .bind(id)
@@ -189,7 +189,7 @@ pub async fn find_ticket_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<L
 }
 
 /// The replicated ticket with this id.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_ticket(db: &Db, id: &TicketId) -> sqlx::Result<Option<ListedTicket>> {
     on_db!(db, |pool| sqlx::query_as::<_, ListedTicket>(TICKET)
         .bind(id)
@@ -198,7 +198,7 @@ pub async fn find_ticket(db: &Db, id: &TicketId) -> sqlx::Result<Option<ListedTi
 }
 
 /// Adds a ticket to the replica.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT_TICKET)
         .bind(&ticket.id)
@@ -214,7 +214,7 @@ pub async fn insert_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<(
 }
 
 /// Applies version `ticket.version` of a ticket on top of the previous one.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn update_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(UPDATE_TICKET)
         .bind(&ticket.id)

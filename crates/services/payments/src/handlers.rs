@@ -191,7 +191,7 @@ fn required(raw: Option<String>, message: &'static str) -> Result<String, &'stat
             headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn create_payment(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -234,7 +234,7 @@ async fn create_payment(
         (status = 503, description = "Busy (database connections exhausted); Stripe retries.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -435,7 +435,7 @@ impl PayoutEntry {
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn list_payouts(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -485,7 +485,7 @@ async fn list_payouts(
             headers(("Retry-After" = i64, description = "Seconds to wait before trying again, when worth it."))),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn create_payout_account(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -336,7 +336,7 @@ fn for_update(tx: &Tx) -> &'static str {
 }
 
 /// Writes a new ledger entry; false when the order has an entry of its kind already.
-#[tracing::instrument(skip_all, fields(order.id = %credit.order_id, kind = %credit.kind))]
+#[tracing::instrument(level = "debug", skip_all, fields(order.id = %credit.order_id, kind = %credit.kind))]
 pub async fn insert_credit(tx: &mut Tx, credit: &Credit) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(INSERT_CREDIT)
         .bind(&credit.id)
@@ -406,7 +406,7 @@ pub async fn lock_entry_of_order(
 
 /// Up to `limit` entries of a seller, newest first (by id: UUID v7, the order they were made
 /// in); with `before`, only the entries whose id is lower (made before it).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn credit_page(
     snapshot: &mut Snapshot,
     seller: &UserId,
@@ -439,7 +439,7 @@ const SUMS_OF_SELLER: &str = "SELECT \
     FROM seller_credits WHERE seller_id = $1";
 
 /// The balance and totals of every entry of `seller` as of `now`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn sums_of_seller(
     snapshot: &mut Snapshot,
     seller: &UserId,

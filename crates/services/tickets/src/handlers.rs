@@ -224,7 +224,7 @@ pub struct ListQuery {
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn list_tickets(
     State(state): State<AppState>,
     request: HeaderMap,
@@ -332,7 +332,7 @@ fn next_page(limit: i64, cursor: &str, search: Option<&str>) -> String {
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn my_tickets(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -359,7 +359,7 @@ async fn my_tickets(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_ticket(
     State(state): State<AppState>,
     request: HeaderMap,
@@ -403,7 +403,7 @@ async fn show_ticket(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn create_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -446,7 +446,7 @@ async fn create_ticket(
         (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn update_ticket(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -516,7 +516,7 @@ fn file_refused(refusal: Refusal) -> ApiError {
         (status = 413, description = "`The file must be at most 5 MB`.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn upload_file(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -602,7 +602,7 @@ async fn upload_file(
         (status = 404, description = "`Not Found`: no such ticket, no file yet, or not the caller's.", body = bt_contract::error::ErrorBody),
     )
 )]
-#[tracing::instrument(skip_all, fields(user.id = %user.0.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
 async fn download_file(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -29,7 +29,7 @@ const ORDER_VERSION: &str = "SELECT version FROM order_versions WHERE order_id =
 const SET_ORDER_VERSION: &str = "INSERT INTO order_versions (order_id, version) VALUES ($1, $2) ON CONFLICT (order_id) DO UPDATE SET version = excluded.version";
 
 /// Inserts a new ticket (version 0, on sale).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: Millis) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(INSERT)
         .bind(&ticket.id)
@@ -49,7 +49,7 @@ pub async fn insert(tx: &mut Tx, ticket: &Ticket, now: Millis) -> sqlx::Result<(
 }
 
 /// The ticket with this id.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find(db: &Db, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
     let sql = select("WHERE id = $1");
     on_db!(db, |pool| sqlx::query_as::<_, Ticket>(&sql)
@@ -59,7 +59,7 @@ pub async fn find(db: &Db, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
 }
 
 /// The ticket with this id, read inside `tx`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn find_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
     let sql = select("WHERE id = $1");
     on_tx!(tx, |conn| sqlx::query_as::<_, Ticket>(&sql)
@@ -72,7 +72,7 @@ pub async fn find_in(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>>
 /// newest first, optionally whose title contains `search` (case-insensitive: both sides folded
 /// by [`fold`], the title when it was written), after the ticket `after` (a cursor), at most
 /// `limit`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_on_sale(
     db: &Db,
     search: Option<&str>,
@@ -111,7 +111,7 @@ pub async fn list_on_sale(
 
 /// Every ticket a user owns — listed, reserved, or bought and not listed again — newest first
 /// (at most 500).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticket>> {
     let sql = select("WHERE user_id = $1 ORDER BY id DESC LIMIT 500");
     on_db!(db, |pool| sqlx::query_as::<_, Ticket>(&sql)
@@ -124,7 +124,7 @@ pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticke
 /// there) whose ids come after `after`, in one statement; answers the last id it read and how
 /// many rows, or `None` when there was none left. A row whose title changed between the read
 /// and the write is left as it is: the write that changed it folded it.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn fold_unfolded_titles(
     db: &Db,
     after: &str,
@@ -158,7 +158,7 @@ fn escape_like(s: &str) -> String {
 
 /// Writes a ticket changed by a transition over the row read at `read_version`; false when the
 /// row changed meanwhile.
-#[tracing::instrument(skip_all, fields(ticket.id = %ticket.id))]
+#[tracing::instrument(level = "debug", skip_all, fields(ticket.id = %ticket.id))]
 pub async fn save(
     tx: &mut Tx,
     ticket: &Ticket,
@@ -189,7 +189,7 @@ pub async fn save(
 
 /// The ticket with this id, locked until `tx` ends (PostgreSQL `FOR UPDATE`; SQLite's
 /// `BEGIN IMMEDIATE` serialises writers already).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn lock(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Option<Ticket>> {
     match tx {
         Tx::Sqlite(tx, _) => {
@@ -226,7 +226,7 @@ pub async fn set_order_version(tx: &mut Tx, order_id: &OrderId, version: i64) ->
 }
 
 /// Where the file of a ticket is stored, and its kind (`pdf`, `png`, `jpeg`); `None` without one.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn file_of(db: &Db, id: &TicketId) -> sqlx::Result<Option<(String, String)>> {
     on_db!(db, |pool| sqlx::query_as(FILE)
         .bind(id)
@@ -235,7 +235,7 @@ pub async fn file_of(db: &Db, id: &TicketId) -> sqlx::Result<Option<(String, Str
 }
 
 /// Points the ticket at its (new) file; answers the key of the file it replaces, if any.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn set_file(
     tx: &mut Tx,
     id: &TicketId,

@@ -119,7 +119,8 @@ where
         };
         let method = req.method().clone();
         let route = req.extensions().get::<MatchedPath>().cloned();
-        let span = tracing::info_span!(
+        // At DEBUG: a line written during the request carries its id anyway (`telemetry`).
+        let span = tracing::debug_span!(
             "http",
             method = %method,
             uri = %req.uri().path(),
