@@ -22,6 +22,17 @@ fn answer(err: sqlx::Error) -> (StatusCode, Option<String>) {
     (response.status(), retry_after)
 }
 
+/// Ends the session of backend `pid` of the database at `url` from another connection: what a
+/// fast shutdown or restart of the server does to every session (57P01).
+async fn terminate(url: &str, pid: i32) {
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_connection_postgres_terminates_is_a_503_to_retry() {
     let db = TestDb::new(Backend::Postgres).await;
@@ -30,13 +41,7 @@ async fn a_connection_postgres_terminates_is_a_503_to_retry() {
         .fetch_one(&mut victim)
         .await
         .unwrap();
-    // What a fast shutdown or restart of the server does to every session: 57P01.
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    terminate(&db.url, pid).await;
     let err = sqlx::query("SELECT 1")
         .execute(&mut victim)
         .await
@@ -170,12 +175,7 @@ async fn a_pooled_connection_the_server_ended_while_idle_is_replaced_before_use(
     };
     let backend = "SELECT pg_backend_pid()";
     let first: i32 = sqlx::query_scalar(backend).fetch_one(pool).await.unwrap();
-    let mut admin = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(first)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    terminate(&test_db.url, first).await;
     tokio::time::sleep(bt_platform::db::PING_AFTER_IDLE + Duration::from_millis(200)).await;
     let second: i32 = sqlx::query_scalar(backend)
         .fetch_one(pool)
