@@ -45,6 +45,36 @@ impl Session {
     }
 }
 
+/// A browser whose session is never closed (a test that ends without `close`, or panics) is
+/// still stopped with the test: here the runtime ends right after the drop, as a test process
+/// exits after its last line, so no WebDriver request can close the session.
+#[test]
+fn a_browser_left_open_stops_with_its_test() {
+    let data = tempfile::tempdir().unwrap();
+    let marketplace = start_marketplace(data.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (profile, browsers) = runtime.block_on(async {
+        let session = Session::open(&marketplace.url, None).await;
+        session.goto("/").await;
+        let profile = session.profile.path().display().to_string();
+        let browsers = support::chromium::processes_with(&profile);
+        drop(session);
+        (profile, browsers)
+    });
+    drop(runtime);
+    assert!(
+        !browsers.is_empty(),
+        "Chromium runs with --user-data-dir={profile}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = support::chromium::processes_with(&profile);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = support::chromium::processes_with(&profile);
+    }
+    assert!(left.is_empty(), "browser processes left running: {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buying_selling_declines_expiry_and_sign_in_errors_work_in_chromium() {
     let data = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Headless Chromium for the browser tests: chromedriver (Debian's `chromium-driver`), a
 //! WebDriver session (fantoccini), and the steps every browser test takes.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,14 +10,44 @@ use bt_test_support::free_port;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-/// A child process killed on drop.
+/// chromedriver, killed on drop together with the Chromium it started: a session that was
+/// never closed (a test that ends without `close`, or panics) would otherwise leave its
+/// browser running after the test, using CPU in every later test and benchmark.
 pub struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // chromedriver leads a process group of its own, which its Chromium processes join.
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The ids of the running processes with `arg` in their command line.
+pub fn processes_with(arg: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            });
+            (running && String::from_utf8_lossy(&line).contains(arg)).then_some(pid)
+        })
+        .collect()
 }
 
 /// chromedriver on a free port; its Chromium runs in `time_zone` when given (`TZ`).
@@ -24,6 +55,7 @@ pub fn chromedriver(time_zone: Option<&str>) -> (Guard, u16) {
     let port = free_port();
     let mut command = Command::new("chromedriver");
     command
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -81,7 +113,7 @@ pub fn screenshots_dir() -> PathBuf {
 pub struct Opened {
     pub session: Session,
     _driver: Guard,
-    _profile: tempfile::TempDir,
+    pub profile: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Opened {
@@ -113,7 +145,7 @@ impl Session {
         Opened {
             session,
             _driver: driver,
-            _profile: profile,
+            profile,
         }
     }
 
