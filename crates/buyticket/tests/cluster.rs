@@ -164,20 +164,10 @@ impl Drop for Cluster {
     }
 }
 
-fn alive(pid: u32) -> bool {
-    // A killed child of the script is a zombie until reaped: not alive for our purpose.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
 /// Whether the process is gone (SIGKILL is delivered asynchronously) within `limit`.
 fn gone_within(pid: u32, limit: Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
-    while alive(pid) {
+    while support::alive(pid) {
         if std::time::Instant::now() > deadline {
             return false;
         }

@@ -37,15 +37,7 @@ pub fn processes_with(arg: &str) -> Vec<u32> {
         .filter_map(|entry| {
             let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
             let line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                !stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            });
-            (running && String::from_utf8_lossy(&line).contains(arg)).then_some(pid)
+            (String::from_utf8_lossy(&line).contains(arg) && super::alive(pid)).then_some(pid)
         })
         .collect()
 }

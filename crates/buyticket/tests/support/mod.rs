@@ -15,6 +15,17 @@ pub mod bench;
 pub mod chromium;
 pub mod deployment;
 
+/// Whether process `pid` runs. A killed child is a zombie until reaped: not alive for our
+/// purpose.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
 /// A running `buyticket` process, killed when dropped (also when a test fails half-way).
 pub struct Process {
     child: Child,
