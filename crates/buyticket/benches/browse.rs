@@ -533,10 +533,59 @@ async fn list(http: &reqwest::Client, base: &str, seller: &str, title: &str, pri
     ticket["id"].as_str().unwrap().to_owned()
 }
 
+/// RUSH_STACK_ONLY: only the rush's bursts at nginx and at BuyTicket's HTTP stack alone, round
+/// after round, for an A/B of the stack without `up` (RUSH_BARE_ADDR: a bare server started
+/// already, e.g. from another build or under `perf`).
+async fn stack_only() {
+    const SETTLE: Duration = Duration::from_secs(2);
+    let buyers = env_u64("RUSH_BUYERS", 2000) as usize;
+    let rounds = env_u64("RUSH_ROUNDS", 5).max(1) as usize;
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nginx = Nginx::start(root.path(), port);
+    let nginx_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (bare_addr, _bare) = match std::env::var("RUSH_BARE_ADDR") {
+        Ok(addr) => (addr.parse().expect("RUSH_BARE_ADDR: host:port"), None),
+        Err(_) => {
+            let port = free_port();
+            let bare = Bare::start(port);
+            (SocketAddr::from(([127, 0, 0, 1], port)), Some(bare))
+        }
+    };
+    println!("| round | nginx p50 / p99 | stack alone p50 / p99 | p99 ratio |");
+    println!("|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let requests: Vec<String> = (0..buyers)
+            .map(|i| order_request(&format!("token-{round}-{i}"), "ticket"))
+            .collect();
+        let (theirs, statuses) = burst(nginx_addr, requests.clone()).await;
+        assert!(statuses.iter().all(|s| *s == 400));
+        tokio::time::sleep(SETTLE).await;
+        let (ours, statuses) = burst(bare_addr, requests).await;
+        assert!(statuses.iter().all(|s| *s == 400));
+        tokio::time::sleep(SETTLE).await;
+        let ms = |of: &[i64], p| percentile(of, p) as f64 / 1000.0;
+        let ratio = ms(&ours, 0.99) / ms(&theirs, 0.99).max(0.001);
+        println!(
+            "| {round} | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {ratio:.1}× |",
+            ms(&theirs, 0.5),
+            ms(&theirs, 0.99),
+            ms(&ours, 0.5),
+            ms(&ours, 0.99)
+        );
+        ratios.push(ratio);
+    }
+    println!("stack alone, p99 ratio median {}", spread(&mut ratios));
+}
+
 #[tokio::main]
 async fn main() {
     if let Ok(port) = std::env::var(BARE_PORT) {
         return Bare::serve(port.parse().expect("a port")).await;
+    }
+    if std::env::var_os("RUSH_STACK_ONLY").is_some() {
+        return stack_only().await;
     }
     let tickets = env_u64("BROWSE_TICKETS", 50);
     let data = tempfile::tempdir().unwrap();

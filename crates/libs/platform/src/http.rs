@@ -27,6 +27,7 @@ use crate::db::Db;
 
 mod edge;
 mod heads;
+mod idle;
 mod load;
 mod threads;
 
@@ -463,19 +464,20 @@ pub async fn serve_with(
             // Each HTTP/1 head within `header_read_timeout`, the first one counted from the
             // accept (HTTP/2's streams share the connection: bound by the idle timeout only).
             let head_limit = (!h2).then_some(limits.header_read_timeout);
-            let mut io = tokio_io_timeout::TimeoutStream::new(heads::HeadBound::new(
-                Prefixed {
-                    prefix: head,
-                    offset: 0,
-                    inner: stream,
-                },
-                heads,
-                head_limit,
-                accepted,
-            ));
-            io.set_read_timeout(Some(limits.idle_timeout));
-            io.set_write_timeout(Some(limits.idle_timeout));
-            let io = TokioIo::new(Box::pin(io));
+            let io = idle::IdleBound::new(
+                heads::HeadBound::new(
+                    Prefixed {
+                        prefix: head,
+                        offset: 0,
+                        inner: stream,
+                    },
+                    heads,
+                    head_limit,
+                    accepted,
+                ),
+                limits.idle_timeout,
+            );
+            let io = TokioIo::new(io);
             let (http1, http2) = &*builders;
             let served = if h2 {
                 // Boxed: HTTP/2's connection state is larger, and every connection's task

@@ -44,6 +44,20 @@ async fn serve_timed(limits: ServeLimits, request_timeout: Duration) -> std::net
         )
         .route("/api/echo", post(|body: String| async move { body }))
         .route(
+            "/api/stream",
+            get(|| async {
+                // Ten chunks, one every 150 ms: 1.5 s of answer that never pauses for long.
+                let chunks = futures::stream::unfold(0, |n| async move {
+                    if n == 10 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    Some((Ok::<_, std::io::Error>(format!("chunk {n}\n")), n + 1))
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
+        .route(
             "/api/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -422,6 +436,39 @@ async fn a_body_may_take_longer_than_the_head() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(exchange(&mut stream, b"llo").await, "HTTP/1.1 200 OK");
+}
+
+/// The idle timeout is for a connection that neither reads nor writes: an answer still being
+/// written (a download, a stream) keeps its connection for as long as it makes progress, though
+/// the client sends nothing meanwhile.
+#[tokio::test]
+async fn an_answer_that_keeps_streaming_outlasts_the_idle_timeout() {
+    let addr = serve(ServeLimits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        ..ServeLimits::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).ends_with("0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the stream goes on")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the connection was closed mid-answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&answer).contains("chunk 9"));
 }
 
 #[tokio::test]
