@@ -5,12 +5,13 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
 use crate::db::{list_placeholders, now_millis, values_placeholders};
@@ -28,6 +29,16 @@ const CHUNK: usize = 200;
 const NAK: &str = "UPDATE pending SET due_at = $3 WHERE consumer = $1 AND seq = $2";
 const NEXT_DUE: &str = "SELECT MIN(due_at) FROM pending WHERE consumer = $1";
 
+/// How soon an idle subscription removes what its handlers acknowledged from `pending`.
+const ACK_FLUSH: Duration = Duration::from_secs(1);
+
+/// How long an idle subscription waits at most with nothing to hand out, no acknowledgement to
+/// write and no redelivery due. Every change it waits for wakes it (a publish, an ack, a nak,
+/// and the redeliveries due in `pending`, whose time it knows): this bound is only a last
+/// resort. Before, it looked every second: 23 subscriptions of an idle `up` made 1–7% of a core
+/// busy (BENCHMARKS.md, issue 16 part 14).
+const IDLE_LOOK: Duration = Duration::from_secs(30);
+
 /// The in-process bus over its SQLite log.
 #[derive(Debug, Clone)]
 pub struct LocalBus {
@@ -35,6 +46,8 @@ pub struct LocalBus {
     config: BusConfig,
     /// Bumped on every publish, so waiting subscribers look again at once.
     published: Arc<watch::Sender<u64>>,
+    /// Looks at the log by subscriptions (transactions of [`LocalSubscription::next_batch`]).
+    looks: Arc<AtomicU64>,
 }
 
 impl LocalBus {
@@ -56,6 +69,7 @@ impl LocalBus {
             pool,
             config,
             published: Arc::new(watch::channel(0).0),
+            looks: Arc::default(),
         })
     }
 
@@ -135,7 +149,7 @@ impl LocalBus {
             durable: durable.to_owned(),
             subject: subject.to_owned(),
             published: self.published.subscribe(),
-            acked: Arc::default(),
+            handled: Arc::default(),
         })
     }
 
@@ -213,9 +227,25 @@ pub struct LocalSubscription {
     durable: String,
     subject: String,
     published: watch::Receiver<u64>,
+    handled: Arc<Handled>,
+}
+
+/// What a subscription's handlers did with its deliveries since it last looked at the log.
+#[derive(Debug, Default)]
+struct Handled {
     /// Acknowledged, not yet removed from `pending`: removed in the subscription's next
-    /// transaction of the log (the next batch, or the next idle poll, within a second).
-    acked: Arc<std::sync::Mutex<Vec<i64>>>,
+    /// transaction of the log (the next batch, or within [`ACK_FLUSH`] when idle).
+    acked: std::sync::Mutex<Vec<i64>>,
+    /// An acknowledgement was deferred: an idle subscription writes it within [`ACK_FLUSH`].
+    ack: Notify,
+    /// A delivery was put back with a delay: an idle subscription looks again, to wait for it.
+    nak: Notify,
+}
+
+impl Handled {
+    fn acked(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl LocalSubscription {
@@ -238,20 +268,41 @@ impl LocalSubscription {
             } else {
                 self.until_next_due().await
             };
+            self.idle(wait).await;
+        }
+    }
+
+    /// Waits `wait` at most, less if an event is published, a delivery is put back, or an
+    /// acknowledgement is to be written ([`ACK_FLUSH`]).
+    async fn idle(&mut self, wait: Duration) {
+        let mut until = tokio::time::Instant::now() + wait;
+        loop {
             tokio::select! {
-                _ = self.published.changed() => {}
-                () = tokio::time::sleep(wait) => {}
+                _ = self.published.changed() => return,
+                () = self.handled.nak.notified() => return,
+                () = tokio::time::sleep_until(until) => return,
+                () = self.handled.ack.notified() => {
+                    // Possibly for an ack written already (by the last look).
+                    if !self.handled.acked().is_empty() {
+                        until = until.min(tokio::time::Instant::now() + ACK_FLUSH);
+                    }
+                }
             }
         }
     }
 
+    /// Until the next redelivery is due, or a write of the acknowledgements is.
     async fn until_next_due(&self) -> Duration {
         let next: Option<i64> = sqlx::query_scalar(NEXT_DUE)
             .bind(&self.durable)
             .fetch_one(&self.bus.pool)
             .await
             .unwrap_or(None);
-        let max = Duration::from_secs(1);
+        let max = if self.handled.acked().is_empty() {
+            IDLE_LOOK
+        } else {
+            ACK_FLUSH
+        };
         match next {
             Some(due) => Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0))
                 .clamp(Duration::from_millis(5), max),
@@ -261,7 +312,7 @@ impl LocalSubscription {
 
     /// Removes what was acknowledged from `pending` now (at shutdown).
     pub async fn flush_acks(&self) -> Result<(), BusError> {
-        let acked = std::mem::take(&mut *self.acked.lock().unwrap_or_else(|e| e.into_inner()));
+        let acked = std::mem::take(&mut *self.handled.acked());
         if acked.is_empty() {
             return Ok(());
         }
@@ -277,14 +328,12 @@ impl LocalSubscription {
         let now = now_millis();
         let redeliver_at =
             now + i64::try_from(self.bus.config.ack_wait.as_millis()).unwrap_or(i64::MAX / 4);
+        self.bus.looks.fetch_add(1, Ordering::Relaxed);
         let mut tx = self.bus.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let acked = std::mem::take(&mut *self.acked.lock().unwrap_or_else(|e| e.into_inner()));
+        let acked = std::mem::take(&mut *self.handled.acked());
         if let Err(err) = delete_pending(&mut tx, &self.durable, &acked).await {
             // Kept for the next transaction.
-            self.acked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(acked);
+            self.handled.acked().extend(acked);
             return Err(err);
         }
         let flushed = !acked.is_empty();
@@ -377,7 +426,7 @@ impl LocalSubscription {
                     pool: self.bus.pool.clone(),
                     durable: self.durable.clone(),
                     seq,
-                    acked: self.acked.clone(),
+                    handled: self.handled.clone(),
                 }),
             })
             .collect())
@@ -419,7 +468,7 @@ pub struct LocalAcker {
     pool: SqlitePool,
     durable: String,
     seq: i64,
-    acked: Arc<std::sync::Mutex<Vec<i64>>>,
+    handled: Arc<Handled>,
 }
 
 impl LocalAcker {
@@ -431,10 +480,8 @@ impl LocalAcker {
     }
 
     fn defer_ack(&self) {
-        self.acked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.seq);
+        self.handled.acked().push(self.seq);
+        self.handled.ack.notify_one();
     }
 
     pub async fn nak(&self, delay: Duration) -> Result<(), BusError> {
@@ -445,6 +492,93 @@ impl LocalAcker {
             .bind(due)
             .execute(&self.pool)
             .await?;
+        self.handled.nak.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn bus(dir: &tempfile::TempDir) -> LocalBus {
+        let url = format!("sqlite://{}", dir.path().join("bus.db").display());
+        LocalBus::open(&url, BusConfig::default()).await.unwrap()
+    }
+
+    fn message(n: u32) -> OutgoingMessage {
+        OutgoingMessage {
+            id: format!("event-{n}"),
+            subject: "things.created".into(),
+            payload: format!(r#"{{"id":"event-{n}"}}"#),
+            request_id: None,
+        }
+    }
+
+    fn looks(bus: &LocalBus) -> u64 {
+        bus.looks.load(Ordering::Relaxed)
+    }
+
+    /// Subscriptions with nothing to do wait for something to happen (here a publish, which
+    /// each gets at once) instead of looking at the log every second.
+    #[tokio::test]
+    async fn idle_subscriptions_do_not_look_at_the_log_until_something_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = bus(&dir).await;
+        let mut waiting = Vec::new();
+        for n in 0..3 {
+            let mut subscription = bus
+                .subscribe(&format!("consumer-{n}"), "things.created")
+                .await
+                .unwrap();
+            waiting.push(tokio::spawn(
+                async move { subscription.next_batch(10).await },
+            ));
+        }
+        // Each looks once, finds nothing and waits.
+        while looks(&bus) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(looks(&bus), 3, "no look while nothing happened");
+        bus.publish(&message(1)).await.unwrap();
+        for task in waiting {
+            let batch = tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("woken by the publish")
+                .unwrap();
+            assert_eq!(batch.len(), 1);
+        }
+    }
+
+    /// An idle subscription writes what its handlers acknowledged, and hands out again what
+    /// they put back once its delay is over.
+    #[tokio::test]
+    async fn an_idle_subscription_writes_its_acks_and_hands_out_what_was_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = bus(&dir).await;
+        let mut subscription = bus.subscribe("consumer", "things.created").await.unwrap();
+        bus.publish_batch(&[message(1), message(2)]).await.unwrap();
+        let batch = subscription.next_batch(10).await;
+        assert_eq!(batch.len(), 2);
+        let (done, again) = (&batch[0], &batch[1]);
+        // The subscription waits (nothing new, the redelivery due after `ack_wait`, 30 s)
+        // while the handlers finish.
+        let next = tokio::spawn(async move { subscription.next_batch(10).await });
+        while looks(&bus) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        done.ack().await.unwrap();
+        again.nak(Duration::from_millis(300)).await.unwrap();
+        let redelivered = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("handed out again after its delay, not after the 30 s of `ack_wait`")
+            .unwrap();
+        assert_eq!(redelivered.len(), 1);
+        assert_eq!(&redelivered[0].payload[..], again.payload.as_ref());
+        assert_eq!(redelivered[0].delivered, 2);
+        // Only the redelivered event is still unacknowledged: the ack was written.
+        let lag = bus.lag("consumer", "things.created").await.unwrap();
+        assert_eq!(lag.events, 1);
     }
 }
