@@ -29,6 +29,11 @@
 //! HTTP stack alone (the bench started again as a server of `bt_platform::http` whose handler
 //! answers the refusal: no session, no body, no ticket).
 //!
+//! RUSH_STACK_ONLY=1 runs only the rush's bursts at nginx and at that HTTP stack alone, round
+//! after round (RUSH_ROUNDS, RUSH_BUYERS), for an A/B of the stack without `up`; with
+//! RUSH_BARE_ADDR, at a bare server started already (`BROWSE_BARE_PORT=<port> <this binary>`,
+//! e.g. from another build, or under `perf`).
+//!
 //! BROWSE_TARGET_URL (with BROWSE_JWT_KEY, the target's session key) measures a deployment that
 //! runs already instead of `up`: the local distributed mode behind its nginx
 //! (`scripts/local-cluster up`), whose replicas' memory is not reported.

@@ -5,6 +5,7 @@
 //!   the contract's format).
 //! - `http/heads.rs`: each request's head within `header_read_timeout`, idle keep-alive
 //!   connections kept for `idle_timeout`.
+//! - `http/idle.rs`: a connection that neither reads nor writes for `idle_timeout` is closed.
 //! - `http/load.rs`: the requests each process starts, for the event relay to yield to a burst.
 //! - `http/threads.rs`: the connection threads.
 
