@@ -99,8 +99,8 @@ impl Outbox {
     /// Carries the current request id (see [`crate::context`]).
     pub async fn stage<E: Event>(&self, tx: &mut Tx, event: E) -> sqlx::Result<Envelope<E>> {
         let envelope = Envelope::new(event);
-        insert_rows::<E>(tx, &[row(&envelope, crate::context::request_id())?]).await?;
-        self.staged.fetch_add(1, Ordering::AcqRel);
+        self.insert::<E>(tx, &[row(&envelope, crate::context::request_id())?])
+            .await?;
         Ok(envelope)
     }
 
@@ -115,7 +115,12 @@ impl Outbox {
             .into_iter()
             .map(|(event, request_id)| row(&Envelope::new(event), request_id))
             .collect::<sqlx::Result<Vec<_>>>()?;
-        insert_rows::<E>(tx, &rows).await?;
+        self.insert::<E>(tx, &rows).await
+    }
+
+    /// Inserts `rows` of events `E` in `tx`, counted as staged ([`Outbox::staged`]).
+    async fn insert<E: Event>(&self, tx: &mut Tx, rows: &[StagedRow]) -> sqlx::Result<()> {
+        insert_rows::<E>(tx, rows).await?;
         self.staged.fetch_add(rows.len() as u64, Ordering::AcqRel);
         Ok(())
     }
