@@ -44,8 +44,23 @@ impl<S> IdleBound<S> {
         }
     }
 
-    fn active(&mut self) {
-        self.last = Instant::now();
+    /// An operation on the stream as polled: one done counts as activity when it moves bytes
+    /// (`moves_bytes`); one that has to wait is bound by the idle limit.
+    fn bound<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        moves_bytes: bool,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(result) => {
+                if moves_bytes {
+                    self.last = Instant::now();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.poll_idle(cx).map(Err),
+        }
     }
 
     /// A read or a write has to wait: `Ready` with the error once the connection has been idle
@@ -76,13 +91,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleBound<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.active();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.bound(cx, polled, true)
     }
 }
 
@@ -93,13 +103,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleBound<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.active();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bound(cx, polled, true)
     }
 
     fn poll_write_vectored(
@@ -108,13 +113,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleBound<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.active();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.bound(cx, polled, true)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -123,18 +123,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleBound<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.bound(cx, polled, false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.bound(cx, polled, false)
     }
 }
 
