@@ -281,6 +281,7 @@ impl LocalSubscription {
                 _ = self.published.changed() => return,
                 () = self.handled.nak.notified() => return,
                 () = tokio::time::sleep_until(until) => return,
+                // Every deferred ack notifies: one made since the last look has left a permit.
                 () = self.handled.ack.notified() => {
                     // Possibly for an ack written already (by the last look).
                     if !self.handled.acked().is_empty() {
@@ -291,22 +292,18 @@ impl LocalSubscription {
         }
     }
 
-    /// Until the next redelivery is due, or a write of the acknowledgements is.
+    /// Until the next redelivery is due ([`IDLE_LOOK`] at most; acknowledgements shorten the
+    /// wait in [`Self::idle`]).
     async fn until_next_due(&self) -> Duration {
         let next: Option<i64> = sqlx::query_scalar(NEXT_DUE)
             .bind(&self.durable)
             .fetch_one(&self.bus.pool)
             .await
             .unwrap_or(None);
-        let max = if self.handled.acked().is_empty() {
-            IDLE_LOOK
-        } else {
-            ACK_FLUSH
-        };
         match next {
             Some(due) => Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0))
-                .clamp(Duration::from_millis(5), max),
-            None => max,
+                .clamp(Duration::from_millis(5), IDLE_LOOK),
+            None => IDLE_LOOK,
         }
     }
 
@@ -549,6 +546,32 @@ mod tests {
                 .unwrap();
             assert_eq!(batch.len(), 1);
         }
+    }
+
+    /// An acknowledgement made while the subscription waits with nothing due (its next look
+    /// would be `IDLE_LOOK` away) is written within `ACK_FLUSH`.
+    #[tokio::test]
+    async fn an_ack_made_while_idle_is_written_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = bus(&dir).await;
+        let mut subscription = bus.subscribe("consumer", "things.created").await.unwrap();
+        bus.publish(&message(1)).await.unwrap();
+        let batch = subscription.next_batch(10).await;
+        let next = tokio::spawn(async move { subscription.next_batch(10).await });
+        while looks(&bus) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        batch[0].ack().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while bus.lag("consumer", "things.created").await.unwrap().events > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the ack is written within a second or so, not after IDLE_LOOK"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!next.is_finished(), "nothing to hand out");
+        next.abort();
     }
 
     /// An idle subscription writes what its handlers acknowledged, and hands out again what
