@@ -75,6 +75,10 @@ use support::bench::{env_u64, percentile};
 
 const KEY: &str = "bench-key-that-is-at-least-32-bytes-long!!";
 
+/// The pause after each burst of the rush, so that no burst is measured beside the work the
+/// one before it left.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// What wrk measured of one URL.
 #[derive(Debug, Clone, Copy, Default)]
 struct Load {
@@ -542,7 +546,6 @@ async fn list(http: &reqwest::Client, base: &str, seller: &str, title: &str, pri
 /// after round, for an A/B of the stack without `up` (RUSH_BARE_ADDR: a bare server started
 /// already, e.g. from another build or under `perf`).
 async fn stack_only() {
-    const SETTLE: Duration = Duration::from_secs(2);
     let buyers = env_u64("RUSH_BUYERS", 2000) as usize;
     let rounds = env_u64("RUSH_ROUNDS", 5).max(1) as usize;
     let root = tempfile::tempdir().unwrap();
@@ -752,8 +755,6 @@ async fn main() {
     // The rush: RUSH_BUYERS buyers (default 2,000), each a user of their own, at once for
     // RUSH_TICKETS new tickets (default 100), over connections opened beforehand; nginx
     // answers the same burst with the static refusal.
-    /// The pause after each burst of the rush.
-    const SETTLE: Duration = Duration::from_secs(2);
     let rush_tickets = env_u64("RUSH_TICKETS", 100) as usize;
     let rush_buyers = env_u64("RUSH_BUYERS", 2000) as usize;
     let rounds = env_u64("RUSH_ROUNDS", 5).max(1) as usize;
