@@ -1,6 +1,8 @@
 //! HTTP plumbing shared by every service: composing services into one app, the common layers,
 //! health and metrics endpoints, and serving with graceful shutdown.
 //!
+//! - `http/closes.rs`: on a connection thread, a finished connection's socket is closed when
+//!   the thread is idle.
 //! - `http/edge.rs`: the common layer (request ids, the request's timeout, metrics, errors in
 //!   the contract's format).
 //! - `http/heads.rs`: each request's head within `header_read_timeout`, idle keep-alive
@@ -26,6 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::db::Db;
 
+mod closes;
 mod edge;
 mod heads;
 mod idle;
@@ -444,7 +447,7 @@ pub async fn serve_with(
         let limits = limits.clone();
         dispatch.spawn(stream, move |stream| async move {
             let _permit = permit;
-            let mut stream = stream;
+            let mut stream = closes::Closing::new(stream);
             // The first request line is read here, so that one too long for the HTTP parser
             // (which would answer a bare 414) is answered in the contract's format.
             let head = match tokio::time::timeout(
@@ -521,7 +524,9 @@ const URI_TOO_LONG_RESPONSE: &str = "HTTP/1.1 414 URI Too Long\r\ncontent-type: 
 /// Reads until the end of the first line (or the client stops sending). Straight into `head`:
 /// a buffer on the stack here would live in every connection's task for as long as the
 /// connection (4 KB each, 8 MB for a rush of 2,000 connections).
-async fn read_request_line(stream: &mut tokio::net::TcpStream) -> std::io::Result<RequestLine> {
+async fn read_request_line(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<RequestLine> {
     let mut head = Vec::with_capacity(1024);
     loop {
         if head.contains(&b'\n') {

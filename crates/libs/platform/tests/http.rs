@@ -341,6 +341,34 @@ async fn headers_sent_too_slowly_and_idle_connections_are_closed() {
     );
 }
 
+/// The socket of a connection that ended is closed, on the connection threads too (where its
+/// close waits for the thread to be idle, `http/closes.rs`): after the client left (it shut its
+/// side down) and after an answer the server ends with `Connection: close`.
+#[tokio::test]
+async fn the_socket_of_a_connection_that_ended_is_closed() {
+    for connection_threads in [0, 2] {
+        let addr = serve(ServeLimits {
+            connection_threads,
+            ..ServeLimits::default()
+        })
+        .await;
+        let mut left = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(exchange(&mut left, REQUEST).await, "HTTP/1.1 200 OK");
+        left.shutdown().await.unwrap();
+        assert!(
+            closed_within(&mut left, Duration::from_secs(3)).await,
+            "the client left ({connection_threads} connection threads)"
+        );
+        let mut ended = TcpStream::connect(addr).await.unwrap();
+        let request = b"GET /api/things/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        assert_eq!(exchange(&mut ended, request).await, "HTTP/1.1 200 OK");
+        assert!(
+            closed_within(&mut ended, Duration::from_secs(3)).await,
+            "the server ended it ({connection_threads} connection threads)"
+        );
+    }
+}
+
 /// Sends `request` on `stream` and reads one answer of `Content-Length` bytes; its status line.
 async fn exchange(stream: &mut TcpStream, request: &[u8]) -> String {
     stream.write_all(request).await.unwrap();

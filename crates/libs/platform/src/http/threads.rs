@@ -40,6 +40,9 @@ static THREADS: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
 pub(crate) fn connection_runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .global_queue_interval(REMOTE_FIRST_EVERY)
+        // Finished connections' sockets are closed when there is nothing else to do
+        // (`http/closes.rs`).
+        .on_thread_park(super::closes::close_waiting)
         .enable_all()
         .build()
 }
@@ -52,7 +55,10 @@ pub(crate) fn connection_threads(count: usize) -> std::io::Result<Vec<Handle>> {
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name(format!("http-{}", threads.len()))
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+            .spawn(move || {
+                super::closes::wait_on_this_thread();
+                runtime.block_on(std::future::pending::<()>())
+            })?;
         threads.push(handle);
     }
     Ok(threads[..count].to_vec())

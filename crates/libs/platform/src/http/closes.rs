@@ -1,0 +1,252 @@
+//! Closing a connection's socket when its thread has nothing else to do.
+//!
+//! In a rush's burst every client closes its connection as soon as it has its answer, while
+//! the others still wait for theirs. Closing the socket of a finished connection is two system
+//! calls on the thread that answers them (the I/O driver's `epoll_ctl` to forget the socket,
+//! and `close`, which sends the FIN), and the kernel's work for that FIN. In the profile of a
+//! burst (BENCHMARKS.md, issue 16 part 14) the closes were 23% of the connection threads'
+//! samples, and 40–60% in the burst's last 30–40 ms, where its p99 is decided.
+//!
+//! So on a connection thread, the socket of a finished connection ([`Closing`] dropped) waits
+//! to be closed until the thread is about to sleep, its queue empty (tokio's `on_thread_park`),
+//! rather than being closed between two answers. The client has closed its side already, or
+//! has its whole answer (hyper shuts the write side down when the server ends a connection).
+//! The wait is bounded: at most [`MAX_WAITING`] sockets per thread (the oldest is closed when
+//! one more arrives), and none for longer than [`MAX_WAIT`] (closed when the next one
+//! arrives). Elsewhere (a listener without connection threads) a socket is closed at once.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The most sockets that wait to be closed on one thread.
+pub(crate) const MAX_WAITING: usize = 4096;
+
+/// The longest a socket waits to be closed (when the thread is busy for that long).
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(200);
+
+thread_local! {
+    /// Sockets of finished connections, oldest first, with when they finished; `None` on a
+    /// thread whose runtime does not close them when it parks.
+    static WAITING: RefCell<Option<VecDeque<(Instant, TcpStream)>>> = const { RefCell::new(None) };
+}
+
+/// From now on, sockets of connections that finish on this thread wait for [`close_waiting`],
+/// which the thread's runtime must call before it parks (`on_thread_park`).
+pub(crate) fn wait_on_this_thread() {
+    WAITING.with(|waiting| {
+        waiting.borrow_mut().get_or_insert_with(VecDeque::new);
+    });
+}
+
+/// Closes every socket waiting on this thread.
+pub(crate) fn close_waiting() {
+    let closing = WAITING.with(|waiting| waiting.borrow_mut().as_mut().map(std::mem::take));
+    // Dropped outside the borrow.
+    drop(closing);
+}
+
+/// How many sockets wait to be closed on this thread.
+#[cfg(test)]
+pub(crate) fn waiting() -> usize {
+    WAITING.with(|waiting| waiting.borrow().as_ref().map_or(0, VecDeque::len))
+}
+
+/// `stream`'s connection is over: it is closed now, or when the thread is next idle.
+fn finished(stream: TcpStream) {
+    let now = Instant::now();
+    // `Err`: at the thread's exit. `Some(stream)`: to close now.
+    let (stream, overdue) = WAITING
+        .try_with(|waiting| {
+            let mut waiting = waiting.borrow_mut();
+            let Some(waiting) = waiting.as_mut() else {
+                return (Some(stream), VecDeque::new());
+            };
+            waiting.push_back((now, stream));
+            let overdue = overdue(waiting, now);
+            (None, waiting.drain(..overdue).collect())
+        })
+        // At the thread's exit: `stream` went with the closure, closed.
+        .unwrap_or_else(|_| (None, VecDeque::new()));
+    drop((stream, overdue));
+}
+
+/// How many of the oldest in `waiting` (oldest first) are to be closed `now`: those that
+/// waited for [`MAX_WAIT`], and as many more as are over [`MAX_WAITING`].
+fn overdue<T>(waiting: &VecDeque<(Instant, T)>, now: Instant) -> usize {
+    let expired = waiting
+        .iter()
+        .position(|(since, _)| now.duration_since(*since) < MAX_WAIT)
+        .unwrap_or(waiting.len());
+    expired.max(waiting.len().saturating_sub(MAX_WAITING))
+}
+
+/// A connection's socket, closed as this module says when dropped.
+pub(crate) struct Closing {
+    /// `None` only once dropped.
+    stream: Option<TcpStream>,
+}
+
+impl Closing {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream: Some(stream),
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        self.stream
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            finished(stream);
+        }
+    }
+}
+
+impl AsyncRead for Closing {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Closing {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair over loopback: (the server's end, the client's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// The client's end sees the server's close (end of file); a failure after 10 s.
+    async fn closed_by_server(client: &mut TcpStream) {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut byte))
+            .await
+            .expect("the server closes the connection");
+        assert_eq!(read.unwrap(), 0);
+    }
+
+    /// Nothing from the server yet: neither a byte nor its close.
+    fn nothing_from_server(client: &TcpStream) {
+        let mut byte = [0u8; 1];
+        let err = client.try_read(&mut byte).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// On a connection thread, a finished connection's socket is closed when the thread has
+    /// nothing else to do, not when it is dropped.
+    #[test]
+    fn a_finished_connection_is_closed_when_its_thread_has_nothing_else_to_do() {
+        let runtime = super::super::threads::connection_runtime().unwrap();
+        wait_on_this_thread();
+        runtime.block_on(async {
+            let (server, mut client) = pair().await;
+            drop(Closing::new(server));
+            assert_eq!(waiting(), 1);
+            nothing_from_server(&client);
+            // Waiting on the client parks the thread: the socket is closed then.
+            closed_by_server(&mut client).await;
+            assert_eq!(waiting(), 0);
+        });
+    }
+
+    /// A thread that is never idle closes a socket that has waited for `MAX_WAIT` when the
+    /// next one finishes.
+    #[test]
+    fn a_busy_thread_closes_a_socket_that_waited_too_long() {
+        let runtime = super::super::threads::connection_runtime().unwrap();
+        wait_on_this_thread();
+        runtime.block_on(async {
+            let (first, mut first_client) = pair().await;
+            let (second, second_client) = pair().await;
+            drop(Closing::new(first));
+            // Busy: the thread does not park meanwhile.
+            std::thread::sleep(MAX_WAIT);
+            drop(Closing::new(second));
+            assert_eq!(waiting(), 1, "the first one closed, the second waiting");
+            nothing_from_server(&second_client);
+            closed_by_server(&mut first_client).await;
+        });
+    }
+
+    /// Elsewhere than on a connection thread a socket is closed when dropped.
+    #[tokio::test]
+    async fn elsewhere_a_socket_is_closed_when_dropped() {
+        let (server, mut client) = pair().await;
+        drop(Closing::new(server));
+        assert_eq!(waiting(), 0);
+        closed_by_server(&mut client).await;
+    }
+
+    /// Closed now: those that waited `MAX_WAIT`, and the oldest beyond `MAX_WAITING`.
+    #[test]
+    fn the_overdue_are_the_oldest_over_either_bound() {
+        let now = Instant::now();
+        let at = |ago_ms: u64| (now - Duration::from_millis(ago_ms), ());
+        let fresh: VecDeque<_> = [at(50), at(10), at(0)].into();
+        assert_eq!(overdue(&fresh, now), 0);
+        let max_wait = MAX_WAIT.as_millis() as u64;
+        let some_old: VecDeque<_> =
+            [at(max_wait + 5), at(max_wait), at(max_wait - 1), at(0)].into();
+        assert_eq!(overdue(&some_old, now), 2);
+        let too_many: VecDeque<_> = (0..MAX_WAITING + 3).map(|_| at(0)).collect();
+        assert_eq!(overdue(&too_many, now), 3);
+        assert_eq!(overdue(&VecDeque::<(Instant, ())>::new(), now), 0);
+    }
+}
