@@ -9,7 +9,8 @@
 //!
 //! So on a connection thread, the socket of a finished connection ([`Closing`] dropped) waits
 //! to be closed until the thread is about to sleep, its queue empty (tokio's `on_thread_park`),
-//! rather than being closed between two answers. The client has closed its side already, or
+//! rather than being closed between two answers; then they are closed [`CLOSE_BATCH`] at a
+//! time, the thread looking for new requests between two batches. The client has closed its side already, or
 //! has its whole answer (hyper shuts the write side down when the server ends a connection).
 //! The wait is bounded: at most [`MAX_WAITING`] sockets per thread (the oldest is closed when
 //! one more arrives), and none for longer than [`MAX_WAIT`] (closed when the next one
@@ -28,6 +29,10 @@ use tokio::net::TcpStream;
 /// The most sockets that wait to be closed on one thread.
 pub(crate) const MAX_WAITING: usize = 4096;
 
+/// The most sockets closed in one idle moment of their thread: a request that arrives
+/// meanwhile waits for no more closes than that (a burst's thousand at once took 5 ms).
+pub(crate) const CLOSE_BATCH: usize = 32;
+
 /// The longest a socket waits to be closed (when the thread is busy for that long).
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(200);
 
@@ -45,11 +50,25 @@ pub(crate) fn wait_on_this_thread() {
     });
 }
 
-/// Closes every socket waiting on this thread.
+/// Before the thread parks (its runtime's `on_thread_park`): closes the oldest
+/// [`CLOSE_BATCH`] sockets waiting on this thread. When more wait, the thread is kept awake (an
+/// empty task spawned): it looks for I/O without sleeping, answers what arrived meanwhile, and
+/// comes back here when it has nothing else to do.
 pub(crate) fn close_waiting() {
-    let closing = WAITING.with(|waiting| waiting.borrow_mut().as_mut().map(std::mem::take));
-    // Dropped outside the borrow.
+    let (closing, more) = WAITING.with(|waiting| {
+        let mut waiting = waiting.borrow_mut();
+        let Some(waiting) = waiting.as_mut() else {
+            return (VecDeque::new(), false);
+        };
+        let batch = waiting.len().min(CLOSE_BATCH);
+        let closing: VecDeque<_> = waiting.drain(..batch).collect();
+        (closing, !waiting.is_empty())
+    });
+    // Closed outside the borrow.
     drop(closing);
+    if more && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async {});
+    }
 }
 
 /// How many sockets wait to be closed on this thread.
@@ -202,6 +221,31 @@ mod tests {
             nothing_from_server(&client);
             // Waiting on the client parks the thread: the socket is closed then.
             closed_by_server(&mut client).await;
+            assert_eq!(waiting(), 0);
+        });
+    }
+
+    /// Many sockets waiting are closed a batch at a time, each batch in an idle moment of the
+    /// thread, until none waits.
+    #[test]
+    fn many_waiting_sockets_are_closed_a_batch_at_a_time() {
+        let runtime = super::super::threads::connection_runtime().unwrap();
+        wait_on_this_thread();
+        runtime.block_on(async {
+            let (mut servers, mut clients) = (Vec::new(), Vec::new());
+            for _ in 0..2 * CLOSE_BATCH + 1 {
+                let (server, client) = pair().await;
+                servers.push(Closing::new(server));
+                clients.push(client);
+            }
+            // All at once, as in a burst: the thread does not park in between.
+            drop(servers);
+            assert_eq!(waiting(), 2 * CLOSE_BATCH + 1);
+            close_waiting();
+            assert_eq!(waiting(), CLOSE_BATCH + 1);
+            for client in &mut clients {
+                closed_by_server(client).await;
+            }
             assert_eq!(waiting(), 0);
         });
     }
