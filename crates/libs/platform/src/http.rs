@@ -446,8 +446,7 @@ pub async fn serve_with(
         let watcher = graceful.watcher();
         let limits = limits.clone();
         dispatch.spawn(stream, move |stream| async move {
-            let _permit = permit;
-            let mut stream = closes::Closing::new(stream);
+            let mut stream = closes::Closing::new(stream, Some(permit));
             // The first request line is read here, so that one too long for the HTTP parser
             // (which would answer a bare 414) is answered in the contract's format.
             let head = match tokio::time::timeout(

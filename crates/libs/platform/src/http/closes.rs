@@ -14,8 +14,9 @@
 //! closes: the client has closed its side already, or has its whole answer (hyper shuts the
 //! write side down when the server ends a connection). The wait is bounded: at most
 //! [`MAX_WAITING`] sockets per thread (the oldest is closed when one more arrives), and none for
-//! longer than [`MAX_WAIT`] (closed when the next one arrives). Elsewhere (a listener without
-//! connection threads) a socket is closed at once.
+//! longer than [`MAX_WAIT`] (closed when the next one arrives). A socket that waits still holds
+//! its place under the listener's connection cap, which keeps the process within its open-file
+//! limit. Elsewhere (a listener without connection threads) a socket is closed at once.
 //!
 //! Measured (BENCHMARKS.md, issue 16 part 15): the same CPU, the closes done later; the burst's
 //! p99 at the bare stack about 10% lower, in `up` within the rush's spread.
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The most sockets that wait to be closed on one thread.
 pub(crate) const MAX_WAITING: usize = 4096;
@@ -44,7 +46,7 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_millis(200);
 thread_local! {
     /// Sockets of finished connections, oldest first, with when they finished; `None` on a
     /// thread whose runtime does not close them when it parks.
-    static WAITING: RefCell<Option<VecDeque<(Instant, TcpStream)>>> = const { RefCell::new(None) };
+    static WAITING: RefCell<Option<VecDeque<(Instant, Finished)>>> = const { RefCell::new(None) };
 }
 
 /// From now on, sockets of connections that finish on this thread wait for [`close_waiting`],
@@ -82,8 +84,16 @@ pub(crate) fn waiting() -> usize {
     WAITING.with(|waiting| waiting.borrow().as_ref().map_or(0, VecDeque::len))
 }
 
+/// A finished connection's socket, and its place under the listener's connection cap: a
+/// socket that waits to be closed is still open, so it still counts (the cap keeps the process
+/// within its open-file limit).
+struct Finished {
+    _stream: TcpStream,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 /// `stream`'s connection is over: it is closed now, or when the thread is next idle.
-fn finished(stream: TcpStream) {
+fn finished(stream: Finished) {
     let now = Instant::now();
     // `Err`: at the thread's exit. `Some(stream)`: to close now.
     let (stream, overdue) = WAITING
@@ -115,12 +125,16 @@ fn overdue<T>(waiting: &VecDeque<(Instant, T)>, now: Instant) -> usize {
 pub(crate) struct Closing {
     /// `None` only once dropped.
     stream: Option<TcpStream>,
+    /// Given back when the socket is closed.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Closing {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    /// `stream`, holding `permit` (its place under the listener's connection cap) until closed.
+    pub(crate) fn new(stream: TcpStream, permit: Option<OwnedSemaphorePermit>) -> Self {
         Self {
             stream: Some(stream),
+            permit,
         }
     }
 
@@ -135,7 +149,10 @@ impl Closing {
 impl Drop for Closing {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
-            finished(stream);
+            finished(Finished {
+                _stream: stream,
+                _permit: self.permit.take(),
+            });
         }
     }
 }
@@ -168,7 +185,9 @@ impl AsyncWrite for Closing {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.stream
+            .as_ref()
+            .is_some_and(AsyncWrite::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -221,7 +240,7 @@ mod tests {
         wait_on_this_thread();
         runtime.block_on(async {
             let (server, mut client) = pair().await;
-            drop(Closing::new(server));
+            drop(Closing::new(server, None));
             assert_eq!(waiting(), 1);
             nothing_from_server(&client);
             // Waiting on the client parks the thread: the socket is closed then.
@@ -240,7 +259,7 @@ mod tests {
             let (mut servers, mut clients) = (Vec::new(), Vec::new());
             for _ in 0..2 * CLOSE_BATCH + 1 {
                 let (server, client) = pair().await;
-                servers.push(Closing::new(server));
+                servers.push(Closing::new(server, None));
                 clients.push(client);
             }
             // All at once, as in a burst: the thread does not park in between.
@@ -255,6 +274,23 @@ mod tests {
         });
     }
 
+    /// A socket that waits to be closed keeps its place under the connection cap until it is.
+    #[test]
+    fn a_waiting_socket_counts_against_the_connection_cap() {
+        let runtime = super::super::threads::connection_runtime().unwrap();
+        wait_on_this_thread();
+        runtime.block_on(async {
+            let cap = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+            let (server, mut client) = pair().await;
+            let permit = cap.clone().try_acquire_owned().unwrap();
+            drop(Closing::new(server, Some(permit)));
+            assert_eq!(waiting(), 1);
+            assert_eq!(cap.available_permits(), 0);
+            closed_by_server(&mut client).await;
+            assert_eq!(cap.available_permits(), 1);
+        });
+    }
+
     /// A thread that is never idle closes a socket that has waited for `MAX_WAIT` when the
     /// next one finishes.
     #[test]
@@ -264,10 +300,10 @@ mod tests {
         runtime.block_on(async {
             let (first, mut first_client) = pair().await;
             let (second, second_client) = pair().await;
-            drop(Closing::new(first));
+            drop(Closing::new(first, None));
             // Busy: the thread does not park meanwhile.
             std::thread::sleep(MAX_WAIT);
-            drop(Closing::new(second));
+            drop(Closing::new(second, None));
             assert_eq!(waiting(), 1, "the first one closed, the second waiting");
             nothing_from_server(&second_client);
             closed_by_server(&mut first_client).await;
@@ -278,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn elsewhere_a_socket_is_closed_when_dropped() {
         let (server, mut client) = pair().await;
-        drop(Closing::new(server));
+        drop(Closing::new(server, None));
         assert_eq!(waiting(), 0);
         closed_by_server(&mut client).await;
     }
