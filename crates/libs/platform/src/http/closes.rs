@@ -216,6 +216,13 @@ mod tests {
         (server, client)
     }
 
+    /// Runs `test` as on a connection thread: its runtime, sockets waiting to be closed.
+    fn on_a_connection_thread(test: impl Future<Output = ()>) {
+        let runtime = super::super::threads::connection_runtime().unwrap();
+        wait_on_this_thread();
+        runtime.block_on(test);
+    }
+
     /// The client's end sees the server's close (end of file); a failure after 10 s.
     async fn closed_by_server(client: &mut TcpStream) {
         let mut byte = [0u8; 1];
@@ -236,9 +243,7 @@ mod tests {
     /// nothing else to do, not when it is dropped.
     #[test]
     fn a_finished_connection_is_closed_when_its_thread_has_nothing_else_to_do() {
-        let runtime = super::super::threads::connection_runtime().unwrap();
-        wait_on_this_thread();
-        runtime.block_on(async {
+        on_a_connection_thread(async {
             let (server, mut client) = pair().await;
             drop(Closing::new(server, None));
             assert_eq!(waiting(), 1);
@@ -253,9 +258,7 @@ mod tests {
     /// thread, until none waits.
     #[test]
     fn many_waiting_sockets_are_closed_a_batch_at_a_time() {
-        let runtime = super::super::threads::connection_runtime().unwrap();
-        wait_on_this_thread();
-        runtime.block_on(async {
+        on_a_connection_thread(async {
             let (mut servers, mut clients) = (Vec::new(), Vec::new());
             for _ in 0..2 * CLOSE_BATCH + 1 {
                 let (server, client) = pair().await;
@@ -277,9 +280,7 @@ mod tests {
     /// A socket that waits to be closed keeps its place under the connection cap until it is.
     #[test]
     fn a_waiting_socket_counts_against_the_connection_cap() {
-        let runtime = super::super::threads::connection_runtime().unwrap();
-        wait_on_this_thread();
-        runtime.block_on(async {
+        on_a_connection_thread(async {
             let cap = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
             let (server, mut client) = pair().await;
             let permit = cap.clone().try_acquire_owned().unwrap();
@@ -295,9 +296,7 @@ mod tests {
     /// next one finishes.
     #[test]
     fn a_busy_thread_closes_a_socket_that_waited_too_long() {
-        let runtime = super::super::threads::connection_runtime().unwrap();
-        wait_on_this_thread();
-        runtime.block_on(async {
+        on_a_connection_thread(async {
             let (first, mut first_client) = pair().await;
             let (second, second_client) = pair().await;
             drop(Closing::new(first, None));
