@@ -13,8 +13,9 @@
 //! time, the thread looking for new requests between two batches. Nobody waits for these
 //! closes: the client has closed its side already, or has its whole answer (hyper shuts the
 //! write side down when the server ends a connection). The wait is bounded: at most
-//! [`MAX_WAITING`] sockets per thread (the oldest is closed when one more arrives), and none for
-//! longer than [`MAX_WAIT`] (closed when the next one arrives). A socket that waits still holds
+//! [`MAX_WAITING`] sockets per thread (the oldest is closed when one more arrives), and one that
+//! has waited [`MAX_WAIT`] on a thread that stays busy is closed when the next one arrives.
+//! A socket that waits still holds
 //! its place under the listener's connection cap, which keeps the process within its open-file
 //! limit. Elsewhere (a listener without connection threads) a socket is closed at once.
 //!
