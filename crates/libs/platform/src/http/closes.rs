@@ -15,9 +15,10 @@
 //! write side down when the server ends a connection). The wait is bounded: at most
 //! [`MAX_WAITING`] sockets per thread (the oldest is closed when one more arrives), and one that
 //! has waited [`MAX_WAIT`] on a thread that stays busy is closed when the next one arrives.
-//! A socket that waits still holds
-//! its place under the listener's connection cap, which keeps the process within its open-file
-//! limit. Elsewhere (a listener without connection threads) a socket is closed at once.
+//! A socket that waits still holds its place under the listener's connection cap, which keeps
+//! the process within its open-file limit. Sockets wait only on a thread whose runtime closes
+//! them when it parks ([`close_waiting`] is its `on_thread_park`); elsewhere (a listener
+//! without connection threads) a socket is closed at once.
 //!
 //! Measured (BENCHMARKS.md, issue 16 part 15): the same CPU, the closes done later; the burst's
 //! p99 at the bare stack about 10% lower, in `up` within the rush's spread.
@@ -45,29 +46,21 @@ pub(crate) const CLOSE_BATCH: usize = 32;
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(200);
 
 thread_local! {
-    /// Sockets of finished connections, oldest first, with when they finished; `None` on a
-    /// thread whose runtime does not close them when it parks.
+    /// Sockets of finished connections, oldest first, with when they finished. `None` until
+    /// the thread's runtime first calls [`close_waiting`] as it parks: on any other thread,
+    /// nothing would close them.
     static WAITING: RefCell<Option<VecDeque<(Instant, Finished)>>> = const { RefCell::new(None) };
 }
 
-/// From now on, sockets of connections that finish on this thread wait for [`close_waiting`],
-/// which the thread's runtime must call before it parks (`on_thread_park`).
-pub(crate) fn wait_on_this_thread() {
-    WAITING.with(|waiting| {
-        waiting.borrow_mut().get_or_insert_with(VecDeque::new);
-    });
-}
-
-/// Before the thread parks (its runtime's `on_thread_park`): closes the oldest
-/// [`CLOSE_BATCH`] sockets waiting on this thread. When more wait, the thread is kept awake (an
-/// empty task spawned): it looks for I/O without sleeping, answers what arrived meanwhile, and
-/// comes back here when it has nothing else to do.
+/// The runtime's `on_thread_park` (`http/threads.rs`), called before the thread parks: from the
+/// first call on, sockets of connections that finish on this thread wait for it. Closes the
+/// oldest [`CLOSE_BATCH`] sockets waiting. When more wait, the thread is kept awake (an empty
+/// task spawned): it looks for I/O without sleeping, answers what arrived meanwhile, and comes
+/// back here when it has nothing else to do.
 pub(crate) fn close_waiting() {
     let (closing, more) = WAITING.with(|waiting| {
         let mut waiting = waiting.borrow_mut();
-        let Some(waiting) = waiting.as_mut() else {
-            return (VecDeque::new(), false);
-        };
+        let waiting = waiting.get_or_insert_with(VecDeque::new);
         let batch = waiting.len().min(CLOSE_BATCH);
         let closing: VecDeque<_> = waiting.drain(..batch).collect();
         (closing, !waiting.is_empty())
@@ -79,37 +72,43 @@ pub(crate) fn close_waiting() {
     }
 }
 
+/// Whether sockets of connections that finish on this thread wait to be closed.
+#[cfg(test)]
+pub(crate) fn waits_here() -> bool {
+    WAITING.with(|waiting| waiting.borrow().is_some())
+}
+
 /// How many sockets wait to be closed on this thread.
 #[cfg(test)]
 pub(crate) fn waiting() -> usize {
     WAITING.with(|waiting| waiting.borrow().as_ref().map_or(0, VecDeque::len))
 }
 
-/// A finished connection's socket, and its place under the listener's connection cap: a
-/// socket that waits to be closed is still open, so it still counts (the cap keeps the process
-/// within its open-file limit).
+/// A connection's socket, and its place under the listener's connection cap: a socket that
+/// waits to be closed is still open, so it still counts (the cap keeps the process within its
+/// open-file limit).
 struct Finished {
-    _stream: TcpStream,
+    stream: TcpStream,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// `stream`'s connection is over: it is closed now, or when the thread is next idle.
-fn finished(stream: Finished) {
-    let now = Instant::now();
-    // `Err`: at the thread's exit. `Some(stream)`: to close now.
-    let (stream, overdue) = WAITING
+/// `socket`'s connection is over: it is closed now, or when the thread is next idle.
+fn finished(socket: Finished) {
+    // `Err`: at the thread's exit. `Some(socket)`: to close now.
+    let (socket, overdue) = WAITING
         .try_with(|waiting| {
             let mut waiting = waiting.borrow_mut();
             let Some(waiting) = waiting.as_mut() else {
-                return (Some(stream), VecDeque::new());
+                return (Some(socket), VecDeque::new());
             };
-            waiting.push_back((now, stream));
+            let now = Instant::now();
+            waiting.push_back((now, socket));
             let overdue = overdue(waiting, now);
             (None, waiting.drain(..overdue).collect())
         })
-        // At the thread's exit: `stream` went with the closure, closed.
+        // At the thread's exit: `socket` went with the closure, closed.
         .unwrap_or_else(|_| (None, VecDeque::new()));
-    drop((stream, overdue));
+    drop((socket, overdue));
 }
 
 /// How many of the oldest in `waiting` (oldest first) are to be closed `now`: those that
@@ -125,35 +124,32 @@ fn overdue<T>(waiting: &VecDeque<(Instant, T)>, now: Instant) -> usize {
 /// A connection's socket, closed as this module says when dropped.
 pub(crate) struct Closing {
     /// `None` only once dropped.
-    stream: Option<TcpStream>,
-    /// Given back when the socket is closed.
-    permit: Option<OwnedSemaphorePermit>,
+    socket: Option<Finished>,
 }
 
 impl Closing {
     /// `stream`, holding `permit` (its place under the listener's connection cap) until closed.
     pub(crate) fn new(stream: TcpStream, permit: Option<OwnedSemaphorePermit>) -> Self {
         Self {
-            stream: Some(stream),
-            permit,
+            socket: Some(Finished {
+                stream,
+                _permit: permit,
+            }),
         }
     }
 
     fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
-        self.stream
+        self.socket
             .as_mut()
-            .map(Pin::new)
+            .map(|socket| Pin::new(&mut socket.stream))
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
     }
 }
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            finished(Finished {
-                _stream: stream,
-                _permit: self.permit.take(),
-            });
+        if let Some(socket) = self.socket.take() {
+            finished(socket);
         }
     }
 }
@@ -186,9 +182,9 @@ impl AsyncWrite for Closing {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream
+        self.socket
             .as_ref()
-            .is_some_and(AsyncWrite::is_write_vectored)
+            .is_some_and(|socket| socket.stream.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -220,8 +216,12 @@ mod tests {
     /// Runs `test` as on a connection thread: its runtime, sockets waiting to be closed.
     fn on_a_connection_thread(test: impl Future<Output = ()>) {
         let runtime = super::super::threads::connection_runtime().unwrap();
-        wait_on_this_thread();
-        runtime.block_on(test);
+        runtime.block_on(async {
+            // As the runtime does when it first parks (a connection thread parks as soon as
+            // it has nothing to do, normally before its first connection).
+            close_waiting();
+            test.await;
+        });
     }
 
     /// The client's end sees the server's close (end of file); a failure after 10 s.

@@ -40,7 +40,7 @@ static THREADS: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
 pub(crate) fn connection_runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .global_queue_interval(REMOTE_FIRST_EVERY)
-        // Finished connections' sockets are closed when there is nothing else to do
+        // Finished connections' sockets wait to be closed until there is nothing else to do
         // (`http/closes.rs`).
         .on_thread_park(super::closes::close_waiting)
         .enable_all()
@@ -55,10 +55,7 @@ pub(crate) fn connection_threads(count: usize) -> std::io::Result<Vec<Handle>> {
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name(format!("http-{}", threads.len()))
-            .spawn(move || {
-                super::closes::wait_on_this_thread();
-                runtime.block_on(std::future::pending::<()>())
-            })?;
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
         threads.push(handle);
     }
     Ok(threads[..count].to_vec())
@@ -165,5 +162,22 @@ mod tests {
             queued_before <= 300,
             "the woken handlers waited for {queued_before} of the 1000 queued tasks"
         );
+    }
+
+    /// On a connection thread, finished connections' sockets wait to be closed (its runtime
+    /// closes them when it parks, `http/closes.rs`); on another, they do not.
+    #[tokio::test]
+    async fn sockets_wait_to_be_closed_on_the_connection_threads_only() {
+        let thread = connection_threads(1).unwrap().remove(0);
+        let waits = thread
+            .spawn(async {
+                // Parked at least once since it started (a yield would not park it).
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                super::super::closes::waits_here()
+            })
+            .await
+            .unwrap();
+        assert!(waits);
+        assert!(!super::super::closes::waits_here());
     }
 }
