@@ -19,6 +19,8 @@
 //!   error answers many routes share.
 //! - [`session`]: JWT sessions ([`SessionKeys`], [`Claims`]) and the [`CurrentUser`] /
 //!   [`MaybeUser`] extractors (cookie `session` or `Authorization: Bearer`).
+//! - `benches/session.rs`: what verifying a session token costs
+//!   (`cargo bench -p bt-contract --bench session`).
 
 pub mod error;
 pub mod events;
