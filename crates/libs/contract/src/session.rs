@@ -57,7 +57,8 @@ struct Inner {
     encoding: EncodingKey,
     /// HMAC-SHA-256 keyed with the shared secret: the signature of a session token (HS256).
     signing: Hmac<Sha256>,
-    /// The first part of every token [`SessionKeys::issue`] writes (its JOSE header, encoded).
+    /// The first part of every token [`SessionKeys::issue`] writes (its JOSE header, encoded),
+    /// recognised without reading it.
     header: Box<str>,
     ttl: Duration,
     cookie_secure: bool,
@@ -154,18 +155,18 @@ impl SessionKeys {
 
     /// [`Self::verify`] at `now` (seconds since the epoch).
     ///
-    /// Only the tokens this service writes are accepted: three base64url parts, the first the
-    /// very header [`Self::issue`] writes (HS256: no other algorithm, no `none`, no key id),
-    /// the last the HMAC-SHA-256 of the first two with our key (compared in constant time),
-    /// the claims read once, and `exp` checked with [`LEEWAY`] as `jsonwebtoken` checks it.
-    /// `jsonwebtoken::decode` accepts the same tokens (tested against it), but reads the header
-    /// twice and the claims twice. With it, and a memory of verified tokens, a buyer's first
-    /// request in a rush paid 2.6–3.2 µs for its session; 0.7 µs now, whether the token is new
-    /// or not (BENCHMARKS.md, issue 16 part 16).
+    /// A token is three base64url parts: a header that says HS256 (nothing else is read from
+    /// it; no other algorithm, no `none`), the claims, and the HMAC-SHA-256 of the first two
+    /// with our key, compared in constant time. The claims are read once and `exp` is checked
+    /// with [`LEEWAY`]. This is what `jsonwebtoken::decode` accepts (tested against it on
+    /// every tampered variant of a token), but it read the header twice and the claims twice.
+    /// With it, and a memory of verified tokens, a buyer's first request in a rush paid
+    /// 2.6–3.2 µs for its session; 0.7 µs now, whether the token is new or not (BENCHMARKS.md,
+    /// issue 16 part 16).
     fn verify_at(&self, token: &str, now: i64) -> Option<Claims> {
         let (signed, signature) = token.rsplit_once('.')?;
         let (header, claims) = signed.split_once('.')?;
-        if header != &*self.inner.header {
+        if !self.says_hs256(header) {
             return None;
         }
         let mut mac = self.inner.signing.clone();
@@ -177,6 +178,18 @@ impl SessionKeys {
             return None;
         }
         Some(claims)
+    }
+
+    /// Whether a token's header names HS256. The header `issue` writes is recognised as text;
+    /// any other is read as `jsonwebtoken` reads it, so that a token written by another version
+    /// (another order of the fields, say) verifies as before.
+    fn says_hs256(&self, header: &str) -> bool {
+        header == &*self.inner.header
+            || URL_SAFE_NO_PAD
+                .decode(header)
+                .ok()
+                .and_then(|json| serde_json::from_slice::<Header>(&json).ok())
+                .is_some_and(|header| header.alg == Algorithm::HS256)
     }
 
     /// Refuses session `sid` from now on (until `expires_at`, seconds since the epoch, after
@@ -453,9 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_header_this_service_writes_is_accepted() {
-        // Valid for jsonwebtoken (HS256, signed with our key), but with a header `issue`
-        // never writes: refused, so that no other header field is ever acted on.
+    fn a_header_written_otherwise_is_read_as_jsonwebtoken_reads_it() {
         let secret = [7u8; 32];
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
@@ -465,22 +476,37 @@ mod tests {
             exp: now + 60,
             sid: "s1".into(),
         };
-        let mut with_kid = Header::new(Algorithm::HS256);
-        with_kid.kid = Some("other".into());
-        let token =
-            jsonwebtoken::encode(&with_kid, &claims, &EncodingKey::from_secret(&secret)).unwrap();
-        assert_eq!(
-            decoded_by_jsonwebtoken(&secret, &token),
-            Some(claims.clone())
-        );
-        assert_eq!(keys().verify(&token), None);
-        let plain = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&secret),
-        )
-        .unwrap();
-        assert_eq!(keys().verify(&plain), Some(claims));
+        let b64 = |json: &str| URL_SAFE_NO_PAD.encode(json);
+        let signed = |header: &str| {
+            let signed = format!("{header}.{}", b64(&serde_json::to_string(&claims).unwrap()));
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret).unwrap();
+            mac.update(signed.as_bytes());
+            format!(
+                "{signed}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let ours = keys().inner.header.to_string();
+        assert_eq!(keys().verify(&signed(&ours)), Some(claims.clone()));
+        for (header, accepted) in [
+            (r#"{"alg":"HS256","typ":"JWT"}"#, true),
+            (r#"{"alg":"HS256"}"#, true),
+            (r#"{"typ":"JWT","alg":"HS256","kid":"k1"}"#, true),
+            (r#"{"typ":"JWT","alg":"HS512"}"#, false),
+            (r#"{"typ":"JWT","alg":"none"}"#, false),
+            (r#"{"typ":"JWT"}"#, false),
+            (r#"{"alg":"HS256","kid":5}"#, false),
+            ("[]", false),
+        ] {
+            let token = signed(&b64(header));
+            assert_ne!(token.split('.').next(), Some(ours.as_str()));
+            assert_eq!(keys().verify(&token).is_some(), accepted, "{header}");
+            assert_eq!(
+                decoded_by_jsonwebtoken(&secret, &token).is_some(),
+                accepted,
+                "{header}"
+            );
+        }
     }
 
     #[test]
