@@ -155,9 +155,9 @@ impl SessionKeys {
 
     /// [`Self::verify`] at `now` (seconds since the epoch).
     ///
-    /// A token is three base64url parts: a header that says HS256 (nothing else is read from
-    /// it; no other algorithm, no `none`), the claims, and the HMAC-SHA-256 of the first two
-    /// with our key, compared in constant time. The claims are read once and `exp` is checked
+    /// A token is three base64url parts: a header that says HS256 (no other algorithm, no
+    /// `none`; nothing else in it is acted on), the claims, and the HMAC-SHA-256 of the first
+    /// two with our key, compared in constant time. The claims are read once and `exp` is checked
     /// with [`LEEWAY`]. This is what `jsonwebtoken::decode` accepts (tested against it on
     /// every tampered variant of a token), but it read the header twice and the claims twice.
     /// With it, and a memory of verified tokens, a buyer's first request in a rush paid
