@@ -461,7 +461,7 @@ mod tests {
         }
         assert_eq!(
             accepted, 4,
-            "the issued token, two valid ones, one within the leeway"
+            "the issued token, one signed here, one expired within the leeway, one with an extra claim"
         );
     }
 
