@@ -91,7 +91,7 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
     }
     let sql = format!(
         "INSERT INTO orders ({ORDER_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-        bt_platform::db::values_placeholders(orders.len(), 15, 1)
+        bt_platform::db::values_placeholders(tx.backend(), orders.len(), 15)
     );
     on_tx!(tx, |conn| {
         let mut query = sqlx::query_scalar::<_, OrderId>(&sql);

@@ -139,7 +139,7 @@ pub async fn fold_unfolded_titles(
         return Ok(None);
     };
     let last = last.clone();
-    let sql = SET_FOLDED.replace("{rows}", &values_placeholders(rows.len(), 3, 1));
+    let sql = SET_FOLDED.replace("{rows}", &values_placeholders(db.backend(), rows.len(), 3));
     write_on_db!(db, |pool| {
         let mut query = sqlx::query(&sql);
         for (id, title) in &rows {

@@ -491,7 +491,7 @@ impl Worker {
         for chunk in items.chunks(INBOX_CHUNK) {
             let sql = format!(
                 "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
-                crate::db::values_placeholders(chunk.len(), 3, 1)
+                crate::db::values_placeholders(tx.backend(), chunk.len(), 3)
             );
             let inserted: Vec<String> = on_tx!(tx, |conn| {
                 let mut query = sqlx::query_scalar(&sql);

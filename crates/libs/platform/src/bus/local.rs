@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use tokio::sync::{Notify, watch};
 
 use super::{Acker, BusConfig, BusError, Delivery, OutgoingMessage};
-use crate::db::{list_placeholders, now_millis, values_placeholders};
+use crate::db::{Backend, anonymous_placeholders, now_millis, values_placeholders};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/local_bus");
 
@@ -97,7 +97,7 @@ impl LocalBus {
         for chunk in messages.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO events (id, subject, payload, request_id, published_at) VALUES {} ON CONFLICT (id) DO NOTHING",
-                values_placeholders(chunk.len(), 5, 1)
+                values_placeholders(Backend::Sqlite, chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for message in chunk {
@@ -346,10 +346,10 @@ impl LocalSubscription {
             .collect();
         for chunk in due.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE pending SET delivered = delivered + 1, due_at = $2 WHERE consumer = $1 AND seq IN ({})",
-                list_placeholders(chunk.len(), 3)
+                "UPDATE pending SET delivered = delivered + 1, due_at = ? WHERE consumer = ? AND seq IN ({})",
+                anonymous_placeholders(chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(&self.durable).bind(redeliver_at);
+            let mut query = sqlx::query(&sql).bind(redeliver_at).bind(&self.durable);
             for (seq, _) in chunk {
                 query = query.bind(seq);
             }
@@ -360,7 +360,7 @@ impl LocalSubscription {
         if !handed.is_empty() {
             let sql = format!(
                 "SELECT seq, payload, request_id FROM events WHERE seq IN ({})",
-                list_placeholders(handed.len(), 1)
+                anonymous_placeholders(handed.len())
             );
             let mut query = sqlx::query_as::<_, (i64, String, Option<String>)>(&sql);
             for (seq, _) in &handed {
@@ -386,7 +386,7 @@ impl LocalSubscription {
             for chunk in new.chunks(CHUNK) {
                 let sql = format!(
                     "INSERT INTO pending (consumer, seq, delivered, due_at) VALUES {}",
-                    values_placeholders(chunk.len(), 4, 1)
+                    values_placeholders(Backend::Sqlite, chunk.len(), 4)
                 );
                 let mut query = sqlx::query(&sql);
                 for (seq, _, _) in chunk {
@@ -447,8 +447,8 @@ async fn delete_pending(
 ) -> Result<(), BusError> {
     for chunk in seqs.chunks(CHUNK) {
         let sql = format!(
-            "DELETE FROM pending WHERE consumer = $1 AND seq IN ({})",
-            list_placeholders(chunk.len(), 2)
+            "DELETE FROM pending WHERE consumer = ? AND seq IN ({})",
+            anonymous_placeholders(chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(durable);
         for seq in chunk {

@@ -38,7 +38,10 @@ async fn insert_rows<E: Event>(tx: &mut Tx, rows: &[StagedRow]) -> sqlx::Result<
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = format!("{INSERT} {}", values_placeholders(rows.len(), 5, 1));
+    let sql = format!(
+        "{INSERT} {}",
+        values_placeholders(tx.backend(), rows.len(), 5)
+    );
     let now = now_millis();
     on_tx!(tx, |conn| {
         let mut query = sqlx::query(&sql);
