@@ -8,7 +8,9 @@ use bt_contract::events::{Envelope, Event};
 use tokio::sync::Notify;
 
 use super::{Bus, BusError, OutgoingMessage, Runtime};
-use crate::db::{Db, Tx, now_millis, values_placeholders};
+use crate::db::{
+    Backend, Db, Tx, anonymous_placeholders, list_placeholders, now_millis, values_placeholders,
+};
 use crate::{on_db, on_tx};
 
 /// Rows the relay publishes per batch.
@@ -207,11 +209,17 @@ impl Outbox {
             bus.publish_batch(&messages).await?;
             // Marked by their own seqs: a row with a lower seq that committed after this batch
             // was read is still pending, never marked without being published.
-            let placeholders = (2..seqs.len() + 2)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("UPDATE outbox SET sent_at = $1 WHERE seq IN ({placeholders})");
+            // Anonymous on SQLite, as `values_placeholders` says why: up to 501 parameters.
+            let sql = match self.db.backend() {
+                Backend::Sqlite => format!(
+                    "UPDATE outbox SET sent_at = ? WHERE seq IN ({})",
+                    anonymous_placeholders(seqs.len())
+                ),
+                Backend::Postgres => format!(
+                    "UPDATE outbox SET sent_at = $1 WHERE seq IN ({})",
+                    list_placeholders(seqs.len(), 2)
+                ),
+            };
             let now = now_millis();
             let _turn = self.db.write_turn().await?;
             on_db!(&self.db, |pool| {
