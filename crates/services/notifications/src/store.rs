@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bt_contract::resources::{Notification, NotificationKind};
 use bt_contract::search::Search;
 use bt_contract::{AlertId, Cents, Millis, NotificationId, OrderId, TicketId, UserId};
-use bt_platform::db::list_placeholders;
+use bt_platform::db::{Backend, anonymous_placeholders, list_placeholders};
 use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 use crate::domain::{Alert, EmailStatus, Notice, OrderView, TicketView};
@@ -416,9 +416,13 @@ pub async fn alert_emails_since(
 ) -> sqlx::Result<HashMap<UserId, i64>> {
     let mut counts = HashMap::new();
     for chunk in users.chunks(USERS_PER_COUNT) {
-        let placeholders = list_placeholders(chunk.len(), 2);
+        // Anonymous on SQLite (`db::values_placeholders` says why): 501 parameters.
+        let (since_at, users_in) = match tx.backend() {
+            Backend::Sqlite => ("?".to_owned(), anonymous_placeholders(chunk.len())),
+            Backend::Postgres => ("$1".to_owned(), list_placeholders(chunk.len(), 2)),
+        };
         let sql = format!(
-            "SELECT user_id, COUNT(*) FROM emails WHERE kind = 'ticket_alert' AND created_at >= $1 AND user_id IN ({placeholders}) GROUP BY user_id"
+            "SELECT user_id, COUNT(*) FROM emails WHERE kind = 'ticket_alert' AND created_at >= {since_at} AND user_id IN ({users_in}) GROUP BY user_id"
         );
         let rows: Vec<(UserId, i64)> = on_tx!(tx, |conn| {
             let mut query = sqlx::query_as(&sql).bind(since);
