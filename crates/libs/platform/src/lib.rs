@@ -4,7 +4,12 @@
 //! - [`db`]: one [`Db`] handle over SQLite (embedded default) or PostgreSQL (distributed),
 //!   opened from a URL, migrations per service, transactions (`BEGIN IMMEDIATE` on SQLite),
 //!   snapshots for reads ([`Db::snapshot`]) and the [`on_db!`] / [`on_tx!`] / [`on_snapshot!`]
-//!   / [`write_on_db!`] macros that expand one query body per backend.
+//!   / [`write_on_db!`] macros that expand one query body per backend; multi-row statements'
+//!   placeholders per backend ([`db::values_placeholders`], anonymous on SQLite).
+//!
+//! Benchmarks: `cargo bench -p bt-platform --bench events` (the event path end to end) and
+//! `--bench placeholders` (a multi-row insert on SQLite, numbered against anonymous
+//! placeholders).
 //! - [`http`]: composing services into one router ([`http::app`]) with the common layers
 //!   (request ids, tracing, metrics, body limit, panics and unknown routes in the error format),
 //!   `/healthz`, `/readyz`, `/metrics`, and serving with graceful shutdown.
