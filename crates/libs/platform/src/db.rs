@@ -472,10 +472,11 @@ macro_rules! on_tx {
 /// parameter it binds, which walks that list again; both are quadratic in the parameters. An
 /// anonymous `?` is not in the list and is bound by its position. Measured (`cargo bench -p
 /// bt-platform --bench placeholders`, BENCHMARKS.md issue 16 part 17): a rush's group commit
-/// of 100 orders of 15 values took 9 ms with `$N` and under 1 ms with `?`.
+/// of 100 orders of 15 values took 10–16 ms with `$N` and under 1 ms with `?`.
 pub fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    let anonymous = format!("({})", anonymous_placeholders(columns));
     let row = |row: usize| match backend {
-        Backend::Sqlite => format!("({})", anonymous_placeholders(columns)),
+        Backend::Sqlite => anonymous.clone(),
         Backend::Postgres => {
             let start = 1 + row * columns;
             let values: Vec<String> = (start..start + columns).map(|n| format!("${n}")).collect();
