@@ -15,28 +15,13 @@
 
 use std::time::Instant;
 
+use bt_platform::Backend;
+use bt_platform::db::values_placeholders;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, SqlitePool};
 
 const COLUMNS: usize = 15;
 const REPEAT: usize = 7;
-
-fn numbered(rows: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let values: Vec<String> = (1..=COLUMNS)
-                .map(|c| format!("${}", row * COLUMNS + c))
-                .collect();
-            format!("({})", values.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn anonymous(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; COLUMNS].join(", "));
-    vec![row; rows].join(", ")
-}
 
 /// Median ms of REPEAT inserts of `rows` rows with `placeholders`.
 async fn insert(pool: &SqlitePool, rows: usize, placeholders: &str, cached: bool) -> f64 {
@@ -80,7 +65,9 @@ async fn main() {
     );
     println!("|---|---|---|---|---|");
     for rows in [1, 10, 100, 200, 256] {
-        let (numbered, anonymous) = (numbered(rows), anonymous(rows));
+        // `values_placeholders` writes `$N` for PostgreSQL: here, the numbered form on SQLite.
+        let numbered = values_placeholders(Backend::Postgres, rows, COLUMNS);
+        let anonymous = values_placeholders(Backend::Sqlite, rows, COLUMNS);
         let mut cells = Vec::new();
         for cached in [false, true] {
             for placeholders in [&numbered, &anonymous] {

@@ -418,8 +418,8 @@ pub async fn alert_emails_since(
     for chunk in users.chunks(USERS_PER_COUNT) {
         // Anonymous on SQLite (`db::values_placeholders` says why): 501 parameters.
         let (since_at, users_in) = match tx.backend() {
-            Backend::Sqlite => ("?".to_owned(), anonymous_placeholders(chunk.len())),
-            Backend::Postgres => ("$1".to_owned(), list_placeholders(chunk.len(), 2)),
+            Backend::Sqlite => ("?", anonymous_placeholders(chunk.len())),
+            Backend::Postgres => ("$1", list_placeholders(chunk.len(), 2)),
         };
         let sql = format!(
             "SELECT user_id, COUNT(*) FROM emails WHERE kind = 'ticket_alert' AND created_at >= {since_at} AND user_id IN ({users_in}) GROUP BY user_id"
