@@ -108,8 +108,8 @@ pub struct ServeArgs {
     /// before another replica gets it, in seconds.
     #[arg(long, env = "EVENT_ACK_WAIT_SECONDS", default_value_t = 30)]
     pub event_ack_wait_seconds: u64,
-    /// Requests started within 40 ms, or being answered at once, from which the process counts
-    /// as answering a burst: its outbox relay then holds committed events until fewer are (at most
+    /// Requests started within 40 ms from which the process counts as answering a burst: its
+    /// outbox relay then holds committed events until fewer did (at most
     /// EVENT_RELAY_YIELD_MS), so that the burst is answered before the events it caused are
     /// applied on the same cores. The default (40: a thousand requests a second) suits a
     /// replica on a core or two; raise it where a replica answers more than that all the

@@ -706,48 +706,6 @@ mod tests {
         (status, headers, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    /// A request counts as being answered (what holds the outbox relay in a burst) from the
-    /// common layer's start until its answer, or until the client leaves. (Other tests of this
-    /// binary answer requests too: with nextest each test has its process, and the counts here
-    /// are relative.)
-    #[tokio::test]
-    async fn a_request_counts_as_being_answered_until_it_is_answered_or_dropped() {
-        let release = Arc::new(tokio::sync::Notify::new());
-        let entered = Arc::new(tokio::sync::Notify::new());
-        let (held, arrived) = (release.clone(), entered.clone());
-        let router = Router::new().route(
-            "/api/slow",
-            get(move || {
-                let (held, arrived) = (held.clone(), arrived.clone());
-                async move {
-                    arrived.notify_one();
-                    held.notified().await;
-                    "done"
-                }
-            }),
-        );
-        let app = app(vec![Service {
-            name: "slow",
-            router,
-            checks: vec![],
-        }]);
-        let before = requests().answering();
-        let get_slow = || Request::get("/api/slow").body(Body::empty()).unwrap();
-        let answered = tokio::spawn(app.clone().oneshot(get_slow()));
-        entered.notified().await;
-        assert_eq!(requests().answering(), before + 1);
-        release.notify_one();
-        assert_eq!(answered.await.unwrap().unwrap().status(), StatusCode::OK);
-        assert_eq!(requests().answering(), before);
-        // A client that leaves: the request's future is dropped mid-answer.
-        let left = tokio::spawn(app.oneshot(get_slow()));
-        entered.notified().await;
-        assert_eq!(requests().answering(), before + 1);
-        left.abort();
-        assert!(left.await.unwrap_err().is_cancelled());
-        assert_eq!(requests().answering(), before);
-    }
-
     #[tokio::test]
     async fn unknown_paths_are_404_in_the_error_format() {
         let (status, _, body) = call(

@@ -54,13 +54,12 @@ pub struct BusConfig {
     /// uses one.
     pub consumer_partitions: usize,
     /// The longest the relay holds committed events while this process is answering a burst
-    /// of requests (`relay_busy` or more started within the last 40 ms, or being answered), so
-    /// that the burst is
+    /// of requests (`relay_busy` or more started within the last 40 ms), so that the burst is
     /// answered before the events it caused are applied on the same cores
     /// ([`crate::http::Requests::quiet`]). Zero: never held.
     pub relay_yield: Duration,
-    /// Requests started within the last 40 ms (40: a thousand requests a second), or being
-    /// answered at once, from which the process counts as busy. 0: never busy.
+    /// Requests started within the last 40 ms from which the process counts as busy (40: a
+    /// thousand requests a second). 0: never busy.
     pub relay_busy: u64,
     /// A consumer further behind than this is logged (once, until it catches up).
     pub lag_warning: Duration,

@@ -95,8 +95,7 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let started = Instant::now();
-        // Counted as being answered until the future ends or is dropped (the client left).
-        let answering = super::requests().started();
+        super::requests().started();
         // The service made ready is the one to call; a clone takes its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -165,7 +164,6 @@ where
                 latency_ms = started.elapsed().as_secs_f64() * 1e3,
                 "finished processing request"
             );
-            drop(answering);
             Ok(response)
         };
         Box::pin(future.instrument(span))

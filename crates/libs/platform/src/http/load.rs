@@ -1,24 +1,14 @@
 //! How busy this process is answering requests.
 //!
-//! The common layer ([`super::edge`]) counts every request the process starts answering, and
-//! those it has not answered yet. The outbox relay asks [`Requests::quiet`] before it publishes
-//! what a commit staged: while the process has started the bus's `relay_busy` requests or more
-//! within the last [`REQUEST_WINDOW`], or is answering as many at once, the events wait, at most
-//! the bus's `relay_yield`. An on-sale rush is the case: its few winners' events start a
+//! The common layer ([`super::edge`]) counts every request the process starts answering. The
+//! outbox relay asks [`Requests::quiet`] before it publishes what a commit staged: while the
+//! process has started the bus's `relay_busy` requests or more within the last [`REQUEST_WINDOW`], the
+//! events wait, at most the bus's `relay_yield`. An on-sale rush is the case: its few winners' events start a
 //! cascade of transactions in every service that applies them, and on shared cores (the
 //! embedded default, a small node) that cascade took the cores from the rush's other buyers,
 //! whose answers then waited for it (BENCHMARKS.md, issue 16 part 6). Held, the cascade runs
 //! once the burst is answered. Nothing is lost or reordered by the wait: the events are
 //! committed in the outbox already, and the relay publishes them in order as always.
-//!
-//! Both counts are needed. A process that has the cores answers a burst faster than its
-//! requests pile up, so it is the rate that shows the burst (`up`, whose losing buyers are
-//! refused without waiting). A process that does not (a replica sharing the cores with the
-//! ingress, the database and the other services) starts few requests per window, but those it
-//! started wait, for a read or the group commit: it is the count being answered that shows the
-//! burst. With the rate alone, such a replica published its winners' events in the middle of
-//! two rushes of five, and their cascade doubled those rushes' p99 (BENCHMARKS.md, issue 16
-//! part 18).
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,19 +34,6 @@ pub struct Requests {
     /// The tick each slot counts (ticks since `origin`, from 1; 0: never used).
     ticks: [AtomicU64; TICKS],
     counts: [AtomicU64; TICKS],
-    /// Requests started and not answered yet.
-    answering: AtomicU64,
-}
-
-/// A request being answered: counted by [`Requests::answering`] until dropped.
-#[derive(Debug)]
-#[must_use = "the request counts as being answered only while this is held"]
-pub struct Answering<'a>(&'a Requests);
-
-impl Drop for Answering<'_> {
-    fn drop(&mut self) {
-        self.0.answering.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 static REQUESTS: LazyLock<Requests> = LazyLock::new(Requests::new);
@@ -78,7 +55,6 @@ impl Requests {
             origin: Instant::now(),
             ticks: std::array::from_fn(|_| AtomicU64::new(0)),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            answering: AtomicU64::new(0),
         }
     }
 
@@ -87,11 +63,10 @@ impl Requests {
         u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1
     }
 
-    /// A request starts being answered; it counts as being answered until the guard is dropped.
-    /// (The rate is approximate under races: a request counted in a slot just as another
-    /// resets it for a new tick may be lost; a window is a rate, not a ledger.)
-    pub fn started(&self) -> Answering<'_> {
-        self.answering.fetch_add(1, Ordering::Relaxed);
+    /// A request starts being answered. (Approximate under races: a request counted in a
+    /// slot just as another resets it for a new tick may be lost; a window is a rate, not a
+    /// ledger.)
+    pub fn started(&self) {
         let tick = self.tick();
         let slot = (tick % TICKS as u64) as usize;
         if self.ticks[slot].load(Ordering::Relaxed) != tick
@@ -100,12 +75,6 @@ impl Requests {
             self.counts[slot].store(0, Ordering::Relaxed);
         }
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        Answering(self)
-    }
-
-    /// Requests started and not answered yet.
-    pub fn answering(&self) -> u64 {
-        self.answering.load(Ordering::Relaxed)
     }
 
     /// Requests started within the last [`REQUEST_WINDOW`].
@@ -120,8 +89,8 @@ impl Requests {
             .sum()
     }
 
-    /// Waits while `busy` or more requests started within the last [`REQUEST_WINDOW`], or are
-    /// being answered, at most `max`; how long it waited. `busy` 0 or `max` zero: no wait.
+    /// Waits while `busy` or more requests started within the last [`REQUEST_WINDOW`], at most
+    /// `max`; how long it waited. `busy` 0 or `max` zero: no wait.
     pub async fn quiet(&self, busy: u64, max: Duration) -> Duration {
         let start = Instant::now();
         if busy == 0 || max.is_zero() {
@@ -129,7 +98,7 @@ impl Requests {
         }
         loop {
             let waited = start.elapsed();
-            if (self.recent() < busy && self.answering() < busy) || waited >= max {
+            if self.recent() < busy || waited >= max {
                 return waited;
             }
             tokio::time::sleep(TICK.min(max - waited)).await;
@@ -154,7 +123,7 @@ mod tests {
             let end = Instant::now() + load;
             while Instant::now() < end {
                 for _ in 0..n {
-                    let _ = requests.started();
+                    requests.started();
                 }
                 tokio::time::sleep(every).await;
             }
@@ -168,10 +137,10 @@ mod tests {
         let requests = Requests::new();
         assert_eq!(requests.recent(), 0);
         for _ in 0..30 {
-            let _ = requests.started();
+            requests.started();
         }
         tokio::time::sleep(TICK * 3).await;
-        let _ = requests.started();
+        requests.started();
         assert_eq!(requests.recent(), 31);
         tokio::time::sleep(REQUEST_WINDOW - TICK).await;
         assert_eq!(requests.recent(), 1, "the first 30 are out of the window");
@@ -185,7 +154,7 @@ mod tests {
         assert_eq!(requests.quiet(40, 250 * MS).await, Duration::ZERO);
         // Requests long ago do not count either.
         for _ in 0..100 {
-            let _ = requests.started();
+            requests.started();
         }
         tokio::time::sleep(REQUEST_WINDOW * 2).await;
         assert_eq!(requests.quiet(40, 250 * MS).await, Duration::ZERO);
@@ -228,41 +197,5 @@ mod tests {
         assert_eq!(requests.quiet(1, Duration::ZERO).await, Duration::ZERO);
         steady.abort();
         busy.abort();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn requests_still_being_answered_hold_the_events_after_their_start_left_the_window() {
-        let requests = Requests::new();
-        // A starved replica: 50 requests started, then none for two windows, all still waiting
-        // (for a read, for the group commit).
-        let waiting: Vec<_> = (0..50).map(|_| requests.started()).collect();
-        tokio::time::sleep(REQUEST_WINDOW * 2).await;
-        assert_eq!(requests.recent(), 0);
-        assert_eq!(requests.answering(), 50);
-        // Answered 100 ms later: the events wait for that, and no longer.
-        let answered = async {
-            tokio::time::sleep(100 * MS).await;
-            drop(waiting);
-        };
-        let (waited, ()) = tokio::join!(requests.quiet(40, 250 * MS), answered);
-        assert!(
-            waited >= 100 * MS && waited <= 100 * MS + TICK,
-            "waited {waited:?} for the requests being answered"
-        );
-        assert_eq!(requests.answering(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn fewer_requests_being_answered_than_busy_hold_nothing_back() {
-        let requests = Requests::new();
-        let waiting: Vec<_> = (0..39).map(|_| requests.started()).collect();
-        tokio::time::sleep(REQUEST_WINDOW * 2).await;
-        assert_eq!(requests.quiet(40, 250 * MS).await, Duration::ZERO);
-        // Many being answered still hold at most `max`.
-        let more: Vec<_> = (0..10).map(|_| requests.started()).collect();
-        tokio::time::sleep(REQUEST_WINDOW * 2).await;
-        assert_eq!(requests.quiet(40, 250 * MS).await, 250 * MS);
-        drop((waiting, more));
-        assert_eq!(requests.quiet(40, 250 * MS).await, Duration::ZERO);
     }
 }
