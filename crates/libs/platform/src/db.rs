@@ -477,11 +477,7 @@ pub fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> Str
     let anonymous = format!("({})", anonymous_placeholders(columns));
     let row = |row: usize| match backend {
         Backend::Sqlite => anonymous.clone(),
-        Backend::Postgres => {
-            let start = 1 + row * columns;
-            let values: Vec<String> = (start..start + columns).map(|n| format!("${n}")).collect();
-            format!("({})", values.join(", "))
-        }
+        Backend::Postgres => format!("({})", list_placeholders(columns, 1 + row * columns)),
     };
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
