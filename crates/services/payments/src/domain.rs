@@ -140,6 +140,9 @@ pub struct Charge {
     /// Until when the process that sent it is presumed to be working on it (renewed while the
     /// provider call lasts); after that, anyone may replay it.
     pub lease_until: Millis,
+    /// How much of it the provider reports refunded so far while it is `succeeded` (partial
+    /// refunds, e.g. from Stripe's dashboard); see [`Charge::refunded_amount`].
+    pub amount_refunded: Cents,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -185,6 +188,7 @@ impl Charge {
             provider_id: None,
             failure: None,
             lease_until: now.plus(lease),
+            amount_refunded: Cents::new(0),
             created_at: now,
             updated_at: now,
         })
@@ -322,6 +326,32 @@ impl Charge {
         };
         self.updated_at = now;
         Some(self)
+    }
+
+    /// The provider reports `total` of this captured charge refunded so far, less than all of
+    /// it (a partial refund made elsewhere, e.g. in Stripe's dashboard). `None` when that
+    /// changes nothing: the charge is not `succeeded`, the report is not newer than what is
+    /// recorded (webhooks may come twice or out of order; refunds only add up), or it is a
+    /// full refund ([`Charge::refunded_elsewhere`]).
+    pub fn refunded_in_part(mut self, total: Cents, now: Millis) -> Option<Self> {
+        if self.state != ChargeState::Succeeded
+            || total <= self.amount_refunded
+            || total >= self.amount
+        {
+            return None;
+        }
+        self.amount_refunded = total;
+        self.updated_at = now;
+        Some(self)
+    }
+
+    /// What the buyer got back of this charge: all of it once it is being refunded or
+    /// refunded, otherwise what partial refunds gave back.
+    pub fn refunded_amount(&self) -> Cents {
+        match self.state {
+            ChargeState::Refunding | ChargeState::Refunded => self.amount,
+            _ => self.amount_refunded,
+        }
     }
 
     /// The hold was released at the provider without us asking (expired, cancelled in the
@@ -602,6 +632,39 @@ mod tests {
             ChargeState::Refunded
         );
         assert_eq!(authorized().refunded_elsewhere(at(30)), None);
+    }
+
+    #[test]
+    fn partial_refunds_of_a_captured_charge_only_add_up() {
+        let mut captured = authorized();
+        captured.state = ChargeState::Succeeded;
+        assert_eq!(captured.refunded_amount(), Cents::new(0));
+        let part = captured
+            .clone()
+            .refunded_in_part(Cents::new(400), at(30))
+            .unwrap();
+        assert_eq!(
+            (part.state, part.amount_refunded, part.updated_at),
+            (ChargeState::Succeeded, Cents::new(400), at(30))
+        );
+        assert_eq!(part.refunded_amount(), Cents::new(400));
+        // Again, or an older report: nothing changes.
+        assert_eq!(part.clone().refunded_in_part(Cents::new(400), at(31)), None);
+        assert_eq!(part.clone().refunded_in_part(Cents::new(100), at(31)), None);
+        let more = part
+            .clone()
+            .refunded_in_part(Cents::new(999), at(32))
+            .unwrap();
+        assert_eq!(more.amount_refunded, Cents::new(999));
+        // All of it is a full refund, not a part.
+        assert_eq!(
+            more.clone().refunded_in_part(Cents::new(1000), at(33)),
+            None
+        );
+        let refunded = more.refunded_elsewhere(at(33)).unwrap();
+        assert_eq!(refunded.refunded_amount(), Cents::new(1000));
+        // Only a captured charge is refunded in part.
+        assert_eq!(authorized().refunded_in_part(Cents::new(400), at(30)), None);
     }
 
     #[test]

@@ -193,15 +193,25 @@ pub struct Credit {
     pub updated_at: Millis,
 }
 
-/// What a refund does to the credit of its sale.
+/// What a refund does to the ledger of its sale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reversal {
-    /// Not paid out yet: the credit itself is now `reversed`.
-    Cancelled(Credit),
-    /// Paid out (or on its way): a negative entry, netted from the seller's next payouts.
-    Owed(Credit),
-    /// Reversed already.
+    /// Refunded in full before anything of it was paid out: the credit and its earlier
+    /// reversals are now `reversed` (each with the status it was read in, for the conditional
+    /// write).
+    Cancelled(Vec<(Credit, CreditStatus)>),
+    /// A negative entry for the part refunded since the last one. It travels with its credit
+    /// while the credit is not paid out (same status, same `available_at`: both are paid in one
+    /// net transfer); once the credit is paid out (or on its way), it is owed back, available at
+    /// once and netted from the seller's next payouts.
+    Entry(Box<Credit>),
+    /// The ledger says this much is refunded already.
     Nothing,
+}
+
+/// Whether an entry's money has not left for the seller: it can still be cancelled.
+fn unpaid(status: CreditStatus) -> bool {
+    matches!(status, CreditStatus::Pending | CreditStatus::Available)
 }
 
 impl Credit {
@@ -337,35 +347,102 @@ impl Credit {
         }
     }
 
-    /// The sale's charge was refunded at `now`.
-    pub fn reverse(self, now: Millis) -> Reversal {
-        if self.kind != EntryKind::Credit {
+    /// What the buyer gets back of this credit's sale when `refunded` of it (cents, all
+    /// refunds so far) is refunded, split like the sale: the fee given back is the credit's
+    /// fee in the same proportion, rounded half-up to the cent, and the seller gives back the
+    /// rest. All of the gross gives back exactly the fee and the amount; a larger `refunded`
+    /// counts as all of it.
+    pub fn refund_split(&self, refunded: Cents) -> Split {
+        let gross = i128::from(self.gross.get().max(0));
+        let part = i128::from(refunded.get()).clamp(0, gross);
+        let fee = if gross == 0 {
+            0
+        } else {
+            (2 * i128::from(self.fee.get()) * part + gross) / (2 * gross)
+        };
+        // 0 ≤ fee ≤ part ≤ gross, which is an i64.
+        let part = i64::try_from(part).unwrap_or(i64::MAX);
+        let fee = i64::try_from(fee).unwrap_or(i64::MAX);
+        Split {
+            gross: Cents::new(part),
+            fee: Cents::new(fee),
+            amount: Cents::new(part - fee),
+        }
+    }
+
+    /// This credit's sale has `refunded` (cents, all refunds so far; its whole gross or more
+    /// for a full refund) given back to the buyer at `now`, and `reversals` are the sale's
+    /// reversal entries so far. Brings the ledger to it: the entries of the sale that count sum
+    /// to the credit less [`Credit::refund_split`] of `refunded`. Idempotent, and an older
+    /// report (less refunded than the ledger has) changes nothing.
+    pub fn refund(&self, reversals: &[Credit], refunded: Cents, now: Millis) -> Reversal {
+        if self.kind != EntryKind::Credit || self.status == CreditStatus::Reversed {
             return Reversal::Nothing;
         }
-        match self.status {
-            CreditStatus::Pending | CreditStatus::Available => match self.cancel(now) {
-                Ok(cancelled) => Reversal::Cancelled(cancelled),
-                Err(_) => Reversal::Nothing,
-            },
-            CreditStatus::Transferring | CreditStatus::Paid => Reversal::Owed(Self {
-                id: uuid::Uuid::now_v7().to_string(),
+        let counted: Vec<&Credit> = reversals
+            .iter()
+            .filter(|r| {
+                r.kind == EntryKind::Reversal
+                    && r.order_id == self.order_id
+                    && r.status != CreditStatus::Reversed
+            })
+            .collect();
+        let full = refunded >= self.gross;
+        if full && unpaid(self.status) && counted.iter().all(|r| unpaid(r.status)) {
+            let entries = std::iter::once(self)
+                .chain(counted)
+                .filter_map(|e| {
+                    let read = e.status;
+                    e.clone()
+                        .cancel(now)
+                        .ok()
+                        .map(|cancelled| (cancelled, read))
+                })
+                .collect();
+            return Reversal::Cancelled(entries);
+        }
+        let target = self.refund_split(refunded);
+        let done = |field: fn(&Credit) -> Cents| -> i64 {
+            counted.iter().map(|r| -field(r).get()).sum::<i64>()
+        };
+        let gross = target.gross.get() - done(|r| r.gross);
+        if gross <= 0 {
+            return Reversal::Nothing;
+        }
+        let fee = target.fee.get() - done(|r| r.fee);
+        let (status, available_at) = if unpaid(self.status) {
+            (self.status, self.available_at)
+        } else {
+            (CreditStatus::Available, now)
+        };
+        Reversal::Entry(Box::new(
+            Self {
                 kind: EntryKind::Reversal,
-                gross: Cents::new(-self.gross.get()),
-                fee: Cents::new(-self.fee.get()),
-                amount: Cents::new(-self.amount.get()),
-                status: CreditStatus::Available,
-                available_at: now,
-                transfer_key: None,
-                transfer_attempts: 0,
-                transfer_id: None,
-                lease_until: Millis::EPOCH,
-                failure: None,
-                paid_at: None,
-                created_at: now,
-                updated_at: now,
-                ..self
-            }),
-            CreditStatus::Reversed => Reversal::Nothing,
+                gross: Cents::new(-gross),
+                fee: Cents::new(-fee),
+                amount: Cents::new(-(gross - fee)),
+                status,
+                available_at,
+                ..self.clone()
+            }
+            .made_anew(now),
+        ))
+    }
+
+    /// This entry as a new one made at `now`: a new id, never sent (no transfer, no lease, no
+    /// failure, not paid).
+    fn made_anew(self, now: Millis) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            transfer_key: None,
+            transfer_attempts: 0,
+            transfer_id: None,
+            lease_until: Millis::EPOCH,
+            failure: None,
+            paid_at: None,
+            created_at: now,
+            updated_at: now,
+            ..self
         }
     }
 }
@@ -569,6 +646,7 @@ mod tests {
             provider_id: Some("pi_1".into()),
             failure: None,
             lease_until: at(0),
+            amount_refunded: Cents::new(0),
             created_at: at(0),
             updated_at: at(0),
         }
@@ -726,47 +804,221 @@ mod tests {
         assert_eq!(plan(&[refused])[0].key, format!("{id}-2"), "a new key");
     }
 
-    #[test]
-    fn a_refund_cancels_an_unpaid_credit_and_owes_back_a_paid_one() {
-        let Reversal::Cancelled(cancelled) = credit(2000, None).reverse(at(1)) else {
-            panic!("a pending credit is cancelled")
-        };
-        assert_eq!(cancelled.status, CreditStatus::Reversed);
-        assert_eq!(cancelled.clone().reverse(at(2)), Reversal::Nothing);
-        assert!(matches!(
-            available(2000).reverse(at(1)),
-            Reversal::Cancelled(_)
-        ));
+    /// `credit`'s sale refunded in full at `now`, with no earlier reversal.
+    fn refund_all(credit: &Credit, now: Millis) -> Reversal {
+        credit.refund(&[], credit.gross, now)
+    }
 
-        let paid = available(2000)
+    /// `credit` claimed and paid.
+    fn paid_out(credit: Credit) -> Credit {
+        credit
             .claim("k", at(9), at(1))
             .unwrap()
             .paid(Some("tr_1"), at(2))
-            .unwrap();
-        let Reversal::Owed(owed) = paid.clone().reverse(at(3)) else {
-            panic!("a paid credit is owed back")
+            .unwrap()
+    }
+
+    /// The new entry of a reversal (panics otherwise).
+    fn entry(reversal: Reversal) -> Credit {
+        match reversal {
+            Reversal::Entry(entry) => *entry,
+            other => panic!("expected a new entry, got {other:?}"),
+        }
+    }
+
+    /// The entries a reversal cancels, as they are after it (panics otherwise).
+    fn cancelled(reversal: Reversal) -> Vec<Credit> {
+        match reversal {
+            Reversal::Cancelled(entries) => entries.into_iter().map(|(e, _)| e).collect(),
+            other => panic!("expected cancelled entries, got {other:?}"),
+        }
+    }
+
+    fn amounts(entry: &Credit) -> (i64, i64, i64) {
+        (entry.gross.get(), entry.fee.get(), entry.amount.get())
+    }
+
+    #[test]
+    fn a_refund_cancels_an_unpaid_credit_and_owes_back_a_paid_one() {
+        let pending = credit(2000, None);
+        let Reversal::Cancelled(entries) = refund_all(&pending, at(1)) else {
+            panic!("a pending credit is cancelled")
         };
+        let [(reversed, read)] = entries.as_slice() else {
+            panic!("only the credit: {entries:?}")
+        };
+        assert_eq!(
+            (reversed.status, *read),
+            (CreditStatus::Reversed, CreditStatus::Pending)
+        );
+        assert_eq!(refund_all(reversed, at(2)), Reversal::Nothing);
+        assert!(matches!(
+            refund_all(&available(2000), at(1)),
+            Reversal::Cancelled(_)
+        ));
+
+        let paid = paid_out(available(2000));
+        let owed = entry(refund_all(&paid, at(3)));
         assert_eq!(owed.kind, EntryKind::Reversal);
         assert_eq!(
             (owed.status, owed.available_at),
             (CreditStatus::Available, at(3))
         );
-        assert_eq!(
-            (owed.gross, owed.fee, owed.amount),
-            (Cents::new(-2000), Cents::new(-100), Cents::new(-1900))
-        );
+        assert_eq!(amounts(&owed), (-2000, -100, -1900));
         assert_eq!(
             (owed.order_id.clone(), owed.payment_id.clone()),
-            (paid.order_id, paid.payment_id)
+            (paid.order_id.clone(), paid.payment_id.clone())
         );
         assert_ne!(owed.id, paid.id);
         assert_eq!(
-            owed.reverse(at(4)),
+            paid.refund(std::slice::from_ref(&owed), paid.gross, at(4)),
+            Reversal::Nothing,
+            "the same refund again"
+        );
+        assert_eq!(
+            refund_all(&owed, at(4)),
             Reversal::Nothing,
             "a reversal is not reversed"
         );
         let transferring = available(2000).claim("k", at(9), at(1)).unwrap();
-        assert!(matches!(transferring.reverse(at(2)), Reversal::Owed(_)));
+        assert!(matches!(
+            refund_all(&transferring, at(2)),
+            Reversal::Entry(_)
+        ));
+    }
+
+    #[test]
+    fn a_partial_refund_gives_back_the_fee_in_proportion_to_the_cent() {
+        // 2000 at 5 %: fee 100, amount 1900.
+        let sale = credit(2000, None);
+        let cases = [
+            (0, 0),      // nothing
+            (1, 0),      // 0.05 cent of fee
+            (10, 1),     // 0.5 → up
+            (500, 25),   // a quarter
+            (1999, 100), // 99.95 → 100
+            (2000, 100), // all of it
+            (5000, 100), // more than all counts as all
+            (-300, 0),   // nonsense counts as nothing
+        ];
+        for (refunded, fee) in cases {
+            let split = sale.refund_split(Cents::new(refunded));
+            assert_eq!(split.fee.get(), fee, "{refunded}");
+            assert_eq!(split.gross.get(), refunded.clamp(0, 2000));
+            assert_eq!(split.gross.get(), split.amount.get() + split.fee.get());
+        }
+        // Every cent of every sale, at every fee: the parts never shrink as refunds add up,
+        // and all of it gives back exactly the credit.
+        for p in [0u8, 1, 5, 33, 50, 99, 100] {
+            for gross in [1i64, 3, 7, 10, 99, 1999] {
+                let rules = PayoutRules {
+                    fee: percent(p),
+                    ..PayoutRules::default()
+                };
+                let sale =
+                    Credit::earn(&order(Some("seller"), None), &charge(gross), &rules, at(0))
+                        .unwrap();
+                let mut last = sale.refund_split(Cents::new(0));
+                for refunded in 1..=gross {
+                    let split = sale.refund_split(Cents::new(refunded));
+                    assert!(
+                        split.fee >= last.fee && split.amount >= last.amount,
+                        "{p}% of {gross}, {refunded} refunded: {split:?} after {last:?}"
+                    );
+                    assert!(split.fee <= sale.fee && split.amount <= sale.amount);
+                    last = split;
+                }
+                assert_eq!((last.fee, last.amount), (sale.fee, sale.amount));
+            }
+        }
+    }
+
+    #[test]
+    fn partial_refunds_travel_with_an_unpaid_credit_and_the_full_refund_cancels_them_all() {
+        let sale = credit(2000, Some(at(10 * HOUR)));
+        let first = entry(sale.refund(&[], Cents::new(500), at(1)));
+        assert_eq!(amounts(&first), (-500, -25, -475));
+        assert_eq!(
+            (first.kind, first.status, first.available_at),
+            (EntryKind::Reversal, CreditStatus::Pending, at(10 * HOUR)),
+            "paid (or not) with its credit"
+        );
+        let so_far = [first.clone()];
+        // The same report again, or an older one: nothing.
+        assert_eq!(
+            sale.refund(&so_far, Cents::new(500), at(2)),
+            Reversal::Nothing
+        );
+        assert_eq!(
+            sale.refund(&so_far, Cents::new(300), at(2)),
+            Reversal::Nothing
+        );
+        // 800 in all: the 300 since.
+        let second = entry(sale.refund(&so_far, Cents::new(800), at(3)));
+        assert_eq!(amounts(&second), (-300, -15, -285));
+        let so_far = [first.clone(), second.clone()];
+        assert_eq!(
+            Balance::of(&[sale.clone(), first.clone(), second.clone()], at(4)).pending,
+            Cents::new(1900 - 475 - 285)
+        );
+        // All of it: the credit and both reversals are cancelled, nothing is owed.
+        let gone = cancelled(sale.refund(&so_far, Cents::new(2000), at(5)));
+        assert_eq!(
+            gone.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            [sale.id.as_str(), first.id.as_str(), second.id.as_str()]
+        );
+        assert!(gone.iter().all(|e| e.status == CreditStatus::Reversed));
+        assert_eq!(Balance::of(&gone, at(6)), Balance::default());
+    }
+
+    #[test]
+    fn partial_refunds_after_the_payout_are_owed_back_and_add_up_to_the_credit() {
+        let paid = paid_out(available(1999));
+        let first = entry(paid.refund(&[], Cents::new(1000), at(3)));
+        assert_eq!(
+            (first.status, first.available_at),
+            (CreditStatus::Available, at(3)),
+            "owed at once"
+        );
+        assert_eq!(amounts(&first), (-1000, -50, -950)); // 50.03 → 50
+        let rest = entry(paid.refund(std::slice::from_ref(&first), paid.gross, at(4)));
+        assert_eq!(amounts(&rest), (-999, -50, -949));
+        let entries = [paid.clone(), first, rest];
+        assert_eq!(
+            Totals::of(&entries),
+            Totals {
+                price: Cents::new(0),
+                fee: Cents::new(0),
+                amount: Cents::new(0),
+                reversed: 0,
+            },
+            "every cent given back"
+        );
+        assert_eq!(
+            paid.refund(&entries[1..], paid.gross, at(5)),
+            Reversal::Nothing
+        );
+    }
+
+    #[test]
+    fn a_full_refund_after_a_partial_one_was_netted_owes_only_the_rest() {
+        // The credit was being transferred when part of it was refunded: that reversal was
+        // owed at once and netted with another sale; then the transfer was refused for good
+        // and the credit is available again.
+        let transferring = available(2000).claim("k", at(9), at(1)).unwrap();
+        let partial = entry(transferring.refund(&[], Cents::new(500), at(2)));
+        assert_eq!(partial.status, CreditStatus::Available);
+        let netted = paid_out(partial);
+        let back = transferring.refused("no account", at(3)).unwrap();
+        let rest = entry(back.refund(std::slice::from_ref(&netted), Cents::new(2000), at(4)));
+        assert_eq!(amounts(&rest), (-1500, -75, -1425));
+        assert_eq!(
+            (rest.status, rest.available_at),
+            (CreditStatus::Available, back.available_at),
+            "with its credit, which is not paid out"
+        );
+        let entries = [back, netted, rest];
+        assert_eq!(Totals::of(&entries).price, Cents::new(0));
     }
 
     #[test]
@@ -783,14 +1035,7 @@ mod tests {
 
     #[test]
     fn debts_are_netted_and_nothing_is_sent_while_the_total_is_not_positive() {
-        let paid = available(2000)
-            .claim("k", at(9), at(1))
-            .unwrap()
-            .paid(Some("tr"), at(2))
-            .unwrap();
-        let Reversal::Owed(debt) = paid.reverse(at(3)) else {
-            panic!()
-        };
+        let debt = entry(refund_all(&paid_out(available(2000)), at(3)));
         // -1900 owed; a credit of 950 is not enough.
         let small = available(1000);
         assert!(plan(&[debt.clone(), small.clone()]).is_empty());
@@ -811,14 +1056,7 @@ mod tests {
     #[test]
     fn a_claimed_batch_is_replayed_with_the_parameters_it_was_planned_with() {
         let (a, b) = (available(5000), available(1000));
-        let paid = available(3000)
-            .claim("k", at(9), at(1))
-            .unwrap()
-            .paid(Some("tr"), at(2))
-            .unwrap();
-        let Reversal::Owed(debt) = paid.reverse(at(3)) else {
-            panic!()
-        };
+        let debt = entry(refund_all(&paid_out(available(3000)), at(3)));
         let entries = [debt, b, a];
         let planned = plan(&entries).remove(0);
         let claimed: Vec<Credit> = entries
@@ -843,17 +1081,9 @@ mod tests {
     fn a_balance_sums_entries_by_where_they_stand_now() {
         let pending = credit(1000, Some(at(10 * HOUR)));
         let available = available(2000);
-        let paid = super::tests::available(3000)
-            .claim("k", at(9), at(1))
-            .unwrap()
-            .paid(Some("tr"), at(2))
-            .unwrap();
-        let Reversal::Owed(debt) = paid.clone().reverse(at(3)) else {
-            panic!()
-        };
-        let Reversal::Cancelled(reversed) = super::tests::available(500).reverse(at(3)) else {
-            panic!()
-        };
+        let paid = paid_out(super::tests::available(3000));
+        let debt = entry(refund_all(&paid, at(3)));
+        let reversed = cancelled(refund_all(&super::tests::available(500), at(3))).remove(0);
         let entries = [pending, available, paid, debt, reversed];
         assert_eq!(
             Balance::of(&entries, at(4)),

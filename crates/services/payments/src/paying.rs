@@ -265,6 +265,7 @@ mod tests {
             provider_id: Some("pi_1".into()),
             failure: None,
             lease_until: now,
+            amount_refunded: Cents::new(0),
             created_at: now,
             updated_at: now,
         }

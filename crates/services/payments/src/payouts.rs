@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bt_contract::events::{OrderStatus, SaleCredited};
-use bt_contract::{ApiError, Millis, UserId};
+use bt_contract::{ApiError, Cents, Millis, UserId};
 use bt_platform::bus::Outbox;
 use bt_platform::{Db, Runtime, Tx};
 use tokio::sync::Notify;
@@ -136,12 +136,17 @@ pub struct Ledger {
 
 impl Ledger {
     /// Follows a charge just saved in `tx` as `charge`: its capture credits the seller of the
-    /// order it completed ([`record_sale`]) and announces the credit (`sale.credited`), its
-    /// refund reverses that credit ([`reverse_sale`]).
+    /// order it completed ([`record_sale`]) and announces the credit (`sale.credited`); its
+    /// refund, in full or in part, is taken back from that credit ([`reverse_sale`]).
     pub async fn follow(&self, tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Result<()> {
         match charge.state {
             ChargeState::Succeeded => {
-                let Some(credit) = record_sale(tx, &self.rules, charge, now).await? else {
+                let credited = record_sale(tx, &self.rules, charge, now).await?;
+                // Refunded in part (before or after the credit was written).
+                if charge.amount_refunded.get() > 0 {
+                    reverse_sale(tx, charge, now).await?;
+                }
+                let Some(credit) = credited else {
                     return Ok(());
                 };
                 self.outbox
@@ -205,10 +210,13 @@ pub async fn record_sale(
     Ok(Some(credit))
 }
 
-/// Reverses the seller's credit of the order `charge` completed, now that `charge` is refunded
-/// (or being refunded): in the transaction that records it. A credit not yet paid out is
-/// cancelled; one paid out (or being transferred) is owed back with a negative entry, netted
-/// from the seller's next payouts. Idempotent.
+/// Brings the ledger of the sale `charge` completed to what the buyer got back of it
+/// ([`Charge::refunded_amount`]: all of it once refunding or refunded, or the partial refunds
+/// so far), in the transaction that records the refund, under the lock of its order. Refunded
+/// in full before anything was paid out, the credit (and any earlier reversal) is cancelled;
+/// otherwise the part refunded since the last reversal is a new negative entry, which travels
+/// with its credit while that is not paid out and is owed back (netted from the seller's next
+/// payouts) once it is ([`Credit::refund`]). Idempotent.
 pub async fn reverse_sale(tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Result<()> {
     let Some(credit) = store::lock_entry_of_order(tx, &charge.order_id, EntryKind::Credit).await?
     else {
@@ -217,22 +225,29 @@ pub async fn reverse_sale(tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Re
     if credit.payment_id != charge.id {
         return Ok(());
     }
-    let read = credit.status;
-    match credit.reverse(now) {
-        Reversal::Cancelled(cancelled) => {
-            if !store::save_credit(tx, &cancelled, read).await? {
-                return Err(sqlx::Error::Protocol(format!(
-                    "credit {} changed while it was locked",
-                    cancelled.id
-                )));
+    let reversals = store::lock_reversals_of_order(tx, &charge.order_id).await?;
+    let refunded = charge.refunded_amount();
+    match credit.refund(&reversals, refunded, now) {
+        Reversal::Cancelled(entries) => {
+            for (cancelled, read) in &entries {
+                if !store::save_credit(tx, cancelled, *read).await? {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "ledger entry {} changed while it was locked",
+                        cancelled.id
+                    )));
+                }
             }
             metrics::counter!("payouts_reversals_total").increment(1);
-            tracing::info!(order.id = %cancelled.order_id, seller.id = %cancelled.seller_id, "the sale was refunded: its credit is reversed");
+            tracing::info!(order.id = %credit.order_id, seller.id = %credit.seller_id, entries = entries.len(), "the sale was refunded before its payout: its credit is reversed");
         }
-        Reversal::Owed(owed) => {
-            if store::insert_credit(tx, &owed).await? {
+        Reversal::Entry(entry) => {
+            if store::insert_credit(tx, &entry).await? {
                 metrics::counter!("payouts_reversals_total").increment(1);
-                tracing::warn!(order.id = %owed.order_id, seller.id = %owed.seller_id, amount = %owed.amount, "a sale paid out to its seller was refunded: the seller owes it back from later payouts");
+                if entry.available_at == credit.available_at && entry.status == credit.status {
+                    tracing::info!(order.id = %entry.order_id, seller.id = %entry.seller_id, refunded = %refunded, amount = %entry.amount, "part of a sale was refunded before its payout: the seller's credit is reduced by it");
+                } else {
+                    tracing::warn!(order.id = %entry.order_id, seller.id = %entry.seller_id, refunded = %refunded, amount = %entry.amount, "a sale paid out to its seller was refunded: the seller owes it back from later payouts");
+                }
             }
         }
         Reversal::Nothing => {}
@@ -532,31 +547,36 @@ impl Payouts {
     }
 
     /// Puts a refused batch back to `available` (a new transfer will have a new key). A credit
-    /// refunded while it was being transferred was never paid after all: it and its reversal
-    /// are both cancelled.
+    /// refunded in full while it was being transferred was never paid after all: it and its
+    /// reversals are cancelled when none of them was paid out meanwhile (otherwise they net).
     async fn refused(&self, batch: &Batch, reason: &str, now: Millis) -> Result<(), PayoutError> {
         let mut tx = self.db.begin().await?;
+        let mut credits = Vec::new();
         for entry in store::batch_in(&mut tx, &batch.key).await? {
             if entry.status != CreditStatus::Transferring {
                 continue;
             }
             let back = entry.refused(reason, now)?;
-            if !store::save_credit(&mut tx, &back, CreditStatus::Transferring).await? {
-                continue;
+            if store::save_credit(&mut tx, &back, CreditStatus::Transferring).await?
+                && back.kind == EntryKind::Credit
+            {
+                credits.push(back);
             }
-            if back.kind != EntryKind::Credit {
-                continue;
-            }
-            let Some(owed) =
-                store::lock_entry_of_order(&mut tx, &back.order_id, EntryKind::Reversal).await?
-            else {
-                continue;
-            };
-            if owed.status == CreditStatus::Available {
-                let read = owed.status;
-                store::save_credit(&mut tx, &owed.cancel(now)?, read).await?;
-                store::save_credit(&mut tx, &back.clone().cancel(now)?, CreditStatus::Available)
-                    .await?;
+        }
+        // After the whole batch is back: a credit's reversals may be in it.
+        for credit in credits {
+            let reversals = store::lock_reversals_of_order(&mut tx, &credit.order_id).await?;
+            let reversed: i64 = reversals
+                .iter()
+                .filter(|r| r.status != CreditStatus::Reversed)
+                .map(|r| -r.gross.get())
+                .sum();
+            if let Reversal::Cancelled(entries) =
+                credit.refund(&reversals, Cents::new(reversed), now)
+            {
+                for (cancelled, read) in &entries {
+                    store::save_credit(&mut tx, cancelled, *read).await?;
+                }
             }
         }
         tx.commit().await?;

@@ -14,9 +14,9 @@ const ORDER_COLUMNS: &str = "id, user_id, price, status, version, expires_at, ca
 const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, price, status, version, expires_at, cancel_reason, completed_by, ticket_id, title, seller_id, starts_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPDATE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, cancel_reason = $4, completed_by = $5 WHERE id = $1 AND version = $3 - 1";
 
-const CHARGE_COLUMNS: &str = "id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at";
-const INSERT_CHARGE: &str = "INSERT INTO charges (id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-const SAVE_CHARGE: &str = "UPDATE charges SET state = $2, token = $3, provider_id = $4, failure = $5, lease_until = $6, updated_at = $7 WHERE id = $1 AND state = $8";
+const CHARGE_COLUMNS: &str = "id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, amount_refunded, created_at, updated_at";
+const INSERT_CHARGE: &str = "INSERT INTO charges (id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, amount_refunded, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const SAVE_CHARGE: &str = "UPDATE charges SET state = $2, token = $3, provider_id = $4, failure = $5, lease_until = $6, amount_refunded = $7, updated_at = $8 WHERE id = $1 AND state = $9";
 const NEXT_ATTEMPT: &str = "SELECT COALESCE(MAX(attempt), 0) + 1 FROM charges WHERE order_id = $1";
 const ACTIVE_STATES: &str = "('started', 'authorized', 'capturing', 'succeeded', 'capture_failed')";
 const RENEW_LEASE: &str =
@@ -201,6 +201,7 @@ pub async fn insert_charge(tx: &mut Tx, charge: &Charge) -> sqlx::Result<bool> {
         .bind(&charge.provider_id)
         .bind(&charge.failure)
         .bind(charge.lease_until)
+        .bind(charge.amount_refunded)
         .bind(charge.created_at)
         .bind(charge.updated_at)
         .execute(conn)
@@ -226,6 +227,7 @@ pub async fn save_charge(
         .bind(&charge.provider_id)
         .bind(&charge.failure)
         .bind(charge.lease_until)
+        .bind(charge.amount_refunded)
         .bind(charge.updated_at)
         .bind(read_state)
         .execute(conn)
@@ -311,7 +313,7 @@ pub async fn webhook_seen(tx: &mut Tx, id: &str, kind: &str, now: Millis) -> sql
 // ---- The sellers' ledger ----
 
 const CREDIT_COLUMNS: &str = "id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at";
-const INSERT_CREDIT: &str = "INSERT INTO seller_credits (id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) ON CONFLICT (order_id, kind) DO NOTHING";
+const INSERT_CREDIT: &str = "INSERT INTO seller_credits (id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) ON CONFLICT DO NOTHING";
 const SAVE_CREDIT: &str = "UPDATE seller_credits SET status = $2, transfer_key = $3, transfer_attempts = $4, transfer_id = $5, lease_until = $6, failure = $7, paid_at = $8, updated_at = $9 WHERE id = $1 AND status = $10";
 const MATURE_CREDITS: &str = "UPDATE seller_credits SET status = 'available', updated_at = $1 WHERE status = 'pending' AND available_at <= $1";
 const SELLERS_TO_PAY: &str = "SELECT DISTINCT c.seller_id FROM seller_credits c JOIN payout_accounts a ON a.user_id = c.seller_id WHERE c.status = 'available' AND c.seller_id > $1 AND (a.status = 'enabled' OR a.checked_at <= $2) ORDER BY c.seller_id LIMIT $3";
@@ -335,7 +337,8 @@ fn for_update(tx: &Tx) -> &'static str {
     }
 }
 
-/// Writes a new ledger entry; false when the order has an entry of its kind already.
+/// Writes a new ledger entry; false when it is a credit and the order has one already (one
+/// credit per order; a sale may have several reversals).
 #[tracing::instrument(level = "debug", skip_all, fields(order.id = %credit.order_id, kind = %credit.kind))]
 pub async fn insert_credit(tx: &mut Tx, credit: &Credit) -> sqlx::Result<bool> {
     on_tx!(tx, |conn| sqlx::query(INSERT_CREDIT)
@@ -404,6 +407,18 @@ pub async fn lock_entry_of_order(
         .await)
 }
 
+/// The reversal entries of an order (oldest first), locked until `tx` ends.
+pub async fn lock_reversals_of_order(tx: &mut Tx, order_id: &OrderId) -> sqlx::Result<Vec<Credit>> {
+    let sql = select_credits(&format!(
+        "WHERE order_id = $1 AND kind = 'reversal' ORDER BY id{}",
+        for_update(tx)
+    ));
+    on_tx!(tx, |conn| sqlx::query_as::<_, Credit>(&sql)
+        .bind(order_id)
+        .fetch_all(conn)
+        .await)
+}
+
 /// Up to `limit` entries of a seller, newest first (by id: UUID v7, the order they were made
 /// in); with `before`, only the entries whose id is lower (made before it).
 #[tracing::instrument(level = "debug", skip_all)]
@@ -467,7 +482,7 @@ pub async fn sums_of_seller(
     })
 }
 
-/// Every entry of an order (its credit, and its reversal if any).
+/// Every entry of an order (its credit, and its reversals if any).
 pub async fn credits_of_order(db: &Db, order_id: &OrderId) -> sqlx::Result<Vec<Credit>> {
     let sql = select_credits("WHERE order_id = $1 ORDER BY created_at, id");
     on_db!(db, |pool| sqlx::query_as::<_, Credit>(&sql)

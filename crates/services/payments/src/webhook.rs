@@ -3,8 +3,8 @@
 //! within a tolerance — default 5 minutes — to refuse replays), and applying the PaymentIntent
 //! events to charges ([`apply`]): an authorisation or a capture reported later than the pay
 //! request's answer (or never answered because of a crash), a failure, a hold released elsewhere;
-//! a charge refunded in full (`charge.refunded`, e.g. from Stripe's dashboard), which reverses
-//! the seller's credit; and whether a seller's connected account can receive transfers
+//! a charge refunded in full or in part (`charge.refunded`, e.g. from Stripe's dashboard),
+//! which the seller's credit follows; and whether a seller's connected account can receive transfers
 //! (`account.updated`).
 
 use bt_contract::{Cents, Millis, OrderId};
@@ -235,19 +235,14 @@ pub async fn apply(
     Ok(())
 }
 
-/// A charge refunded in full at the provider: the charge is `refunded` and the seller's credit
-/// of its order reversed, in one transaction. A partial refund is logged for a person (the
-/// ledger reverses whole sales only).
+/// A charge refunded at the provider (`charge.refunded`, sent for each refund with the total
+/// refunded so far): in full, the charge is `refunded`; in part, it stays `succeeded` and
+/// records the total. Either way the seller's credit of its order follows
+/// ([`crate::payouts::Ledger::follow`]), in the same transaction.
 async fn refunded(payments: &Payments, object: &IntentObject) -> Result<(), ChargeError> {
     let Some(intent) = object.payment_intent.as_deref().filter(|i| !i.is_empty()) else {
         return Ok(());
     };
-    let full = object.refunded == Some(true)
-        || matches!((object.amount_refunded, object.amount), (Some(r), Some(a)) if r >= a);
-    if !full {
-        tracing::warn!(provider_id = %intent, refunded = ?object.amount_refunded, amount = ?object.amount, "a partial refund: the seller's credit is left as it is; a person must settle it");
-        return Ok(());
-    }
     let now = Millis::now();
     let mut tx = payments.db.begin().await?;
     let Some(seen) = store::charge_by_provider(&mut tx, intent).await? else {
@@ -260,17 +255,27 @@ async fn refunded(payments: &Payments, object: &IntentObject) -> Result<(), Char
     let Some(charge) = store::charge_in(&mut tx, &seen.id).await? else {
         return Err(ChargeError::Vanished(seen.id));
     };
-    let refunded = match charge.clone().refunded_elsewhere(now) {
+    let total = object.amount_refunded.map(Cents::new);
+    let full = object.refunded == Some(true) || total.is_some_and(|t| t >= charge.amount);
+    let changed = if full {
+        charge.clone().refunded_elsewhere(now)
+    } else {
+        total.and_then(|t| charge.clone().refunded_in_part(t, now))
+    };
+    let refunded = match changed {
         Some(next) => {
             if !store::save_charge(&mut tx, &next, charge.state).await? {
                 return Err(ChargeError::Vanished(charge.id));
             }
-            tracing::info!(order.id = %next.order_id, payment.id = %next.id, from = %charge.state, "charge refunded at the provider");
+            tracing::info!(order.id = %next.order_id, payment.id = %next.id, from = %charge.state, to = %next.state, refunded = %next.refunded_amount(), "charge refunded at the provider");
             next
         }
         None => charge,
     };
-    if refunded.state == ChargeState::Refunded {
+    if matches!(
+        refunded.state,
+        ChargeState::Refunded | ChargeState::Succeeded
+    ) {
         payments.ledger.follow(&mut tx, &refunded, now).await?;
     }
     tx.commit().await?;
@@ -308,6 +313,7 @@ async fn adopt(
         provider_id: None,
         failure: None,
         lease_until: now,
+        amount_refunded: Cents::new(0),
         created_at: now,
         updated_at: now,
     };

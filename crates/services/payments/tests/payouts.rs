@@ -54,28 +54,102 @@ fn cents(value: &Value) -> i64 {
 /// A signed `charge.refunded` event for the whole of the order's captured charge.
 async fn refund_at_the_provider(app: &TestApp, order: &str) -> StatusCode {
     let charge = app.charges(order).await.remove(0);
+    report_refund(
+        app,
+        order,
+        charge.amount.get(),
+        &format!("evt_refund_{order}"),
+    )
+    .await
+}
+
+/// A signed `charge.refunded` event `event` saying that `refunded` cents of the order's
+/// captured charge are refunded so far (Stripe sends one per refund, with the running total).
+async fn report_refund(app: &TestApp, order: &str, refunded: i64, event: &str) -> StatusCode {
+    let charge = app.charges(order).await.remove(0);
     let intent = charge
         .provider_id
         .expect("a captured charge has a provider id");
     let body = stripe_event(
-        &format!("evt_refund_{order}"),
+        event,
         "charge.refunded",
         json!({
             "id": format!("ch_for_{intent}"),
             "object": "charge",
             "amount": charge.amount.get(),
-            "amount_refunded": charge.amount.get(),
-            "refunded": true,
+            "amount_refunded": refunded,
+            "refunded": refunded >= charge.amount.get(),
             "payment_intent": intent,
         }),
     );
     app.signed_webhook(&body).await.status
 }
 
+/// A new order of `price_cents` (a seller on record, no start), whose first charge Stripe
+/// captured at once (an automatic capture) and said so by webhook, before any orders service
+/// completed the order. Answers the order's id.
+async fn captured_by_stripe(app: &TestApp, mock: &MockStripe, price_cents: i64) -> String {
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = uuid::Uuid::now_v7().to_string();
+    app.publish_order(common::sale_created(
+        &order,
+        &buyer.id,
+        Some(&seller.id),
+        price_cents,
+        None,
+    ))
+    .await;
+    let processing = app.pay(&buyer, &order, PROCESSING).await;
+    assert_eq!(
+        processing.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        processing.text
+    );
+    mock.set_status("pi_mock_1", "succeeded");
+    let event = stripe_event(
+        "evt_captured",
+        "payment_intent.succeeded",
+        common::payment_intent("pi_mock_1", &order, 1, price_cents, "succeeded"),
+    );
+    assert_eq!(app.signed_webhook(&event).await.status, StatusCode::OK);
+    order
+}
+
+/// What an order's entries say, oldest first: (kind, gross, fee, amount, status).
+async fn ledger_of(app: &TestApp, order: &str) -> Vec<(EntryKind, i64, i64, i64, CreditStatus)> {
+    app.credits(order)
+        .await
+        .iter()
+        .map(|e| (e.kind, e.gross.get(), e.fee.get(), e.amount.get(), e.status))
+        .collect()
+}
+
 async fn onboard_dev(app: &TestApp, seller: &TestUser) {
     let res = app.onboard(seller).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
     assert_eq!(res.json, json!({"url": "/payouts"}));
+}
+
+/// A sale of `price_cents` by `seller` (who can be paid) whose event started an hour ago,
+/// paid out to the seller by a round of the worker. Answers the order's id.
+async fn paid_out_sale(
+    app: &TestApp,
+    buyer: &TestUser,
+    seller: &TestUser,
+    price_cents: i64,
+) -> String {
+    let order = app
+        .sell(buyer, Some(seller), price_cents, started_an_hour_ago())
+        .await;
+    app.payout_round(Millis::now()).await;
+    wait_credit(app, &order, CreditStatus::Paid).await;
+    order
+}
+
+/// A `GET /api/payouts` answer's `[pending, available, paid]`.
+fn balance(json: &Value) -> [&Value; 3] {
+    [&json["pending"], &json["available"], &json["paid"]]
 }
 
 /// Waits until the credit of `order` is `status`.
@@ -396,14 +470,7 @@ async fn a_seller_without_a_payout_account_is_paid_once_they_have_one(backend: B
     assert_eq!(dev.transfers().len(), 1);
     let res = app.payouts_of(&seller).await;
     assert_eq!(res.json["account"], json!({"status": "enabled"}));
-    assert_eq!(
-        (
-            &res.json["pending"],
-            &res.json["available"],
-            &res.json["paid"]
-        ),
-        (&json!(0), &json!(0), &json!(19))
-    );
+    assert_eq!(balance(&res.json), [&json!(0), &json!(0), &json!(19)]);
 }
 
 // ---- Refunds ----
@@ -429,14 +496,7 @@ async fn a_refund_before_the_payout_reverses_the_credit(backend: Backend) {
         "a reversed credit is never paid"
     );
     let res = app.payouts_of(&seller).await;
-    assert_eq!(
-        (
-            &res.json["pending"],
-            &res.json["available"],
-            &res.json["paid"]
-        ),
-        (&json!(0), &json!(0), &json!(0))
-    );
+    assert_eq!(balance(&res.json), [&json!(0), &json!(0), &json!(0)]);
     assert_eq!(res.json["entries"][0]["status"], "reversed");
     // The same event again changes nothing.
     assert_eq!(refund_at_the_provider(&app, &order).await, StatusCode::OK);
@@ -447,11 +507,7 @@ async fn a_refund_after_the_payout_is_owed_back_from_later_payouts(backend: Back
     let (app, dev) = spawn_dev(backend).await;
     let (buyer, seller) = (TestUser::new(), TestUser::new());
     onboard_dev(&app, &seller).await;
-    let first = app
-        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
-        .await;
-    app.payout_round(Millis::now()).await;
-    wait_credit(&app, &first, CreditStatus::Paid).await;
+    let first = paid_out_sale(&app, &buyer, &seller, 2000).await;
 
     assert_eq!(refund_at_the_provider(&app, &first).await, StatusCode::OK);
 
@@ -505,14 +561,7 @@ async fn a_refund_after_the_payout_is_owed_back_from_later_payouts(backend: Back
         "netted"
     );
     let res = app.payouts_of(&seller).await;
-    assert_eq!(
-        (
-            &res.json["pending"],
-            &res.json["available"],
-            &res.json["paid"]
-        ),
-        (&json!(0), &json!(0), &json!(38))
-    );
+    assert_eq!(balance(&res.json), [&json!(0), &json!(0), &json!(38)]);
     let sent: i64 = transfers.iter().map(|t| t.request.amount.get()).sum();
     assert_eq!(sent, 3800, "the two sales that stand, less the fees");
 }
@@ -642,7 +691,8 @@ async fn every_cent_of_every_sale_is_accounted_for(backend: Backend) {
     for seller in &sellers[..2] {
         onboard_dev(&app, seller).await;
     }
-    let mut sales: Vec<(String, usize, i64, bool)> = Vec::new();
+    // (order, seller, price, refunded so far) in cents.
+    let mut sales: Vec<(String, usize, i64, i64)> = Vec::new();
     for i in 0..24 {
         let seller = rng.below(3) as usize;
         let price = match rng.below(4) {
@@ -658,21 +708,33 @@ async fn every_cent_of_every_sale_is_accounted_for(backend: Backend) {
         let order = app
             .sell(&buyer, Some(&sellers[seller]), price, starts)
             .await;
-        sales.push((order, seller, price, false));
+        sales.push((order, seller, price, 0));
         if rng.below(3) == 0 {
             app.payout_round(Millis::now()).await;
         }
-        // Refund an earlier sale now and then: before or after its payout.
-        if i % 4 == 3 {
+        // Refund an earlier sale now and then, in full or in part (again and again): before
+        // or after its payout.
+        if i % 3 == 2 {
             let pick = rng.below(sales.len() as u64) as usize;
-            if !sales[pick].3 {
+            let (order, _, price, refunded) = sales[pick].clone();
+            if refunded < price {
+                let total = if rng.below(3) == 0 || price - refunded < 2 {
+                    price
+                } else {
+                    refunded + 1 + rng.below((price - refunded - 1) as u64) as i64
+                };
+                let event = format!("evt_{order}_{total}");
                 assert_eq!(
-                    refund_at_the_provider(&app, &sales[pick].0).await,
+                    report_refund(&app, &order, total, &event).await,
                     StatusCode::OK
                 );
-                app.wait_charge_states(&sales[pick].0, &[ChargeState::Refunded])
-                    .await;
-                sales[pick].3 = true;
+                let charge = app.charges(&order).await.remove(0);
+                if total == price {
+                    assert_eq!(charge.state, ChargeState::Refunded);
+                } else {
+                    assert_eq!(charge.amount_refunded, Cents::new(total));
+                }
+                sales[pick].3 = total;
             }
         }
     }
@@ -701,20 +763,30 @@ async fn every_cent_of_every_sale_is_accounted_for(backend: Backend) {
         sum(|e| e.amount.get()) + sum(|e| e.fee.get())
     );
 
-    // What stands (entries not reversed) is exactly the sales that were not refunded.
+    // What stands (entries not reversed) is exactly what the buyers did not get back: of each
+    // sale, the price less its refunds, and the fee less the same share of it (half-up).
+    let fee = FeePercent::DEFAULT;
+    let kept = |sale: &(String, usize, i64, i64)| -> (i64, i64) {
+        let (price, refunded) = (sale.2, sale.3);
+        let sale_fee = fee.fee_of(Cents::new(price)).get();
+        let fee_back = (2 * sale_fee * refunded + price) / (2 * price);
+        (price - refunded, sale_fee - fee_back)
+    };
     let standing: Vec<&Credit> = entries
         .iter()
         .filter(|e| e.status != CreditStatus::Reversed)
         .collect();
-    let kept: i64 = sales.iter().filter(|s| !s.3).map(|s| s.2).sum();
-    assert_eq!(standing.iter().map(|e| e.gross.get()).sum::<i64>(), kept);
-    let fee = FeePercent::DEFAULT;
-    let kept_fees: i64 = sales
-        .iter()
-        .filter(|s| !s.3)
-        .map(|s| fee.fee_of(Cents::new(s.2)).get())
-        .sum();
+    let kept_gross: i64 = sales.iter().map(|s| kept(s).0).sum();
+    assert_eq!(
+        standing.iter().map(|e| e.gross.get()).sum::<i64>(),
+        kept_gross
+    );
+    let kept_fees: i64 = sales.iter().map(|s| kept(s).1).sum();
     assert_eq!(standing.iter().map(|e| e.fee.get()).sum::<i64>(), kept_fees);
+    assert!(
+        sales.iter().any(|s| s.3 > 0 && s.3 < s.2) && sales.iter().any(|s| s.3 == s.2),
+        "the run refunds in part and in full: {sales:?}"
+    );
 
     // Each seller's balance is their part of the sales that stand, and what was transferred
     // to them is what `paid` says.
@@ -727,8 +799,11 @@ async fn every_cent_of_every_sale_is_accounted_for(backend: Backend) {
         assert_eq!(res.status, StatusCode::OK);
         let part: i64 = sales
             .iter()
-            .filter(|s| s.1 == index && !s.3)
-            .map(|s| fee.split(Cents::new(s.2)).amount.get())
+            .filter(|s| s.1 == index)
+            .map(|s| {
+                let (gross, fee) = kept(s);
+                gross - fee
+            })
             .sum();
         let (pending, available, paid) = (
             cents(&res.json["pending"]),
@@ -1326,11 +1401,7 @@ async fn a_charge_refunded_in_stripes_dashboard_after_the_payout_is_owed_back(ba
     let (app, mock) = spawn_stripe(backend).await;
     let (buyer, seller) = (TestUser::new(), TestUser::new());
     enabled_stripe_account(&app, &mock, &seller).await;
-    let order = app
-        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
-        .await;
-    app.payout_round(Millis::now()).await;
-    wait_credit(&app, &order, CreditStatus::Paid).await;
+    let order = paid_out_sale(&app, &buyer, &seller, 2000).await;
 
     assert_eq!(refund_at_the_provider(&app, &order).await, StatusCode::OK);
 
@@ -1355,32 +1426,7 @@ async fn a_charge_captured_before_its_order_completed_credits_the_seller_when_it
     backend: Backend,
 ) {
     let (app, mock) = spawn_stripe(backend).await;
-    let (buyer, seller) = (TestUser::new(), TestUser::new());
-    let order = uuid::Uuid::now_v7().to_string();
-    app.publish_order(common::sale_created(
-        &order,
-        &buyer.id,
-        Some(&seller.id),
-        1999,
-        None,
-    ))
-    .await;
-    let processing = app.pay(&buyer, &order, PROCESSING).await;
-    assert_eq!(
-        processing.status,
-        StatusCode::ACCEPTED,
-        "{}",
-        processing.text
-    );
-
-    // Stripe took the money at once (an automatic capture) and says so.
-    mock.set_status("pi_mock_1", "succeeded");
-    let event = stripe_event(
-        "evt_captured",
-        "payment_intent.succeeded",
-        common::payment_intent("pi_mock_1", &order, 1, 1999, "succeeded"),
-    );
-    assert_eq!(app.signed_webhook(&event).await.status, StatusCode::OK);
+    let order = captured_by_stripe(&app, &mock, 1999).await;
     app.wait_status(&order, OrderStatus::Complete, 1).await;
 
     let credit = app.credit(&order).await;
@@ -1396,24 +1442,205 @@ async fn a_charge_captured_before_its_order_completed_credits_the_seller_when_it
     );
 }
 
-async fn a_partial_refund_leaves_the_credit_for_a_person(backend: Backend) {
-    let (app, _) = spawn_dev(backend).await;
-    let (buyer, seller) = (TestUser::new(), TestUser::new());
-    let order = app.sell(&buyer, Some(&seller), 2000, None).await;
-    let intent = app.charges(&order).await[0].provider_id.clone().unwrap();
-
-    let res = app
-        .signed_webhook(&stripe_event(
-            "evt_partial",
-            "charge.refunded",
-            json!({"id": "ch_1", "object": "charge", "amount": 2000, "amount_refunded": 500,
-                "refunded": false, "payment_intent": intent}),
-        ))
+async fn a_partial_refund_before_the_order_completes_is_taken_from_the_credit_it_earns(
+    backend: Backend,
+) {
+    // No orders service completing paid orders: the test completes the order itself, later.
+    let mock = MockStripe::start().await;
+    let app = TestApp::spawn(backend, stripe_provider(&mock)).await;
+    let order = captured_by_stripe(&app, &mock, 2000).await;
+    app.wait_charge_states(&order, &[ChargeState::Succeeded])
         .await;
 
-    assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(app.credit(&order).await.status, CreditStatus::Pending);
-    assert_eq!(app.charge_states(&order).await, [ChargeState::Succeeded]);
+    // Refunded in part while the order is not complete yet: no credit to take it from.
+    assert_eq!(
+        report_refund(&app, &order, 400, "evt_early").await,
+        StatusCode::OK
+    );
+    assert!(app.credits(&order).await.is_empty());
+    assert_eq!(
+        app.charges(&order).await[0].amount_refunded,
+        Cents::new(400)
+    );
+
+    let payment = app.charges(&order).await[0].id.to_string();
+    app.complete(&order, 1, &payment).await;
+
+    assert_eq!(
+        ledger_of(&app, &order).await,
+        [
+            (EntryKind::Credit, 2000, 100, 1900, CreditStatus::Pending),
+            (EntryKind::Reversal, -400, -20, -380, CreditStatus::Pending)
+        ]
+    );
+}
+
+async fn partial_refunds_before_the_payout_reduce_the_credit_and_a_full_refund_cancels_it(
+    backend: Backend,
+) {
+    use CreditStatus::{Pending, Reversed};
+    use EntryKind::{Credit as Sale, Reversal as Back};
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, Some(Millis::now().plus(HOUR)))
+        .await;
+
+    // 5.00 of 20.00 given back in Stripe's dashboard: the seller's 19.00 loses 4.75, the fee
+    // 0.25, both held until the event starts like the credit itself.
+    assert_eq!(
+        report_refund(&app, &order, 500, "evt_p1").await,
+        StatusCode::OK
+    );
+
+    let charge = app.charges(&order).await.remove(0);
+    assert_eq!(
+        (charge.state, charge.amount_refunded),
+        (ChargeState::Succeeded, Cents::new(500))
+    );
+    assert_eq!(
+        ledger_of(&app, &order).await,
+        [
+            (Sale, 2000, 100, 1900, Pending),
+            (Back, -500, -25, -475, Pending)
+        ]
+    );
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(balance(&res.json), [&json!(14.25), &json!(0), &json!(0)]);
+    assert_eq!(res.json["entries"][0]["kind"], "reversal");
+    assert_eq!(res.json["entries"][0]["amount"], json!(-4.75));
+
+    // The same report under another event id, and an older one: nothing more.
+    assert_eq!(
+        report_refund(&app, &order, 500, "evt_p1_again").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        report_refund(&app, &order, 300, "evt_p0").await,
+        StatusCode::OK
+    );
+    assert_eq!(app.credits(&order).await.len(), 2);
+
+    // 8.00 in all: the 3.00 since.
+    assert_eq!(
+        report_refund(&app, &order, 800, "evt_p2").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ledger_of(&app, &order).await[2],
+        (Back, -300, -15, -285, Pending)
+    );
+    assert_eq!(app.payouts_of(&seller).await.json["pending"], json!(11.4));
+
+    // Then all of it: nothing was paid out, so the credit and both reversals are cancelled.
+    assert_eq!(
+        report_refund(&app, &order, 2000, "evt_all").await,
+        StatusCode::OK
+    );
+    app.wait_charge_states(&order, &[ChargeState::Refunded])
+        .await;
+    assert_eq!(
+        ledger_of(&app, &order).await,
+        [
+            (Sale, 2000, 100, 1900, Reversed),
+            (Back, -500, -25, -475, Reversed),
+            (Back, -300, -15, -285, Reversed)
+        ]
+    );
+    app.payout_round(Millis::now().plus(2 * HOUR)).await;
+    assert!(dev.transfers().is_empty(), "nothing is paid for it");
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(balance(&res.json), [&json!(0), &json!(0), &json!(0)]);
+    assert_eq!(res.json["totals"]["reversed"], json!(3));
+}
+
+async fn a_partial_refund_before_the_payout_is_netted_in_its_transfer(backend: Backend) {
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = app
+        .sell(&buyer, Some(&seller), 2000, started_an_hour_ago())
+        .await;
+    assert_eq!(
+        report_refund(&app, &order, 500, "evt_part").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.credits(&order).await[1].status,
+        CreditStatus::Available,
+        "available with its credit"
+    );
+
+    onboard_dev(&app, &seller).await;
+    app.payout_round(Millis::now()).await;
+
+    eventually(15, "the sale is paid out", || async {
+        app.credits(&order)
+            .await
+            .iter()
+            .all(|e| e.status == CreditStatus::Paid)
+    })
+    .await;
+    let transfers = dev.transfers();
+    assert_eq!(transfers.len(), 1, "{transfers:#?}");
+    assert_eq!(transfers[0].request.amount, Cents::new(1900 - 475));
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(
+        (&res.json["available"], &res.json["paid"]),
+        (&json!(0), &json!(14.25))
+    );
+}
+
+async fn partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale(backend: Backend) {
+    use CreditStatus::{Available, Paid};
+    use EntryKind::{Credit as Sale, Reversal as Back};
+    let (app, dev) = spawn_dev(backend).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    onboard_dev(&app, &seller).await;
+    let order = paid_out_sale(&app, &buyer, &seller, 1999).await;
+
+    assert_eq!(
+        report_refund(&app, &order, 1000, "evt_half").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ledger_of(&app, &order).await,
+        [
+            (Sale, 1999, 100, 1899, Paid),
+            // 100 × 1000 / 1999 = 50.03 cents of fee.
+            (Back, -1000, -50, -950, Available)
+        ]
+    );
+    assert_eq!(app.payouts_of(&seller).await.json["available"], json!(-9.5));
+
+    assert_eq!(refund_at_the_provider(&app, &order).await, StatusCode::OK);
+    app.wait_charge_states(&order, &[ChargeState::Refunded])
+        .await;
+    assert_eq!(
+        ledger_of(&app, &order).await[2],
+        (Back, -999, -50, -949, Available),
+        "the rest"
+    );
+    let res = app.payouts_of(&seller).await;
+    assert_eq!(
+        (&res.json["available"], &res.json["paid"]),
+        (&json!(-18.99), &json!(18.99))
+    );
+    assert_eq!(
+        (
+            &res.json["totals"]["price"],
+            &res.json["totals"]["fee"],
+            &res.json["totals"]["amount"]
+        ),
+        (&json!(0), &json!(0), &json!(0)),
+        "every cent given back"
+    );
+    app.payout_round(Millis::now()).await;
+    assert_eq!(
+        dev.transfers().len(),
+        1,
+        "nothing is sent while the seller owes"
+    );
 }
 
 backend_tests!(
@@ -1444,7 +1671,10 @@ backend_tests!(
     a_transfer_stripe_refuses_is_tried_again_with_a_new_key_once_the_account_can_receive,
     a_charge_refunded_in_stripes_dashboard_after_the_payout_is_owed_back,
     a_charge_captured_before_its_order_completed_credits_the_seller_when_it_does,
-    a_partial_refund_leaves_the_credit_for_a_person,
+    partial_refunds_before_the_payout_reduce_the_credit_and_a_full_refund_cancels_it,
+    a_partial_refund_before_the_payout_is_netted_in_its_transfer,
+    a_partial_refund_before_the_order_completes_is_taken_from_the_credit_it_earns,
+    partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale,
 );
 
 // ---- The Stripe Connect client against the mock ----

@@ -1,11 +1,13 @@
-//! Upgrading a payments database of the previous version (attempts + payments) to charges
-//! loses no payment and no attempt number, on SQLite and PostgreSQL.
+//! Upgrading a payments database of an earlier version loses nothing, on SQLite and
+//! PostgreSQL: attempts + payments become charges with their attempt numbers; the ledger of
+//! payouts keeps every entry when a sale may have several reversals (partial refunds).
 
 use std::borrow::Cow;
 
 use bt_contract::events::OrderStatus;
 use bt_contract::{Cents, Millis, OrderId};
 use bt_payments::domain::ChargeState;
+use bt_payments::ledger::CreditStatus;
 use bt_payments::store;
 use bt_platform::db::DbOptions;
 use bt_platform::{Db, Migrations, on_db};
@@ -151,4 +153,113 @@ async fn payments_and_attempts_become_charges(backend: Backend) {
     );
 }
 
-backend_tests!(payments_and_attempts_become_charges);
+async fn the_ledger_keeps_every_entry_when_sales_may_have_several_reversals(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = Db::connect(&test_db.url, &DbOptions::default())
+        .await
+        .unwrap();
+    db.migrate(&first(5)).await.unwrap();
+    // The previous version's ledger: o1 paid out then refunded (credit + one reversal), o2
+    // refunded before its payout (reversed), o3 pending; o1's charge refunded.
+    let entry = |id: &str, order: &str, kind: &str, gross: i64, fee: i64, status: &str| {
+        format!(
+            "('{id}', 's1', '{order}', '{kind}', 'p-{order}', 't-{order}', 'Show', {gross}, {fee}, {}, 'usd', '{status}', 5, NULL, 0, NULL, 0, NULL, NULL, 1, 1)",
+            gross - fee
+        )
+    };
+    run(
+        &db,
+        &format!(
+            "INSERT INTO charges (id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, created_at, updated_at) VALUES
+                ('p-o1', 'o1', 1, 'refunded', 2000, 'usd', NULL, 'pi_1', NULL, 0, 1, 1);
+             INSERT INTO seller_credits (id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at) VALUES {}, {}, {}, {};",
+            entry("c1", "o1", "credit", 2000, 100, "paid"),
+            entry("r1", "o1", "reversal", -2000, -100, "available"),
+            entry("c2", "o2", "credit", 1000, 50, "reversed"),
+            entry("c3", "o3", "credit", 700, 35, "pending"),
+        ),
+    )
+    .await;
+
+    db.migrate(&bt_payments::MIGRATIONS).await.unwrap();
+
+    let entries: Vec<(String, String, i64, i64, i64, CreditStatus)> = store::all_credits(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.id,
+                e.order_id.into_string(),
+                e.gross.get(),
+                e.fee.get(),
+                e.amount.get(),
+                e.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (
+                "c1".into(),
+                "o1".into(),
+                2000,
+                100,
+                1900,
+                CreditStatus::Paid
+            ),
+            (
+                "c2".into(),
+                "o2".into(),
+                1000,
+                50,
+                950,
+                CreditStatus::Reversed
+            ),
+            (
+                "c3".into(),
+                "o3".into(),
+                700,
+                35,
+                665,
+                CreditStatus::Pending
+            ),
+            (
+                "r1".into(),
+                "o1".into(),
+                -2000,
+                -100,
+                -1900,
+                CreditStatus::Available
+            ),
+        ]
+    );
+    let charge = store::charges_of(&db, &OrderId::new("o1")).await.unwrap();
+    assert_eq!(charge[0].amount_refunded, Cents::new(0));
+    assert_eq!(charge[0].refunded_amount(), Cents::new(2000));
+    // A second reversal of a sale is now possible; a second credit still is not.
+    run(
+        &db,
+        &format!(
+            "INSERT INTO seller_credits (id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at) VALUES {}",
+            entry("r3", "o3", "reversal", -100, -5, "pending")
+        ),
+    )
+    .await;
+    let second = on_db!(&db, |pool| {
+        sqlx::raw_sql(&format!(
+        "INSERT INTO seller_credits (id, seller_id, order_id, kind, payment_id, ticket_id, title, gross, fee, amount, currency, status, available_at, transfer_key, transfer_attempts, transfer_id, lease_until, failure, paid_at, created_at, updated_at) VALUES {}",
+        entry("c3b", "o3", "credit", 700, 35, "pending")
+    ))
+    .execute(pool)
+    .await
+    .map(drop)
+    });
+    assert!(second.is_err(), "one credit per sale");
+}
+
+backend_tests!(
+    payments_and_attempts_become_charges,
+    the_ledger_keeps_every_entry_when_sales_may_have_several_reversals
+);

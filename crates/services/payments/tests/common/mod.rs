@@ -370,6 +370,7 @@ impl TestApp {
             provider_id: None,
             failure: None,
             lease_until: now.minus(std::time::Duration::from_secs(1)),
+            amount_refunded: Cents::new(0),
             created_at: now.minus(age),
             updated_at: now.minus(age),
         };
