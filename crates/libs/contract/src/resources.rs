@@ -67,8 +67,10 @@ crate::text_enum! {
     pub enum EntryKind {
         /// The seller's part of a paid order (one per order).
         Credit = "credit",
-        /// Takes back a credit that was paid out (or being paid out) when its charge was
-        /// refunded: negative amounts, netted from the seller's next payouts.
+        /// Takes back (part of) a credit when its charge was refunded (in full after the
+        /// credit was paid out, or in part): negative amounts, paid with the credit while it is
+        /// not paid out, otherwise netted from the seller's next payouts. A sale may have
+        /// several.
         Reversal = "reversal",
     }
 }
