@@ -25,7 +25,7 @@ pub trait Event:
 }
 
 /// Every subject the services publish.
-pub const SUBJECTS: [&str; 13] = [
+pub const SUBJECTS: [&str; 14] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     TicketReservationRefused::SUBJECT,
@@ -39,6 +39,7 @@ pub const SUBJECTS: [&str; 13] = [
     PaymentDeclined::SUBJECT,
     SaleCredited::SUBJECT,
     TicketHeld::SUBJECT,
+    PaymentRefunded::SUBJECT,
 ];
 
 /// The wire form of every event.
@@ -344,6 +345,43 @@ impl Event for PaymentDeclined {
     }
 }
 
+/// Money of a captured charge was given back to the buyer (second wave; published by payments
+/// in the transaction that records the refund): refunded in full — in Stripe's dashboard, or by
+/// the service itself (e.g. a payment that landed after its order was cancelled) — or in part
+/// (Stripe sends each refund with the running total). The buyer is told, and the order shows it.
+/// Totals only grow, so a consumer keeps the largest `refunded` it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    /// The charge refunded.
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    /// The buyer.
+    pub user_id: UserId,
+    /// The ticket's title as sold; `None` for orders replicated before titles were.
+    pub title: Option<String>,
+    /// What the buyer was charged.
+    pub price: Cents,
+    /// Given back so far, this refund included (`price` when refunded in full).
+    pub refunded: Cents,
+    /// Given back by this refund.
+    pub amount: Cents,
+}
+
+impl PaymentRefunded {
+    /// Whether all of the charge is given back.
+    pub fn in_full(&self) -> bool {
+        self.refunded >= self.price
+    }
+}
+
+impl Event for PaymentRefunded {
+    const SUBJECT: &'static str = "payment.refunded";
+    fn key(&self) -> &str {
+        self.order_id.as_str()
+    }
+}
+
 /// A sale was captured and its seller credited (second wave; published by payments in the
 /// transaction that writes the credit, once per order): what the seller earns and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -599,7 +637,8 @@ mod tests {
                 "user.created",
                 "payment.declined",
                 "sale.credited",
-                "ticket.held"
+                "ticket.held",
+                "payment.refunded"
             ]
         );
     }

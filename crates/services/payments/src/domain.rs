@@ -354,6 +354,17 @@ impl Charge {
         }
     }
 
+    /// What the buyer has back of this charge now: all of it once `refunded`, what partial
+    /// refunds gave back while `succeeded`, nothing otherwise (a refund being made is not back
+    /// yet).
+    pub fn given_back(&self) -> Cents {
+        match self.state {
+            ChargeState::Refunded => self.amount,
+            ChargeState::Succeeded => self.amount_refunded,
+            _ => Cents::new(0),
+        }
+    }
+
     /// The hold was released at the provider without us asking (expired, cancelled in the
     /// dashboard): an authorised charge is void; a started one is declined.
     pub fn released_elsewhere(mut self, now: Millis) -> Option<Self> {
@@ -661,8 +672,20 @@ mod tests {
             more.clone().refunded_in_part(Cents::new(1000), at(33)),
             None
         );
+        assert_eq!(more.given_back(), Cents::new(999));
         let refunded = more.refunded_elsewhere(at(33)).unwrap();
         assert_eq!(refunded.refunded_amount(), Cents::new(1000));
+        assert_eq!(refunded.given_back(), Cents::new(1000));
+        // Being refunded: taken from the seller already, not back with the buyer yet.
+        let refunding = authorized()
+            .order_cancelled(at(30))
+            .unwrap()
+            .settling_refused("captured".into(), at(31))
+            .unwrap();
+        assert_eq!(
+            (refunding.refunded_amount(), refunding.given_back()),
+            (Cents::new(1000), Cents::new(0))
+        );
         // Only a captured charge is refunded in part.
         assert_eq!(authorized().refunded_in_part(Cents::new(400), at(30)), None);
     }

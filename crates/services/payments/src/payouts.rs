@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_contract::events::{OrderStatus, SaleCredited};
+use bt_contract::events::{OrderStatus, PaymentRefunded, SaleCredited};
 use bt_contract::{ApiError, Cents, Millis, UserId};
 use bt_platform::bus::Outbox;
 use bt_platform::{Db, Runtime, Tx};
@@ -171,6 +171,41 @@ impl Ledger {
             ChargeState::Refunding | ChargeState::Refunded => reverse_sale(tx, charge, now).await?,
             _ => {}
         }
+        Ok(())
+    }
+}
+
+impl Ledger {
+    /// Announces the money `after` gives back to the buyer beyond what `before` (the same
+    /// charge as read) did (`payment.refunded`), in the transaction that records the change:
+    /// a refund in full or in part. Nothing when nothing more is back.
+    pub async fn announce_refund(
+        &self,
+        tx: &mut Tx,
+        before: &Charge,
+        after: &Charge,
+    ) -> sqlx::Result<()> {
+        let (was, is) = (before.given_back(), after.given_back());
+        if is <= was {
+            return Ok(());
+        }
+        let Some(order) = store::order_in(tx, &after.order_id).await? else {
+            return Ok(());
+        };
+        self.outbox
+            .stage(
+                tx,
+                PaymentRefunded {
+                    id: after.id.clone(),
+                    order_id: after.order_id.clone(),
+                    user_id: order.user_id,
+                    title: order.title,
+                    price: after.amount,
+                    refunded: is,
+                    amount: Cents::new(is.get() - was.get()),
+                },
+            )
+            .await?;
         Ok(())
     }
 }

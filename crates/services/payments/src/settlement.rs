@@ -104,8 +104,13 @@ async fn settle(payments: &Payments, charge: &Charge) -> Result<(), ChargeError>
     let mut tx = payments.db.begin().await?;
     // Only over the state this round read: a concurrent replica may have settled it first.
     if store::save_charge(&mut tx, &next, charge.state).await? {
-        // The capture credits the seller, in the same transaction; a refund reverses it.
+        // The capture credits the seller, in the same transaction; a refund reverses it and
+        // is announced to the buyer.
         payments.ledger.follow(&mut tx, &next, now).await?;
+        payments
+            .ledger
+            .announce_refund(&mut tx, charge, &next)
+            .await?;
         tx.commit().await?;
         let counter = match next.state {
             ChargeState::Succeeded => "payments_captured_total",

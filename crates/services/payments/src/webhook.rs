@@ -270,7 +270,7 @@ async fn refunded(payments: &Payments, object: &IntentObject) -> Result<(), Char
             tracing::info!(order.id = %next.order_id, payment.id = %next.id, from = %charge.state, to = %next.state, refunded = %next.refunded_amount(), "charge refunded at the provider");
             next
         }
-        None => charge,
+        None => charge.clone(),
     };
     if matches!(
         refunded.state,
@@ -278,6 +278,10 @@ async fn refunded(payments: &Payments, object: &IntentObject) -> Result<(), Char
     ) {
         payments.ledger.follow(&mut tx, &refunded, now).await?;
     }
+    payments
+        .ledger
+        .announce_refund(&mut tx, &charge, &refunded)
+        .await?;
     tx.commit().await?;
     payments.arrivals.arrived();
     Ok(())

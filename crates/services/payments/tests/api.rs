@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bt_contract::events::{CancelReason, OrderCancelled, OrderStatus, PaymentCreated};
+use bt_contract::events::{
+    CancelReason, Event, OrderCancelled, OrderStatus, PaymentCreated, PaymentRefunded,
+};
 use bt_contract::{Cents, PaymentId};
 use bt_payments::domain::ChargeState;
 use bt_payments::provider::{DevStatus, Development, Provider};
@@ -509,6 +511,7 @@ async fn the_replica_applies_order_events_in_version_order(backend: Backend) {
 async fn a_captured_charge_reported_by_webhook_for_a_cancelled_order_is_refunded(backend: Backend) {
     let (app, _dev) = spawn(backend).await;
     let mut probe = EventProbe::new(&app.bus.bus, "payment.created").await;
+    let mut refunds = EventProbe::new(&app.bus.bus, PaymentRefunded::SUBJECT).await;
     let buyer = TestUser::new();
     let order = app.order_for(&buyer, 1000).await;
     app.cancel(&order, 1, CancelReason::Expired).await;
@@ -526,6 +529,31 @@ async fn a_captured_charge_reported_by_webhook_for_a_cancelled_order_is_refunded
     app.wait_charge_states(&order, &[ChargeState::Refunded])
         .await;
     probe.assert_silent(300).await;
+    // The buyer is told once the money is back.
+    let refunded = refunds.next::<PaymentRefunded>(15).await.data;
+    assert_eq!(
+        (
+            refunded.order_id.as_str(),
+            refunded.user_id.as_str(),
+            refunded.price,
+            refunded.refunded,
+            refunded.amount
+        ),
+        (
+            order.as_str(),
+            buyer.id.as_str(),
+            Cents::new(1000),
+            Cents::new(1000),
+            Cents::new(1000)
+        )
+    );
+    assert!(refunded.in_full());
+    assert_eq!(
+        refunded.id,
+        app.charges(&order).await[0].id,
+        "names the charge refunded"
+    );
+    refunds.assert_silent(300).await;
 }
 
 backend_tests!(

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bt_contract::events::{CancelReason, OrderStatus};
+use bt_contract::events::{CancelReason, Event, OrderStatus, PaymentRefunded};
 use bt_contract::{Cents, Millis, UserId};
 use bt_payments::domain::ChargeState;
 use bt_payments::ledger::{
@@ -18,7 +18,7 @@ use bt_payments::ledger::{
 use bt_payments::provider::{Development, Provider, TransferRequest};
 use bt_payments::store;
 use bt_test_support::stripe::{MockStripe, PROCESSING};
-use bt_test_support::{Backend, TestUser, backend_tests, eventually};
+use bt_test_support::{Backend, EventProbe, TestUser, backend_tests, eventually};
 use common::{PUBLIC_URL, TestApp, stripe_event, stripe_provider};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -1598,6 +1598,7 @@ async fn partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale(bac
     let (buyer, seller) = (TestUser::new(), TestUser::new());
     onboard_dev(&app, &seller).await;
     let order = paid_out_sale(&app, &buyer, &seller, 1999).await;
+    let mut refunds = EventProbe::new(&app.bus.bus, PaymentRefunded::SUBJECT).await;
 
     assert_eq!(
         report_refund(&app, &order, 1000, "evt_half").await,
@@ -1641,6 +1642,35 @@ async fn partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale(bac
         1,
         "nothing is sent while the seller owes"
     );
+
+    // The buyer is told of each refund: what it gave back, and the total so far.
+    let told = |e: PaymentRefunded| {
+        (
+            e.order_id.into_string(),
+            e.user_id.into_string(),
+            e.title,
+            e.price.get(),
+            e.refunded.get(),
+            e.amount.get(),
+        )
+    };
+    let title = Some(format!("Ticket of {order}"));
+    assert_eq!(
+        told(refunds.next::<PaymentRefunded>(15).await.data),
+        (
+            order.clone(),
+            buyer.id.clone(),
+            title.clone(),
+            1999,
+            1000,
+            1000
+        )
+    );
+    assert_eq!(
+        told(refunds.next::<PaymentRefunded>(15).await.data),
+        (order.clone(), buyer.id.clone(), title, 1999, 1999, 999)
+    );
+    refunds.assert_silent(300).await;
 }
 
 backend_tests!(
