@@ -699,7 +699,7 @@ async fn the_purchase_flow_survives_losing_a_replica_of_every_service() {
             continue;
         }
         // Nothing is refunded here: refunds come from Stripe's dashboard or from a payment
-        // that lands after its order ended (bt-payments' tests, tests/e2e.rs).
+        // that lands after its order ended (bt-payments' tests).
         if subject == bt_contract::events::PaymentRefunded::SUBJECT {
             continue;
         }
