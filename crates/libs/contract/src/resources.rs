@@ -38,12 +38,17 @@ pub struct OrderTicket {
     pub version: i64,
 }
 
-/// The payment of an order: `{id, amount, status}`; `amount` in currency units like `price`.
+/// The payment of an order: `{id, amount, status, refunded}`; `amount` and `refunded` in
+/// currency units like `price`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPayment {
     pub id: PaymentId,
     pub amount: Cents,
     pub status: OrderPaymentStatus,
+    /// Given back to the buyer so far: 0, part of `amount` (a partial refund; `status` stays),
+    /// or all of it (`status` is `refunded`). An extension; absent reads as 0.
+    #[serde(default)]
+    pub refunded: Cents,
 }
 
 crate::text_enum! {
@@ -56,6 +61,8 @@ crate::text_enum! {
         /// The order was cancelled before it could be completed: the hold is released and
         /// nothing is charged.
         Voided = "voided",
+        /// All of the payment was given back to the buyer (`refunded` equals `amount`).
+        Refunded = "refunded",
     }
 }
 
@@ -185,6 +192,7 @@ mod tests {
                 id: "p1".into(),
                 amount: Cents::new(2050),
                 status: OrderPaymentStatus::Succeeded,
+                refunded: Cents::new(500),
             }),
             cancel_reason: None,
         };
@@ -195,10 +203,19 @@ mod tests {
                 "id": "o1", "userId": "u1", "status": "complete",
                 "expiresAt": "2026-11-25T10:00:00.000Z", "version": 1,
                 "ticket": {"id": "t1", "title": "Concert", "price": 20.5, "version": 0},
-                "payment": {"id": "p1", "amount": 20.5, "status": "succeeded"},
+                "payment": {"id": "p1", "amount": 20.5, "status": "succeeded", "refunded": 5},
                 "cancelReason": null
             })
         );
         assert_eq!(serde_json::from_value::<Order>(json).unwrap(), order);
+        // Before refunds were shown, a payment had no `refunded`: nothing was given back.
+        let earlier: OrderPayment =
+            serde_json::from_value(json!({"id": "p1", "amount": 20.5, "status": "voided"}))
+                .unwrap();
+        assert_eq!(earlier.refunded, Cents::new(0));
+        assert_eq!(
+            serde_json::to_value(OrderPaymentStatus::Refunded).unwrap(),
+            "refunded"
+        );
     }
 }

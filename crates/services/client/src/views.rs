@@ -442,7 +442,8 @@ pub struct OrderView {
 /// The payment of an order, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentView {
-    /// `Paid $20.50`, `Card authorised, confirming…`, `Card hold released — nothing was charged`.
+    /// `Paid $20.50`, `Paid $20.50 — $5.00 refunded`, `Card authorised, confirming…`, `Card
+    /// hold released — nothing was charged`, `Refunded $20.50 — all of it was given back`.
     pub text: String,
     /// The CSS class of its state: `paid`, `pending` or `released`.
     pub class: &'static str,
@@ -450,16 +451,25 @@ pub struct PaymentView {
 
 impl PaymentView {
     pub fn of(payment: &OrderPayment, currency: &str) -> Self {
+        let amount = money(payment.amount.get(), currency);
         let (text, class) = match payment.status {
-            OrderPaymentStatus::Succeeded => (
-                format!("Paid {}", money(payment.amount.get(), currency)),
+            OrderPaymentStatus::Succeeded if payment.refunded.get() > 0 => (
+                format!(
+                    "Paid {amount} — {} refunded",
+                    money(payment.refunded.get(), currency)
+                ),
                 "paid",
             ),
+            OrderPaymentStatus::Succeeded => (format!("Paid {amount}"), "paid"),
             OrderPaymentStatus::Authorized => {
                 ("Card authorised, confirming…".to_owned(), "pending")
             }
             OrderPaymentStatus::Voided => (
                 "Card hold released — nothing was charged".to_owned(),
+                "released",
+            ),
+            OrderPaymentStatus::Refunded => (
+                format!("Refunded {amount} — all of it was given back"),
                 "released",
             ),
         };
@@ -1053,11 +1063,21 @@ mod tests {
         }
     }
 
-    fn with_payment(mut order: Order, status: OrderPaymentStatus) -> Order {
+    fn with_payment(order: Order, status: OrderPaymentStatus) -> Order {
+        let refunded = if status == OrderPaymentStatus::Refunded {
+            2050
+        } else {
+            0
+        };
+        with_refund(order, status, refunded)
+    }
+
+    fn with_refund(mut order: Order, status: OrderPaymentStatus, refunded: i64) -> Order {
         order.payment = Some(OrderPayment {
             id: "p1".into(),
             amount: Cents::new(2050),
             status,
+            refunded: Cents::new(refunded),
         });
         order
     }
@@ -1189,6 +1209,31 @@ mod tests {
                     OrderPaymentStatus::Voided,
                 ),
                 "Card hold released — nothing was charged",
+                "released",
+            ),
+            (
+                with_refund(
+                    order(OrderStatus::Complete, OVER),
+                    OrderPaymentStatus::Succeeded,
+                    500,
+                ),
+                "Paid $20.50 — $5.00 refunded",
+                "paid",
+            ),
+            (
+                with_payment(
+                    order(OrderStatus::Complete, OVER),
+                    OrderPaymentStatus::Refunded,
+                ),
+                "Refunded $20.50 — all of it was given back",
+                "released",
+            ),
+            (
+                with_payment(
+                    cancelled(CancelReason::Expired, OVER),
+                    OrderPaymentStatus::Refunded,
+                ),
+                "Refunded $20.50 — all of it was given back",
                 "released",
             ),
         ];

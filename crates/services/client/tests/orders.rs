@@ -114,6 +114,7 @@ async fn the_order_and_the_orders_list_show_the_payment_and_the_cancel_reason() 
         id: "p1".into(),
         amount: Cents::new(2050),
         status: OrderPaymentStatus::Voided,
+        refunded: Cents::new(0),
     });
     let browser = Browser::new(api(
         serde_json::to_value(cancelled).unwrap(),

@@ -86,6 +86,8 @@ impl ListedTicket {
 pub struct Payment {
     pub id: PaymentId,
     pub amount: Cents,
+    /// Given back to the buyer so far (`payment.refunded`; only grows).
+    pub refunded: Cents,
 }
 
 /// An order.
@@ -118,6 +120,14 @@ pub enum Command {
     RefuseReservation(ReservationRefusal),
     /// A payment was authorised for the order (`payment.created`).
     Pay { payment: PaymentId, amount: Cents },
+    /// Money of a payment of the order was given back to the buyer (`payment.refunded`):
+    /// `refunded` of `amount` so far. Changes what the order shows, not its status: it is not
+    /// announced (and the version stays).
+    Refunded {
+        payment: PaymentId,
+        amount: Cents,
+        refunded: Cents,
+    },
 }
 
 /// An event a transition announces.
@@ -164,6 +174,8 @@ pub enum Refusal {
     OtherPayment(PaymentId),
     #[error("a payment of {paid} for an order of {price}")]
     AmountMismatch { paid: Cents, price: Cents },
+    #[error("this refund is recorded already")]
+    SameRefund,
 }
 
 impl Order {
@@ -259,7 +271,48 @@ impl Order {
             }
             Command::ConfirmReservation => self.confirm(now),
             Command::Pay { payment, amount } => self.pay(payment, amount, now),
+            Command::Refunded {
+                payment,
+                amount,
+                refunded,
+            } => self.refunded(payment, amount, refunded, now),
         }
+    }
+
+    /// Records money given back of a payment: of the order's payment (refunds only add up: an
+    /// older total changes nothing), or of a payment the order never knew of when the order
+    /// was cancelled without one (a charge that landed too late, given back by the payments
+    /// service: the buyer sees it came and went). A second charge of an order that has a
+    /// payment is not the order's.
+    fn refunded(
+        mut self,
+        payment: PaymentId,
+        amount: Cents,
+        refunded: Cents,
+        now: Millis,
+    ) -> Result<Transition, Refusal> {
+        match &mut self.payment {
+            Some(known) if known.id == payment => {
+                if refunded <= known.refunded {
+                    return Err(Refusal::SameRefund);
+                }
+                known.refunded = refunded.min(known.amount);
+            }
+            Some(known) => return Err(Refusal::OtherPayment(known.id.clone())),
+            None if self.status == OrderStatus::Cancelled => {
+                self.payment = Some(Payment {
+                    id: payment,
+                    amount,
+                    refunded: refunded.min(amount),
+                });
+            }
+            None => return Err(Refusal::OtherPayment(payment)),
+        }
+        self.updated_at = now;
+        Ok(Transition {
+            order: self,
+            event: None,
+        })
     }
 
     fn cancel(mut self, reason: CancelReason, now: Millis) -> Result<Transition, Refusal> {
@@ -329,6 +382,7 @@ impl Order {
                 self.payment = Some(Payment {
                     id: payment,
                     amount,
+                    refunded: Cents::new(0),
                 });
                 self.updated_at = now;
                 return Ok(Transition {
@@ -347,6 +401,7 @@ impl Order {
         self.payment = Some(Payment {
             id: payment,
             amount,
+            refunded: Cents::new(0),
         });
         self.updated_at = now;
         match self.reservation {
@@ -405,7 +460,12 @@ impl Order {
             payment: self.payment.as_ref().map(|p| OrderPayment {
                 id: p.id.clone(),
                 amount: p.amount,
-                status: payment_status,
+                status: if p.refunded >= p.amount {
+                    OrderPaymentStatus::Refunded
+                } else {
+                    payment_status
+                },
+                refunded: p.refunded,
             }),
             cancel_reason: self.cancel_reason,
         }
@@ -677,6 +737,70 @@ mod tests {
         let payment = json.payment.unwrap();
         assert_eq!(payment.status, OrderPaymentStatus::Succeeded);
         assert_eq!(payment.amount, Cents::new(1000));
+    }
+
+    fn refunded(payment: &str, total: i64) -> Command {
+        Command::Refunded {
+            payment: payment.into(),
+            amount: Cents::new(1000),
+            refunded: Cents::new(total),
+        }
+    }
+
+    #[test]
+    fn money_given_back_shows_on_the_order_without_an_event_or_a_version() {
+        let paid = confirmed().apply(pay("p1", 1000), at(20)).unwrap().order;
+        let part = paid.clone().apply(refunded("p1", 300), at(30)).unwrap();
+        assert_eq!(part.event, None);
+        assert_eq!(
+            (part.order.status, part.order.version, part.order.updated_at),
+            (OrderStatus::Complete, 1, at(30))
+        );
+        let shown = part.order.to_json().payment.unwrap();
+        assert_eq!(
+            (shown.status, shown.refunded),
+            (OrderPaymentStatus::Succeeded, Cents::new(300))
+        );
+        // Again, or an older total: nothing to do.
+        for total in [300, 100] {
+            assert_eq!(
+                part.order.clone().apply(refunded("p1", total), at(31)),
+                Err(Refusal::SameRefund)
+            );
+        }
+        let all = part.order.apply(refunded("p1", 1000), at(40)).unwrap();
+        let shown = all.order.to_json().payment.unwrap();
+        assert_eq!(
+            (shown.status, shown.refunded),
+            (OrderPaymentStatus::Refunded, Cents::new(1000))
+        );
+        // Another charge of the order is not its payment.
+        assert_eq!(
+            paid.apply(refunded("p2", 1000), at(50)),
+            Err(Refusal::OtherPayment("p1".into()))
+        );
+        // An open order without a payment does not take one from a refund (its real payment
+        // may still come); a cancelled one shows the charge that came too late and went back.
+        assert_eq!(
+            confirmed().apply(refunded("p9", 1000), at(50)),
+            Err(Refusal::OtherPayment("p9".into()))
+        );
+        let ended = confirmed()
+            .apply(Command::Expire, at(60))
+            .unwrap()
+            .order
+            .apply(refunded("p9", 1000), at(70))
+            .unwrap();
+        assert_eq!(
+            ended.order.to_json().payment,
+            Some(OrderPayment {
+                id: "p9".into(),
+                amount: Cents::new(1000),
+                status: OrderPaymentStatus::Refunded,
+                refunded: Cents::new(1000),
+            })
+        );
+        assert_eq!(ended.order.status, OrderStatus::Cancelled);
     }
 
     #[test]

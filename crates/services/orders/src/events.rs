@@ -4,8 +4,8 @@
 //! expiry, payment. Every order change goes through [`lifecycle::execute`].
 
 use bt_contract::events::{
-    Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketData, TicketHeld,
-    TicketReservationRefused, TicketUpdated,
+    Envelope, ExpirationComplete, PaymentCreated, PaymentRefunded, TicketCreated, TicketData,
+    TicketHeld, TicketReservationRefused, TicketUpdated,
 };
 use bt_contract::{Millis, OrderId};
 use bt_platform::Tx;
@@ -167,6 +167,23 @@ impl Handle<PaymentCreated> for Handlers {
             Command::Pay {
                 payment: payment.id,
                 amount,
+            },
+        )
+        .await
+    }
+}
+
+impl Handle<PaymentRefunded> for Handlers {
+    /// Shows the money given back on the order (its version stays: nothing is announced).
+    async fn handle(&self, tx: &mut Tx, event: Envelope<PaymentRefunded>) -> HandlerResult {
+        let refund = event.data;
+        self.run(
+            tx,
+            &refund.order_id,
+            Command::Refunded {
+                payment: refund.id,
+                amount: refund.price,
+                refunded: refund.refunded,
             },
         )
         .await

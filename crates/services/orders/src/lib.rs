@@ -16,7 +16,7 @@
 //! - [`handlers`]: the routes under `/api/orders`.
 //! - [`events`]: the tickets replica (`ticket.created` / `ticket.updated`, in version order),
 //!   the tickets service's answer on a reservation, expiry (`expiration.complete`) and payment
-//!   (`payment.created`).
+//!   (`payment.created`), and money given back (`payment.refunded`).
 
 pub mod domain;
 pub mod events;
@@ -31,8 +31,8 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
 use bt_contract::events::{
-    Event, ExpirationComplete, PaymentCreated, TicketCreated, TicketHeld, TicketReservationRefused,
-    TicketUpdated,
+    Event, ExpirationComplete, PaymentCreated, PaymentRefunded, TicketCreated, TicketHeld,
+    TicketReservationRefused, TicketUpdated,
 };
 use bt_platform::bus::{Consumers, Outbox};
 use bt_platform::db::DbOptions;
@@ -129,7 +129,8 @@ pub async fn service(
         .on::<TicketHeld>(handlers.clone())
         .on::<TicketReservationRefused>(handlers.clone())
         .on::<ExpirationComplete>(handlers.clone())
-        .on::<PaymentCreated>(handlers)
+        .on::<PaymentCreated>(handlers.clone())
+        .on::<PaymentRefunded>(handlers)
         .start(runtime)
         .await?;
     let state = AppState(Arc::new(Shared {

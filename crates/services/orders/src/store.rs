@@ -8,13 +8,13 @@ use bt_platform::{Db, Tx, on_db, on_tx};
 
 use crate::domain::{ListedTicket, Order, Payment, Reservation, TicketTerms};
 
-const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, cancel_reason, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, user_id, status, expires_at, version, ticket_id, ticket_title, ticket_price, ticket_version, reservation, payment_id, payment_amount, payment_refunded, cancel_reason, created_at, updated_at";
 
 fn select_orders(filter: &str) -> String {
     format!("SELECT {ORDER_COLUMNS} FROM orders {filter}")
 }
 
-const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, cancel_reason = $7, updated_at = $8 WHERE id = $1 AND version = $9";
+const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, payment_refunded = $7, cancel_reason = $8, updated_at = $9 WHERE id = $1 AND version = $10";
 const TICKET: &str = "SELECT id, title, price, user_id, version, starts_at, for_sale, held_for, held_version, held_until FROM tickets WHERE id = $1";
 const HOLD_TICKET: &str = "UPDATE tickets SET held_for = $2, held_version = $3, held_until = $4 WHERE id = $1 AND version = $3";
 const INSERT_TICKET: &str = "INSERT INTO tickets (id, title, price, user_id, version, starts_at, for_sale) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -35,6 +35,7 @@ struct OrderRow {
     reservation: Reservation,
     payment_id: Option<PaymentId>,
     payment_amount: Option<Cents>,
+    payment_refunded: Cents,
     cancel_reason: Option<CancelReason>,
     created_at: Millis,
     updated_at: Millis,
@@ -45,7 +46,11 @@ impl TryFrom<OrderRow> for Order {
 
     fn try_from(row: OrderRow) -> Result<Self, Self::Error> {
         let payment = match (row.payment_id, row.payment_amount) {
-            (Some(id), Some(amount)) => Some(Payment { id, amount }),
+            (Some(id), Some(amount)) => Some(Payment {
+                id,
+                amount,
+                refunded: row.payment_refunded,
+            }),
             (None, None) => None,
             _ => {
                 return Err(sqlx::Error::Decode(
@@ -91,7 +96,7 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
     }
     let sql = format!(
         "INSERT INTO orders ({ORDER_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-        bt_platform::db::values_placeholders(tx.backend(), orders.len(), 15)
+        bt_platform::db::values_placeholders(tx.backend(), orders.len(), 16)
     );
     on_tx!(tx, |conn| {
         let mut query = sqlx::query_scalar::<_, OrderId>(&sql);
@@ -109,6 +114,7 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
                 .bind(order.reservation)
                 .bind(order.payment.as_ref().map(|p| &p.id))
                 .bind(order.payment.as_ref().map(|p| p.amount))
+                .bind(order.payment.as_ref().map_or(Cents::new(0), |p| p.refunded))
                 .bind(order.cancel_reason)
                 .bind(order.created_at)
                 .bind(order.updated_at);
@@ -128,6 +134,7 @@ pub async fn save_order(tx: &mut Tx, order: &Order, read_version: i64) -> sqlx::
         .bind(order.reservation)
         .bind(order.payment.as_ref().map(|p| &p.id))
         .bind(order.payment.as_ref().map(|p| p.amount))
+        .bind(order.payment.as_ref().map_or(Cents::new(0), |p| p.refunded))
         .bind(order.cancel_reason)
         .bind(order.updated_at)
         .bind(read_version)

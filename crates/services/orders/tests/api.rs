@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bt_contract::events::{
     CancelReason, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
-    PaymentCreated, ReservationRefusal, TicketData, TicketReservationRefused, TicketUpdated,
+    PaymentCreated, PaymentRefunded, ReservationRefusal, TicketData, TicketReservationRefused,
+    TicketUpdated,
 };
 use bt_contract::{Cents, PaymentId, SessionKeys};
 use bt_platform::db::DbOptions;
@@ -922,7 +923,7 @@ async fn payment_completes_the_order_and_publishes_order_completed(backend: Back
     );
     assert_eq!(
         shown.json["payment"],
-        json!({"id": payment.id, "amount": 10, "status": "succeeded"})
+        json!({"id": payment.id, "amount": 10, "status": "succeeded", "refunded": 0})
     );
 }
 
@@ -976,6 +977,120 @@ async fn a_payment_for_a_cancelled_order_leaves_it_cancelled(backend: Backend) {
     probe.assert_silent(300).await;
 }
 
+/// `refunded` of a 10.00 payment given back so far, as payments announces it.
+fn refund_of(payment: &PaymentCreated, refunded: i64) -> PaymentRefunded {
+    PaymentRefunded {
+        id: payment.id.clone(),
+        order_id: payment.order_id.clone(),
+        user_id: "buyer".into(),
+        title: Some("Concert".into()),
+        price: Cents::new(1000),
+        refunded: Cents::new(refunded),
+        amount: Cents::new(refunded),
+    }
+}
+
+async fn the_order_shows_money_given_back_in_part_then_in_full(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut completed = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let mut cancelled = EventProbe::new(&app.bus.bus, "order.cancelled").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+    app.confirm(&ticket, &id).await;
+    let payment = payment_for(&id);
+    publish(&app.bus.bus, payment.clone()).await;
+    completed.next::<OrderCompleted>(10).await;
+    let shown = || async {
+        app.as_user(&buyer)
+            .get(&format!("/api/orders/{id}"))
+            .await
+            .json
+    };
+
+    // 2.50 back, then an older total (1.00) delivered late, then 4.00 in all.
+    for (total, expected) in [(250, json!(2.5)), (100, json!(2.5)), (400, json!(4))] {
+        let refund = publish(&app.bus.bus, refund_of(&payment, total)).await;
+        app.wait_processed(&refund).await;
+        let order = shown().await;
+        assert_eq!(
+            order["payment"],
+            json!({"id": payment.id, "amount": 10, "status": "succeeded", "refunded": expected}),
+            "after {total}"
+        );
+        assert_eq!(
+            (&order["status"], &order["version"]),
+            (&json!("complete"), &json!(1)),
+            "the order stays complete, at its version"
+        );
+    }
+    // All of it.
+    let refund = publish(&app.bus.bus, refund_of(&payment, 1000)).await;
+    app.wait_processed(&refund).await;
+    assert_eq!(
+        shown().await["payment"],
+        json!({"id": payment.id, "amount": 10, "status": "refunded", "refunded": 10})
+    );
+    assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
+    // A refund is not an order event.
+    completed.assert_silent(300).await;
+    cancelled.assert_silent(0).await;
+}
+
+async fn a_late_payment_given_back_shows_on_the_cancelled_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+    app.as_user(&buyer)
+        .delete(&format!("/api/orders/{id}"))
+        .await;
+
+    // A charge that landed after the order ended, which the order never heard of (the
+    // payments service took it and gave it back).
+    let late = payment_for(&id);
+    let refund = publish(&app.bus.bus, refund_of(&late, 1000)).await;
+    app.wait_processed(&refund).await;
+
+    let order = app
+        .as_user(&buyer)
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json;
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(
+        order["payment"],
+        json!({"id": late.id, "amount": 10, "status": "refunded", "refunded": 10})
+    );
+    assert_eq!(app.stored_order(&id).await, ("cancelled".to_owned(), 1));
+}
+
+async fn a_second_charge_given_back_does_not_replace_the_orders_payment(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut completed = EventProbe::new(&app.bus.bus, "order.completed").await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+    app.confirm(&ticket, &id).await;
+    let payment = payment_for(&id);
+    publish(&app.bus.bus, payment.clone()).await;
+    completed.next::<OrderCompleted>(10).await;
+
+    let second = payment_for(&id);
+    let refund = publish(&app.bus.bus, refund_of(&second, 1000)).await;
+    app.wait_processed(&refund).await;
+
+    let order = app
+        .as_user(&buyer)
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json;
+    assert_eq!(
+        order["payment"],
+        json!({"id": payment.id, "amount": 10, "status": "succeeded", "refunded": 0})
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Races: what the buyer sees is what the buyer pays, and nothing is 404 for being fresh
 
@@ -1024,7 +1139,7 @@ async fn a_payment_before_the_reservation_is_confirmed_completes_the_order_at_co
     );
     assert_eq!(
         waiting["payment"],
-        json!({"id": payment.id, "amount": 10, "status": "authorized"})
+        json!({"id": payment.id, "amount": 10, "status": "authorized", "refunded": 0})
     );
 
     app.confirm(&ticket, &id).await;
@@ -1285,4 +1400,7 @@ backend_tests!(
     payment_completes_the_order_and_publishes_order_completed,
     a_redelivered_or_repeated_payment_changes_nothing,
     a_payment_for_a_cancelled_order_leaves_it_cancelled,
+    the_order_shows_money_given_back_in_part_then_in_full,
+    a_late_payment_given_back_shows_on_the_cancelled_order,
+    a_second_charge_given_back_does_not_replace_the_orders_payment,
 );
