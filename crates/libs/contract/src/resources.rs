@@ -127,6 +127,8 @@ crate::text_enum! {
         PaymentDeclined = "payment_declined",
         /// To an alert's subscriber: a ticket matching it is on sale.
         TicketAlert = "ticket_alert",
+        /// To the buyer: money of their payment was given back (in full or in part).
+        PaymentRefunded = "payment_refunded",
     }
 }
 

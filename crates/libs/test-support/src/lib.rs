@@ -1091,3 +1091,18 @@ pub async fn publish<E: bt_contract::events::Event>(
     .expect("publish");
     envelope
 }
+
+/// The first `n` of a service's `migrations`: a database as an earlier version left it, for
+/// the upgrade tests (migrate with these, write the old rows, then migrate with all).
+pub fn first_migrations(migrations: &bt_platform::Migrations, n: usize) -> bt_platform::Migrations {
+    let take = |m: &sqlx::migrate::Migrator| sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(m.migrations[..n].to_vec()),
+        ignore_missing: true,
+        locking: m.locking,
+        no_tx: m.no_tx,
+    };
+    bt_platform::Migrations {
+        sqlite: take(&migrations.sqlite),
+        postgres: take(&migrations.postgres),
+    }
+}

@@ -867,6 +867,7 @@ pub fn notification_kind_text(kind: NotificationKind) -> &'static str {
         NotificationKind::OrderCancelled => "Order cancelled",
         NotificationKind::PaymentDeclined => "Payment declined",
         NotificationKind::TicketAlert => "Ticket alert",
+        NotificationKind::PaymentRefunded => "Refund",
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bt_contract::events::{CancelReason, PaymentDeclined, SaleCredited};
+use bt_contract::events::{CancelReason, PaymentDeclined, PaymentRefunded, SaleCredited};
 use bt_contract::resources::NotificationKind;
 use bt_contract::search::{Search, SearchError};
 use bt_contract::{AlertId, Cents, Millis, OrderId, TicketId, UserId};
@@ -284,6 +284,55 @@ impl Wording {
         }
     }
 
+    /// To the buyer, when money of their payment was given back: in full, or in part (with
+    /// the total so far when there were earlier refunds).
+    pub fn refunded(&self, refund: &PaymentRefunded, order: Option<&OrderView>) -> Notice {
+        let title = refund
+            .title
+            .as_deref()
+            .or(order.map(OrderView::title))
+            .unwrap_or("your order");
+        let (headline, body) = if refund.in_full() {
+            (
+                format!("Refunded: {title}"),
+                format!(
+                    "Your payment of {} for \"{title}\" was refunded in full.",
+                    self.money(refund.price)
+                ),
+            )
+        } else if refund.refunded == refund.amount {
+            (
+                format!("Partly refunded: {title}"),
+                format!(
+                    "{} of your payment of {} for \"{title}\" was refunded.",
+                    self.money(refund.amount),
+                    self.money(refund.price)
+                ),
+            )
+        } else {
+            (
+                format!("Partly refunded: {title}"),
+                format!(
+                    "{} more of your payment of {} for \"{title}\" was refunded: {} in all.",
+                    self.money(refund.amount),
+                    self.money(refund.price),
+                    self.money(refund.refunded)
+                ),
+            )
+        };
+        Notice {
+            recipient: refund.user_id.clone(),
+            kind: NotificationKind::PaymentRefunded,
+            title: headline,
+            body: format!(
+                "{body} It goes back to the card you paid with; your bank may take a few days \
+                 to show it.\n\nOrder: {}",
+                refund.order_id
+            ),
+            link: Some(format!("/orders/{}", refund.order_id)),
+        }
+    }
+
     /// To an alert's subscriber, when a ticket starts to match it.
     pub fn alert(&self, alert: &Alert, ticket: &TicketView) -> Notice {
         let mut details = vec![self.money(ticket.price)];
@@ -533,6 +582,43 @@ mod tests {
             declined
                 .body
                 .contains("$25.50 for \"Opera Gala\" was declined: Your card")
+        );
+
+        let refund = |refunded: i64, amount: i64, title: Option<&str>| PaymentRefunded {
+            id: "p1".into(),
+            order_id: OrderId::new("o1"),
+            user_id: UserId::new("b"),
+            title: title.map(str::to_owned),
+            price: Cents::new(2550),
+            refunded: Cents::new(refunded),
+            amount: Cents::new(amount),
+        };
+        let first = wording.refunded(&refund(500, 500, Some("Opera Gala")), None);
+        assert_eq!(
+            (first.recipient.as_str(), first.kind, first.title.as_str()),
+            (
+                "b",
+                NotificationKind::PaymentRefunded,
+                "Partly refunded: Opera Gala"
+            )
+        );
+        assert!(first.body.starts_with(
+            "$5.00 of your payment of $25.50 for \"Opera Gala\" was refunded. It goes back"
+        ));
+        assert_eq!(first.link.as_deref(), Some("/orders/o1"));
+        let more = wording.refunded(&refund(800, 300, None), Some(&order));
+        assert!(
+            more.body.starts_with(
+                "$3.00 more of your payment of $25.50 for \"Opera Gala\" was refunded: $8.00 in all."
+            ),
+            "the order's title without one in the event: {}",
+            more.body
+        );
+        let all = wording.refunded(&refund(2550, 1750, None), None);
+        assert_eq!(all.title, "Refunded: your order");
+        assert!(
+            all.body
+                .starts_with("Your payment of $25.50 for \"your order\" was refunded in full.")
         );
 
         let fan = alert("opera", Some(3000));

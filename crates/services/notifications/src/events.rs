@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use bt_contract::events::{
     CancelReason, Envelope, OrderCancelled, OrderCompleted, OrderCreated, PaymentDeclined,
-    SaleCredited, TicketCreated, TicketData, TicketHeld, TicketUpdated, UserCreated,
+    PaymentRefunded, SaleCredited, TicketCreated, TicketData, TicketHeld, TicketUpdated,
+    UserCreated,
 };
 use bt_contract::resources::NotificationKind;
 use bt_contract::{Millis, NotificationId, UserId};
@@ -295,6 +296,16 @@ impl Handle<PaymentDeclined> for Handlers {
     async fn handle(&self, tx: &mut Tx, event: Envelope<PaymentDeclined>) -> HandlerResult {
         let order = store::order_in(tx, &event.data.order_id).await?;
         let notice = self.context.wording.declined(&event.data, order.as_ref());
+        self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
+            .await?;
+        Ok(Outcome::Applied)
+    }
+}
+
+impl Handle<PaymentRefunded> for Handlers {
+    async fn handle(&self, tx: &mut Tx, event: Envelope<PaymentRefunded>) -> HandlerResult {
+        let order = store::order_in(tx, &event.data.order_id).await?;
+        let notice = self.context.wording.refunded(&event.data, order.as_ref());
         self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
             .await?;
         Ok(Outcome::Applied)

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use bt_contract::SessionKeys;
 use bt_contract::events::{
-    OrderCancelled, OrderCompleted, OrderCreated, PaymentDeclined, SaleCredited, TicketCreated,
-    TicketUpdated, UserCreated,
+    OrderCancelled, OrderCompleted, OrderCreated, PaymentDeclined, PaymentRefunded, SaleCredited,
+    TicketCreated, TicketUpdated, UserCreated,
 };
 use bt_platform::bus::{Consumers, Outbox};
 use bt_platform::db::DbOptions;
@@ -101,7 +101,8 @@ pub async fn service(
         .on::<OrderCompleted>(handlers.clone())
         .on::<OrderCancelled>(handlers.clone())
         .on::<PaymentDeclined>(handlers.clone())
-        .on::<SaleCredited>(handlers)
+        .on::<SaleCredited>(handlers.clone())
+        .on::<PaymentRefunded>(handlers)
         .start(runtime)
         .await?;
     mailer::spawn(db.clone(), Arc::new(settings.mailer), wake, runtime);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bt_contract::events::{
     CancelReason, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
-    PaymentDeclined, SaleCredited, TicketCreated, TicketData, TicketRef, TicketUpdated,
-    UserCreated,
+    PaymentDeclined, PaymentRefunded, SaleCredited, TicketCreated, TicketData, TicketRef,
+    TicketUpdated, UserCreated,
 };
 use bt_contract::resources::{Alert, NotificationKind, NotificationList};
 use bt_contract::{Cents, Millis, OrderId, TicketId, UserId};
@@ -592,6 +592,69 @@ async fn buyers_hear_of_expired_and_refused_reservations_and_declined_cards(back
     assert_eq!(subjects.len(), 3);
 }
 
+async fn buyers_hear_of_money_given_back_in_part_and_in_full(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let seller = app.user().await;
+    let buyer = app.user().await;
+    let listed = ticket(&seller, "Opera Gala", 2000);
+    let order = order_created(&buyer, &seller, &listed);
+    publish(&app.bus.bus, order.clone()).await;
+    let refund = |refunded: i64, amount: i64| PaymentRefunded {
+        id: "p1".into(),
+        order_id: order.id.clone(),
+        user_id: UserId::new(&buyer.id),
+        title: Some("Opera Gala".into()),
+        price: Cents::new(2000),
+        refunded: Cents::new(refunded),
+        amount: Cents::new(amount),
+    };
+    // 5.00 back, then 15.00 more: all of it.
+    publish(&app.bus.bus, refund(500, 500)).await;
+    publish(&app.bus.bus, refund(2000, 1500)).await;
+
+    let list = app.wait_notified(&buyer, 2).await;
+    let mut told: Vec<(String, String)> = list
+        .notifications
+        .iter()
+        .map(|n| {
+            assert_eq!(n.kind, NotificationKind::PaymentRefunded);
+            assert_eq!(n.link, Some(format!("/orders/{}", order.id)));
+            (n.title.clone(), n.body.clone())
+        })
+        .collect();
+    told.sort();
+    assert_eq!(told[0].0, "Partly refunded: Opera Gala");
+    assert!(
+        told[0]
+            .1
+            .starts_with("$5.00 of your payment of $20.00 for \"Opera Gala\" was refunded."),
+        "{}",
+        told[0].1
+    );
+    assert_eq!(told[1].0, "Refunded: Opera Gala");
+    assert!(
+        told[1]
+            .1
+            .starts_with("Your payment of $20.00 for \"Opera Gala\" was refunded in full."),
+        "{}",
+        told[1].1
+    );
+    app.smtp.wait_for(2, MAIL_WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut subjects: Vec<String> = app
+        .mail_to(&buyer)
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["Partly refunded: Opera Gala", "Refunded: Opera Gala"],
+        "one email each"
+    );
+    assert!(app.mail_to(&seller).is_empty(), "only the buyer is told");
+}
+
 async fn notifications_page_newest_first_and_are_marked_read(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let seller = app.user().await;
@@ -1164,6 +1227,7 @@ backend_tests!(
     alert_emails_are_limited_per_hour_and_in_app_notices_are_not,
     a_sale_sends_the_buyer_a_receipt_and_the_seller_a_sale_notice,
     buyers_hear_of_expired_and_refused_reservations_and_declined_cards,
+    buyers_hear_of_money_given_back_in_part_and_in_full,
     notifications_page_newest_first_and_are_marked_read,
     a_mail_server_that_is_down_delays_emails_and_never_loses_or_repeats_them,
     an_email_waits_for_its_recipients_address,

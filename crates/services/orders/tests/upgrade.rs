@@ -1,8 +1,6 @@
 //! Upgrading an orders database of the previous version: every order keeps the terms its
 //! ticket had and counts as confirmed, on SQLite and PostgreSQL.
 
-use std::borrow::Cow;
-
 use bt_contract::events::OrderStatus;
 use bt_contract::{Cents, OrderId};
 use bt_orders::domain::Reservation;
@@ -10,20 +8,10 @@ use bt_orders::store;
 use bt_platform::db::DbOptions;
 use bt_platform::{Db, Migrations, on_db};
 use bt_test_support::{Backend, TestDb, backend_tests};
-use sqlx::migrate::Migrator;
 
 /// The first `n` migrations of the orders service.
 fn first(n: usize) -> Migrations {
-    let take = |m: &Migrator| Migrator {
-        migrations: Cow::Owned(m.migrations[..n].to_vec()),
-        ignore_missing: true,
-        locking: m.locking,
-        no_tx: m.no_tx,
-    };
-    Migrations {
-        sqlite: take(&bt_orders::MIGRATIONS.sqlite),
-        postgres: take(&bt_orders::MIGRATIONS.postgres),
-    }
+    bt_test_support::first_migrations(&bt_orders::MIGRATIONS, n)
 }
 
 async fn orders_keep_the_terms_of_their_ticket_and_count_as_confirmed(backend: Backend) {

@@ -2,8 +2,6 @@
 //! PostgreSQL: attempts + payments become charges with their attempt numbers; the ledger of
 //! payouts keeps every entry when a sale may have several reversals (partial refunds).
 
-use std::borrow::Cow;
-
 use bt_contract::events::OrderStatus;
 use bt_contract::{Cents, Millis, OrderId};
 use bt_payments::domain::ChargeState;
@@ -12,20 +10,10 @@ use bt_payments::store;
 use bt_platform::db::DbOptions;
 use bt_platform::{Db, Migrations, on_db};
 use bt_test_support::{Backend, TestDb, backend_tests};
-use sqlx::migrate::Migrator;
 
 /// The first `n` migrations of the payments service.
 fn first(n: usize) -> Migrations {
-    let take = |m: &Migrator| Migrator {
-        migrations: Cow::Owned(m.migrations[..n].to_vec()),
-        ignore_missing: true,
-        locking: m.locking,
-        no_tx: m.no_tx,
-    };
-    Migrations {
-        sqlite: take(&bt_payments::MIGRATIONS.sqlite),
-        postgres: take(&bt_payments::MIGRATIONS.postgres),
-    }
+    bt_test_support::first_migrations(&bt_payments::MIGRATIONS, n)
 }
 
 async fn run(db: &Db, sql: &str) {

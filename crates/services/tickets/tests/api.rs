@@ -1504,16 +1504,7 @@ async fn an_edited_title_is_found_by_its_new_words_and_not_its_old_ones(backend:
 
 /// The first `n` migrations of the tickets service.
 fn first_migrations(n: usize) -> bt_platform::Migrations {
-    let take = |m: &sqlx::migrate::Migrator| sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(m.migrations[..n].to_vec()),
-        ignore_missing: true,
-        locking: m.locking,
-        no_tx: m.no_tx,
-    };
-    bt_platform::Migrations {
-        sqlite: take(&bt_tickets::MIGRATIONS.sqlite),
-        postgres: take(&bt_tickets::MIGRATIONS.postgres),
-    }
+    bt_test_support::first_migrations(&bt_tickets::MIGRATIONS, n)
 }
 
 async fn unfolded_titles(db: &bt_platform::Db) -> i64 {
