@@ -177,6 +177,190 @@ async fn alert_then_sale_through_serve_processes_on_postgresql_and_nats() {
     deployment.stop();
 }
 
+const WEBHOOK_SECRET: &str = "whsec_notify_e2e";
+
+/// A signed `charge.refunded` webhook: `refunded` cents of the `price` cents that the
+/// development provider took for `order_id` (its first attempt) are back with the buyer.
+async fn refund_in_the_dashboard(
+    ingress: &Ingress,
+    order_id: &str,
+    price: i64,
+    refunded: i64,
+) -> StatusCode {
+    let intent = bt_payments::provider::Development::intent_id(&format!("{order_id}-1"));
+    let body = json!({
+        "id": format!("evt_refund_{order_id}_{refunded}"),
+        "object": "event",
+        "type": "charge.refunded",
+        "created": chrono::Utc::now().timestamp(),
+        "data": {"object": {
+            "id": format!("ch_{intent}"), "object": "charge", "amount": price,
+            "amount_refunded": refunded, "refunded": refunded >= price, "payment_intent": intent,
+        }},
+    })
+    .to_string();
+    let signature = bt_payments::webhook::sign(
+        body.as_bytes(),
+        WEBHOOK_SECRET.as_bytes(),
+        chrono::Utc::now().timestamp(),
+    );
+    reqwest::Client::new()
+        .post(ingress.url("/api/payments/webhook"))
+        .header("Stripe-Signature", signature)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook")
+        .status()
+}
+
+/// A sale refunded in Stripe's dashboard, first in part and then in full: the buyer's order
+/// shows it, the buyer is told each time (in the app and by email), and the seller's payouts
+/// give the money back.
+async fn a_refund_reaches_the_order_the_buyer_and_the_seller(ingress: &Ingress, smtp: &SmtpServer) {
+    let a = Browser::sign_up(ingress, "a@refund.test").await;
+    let b = Browser::sign_up(ingress, "b@refund.test").await;
+    let res = a
+        .post("/api/tickets", &json!({"title": "Opera Gala", "price": 20}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let ticket = res.json["id"].as_str().unwrap().to_owned();
+    let order = poll("the orders service offers the ticket", || async {
+        let res = b.post("/api/orders", &json!({"ticketId": ticket})).await;
+        match res.status {
+            StatusCode::CREATED => Ok(res.json),
+            StatusCode::SERVICE_UNAVAILABLE => Err(res.text),
+            other => panic!("ordering answered {other}: {}", res.text),
+        }
+    })
+    .await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let body = json!({"orderId": order_id, "token": "tok_visa"});
+    poll("the payment is taken", || async {
+        let res = b.post("/api/payments", &body).await;
+        match res.status {
+            StatusCode::CREATED => Ok(()),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
+            other => panic!("paying answered {other}: {}", res.text),
+        }
+    })
+    .await;
+    let payment_of = |expected: Value| {
+        let b = &b;
+        let order_id = &order_id;
+        async move {
+            poll(&format!("the order's payment is {expected}"), || async {
+                let res = b.get(&format!("/api/orders/{order_id}")).await;
+                let payment = &res.json["payment"];
+                if payment["status"] == expected["status"]
+                    && payment["refunded"] == expected["refunded"]
+                {
+                    Ok(())
+                } else {
+                    Err(res.text)
+                }
+            })
+            .await
+        }
+    };
+    payment_of(json!({"status": "succeeded", "refunded": 0})).await;
+    // Captured (the seller is credited): what Stripe's dashboard can refund.
+    poll("the seller is credited", || async {
+        let res = a.get("/api/payouts").await;
+        if res.json["pending"] == json!(19) {
+            Ok(())
+        } else {
+            Err(res.text)
+        }
+    })
+    .await;
+
+    assert_eq!(
+        refund_in_the_dashboard(ingress, &order_id, 2000, 500).await,
+        StatusCode::OK
+    );
+    payment_of(json!({"status": "succeeded", "refunded": 5})).await;
+    let payouts = a.get("/api/payouts").await;
+    assert_eq!(payouts.json["pending"], json!(14.25), "{}", payouts.text);
+
+    assert_eq!(
+        refund_in_the_dashboard(ingress, &order_id, 2000, 2000).await,
+        StatusCode::OK
+    );
+    payment_of(json!({"status": "refunded", "refunded": 20})).await;
+    let payouts = a.get("/api/payouts").await;
+    assert_eq!(
+        (
+            &payouts.json["pending"],
+            &payouts.json["totals"]["reversed"]
+        ),
+        (&json!(0), &json!(2)),
+        "{}",
+        payouts.text
+    );
+
+    // The buyer's receipt, then one notice per refund.
+    let list = notified(&b, 3).await;
+    let titles: Vec<&str> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Refunded: Opera Gala",
+            "Partly refunded: Opera Gala",
+            "Your receipt: Opera Gala"
+        ]
+    );
+    assert_eq!(
+        list["notifications"][0]["link"],
+        format!("/orders/{order_id}")
+    );
+    smtp.wait_until(CATCH_UP, |mail| {
+        subjects_to(mail, "b@refund.test").len() >= 3
+    })
+    .await;
+    let mut subjects = subjects_to(&smtp.messages(), "b@refund.test");
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "Partly refunded: Opera Gala",
+            "Refunded: Opera Gala",
+            "Your receipt: Opera Gala"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_reaches_the_order_the_buyer_and_the_seller_through_up() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let deployment = Deployment::embedded(&[
+        ("SMTP_URL", &url),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ]);
+    a_refund_reaches_the_order_the_buyer_and_the_seller(&deployment.ingress(), &smtp).await;
+    deployment.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_reaches_the_order_the_buyer_and_the_seller_through_serve_processes() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let deployment = Deployment::distributed(&[
+        ("SMTP_URL", &url),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ])
+    .await;
+    a_refund_reaches_the_order_the_buyer_and_the_seller(&deployment.ingress(), &smtp).await;
+    deployment.stop();
+}
+
 /// With ALERT_HOLD_SECONDS, the first subscriber in line holds a new listing: anyone else's
 /// order is refused, saying until when, and theirs is taken.
 async fn the_first_in_line_holds_the_ticket(deployment: &Deployment) {

@@ -321,7 +321,10 @@ impl Charge {
     /// ours confirmed): a captured or refunding charge is `refunded`. `None` otherwise.
     pub fn refunded_elsewhere(mut self, now: Millis) -> Option<Self> {
         self.state = match self.state {
-            ChargeState::Succeeded | ChargeState::Refunding => ChargeState::Refunded,
+            // Capturing: the provider captured it before the service recorded the capture.
+            ChargeState::Succeeded | ChargeState::Capturing | ChargeState::Refunding => {
+                ChargeState::Refunded
+            }
             _ => return None,
         };
         self.updated_at = now;
@@ -329,12 +332,14 @@ impl Charge {
     }
 
     /// The provider reports `total` of this captured charge refunded so far, less than all of
-    /// it (a partial refund made elsewhere, e.g. in Stripe's dashboard). `None` when that
-    /// changes nothing: the charge is not `succeeded`, the report is not newer than what is
-    /// recorded (webhooks may come twice or out of order; refunds only add up), or it is a
-    /// full refund ([`Charge::refunded_elsewhere`]).
+    /// it (a partial refund made elsewhere, e.g. in Stripe's dashboard). Recorded while
+    /// `succeeded`, or while `capturing`: the provider captured it (it refunds only captured
+    /// money) before the service recorded the capture, which then takes the refund into
+    /// account. `None` when that changes nothing: another state, a report not newer than what
+    /// is recorded (webhooks may come twice or out of order; refunds only add up), or a full
+    /// refund ([`Charge::refunded_elsewhere`]).
     pub fn refunded_in_part(mut self, total: Cents, now: Millis) -> Option<Self> {
-        if self.state != ChargeState::Succeeded
+        if !matches!(self.state, ChargeState::Succeeded | ChargeState::Capturing)
             || total <= self.amount_refunded
             || total >= self.amount
         {
@@ -686,8 +691,28 @@ mod tests {
             (refunding.refunded_amount(), refunding.given_back()),
             (Cents::new(1000), Cents::new(0))
         );
-        // Only a captured charge is refunded in part.
+        // Only a captured charge is refunded in part; one being captured was captured at the
+        // provider already (the refund is taken into account when the capture is recorded).
         assert_eq!(authorized().refunded_in_part(Cents::new(400), at(30)), None);
+        let mut capturing = authorized();
+        capturing.state = ChargeState::Capturing;
+        let early = capturing
+            .clone()
+            .refunded_in_part(Cents::new(400), at(30))
+            .unwrap();
+        assert_eq!(
+            (early.state, early.amount_refunded, early.given_back()),
+            (ChargeState::Capturing, Cents::new(400), Cents::new(0))
+        );
+        let captured = early.settled(at(31)).unwrap();
+        assert_eq!(
+            (captured.state, captured.given_back()),
+            (ChargeState::Succeeded, Cents::new(400))
+        );
+        assert_eq!(
+            capturing.refunded_elsewhere(at(32)).unwrap().state,
+            ChargeState::Refunded
+        );
     }
 
     #[test]

@@ -248,6 +248,13 @@ impl Development {
     /// Stripe's message for a declined test card.
     pub const DECLINED: &'static str = "Your card was declined.";
 
+    /// The PaymentIntent id this provider gives the charge of `idempotency_key` (`<order
+    /// id>-<attempt>`): what a Stripe webhook about it names (e.g. a test that refunds a
+    /// development charge "in the dashboard").
+    pub fn intent_id(idempotency_key: &str) -> String {
+        derived_id("pi_dev_", idempotency_key)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, DevState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -259,7 +266,7 @@ impl Development {
         }
         let answer = match request.token.as_str() {
             "tok_visa" | "tok_mastercard" | "tok_amex" | "tok_discover" | "tok_visa_debit" => {
-                let provider_id = derived_id("pi_dev_", &request.idempotency_key);
+                let provider_id = Self::intent_id(&request.idempotency_key);
                 state.charges.push(DevCharge {
                     provider_id: provider_id.clone(),
                     amount: request.amount,

@@ -226,8 +226,13 @@ pub async fn apply(
     if let Some(next) = next
         && store::save_charge(&mut tx, &next, charge.state).await?
     {
-        // A capture credits the seller, in the same transaction.
+        // A capture credits the seller, in the same transaction (less what was refunded of
+        // it before the capture was recorded, which the buyer is then told of).
         payments.ledger.follow(&mut tx, &next, now).await?;
+        payments
+            .ledger
+            .announce_refund(&mut tx, &charge, &next)
+            .await?;
         tx.commit().await?;
         tracing::info!(payment.id = %next.id, state = %next.state, "charge changed by a webhook");
         payments.arrivals.arrived();

@@ -1475,6 +1475,66 @@ async fn a_partial_refund_before_the_order_completes_is_taken_from_the_credit_it
     );
 }
 
+async fn a_partial_refund_reported_before_the_capture_is_recorded_is_taken_from_the_credit(
+    backend: Backend,
+) {
+    // No orders service completing paid orders: the test completes the order itself.
+    let mock = MockStripe::start().await;
+    let app = TestApp::spawn(backend, stripe_provider(&mock)).await;
+    let mut refunds = EventProbe::new(&app.bus.bus, PaymentRefunded::SUBJECT).await;
+    let (buyer, seller) = (TestUser::new(), TestUser::new());
+    let order = uuid::Uuid::now_v7().to_string();
+    app.publish_order(common::sale_created(
+        &order,
+        &buyer.id,
+        Some(&seller.id),
+        2000,
+        None,
+    ))
+    .await;
+    // Authorised; the answer does not wait for the order to complete (202).
+    let res = app.pay(&buyer, &order, "tok_visa").await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    app.wait_charge_states(&order, &[ChargeState::Authorized])
+        .await;
+    // Stripe is unreachable when the order completes: the capture waits, `capturing`.
+    mock.set_down(true);
+    let payment = app.charges(&order).await[0].id.to_string();
+    app.complete(&order, 1, &payment).await;
+    app.wait_charge_states(&order, &[ChargeState::Capturing])
+        .await;
+
+    // Stripe captured it all the same, and part of it is refunded in the dashboard; its
+    // webhook comes before the service has recorded the capture.
+    assert_eq!(
+        report_refund(&app, &order, 600, "evt_early_part").await,
+        StatusCode::OK
+    );
+    let charge = app.charges(&order).await.remove(0);
+    assert_eq!(
+        (charge.state, charge.amount_refunded),
+        (ChargeState::Capturing, Cents::new(600))
+    );
+    assert!(app.credits(&order).await.is_empty(), "not captured yet");
+
+    mock.set_down(false);
+    app.wait_charge_states(&order, &[ChargeState::Succeeded])
+        .await;
+    assert_eq!(
+        ledger_of(&app, &order).await,
+        [
+            (EntryKind::Credit, 2000, 100, 1900, CreditStatus::Pending),
+            (EntryKind::Reversal, -600, -30, -570, CreditStatus::Pending)
+        ]
+    );
+    let told = refunds.next::<PaymentRefunded>(15).await.data;
+    assert_eq!(
+        (told.refunded, told.amount),
+        (Cents::new(600), Cents::new(600))
+    );
+    refunds.assert_silent(300).await;
+}
+
 async fn partial_refunds_before_the_payout_reduce_the_credit_and_a_full_refund_cancels_it(
     backend: Backend,
 ) {
@@ -1704,6 +1764,7 @@ backend_tests!(
     partial_refunds_before_the_payout_reduce_the_credit_and_a_full_refund_cancels_it,
     a_partial_refund_before_the_payout_is_netted_in_its_transfer,
     a_partial_refund_before_the_order_completes_is_taken_from_the_credit_it_earns,
+    a_partial_refund_reported_before_the_capture_is_recorded_is_taken_from_the_credit,
     partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale,
 );
 
