@@ -320,6 +320,29 @@ async fn a_refund_reaches_the_order_the_buyer_and_the_seller(ingress: &Ingress, 
         list["notifications"][0]["link"],
         format!("/orders/{order_id}")
     );
+    // The seller: the sale notice, and what each refund takes from their payouts.
+    let list = notified(&a, 3).await;
+    let told: Vec<(&str, &str)> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["title"].as_str().unwrap(), n["body"].as_str().unwrap()))
+        .collect();
+    // (Each subject has its own consumer: the sale notice may come after the refunds'.)
+    let has = |title: &str, text: &str| told.iter().any(|(t, b)| *t == title && b.contains(text));
+    let refund = "A refund on your sale: Opera Gala";
+    assert!(
+        has("Your ticket sold: Opera Gala", "you receive $19.00"),
+        "{told:?}"
+    );
+    assert!(
+        has(refund, "$4.75 of it comes out of your payouts"),
+        "{told:?}"
+    );
+    assert!(
+        has(refund, "$14.25 of it comes out of your payouts"),
+        "{told:?}"
+    );
     smtp.wait_until(CATCH_UP, |mail| {
         subjects_to(mail, "b@refund.test").len() >= 3
     })

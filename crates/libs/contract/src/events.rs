@@ -366,6 +366,13 @@ pub struct PaymentRefunded {
     pub refunded: Cents,
     /// Given back by this refund.
     pub amount: Cents,
+    /// The seller of the sale, when this refund takes money back from their credit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<UserId>,
+    /// What this refund takes back from the seller's credit: their part of `amount` (the
+    /// platform gives back its fee in the same proportion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_amount: Option<Cents>,
 }
 
 impl PaymentRefunded {

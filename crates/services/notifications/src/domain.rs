@@ -333,6 +333,40 @@ impl Wording {
         }
     }
 
+    /// To the seller, when a refund of their sale takes money back from their credit; `None`
+    /// when it takes nothing from them.
+    pub fn refund_taken(&self, refund: &PaymentRefunded) -> Option<Notice> {
+        let (seller, taken) = (refund.seller_id.clone()?, refund.seller_amount?);
+        if taken.get() <= 0 {
+            return None;
+        }
+        let title = refund.title.as_deref().unwrap_or("your ticket");
+        let what = if refund.in_full() && refund.amount == refund.price {
+            format!(
+                "The sale of \"{title}\" ({}) was refunded to the buyer in full.",
+                self.money(refund.price)
+            )
+        } else {
+            format!(
+                "{} of the {} the buyer paid for \"{title}\" was refunded to them.",
+                self.money(refund.amount),
+                self.money(refund.price)
+            )
+        };
+        Some(Notice {
+            recipient: seller,
+            kind: NotificationKind::PaymentRefunded,
+            title: format!("A refund on your sale: {title}"),
+            body: format!(
+                "{what} {} of it comes out of your payouts (the platform gives back its fee in \
+                 the same proportion).\n\nOrder: {}",
+                self.money(taken),
+                refund.order_id
+            ),
+            link: Some("/payouts".into()),
+        })
+    }
+
     /// To an alert's subscriber, when a ticket starts to match it.
     pub fn alert(&self, alert: &Alert, ticket: &TicketView) -> Notice {
         let mut details = vec![self.money(ticket.price)];
@@ -592,6 +626,8 @@ mod tests {
             price: Cents::new(2550),
             refunded: Cents::new(refunded),
             amount: Cents::new(amount),
+            seller_id: None,
+            seller_amount: None,
         };
         let first = wording.refunded(&refund(500, 500, Some("Opera Gala")), None);
         assert_eq!(
@@ -619,6 +655,45 @@ mod tests {
         assert!(
             all.body
                 .starts_with("Your payment of $25.50 for \"your order\" was refunded in full.")
+        );
+        // The seller, when the refund takes from their credit.
+        assert_eq!(
+            wording.refund_taken(&refund(500, 500, Some("Opera Gala"))),
+            None
+        );
+        let from_seller = |refunded: i64, amount: i64, taken: i64| PaymentRefunded {
+            seller_id: Some(UserId::new("s")),
+            seller_amount: Some(Cents::new(taken)),
+            ..refund(refunded, amount, Some("Opera Gala"))
+        };
+        let part = wording.refund_taken(&from_seller(500, 500, 475)).unwrap();
+        assert_eq!(
+            (
+                part.recipient.as_str(),
+                part.kind,
+                part.title.as_str(),
+                part.link.as_deref()
+            ),
+            (
+                "s",
+                NotificationKind::PaymentRefunded,
+                "A refund on your sale: Opera Gala",
+                Some("/payouts")
+            )
+        );
+        assert!(part.body.starts_with(
+            "$5.00 of the $25.50 the buyer paid for \"Opera Gala\" was refunded to them. $4.75 of it comes out of your payouts"
+        ), "{}", part.body);
+        let whole = wording
+            .refund_taken(&from_seller(2550, 2550, 2422))
+            .unwrap();
+        assert!(whole.body.starts_with(
+            "The sale of \"Opera Gala\" ($25.50) was refunded to the buyer in full. $24.22 of it"
+        ), "{}", whole.body);
+        assert_eq!(
+            wording.refund_taken(&from_seller(2550, 2550, 0)),
+            None,
+            "nothing taken"
         );
 
         let fan = alert("opera", Some(3000));

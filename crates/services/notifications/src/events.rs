@@ -305,9 +305,13 @@ impl Handle<PaymentDeclined> for Handlers {
 impl Handle<PaymentRefunded> for Handlers {
     async fn handle(&self, tx: &mut Tx, event: Envelope<PaymentRefunded>) -> HandlerResult {
         let order = store::order_in(tx, &event.data.order_id).await?;
+        let event_id = event.id.to_string();
+        let now = Millis::now();
         let notice = self.context.wording.refunded(&event.data, order.as_ref());
-        self.tell(tx, &event.id.to_string(), &notice, true, Millis::now())
-            .await?;
+        self.tell(tx, &event_id, &notice, true, now).await?;
+        if let Some(notice) = self.context.wording.refund_taken(&event.data) {
+            self.tell(tx, &event_id, &notice, true, now).await?;
+        }
         Ok(Outcome::Applied)
     }
 }

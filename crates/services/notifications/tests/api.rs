@@ -599,7 +599,7 @@ async fn buyers_hear_of_money_given_back_in_part_and_in_full(backend: Backend) {
     let listed = ticket(&seller, "Opera Gala", 2000);
     let order = order_created(&buyer, &seller, &listed);
     publish(&app.bus.bus, order.clone()).await;
-    let refund = |refunded: i64, amount: i64| PaymentRefunded {
+    let refund = |refunded: i64, amount: i64, taken: i64| PaymentRefunded {
         id: "p1".into(),
         order_id: order.id.clone(),
         user_id: UserId::new(&buyer.id),
@@ -607,10 +607,12 @@ async fn buyers_hear_of_money_given_back_in_part_and_in_full(backend: Backend) {
         price: Cents::new(2000),
         refunded: Cents::new(refunded),
         amount: Cents::new(amount),
+        seller_id: Some(UserId::new(&seller.id)),
+        seller_amount: Some(Cents::new(taken)),
     };
     // 5.00 back, then 15.00 more: all of it.
-    publish(&app.bus.bus, refund(500, 500)).await;
-    publish(&app.bus.bus, refund(2000, 1500)).await;
+    publish(&app.bus.bus, refund(500, 500, 475)).await;
+    publish(&app.bus.bus, refund(2000, 1500, 1425)).await;
 
     let list = app.wait_notified(&buyer, 2).await;
     let mut told: Vec<(String, String)> = list
@@ -652,7 +654,28 @@ async fn buyers_hear_of_money_given_back_in_part_and_in_full(backend: Backend) {
         ["Partly refunded: Opera Gala", "Refunded: Opera Gala"],
         "one email each"
     );
-    assert!(app.mail_to(&seller).is_empty(), "only the buyer is told");
+    // The seller is told what each refund takes from their payouts.
+    let list = app.wait_notified(&seller, 2).await;
+    let mut bodies: Vec<&str> = list
+        .notifications
+        .iter()
+        .map(|n| {
+            assert_eq!(n.title, "A refund on your sale: Opera Gala");
+            assert_eq!(n.link.as_deref(), Some("/payouts"));
+            n.body.as_str()
+        })
+        .collect();
+    bodies.sort();
+    assert!(
+        bodies[0].starts_with("$15.00 of the $20.00 the buyer paid for \"Opera Gala\" was refunded to them. $14.25 of it"),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies[1].starts_with("$5.00 of the $20.00 the buyer paid for \"Opera Gala\" was refunded to them. $4.75 of it"),
+        "{bodies:?}"
+    );
+    app.smtp.wait_for(4, MAIL_WAIT).await;
+    assert_eq!(app.mail_to(&seller).len(), 2);
 }
 
 async fn notifications_page_newest_first_and_are_marked_read(backend: Backend) {

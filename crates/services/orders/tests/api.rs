@@ -987,6 +987,8 @@ fn refund_of(payment: &PaymentCreated, refunded: i64) -> PaymentRefunded {
         price: Cents::new(1000),
         refunded: Cents::new(refunded),
         amount: Cents::new(refunded),
+        seller_id: None,
+        seller_amount: None,
     }
 }
 

@@ -192,6 +192,13 @@ impl Ledger {
         let Some(order) = store::order_in(tx, &after.order_id).await? else {
             return Ok(());
         };
+        // The seller's part of it, when the sale earned them a credit (see `reverse_sale`).
+        let credit = store::lock_entry_of_order(tx, &after.order_id, EntryKind::Credit)
+            .await?
+            .filter(|c| c.payment_id == after.id);
+        let seller_amount = credit.as_ref().map(|c| {
+            Cents::new(c.refund_split(is).amount.get() - c.refund_split(was).amount.get())
+        });
         self.outbox
             .stage(
                 tx,
@@ -203,6 +210,8 @@ impl Ledger {
                     price: after.amount,
                     refunded: is,
                     amount: Cents::new(is.get() - was.get()),
+                    seller_id: credit.map(|c| c.seller_id),
+                    seller_amount,
                 },
             )
             .await?;

@@ -16,7 +16,7 @@ const UPDATE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, cancel_
 
 const CHARGE_COLUMNS: &str = "id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, amount_refunded, created_at, updated_at";
 const INSERT_CHARGE: &str = "INSERT INTO charges (id, order_id, attempt, state, amount, currency, token, provider_id, failure, lease_until, amount_refunded, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-const SAVE_CHARGE: &str = "UPDATE charges SET state = $2, token = $3, provider_id = $4, failure = $5, lease_until = $6, amount_refunded = $7, updated_at = $8 WHERE id = $1 AND state = $9";
+const SAVE_CHARGE: &str = "UPDATE charges SET state = $2, token = $3, provider_id = $4, failure = $5, lease_until = $6, amount_refunded = $7, updated_at = $8 WHERE id = $1 AND state = $9 AND amount_refunded <= $7";
 const NEXT_ATTEMPT: &str = "SELECT COALESCE(MAX(attempt), 0) + 1 FROM charges WHERE order_id = $1";
 const ACTIVE_STATES: &str = "('started', 'authorized', 'capturing', 'succeeded', 'capture_failed')";
 const RENEW_LEASE: &str =
@@ -214,7 +214,9 @@ pub async fn insert_charge(tx: &mut Tx, charge: &Charge) -> sqlx::Result<bool> {
     }
 }
 
-/// Writes a charge changed by a transition from `read_state`; false when it changed meanwhile.
+/// Writes a charge changed by a transition from `read_state`; false when it changed meanwhile:
+/// another state, or more refunded than `charge` says (refunds only add up, so a charge read
+/// before a partial refund was recorded is never written over it; its writer reads again).
 pub async fn save_charge(
     tx: &mut Tx,
     charge: &Charge,

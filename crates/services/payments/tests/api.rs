@@ -549,6 +549,11 @@ async fn a_captured_charge_reported_by_webhook_for_a_cancelled_order_is_refunded
     );
     assert!(refunded.in_full());
     assert_eq!(
+        (refunded.seller_id, refunded.seller_amount),
+        (None, None),
+        "no sale, no seller to take it from"
+    );
+    assert_eq!(
         refunded.id,
         app.charges(&order).await[0].id,
         "names the charge refunded"

@@ -1535,6 +1535,69 @@ async fn a_partial_refund_reported_before_the_capture_is_recorded_is_taken_from_
     refunds.assert_silent(300).await;
 }
 
+async fn a_charge_read_before_a_partial_refund_is_never_saved_over_it(backend: Backend) {
+    let (app, _) = spawn_dev(backend).await;
+    let now = Millis::now();
+    let capturing = bt_payments::domain::Charge {
+        id: bt_contract::PaymentId::generate(),
+        order_id: uuid::Uuid::now_v7().to_string().into(),
+        attempt: 1,
+        state: ChargeState::Capturing,
+        amount: Cents::new(2000),
+        currency: "usd".into(),
+        token: None,
+        provider_id: Some("pi_race".into()),
+        failure: None,
+        lease_until: now,
+        amount_refunded: Cents::new(0),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(store::insert_charge(&mut tx, &capturing).await.unwrap());
+    tx.commit().await.unwrap();
+    // The settlement worker read it (nothing refunded) and is capturing it at the provider...
+    let stale = capturing.clone();
+    // ...when a partial refund is recorded.
+    let part = capturing.refunded_in_part(Cents::new(600), now).unwrap();
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(
+        store::save_charge(&mut tx, &part, ChargeState::Capturing)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    // The worker's capture, from what it read, is not written over the refund...
+    let mut tx = app.db.begin().await.unwrap();
+    let captured = stale.settled(now).unwrap();
+    assert!(
+        !store::save_charge(&mut tx, &captured, ChargeState::Capturing)
+            .await
+            .unwrap()
+    );
+    tx.rollback().await.unwrap();
+    let order = part.order_id.to_string();
+    assert_eq!(
+        app.charges(&order).await[0].amount_refunded,
+        Cents::new(600)
+    );
+    // ...and read again, it is.
+    let fresh = app.charges(&order).await.remove(0).settled(now).unwrap();
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(
+        store::save_charge(&mut tx, &fresh, ChargeState::Capturing)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let saved = app.charges(&order).await.remove(0);
+    assert_eq!(
+        (saved.state, saved.amount_refunded),
+        (ChargeState::Succeeded, Cents::new(600))
+    );
+}
+
 async fn partial_refunds_before_the_payout_reduce_the_credit_and_a_full_refund_cancels_it(
     backend: Backend,
 ) {
@@ -1706,29 +1769,32 @@ async fn partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale(bac
     // The buyer is told of each refund: what it gave back, and the total so far.
     let told = |e: PaymentRefunded| {
         (
-            e.order_id.into_string(),
-            e.user_id.into_string(),
-            e.title,
-            e.price.get(),
-            e.refunded.get(),
-            e.amount.get(),
+            (e.order_id.into_string(), e.user_id.into_string(), e.title),
+            (e.price.get(), e.refunded.get(), e.amount.get()),
+            (
+                e.seller_id.map(UserId::into_string),
+                e.seller_amount.map(Cents::get),
+            ),
         )
     };
-    let title = Some(format!("Ticket of {order}"));
+    let who = (
+        order.clone(),
+        buyer.id.clone(),
+        Some(format!("Ticket of {order}")),
+    );
+    let seller_id = Some(seller.id.clone());
+    // 1000 of 1999: the seller's 1899 loses 950 (the fee 50); then the rest, 949.
     assert_eq!(
         told(refunds.next::<PaymentRefunded>(15).await.data),
         (
-            order.clone(),
-            buyer.id.clone(),
-            title.clone(),
-            1999,
-            1000,
-            1000
+            who.clone(),
+            (1999, 1000, 1000),
+            (seller_id.clone(), Some(950))
         )
     );
     assert_eq!(
         told(refunds.next::<PaymentRefunded>(15).await.data),
-        (order.clone(), buyer.id.clone(), title, 1999, 1999, 999)
+        (who, (1999, 1999, 999), (seller_id, Some(949)))
     );
     refunds.assert_silent(300).await;
 }
@@ -1765,6 +1831,7 @@ backend_tests!(
     a_partial_refund_before_the_payout_is_netted_in_its_transfer,
     a_partial_refund_before_the_order_completes_is_taken_from_the_credit_it_earns,
     a_partial_refund_reported_before_the_capture_is_recorded_is_taken_from_the_credit,
+    a_charge_read_before_a_partial_refund_is_never_saved_over_it,
     partial_refunds_after_the_payout_are_owed_back_up_to_the_whole_sale,
 );
 
