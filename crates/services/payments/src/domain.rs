@@ -359,13 +359,14 @@ impl Charge {
         }
     }
 
-    /// What the buyer has back of this charge now: all of it once `refunded`, what partial
-    /// refunds gave back while `succeeded`, nothing otherwise (a refund being made is not back
-    /// yet).
+    /// What the buyer has back of this charge, as announced: all of it once `refunded`; what
+    /// partial refunds gave back while `succeeded`, or `refunding` (the rest is not back yet);
+    /// nothing otherwise — a partial refund recorded while `capturing` counts from the
+    /// capture, when the sale's credit (which it reduces) is written.
     pub fn given_back(&self) -> Cents {
         match self.state {
             ChargeState::Refunded => self.amount,
-            ChargeState::Succeeded => self.amount_refunded,
+            ChargeState::Succeeded | ChargeState::Refunding => self.amount_refunded,
             _ => Cents::new(0),
         }
     }
@@ -713,6 +714,11 @@ mod tests {
             capturing.refunded_elsewhere(at(32)).unwrap().state,
             ChargeState::Refunded
         );
+        // The rest of a charge refunded in part: what was back stays back until it is done.
+        let mut rest = captured.clone();
+        rest.state = ChargeState::Refunding;
+        assert_eq!(rest.given_back(), Cents::new(400));
+        assert_eq!(rest.settled(at(40)).unwrap().given_back(), Cents::new(1000));
     }
 
     #[test]
