@@ -518,7 +518,13 @@ impl OrderView {
             },
             OrderStatus::Created | OrderStatus::AwaitingPayment => past_window && !authorized,
         };
+        let refunded = order
+            .payment
+            .as_ref()
+            .is_some_and(|p| p.status == OrderPaymentStatus::Refunded);
         let (status_label, status_class) = match status {
+            // All of the money went back to the buyer (e.g. refunded in Stripe's dashboard).
+            OrderStatus::Complete if refunded => ("Refunded", "cancelled"),
             OrderStatus::Complete => ("Paid", "paid"),
             OrderStatus::Cancelled if expired => ("Expired", "expired"),
             OrderStatus::Cancelled => ("Cancelled", "cancelled"),
@@ -1183,6 +1189,28 @@ mod tests {
         let paid = OrderView::of(&order(OrderStatus::Complete, OVER), "usd", now());
         assert!(paid.paid && !paid.payable);
         assert_eq!(paid.status_label, "Paid");
+        let partly = OrderView::of(
+            &with_refund(
+                order(OrderStatus::Complete, OVER),
+                OrderPaymentStatus::Succeeded,
+                500,
+            ),
+            "usd",
+            now(),
+        );
+        assert_eq!(partly.status_label, "Paid");
+        let refunded = OrderView::of(
+            &with_payment(
+                order(OrderStatus::Complete, OVER),
+                OrderPaymentStatus::Refunded,
+            ),
+            "usd",
+            now(),
+        );
+        assert_eq!(
+            (refunded.status_label, refunded.status_class),
+            ("Refunded", "cancelled")
+        );
     }
 
     #[test]
