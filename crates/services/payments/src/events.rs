@@ -66,17 +66,17 @@ impl Handlers {
         for charge in charges {
             let read_state = charge.state;
             let is_winner = winner.as_ref() == Some(&charge.id);
-            let unchanged = is_winner.then(|| charge.clone());
+            let before = charge.clone();
             if let Some(next) = change(charge, &winner, now) {
                 if !store::save_charge(tx, &next, read_state).await? {
                     return Err(format!("charge {} changed meanwhile", next.id).into());
                 }
                 tracing::info!(order.id = %id, payment.id = %next.id, from = %read_state, to = %next.state, "charge follows its order");
                 settle |= next.state.needs_settling();
-                self.ledger.follow(tx, &next, now).await?;
-            } else if let Some(captured) = unchanged.filter(|_| status == OrderStatus::Complete) {
+                self.ledger.follow(tx, &before, &next, now).await?;
+            } else if is_winner && status == OrderStatus::Complete {
                 // Captured before the order completed with it: the seller is credited now.
-                self.ledger.follow(tx, &captured, now).await?;
+                self.ledger.follow(tx, &before, &before, now).await?;
             }
         }
         if settle {

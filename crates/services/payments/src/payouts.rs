@@ -135,55 +135,73 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Follows a charge just saved in `tx` as `charge`: its capture credits the seller of the
-    /// order it completed ([`record_sale`]) and announces the credit (`sale.credited`); its
-    /// refund, in full or in part, is taken back from that credit ([`reverse_sale`]).
-    pub async fn follow(&self, tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Result<()> {
-        match charge.state {
-            ChargeState::Succeeded => {
-                let credited = record_sale(tx, &self.rules, charge, now).await?;
-                // Refunded in part (before or after the credit was written).
-                if charge.amount_refunded.get() > 0 {
-                    reverse_sale(tx, charge, now).await?;
-                }
-                let Some(credit) = credited else {
-                    return Ok(());
-                };
-                self.outbox
-                    .stage(
-                        tx,
-                        SaleCredited {
-                            order_id: credit.order_id.clone(),
-                            seller_id: credit.seller_id.clone(),
-                            ticket_id: credit.ticket_id.clone(),
-                            title: credit.title.clone(),
-                            price: credit.gross,
-                            fee: credit.fee,
-                            amount: credit.amount,
-                            available_at: credit.available_at,
-                        },
-                    )
-                    .await?;
-                if credit.status == CreditStatus::Available {
-                    self.wake.notify_one();
-                }
-            }
-            ChargeState::Refunding | ChargeState::Refunded => reverse_sale(tx, charge, now).await?,
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-impl Ledger {
-    /// Announces the money `after` gives back to the buyer beyond what `before` (the same
-    /// charge as read) did (`payment.refunded`), in the transaction that records the change:
-    /// a refund in full or in part. Nothing when nothing more is back.
-    pub async fn announce_refund(
+    /// Follows a charge just saved in `tx`, read as `before` and saved as `after`: its capture
+    /// credits the seller of the order it completed ([`record_sale`]) and announces the credit
+    /// (`sale.credited`); its refund, in full or in part, is taken back from that credit
+    /// ([`reverse_sale`]), and money given back to the buyer is announced
+    /// (`payment.refunded`). For a charge that did not change, `before` is `after`.
+    pub async fn follow(
         &self,
         tx: &mut Tx,
         before: &Charge,
         after: &Charge,
+        now: Millis,
+    ) -> sqlx::Result<()> {
+        let reversed = match after.state {
+            ChargeState::Succeeded => {
+                let credited = record_sale(tx, &self.rules, after, now).await?;
+                // Refunded in part (before or after the credit was written).
+                let reversed = if after.amount_refunded.get() > 0 {
+                    reverse_sale(tx, after, now).await?
+                } else {
+                    None
+                };
+                if let Some(credit) = credited {
+                    self.credited(tx, &credit).await?;
+                }
+                reversed
+            }
+            ChargeState::Refunding | ChargeState::Refunded => reverse_sale(tx, after, now).await?,
+            _ => None,
+        };
+        self.announce_refund(tx, before, after, reversed.as_ref())
+            .await
+    }
+
+    /// Announces a credit just written (`sale.credited`), and wakes the payout worker when it
+    /// is payable at once.
+    async fn credited(&self, tx: &mut Tx, credit: &Credit) -> sqlx::Result<()> {
+        self.outbox
+            .stage(
+                tx,
+                SaleCredited {
+                    order_id: credit.order_id.clone(),
+                    seller_id: credit.seller_id.clone(),
+                    ticket_id: credit.ticket_id.clone(),
+                    title: credit.title.clone(),
+                    price: credit.gross,
+                    fee: credit.fee,
+                    amount: credit.amount,
+                    available_at: credit.available_at,
+                },
+            )
+            .await?;
+        if credit.status == CreditStatus::Available {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Announces the money `after` gives back to the buyer beyond what `before` did
+    /// (`payment.refunded`), with the part of it taken from `credit`, the sale's credit that
+    /// [`reverse_sale`] brought to it (none for a sale that credited nobody). Nothing when
+    /// nothing more is back.
+    async fn announce_refund(
+        &self,
+        tx: &mut Tx,
+        before: &Charge,
+        after: &Charge,
+        credit: Option<&Credit>,
     ) -> sqlx::Result<()> {
         let (was, is) = (before.given_back(), after.given_back());
         if is <= was {
@@ -192,13 +210,6 @@ impl Ledger {
         let Some(order) = store::order_in(tx, &after.order_id).await? else {
             return Ok(());
         };
-        // The seller's part of it, when the sale earned them a credit (see `reverse_sale`).
-        let credit = store::lock_entry_of_order(tx, &after.order_id, EntryKind::Credit)
-            .await?
-            .filter(|c| c.payment_id == after.id);
-        let seller_amount = credit.as_ref().map(|c| {
-            Cents::new(c.refund_split(is).amount.get() - c.refund_split(was).amount.get())
-        });
         self.outbox
             .stage(
                 tx,
@@ -210,8 +221,12 @@ impl Ledger {
                     price: after.amount,
                     refunded: is,
                     amount: Cents::new(is.get() - was.get()),
-                    seller_id: credit.map(|c| c.seller_id),
-                    seller_amount,
+                    seller_id: credit.map(|c| c.seller_id.clone()),
+                    seller_amount: credit.map(|c| {
+                        Cents::new(
+                            c.refund_split(is).amount.get() - c.refund_split(was).amount.get(),
+                        )
+                    }),
                 },
             )
             .await?;
@@ -260,15 +275,19 @@ pub async fn record_sale(
 /// in full before anything was paid out, the credit (and any earlier reversal) is cancelled;
 /// otherwise the part refunded since the last reversal is a new negative entry, which travels
 /// with its credit while that is not paid out and is owed back (netted from the seller's next
-/// payouts) once it is ([`Credit::refund`]). Idempotent.
-pub async fn reverse_sale(tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Result<()> {
-    let Some(credit) = store::lock_entry_of_order(tx, &charge.order_id, EntryKind::Credit).await?
+/// payouts) once it is ([`Credit::refund`]). Idempotent. Answers the sale's credit (as read,
+/// locked), if `charge` earned one.
+pub async fn reverse_sale(
+    tx: &mut Tx,
+    charge: &Charge,
+    now: Millis,
+) -> sqlx::Result<Option<Credit>> {
+    let Some(credit) = store::lock_entry_of_order(tx, &charge.order_id, EntryKind::Credit)
+        .await?
+        .filter(|credit| credit.payment_id == charge.id)
     else {
-        return Ok(());
+        return Ok(None);
     };
-    if credit.payment_id != charge.id {
-        return Ok(());
-    }
     let reversals = store::lock_reversals_of_order(tx, &charge.order_id).await?;
     let refunded = charge.refunded_amount();
     match credit.refund(&reversals, refunded, now) {
@@ -296,7 +315,7 @@ pub async fn reverse_sale(tx: &mut Tx, charge: &Charge, now: Millis) -> sqlx::Re
         }
         Reversal::Nothing => {}
     }
-    Ok(())
+    Ok(Some(credit))
 }
 
 impl Payouts {

@@ -106,11 +106,7 @@ async fn settle(payments: &Payments, charge: &Charge) -> Result<(), ChargeError>
     if store::save_charge(&mut tx, &next, charge.state).await? {
         // The capture credits the seller, in the same transaction; a refund reverses it and
         // is announced to the buyer.
-        payments.ledger.follow(&mut tx, &next, now).await?;
-        payments
-            .ledger
-            .announce_refund(&mut tx, charge, &next)
-            .await?;
+        payments.ledger.follow(&mut tx, charge, &next, now).await?;
         tx.commit().await?;
         let counter = match next.state {
             ChargeState::Succeeded => "payments_captured_total",

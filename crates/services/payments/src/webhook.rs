@@ -228,11 +228,7 @@ pub async fn apply(
     {
         // A capture credits the seller, in the same transaction (less what was refunded of
         // it before the capture was recorded, which the buyer is then told of).
-        payments.ledger.follow(&mut tx, &next, now).await?;
-        payments
-            .ledger
-            .announce_refund(&mut tx, &charge, &next)
-            .await?;
+        payments.ledger.follow(&mut tx, &charge, &next, now).await?;
         tx.commit().await?;
         tracing::info!(payment.id = %next.id, state = %next.state, "charge changed by a webhook");
         payments.arrivals.arrived();
@@ -267,26 +263,17 @@ async fn refunded(payments: &Payments, object: &IntentObject) -> Result<(), Char
     } else {
         total.and_then(|t| charge.clone().refunded_in_part(t, now))
     };
-    let refunded = match changed {
-        Some(next) => {
-            if !store::save_charge(&mut tx, &next, charge.state).await? {
-                return Err(ChargeError::Vanished(charge.id));
-            }
-            tracing::info!(order.id = %next.order_id, payment.id = %next.id, from = %charge.state, to = %next.state, refunded = %next.refunded_amount(), "charge refunded at the provider");
-            next
-        }
-        None => charge.clone(),
+    // Nothing new (a repeated or older report, or a charge that holds no money): the ledger
+    // followed when the charge was saved as it is.
+    let Some(next) = changed else {
+        tx.rollback().await?;
+        return Ok(());
     };
-    if matches!(
-        refunded.state,
-        ChargeState::Refunded | ChargeState::Succeeded
-    ) {
-        payments.ledger.follow(&mut tx, &refunded, now).await?;
+    if !store::save_charge(&mut tx, &next, charge.state).await? {
+        return Err(ChargeError::Vanished(charge.id));
     }
-    payments
-        .ledger
-        .announce_refund(&mut tx, &charge, &refunded)
-        .await?;
+    tracing::info!(order.id = %next.order_id, payment.id = %next.id, from = %charge.state, to = %next.state, refunded = %next.refunded_amount(), "charge refunded at the provider");
+    payments.ledger.follow(&mut tx, &charge, &next, now).await?;
     tx.commit().await?;
     payments.arrivals.arrived();
     Ok(())
