@@ -283,18 +283,7 @@ async fn expiry_and_payment_flow(ingress: &Ingress) {
     // Paid: the payments replica may need a moment to learn the order (404 until then).
     let paid = order_when_known(&buyer, &paid_ticket).await;
     let paid_id = paid["id"].as_str().unwrap().to_owned();
-    let body = json!({"orderId": paid_id, "token": "tok_visa"});
-    let body = &body;
-    let buyer_ref = &buyer;
-    let payment = poll("the payments service knows the order", move || async move {
-        let res = buyer_ref.post("/api/payments", body).await;
-        match res.status {
-            StatusCode::CREATED => Ok(res.json),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
-            other => panic!("paying answered {other}: {}", res.text),
-        }
-    })
-    .await;
+    let payment = buyer.pay(&paid_id, CATCH_UP).await;
     assert!(payment["id"].is_string(), "{payment}");
 
     let paid_path = format!("/api/orders/{paid_id}");
@@ -364,9 +353,8 @@ async fn expiry_and_payment_flow(ingress: &Ingress) {
 
     // The expired order cannot be paid (once the payments replica learned the cancellation).
     let body = json!({"orderId": unpaid_id, "token": "tok_visa"});
-    let body = &body;
-    poll("paying the expired order is refused", move || async move {
-        let res = buyer_ref.post("/api/payments", body).await;
+    poll("paying the expired order is refused", || async {
+        let res = buyer.post("/api/payments", &body).await;
         if res.status == StatusCode::BAD_REQUEST
             && res.json == error("Cannot pay for a cancelled order")
         {

@@ -42,6 +42,25 @@ async fn notified(user: &Browser, count: usize) -> Value {
     .await
 }
 
+/// `buyer` orders `ticket` (asking again while the orders service has not heard of it) and
+/// pays for it: the order's id.
+async fn buy(buyer: &Browser, ticket: &str) -> String {
+    let order = poll("the orders service offers the ticket", || async {
+        let res = buyer
+            .post("/api/orders", &json!({"ticketId": ticket}))
+            .await;
+        match res.status {
+            StatusCode::CREATED => Ok(res.json),
+            StatusCode::SERVICE_UNAVAILABLE => Err(res.text),
+            other => panic!("ordering answered {other}: {}", res.text),
+        }
+    })
+    .await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    buyer.pay(&order_id, CATCH_UP).await;
+    order_id
+}
+
 fn subjects_to(mail: &[ReceivedMessage], address: &str) -> Vec<String> {
     mail.iter()
         .filter(|m| m.rcpt_tos.iter().any(|to| to == address))
@@ -87,26 +106,7 @@ async fn alert_then_sale(ingress: &Ingress, smtp: &mut SmtpServer) {
 
     // The mail server goes down; the sale goes on.
     smtp.stop();
-    let order = poll("the orders service offers the ticket", || async {
-        let res = b.post("/api/orders", &json!({"ticketId": ticket})).await;
-        match res.status {
-            StatusCode::CREATED => Ok(res.json),
-            StatusCode::SERVICE_UNAVAILABLE => Err(res.text),
-            other => panic!("ordering answered {other}: {}", res.text),
-        }
-    })
-    .await;
-    let order_id = order["id"].as_str().unwrap().to_owned();
-    let body = json!({"orderId": order_id, "token": "tok_visa"});
-    poll("the payment is taken", || async {
-        let res = b.post("/api/payments", &body).await;
-        match res.status {
-            StatusCode::CREATED => Ok(()),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
-            other => panic!("paying answered {other}: {}", res.text),
-        }
-    })
-    .await;
+    let order_id = buy(&b, &ticket).await;
 
     // In the app at once.
     let list = notified(&b, 2).await;
@@ -226,26 +226,7 @@ async fn a_refund_reaches_the_order_the_buyer_and_the_seller(ingress: &Ingress, 
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
     let ticket = res.json["id"].as_str().unwrap().to_owned();
-    let order = poll("the orders service offers the ticket", || async {
-        let res = b.post("/api/orders", &json!({"ticketId": ticket})).await;
-        match res.status {
-            StatusCode::CREATED => Ok(res.json),
-            StatusCode::SERVICE_UNAVAILABLE => Err(res.text),
-            other => panic!("ordering answered {other}: {}", res.text),
-        }
-    })
-    .await;
-    let order_id = order["id"].as_str().unwrap().to_owned();
-    let body = json!({"orderId": order_id, "token": "tok_visa"});
-    poll("the payment is taken", || async {
-        let res = b.post("/api/payments", &body).await;
-        match res.status {
-            StatusCode::CREATED => Ok(()),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
-            other => panic!("paying answered {other}: {}", res.text),
-        }
-    })
-    .await;
+    let order_id = buy(&b, &ticket).await;
     let payment_of = |expected: Value| {
         let b = &b;
         let order_id = &order_id;

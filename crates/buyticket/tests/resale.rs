@@ -67,16 +67,7 @@ async fn buy(buyer: &Browser, ticket: &str, price: Value) -> Value {
     })
     .await;
     let order_id = order["id"].as_str().unwrap().to_owned();
-    let body = json!({"orderId": order_id, "token": "tok_visa"});
-    poll("the payment is taken", || async {
-        let res = buyer.post("/api/payments", &body).await;
-        match res.status {
-            StatusCode::CREATED => Ok(()),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
-            other => panic!("paying answered {other}: {}", res.text),
-        }
-    })
-    .await;
+    buyer.pay(&order_id, CATCH_UP).await;
     poll("the buyer owns the ticket", || async {
         let res = buyer.get(&format!("/api/tickets/{ticket}")).await;
         if res.json["userId"] == buyer.id.as_str() {

@@ -119,6 +119,22 @@ impl Browser {
         let http = &self.client.http;
         self.client.send(http.delete(self.ingress.url(path))).await
     }
+
+    /// Pays order `order_id` with the test card `tok_visa`, asking again (for up to `limit`)
+    /// while the payments service has not heard of the order yet (503) or the order is not
+    /// complete yet (202): the `201` answer's body.
+    pub async fn pay(&self, order_id: &str, limit: Duration) -> Value {
+        let body = json!({"orderId": order_id, "token": "tok_visa"});
+        poll_for(limit, "the payment is taken", || async {
+            let res = self.post("/api/payments", &body).await;
+            match res.status {
+                StatusCode::CREATED => Ok(res.json),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::ACCEPTED => Err(res.text),
+                other => panic!("paying answered {other}: {}", res.text),
+            }
+        })
+        .await
+    }
 }
 
 /// The services of a distributed deployment, in start order.

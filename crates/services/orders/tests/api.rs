@@ -977,6 +977,30 @@ async fn a_payment_for_a_cancelled_order_leaves_it_cancelled(backend: Backend) {
     probe.assert_silent(300).await;
 }
 
+/// An order of a 10.00 ticket, confirmed and completed by its payment (`completed` sees its
+/// `order.completed`): the buyer, the order's id and the payment.
+async fn paid_order(
+    app: &TestApp,
+    completed: &mut EventProbe,
+) -> (TestUser, String, PaymentCreated) {
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let buyer = TestUser::new();
+    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
+    app.confirm(&ticket, &id).await;
+    let payment = payment_for(&id);
+    publish(&app.bus.bus, payment.clone()).await;
+    completed.next::<OrderCompleted>(10).await;
+    (buyer, id, payment)
+}
+
+/// Order `id` as its buyer is shown it.
+async fn shown_to(app: &TestApp, buyer: &TestUser, id: &str) -> Value {
+    app.as_user(buyer)
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json
+}
+
 /// `refunded` of a 10.00 payment given back so far, as payments announces it.
 fn refund_of(payment: &PaymentCreated, refunded: i64) -> PaymentRefunded {
     PaymentRefunded {
@@ -996,25 +1020,13 @@ async fn the_order_shows_money_given_back_in_part_then_in_full(backend: Backend)
     let app = TestApp::spawn(backend).await;
     let mut completed = EventProbe::new(&app.bus.bus, "order.completed").await;
     let mut cancelled = EventProbe::new(&app.bus.bus, "order.cancelled").await;
-    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
-    let buyer = TestUser::new();
-    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
-    app.confirm(&ticket, &id).await;
-    let payment = payment_for(&id);
-    publish(&app.bus.bus, payment.clone()).await;
-    completed.next::<OrderCompleted>(10).await;
-    let shown = || async {
-        app.as_user(&buyer)
-            .get(&format!("/api/orders/{id}"))
-            .await
-            .json
-    };
+    let (buyer, id, payment) = paid_order(&app, &mut completed).await;
 
     // 2.50 back, then an older total (1.00) delivered late, then 4.00 in all.
     for (total, expected) in [(250, json!(2.5)), (100, json!(2.5)), (400, json!(4))] {
         let refund = publish(&app.bus.bus, refund_of(&payment, total)).await;
         app.wait_processed(&refund).await;
-        let order = shown().await;
+        let order = shown_to(&app, &buyer, &id).await;
         assert_eq!(
             order["payment"],
             json!({"id": payment.id, "amount": 10, "status": "succeeded", "refunded": expected}),
@@ -1030,7 +1042,7 @@ async fn the_order_shows_money_given_back_in_part_then_in_full(backend: Backend)
     let refund = publish(&app.bus.bus, refund_of(&payment, 1000)).await;
     app.wait_processed(&refund).await;
     assert_eq!(
-        shown().await["payment"],
+        shown_to(&app, &buyer, &id).await["payment"],
         json!({"id": payment.id, "amount": 10, "status": "refunded", "refunded": 10})
     );
     assert_eq!(app.stored_order(&id).await, ("complete".to_owned(), 1));
@@ -1054,11 +1066,7 @@ async fn a_late_payment_given_back_shows_on_the_cancelled_order(backend: Backend
     let refund = publish(&app.bus.bus, refund_of(&late, 1000)).await;
     app.wait_processed(&refund).await;
 
-    let order = app
-        .as_user(&buyer)
-        .get(&format!("/api/orders/{id}"))
-        .await
-        .json;
+    let order = shown_to(&app, &buyer, &id).await;
     assert_eq!(order["status"], "cancelled");
     assert_eq!(
         order["payment"],
@@ -1070,23 +1078,13 @@ async fn a_late_payment_given_back_shows_on_the_cancelled_order(backend: Backend
 async fn a_second_charge_given_back_does_not_replace_the_orders_payment(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut completed = EventProbe::new(&app.bus.bus, "order.completed").await;
-    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
-    let buyer = TestUser::new();
-    let id = id_of(&app.ordered(&buyer, &ticket.id).await);
-    app.confirm(&ticket, &id).await;
-    let payment = payment_for(&id);
-    publish(&app.bus.bus, payment.clone()).await;
-    completed.next::<OrderCompleted>(10).await;
+    let (buyer, id, payment) = paid_order(&app, &mut completed).await;
 
     let second = payment_for(&id);
     let refund = publish(&app.bus.bus, refund_of(&second, 1000)).await;
     app.wait_processed(&refund).await;
 
-    let order = app
-        .as_user(&buyer)
-        .get(&format!("/api/orders/{id}"))
-        .await
-        .json;
+    let order = shown_to(&app, &buyer, &id).await;
     assert_eq!(
         order["payment"],
         json!({"id": payment.id, "amount": 10, "status": "succeeded", "refunded": 0})

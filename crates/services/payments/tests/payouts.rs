@@ -85,10 +85,9 @@ async fn report_refund(app: &TestApp, order: &str, refunded: i64, event: &str) -
     app.signed_webhook(&body).await.status
 }
 
-/// A new order of `price_cents` (a seller on record, no start), whose first charge Stripe
-/// captured at once (an automatic capture) and said so by webhook, before any orders service
-/// completed the order. Answers the order's id.
-async fn captured_by_stripe(app: &TestApp, mock: &MockStripe, price_cents: i64) -> String {
+/// A new order of `price_cents` by a new buyer of a new seller (no start), as the orders
+/// service announces it: the order's id and the buyer.
+async fn new_sale(app: &TestApp, price_cents: i64) -> (String, TestUser) {
     let (buyer, seller) = (TestUser::new(), TestUser::new());
     let order = uuid::Uuid::now_v7().to_string();
     app.publish_order(common::sale_created(
@@ -99,6 +98,14 @@ async fn captured_by_stripe(app: &TestApp, mock: &MockStripe, price_cents: i64) 
         None,
     ))
     .await;
+    (order, buyer)
+}
+
+/// A new order of `price_cents` (a seller on record, no start), whose first charge Stripe
+/// captured at once (an automatic capture) and said so by webhook, before any orders service
+/// completed the order. Answers the order's id.
+async fn captured_by_stripe(app: &TestApp, mock: &MockStripe, price_cents: i64) -> String {
+    let (order, buyer) = new_sale(app, price_cents).await;
     let processing = app.pay(&buyer, &order, PROCESSING).await;
     assert_eq!(
         processing.status,
@@ -1482,16 +1489,7 @@ async fn a_partial_refund_reported_before_the_capture_is_recorded_is_taken_from_
     let mock = MockStripe::start().await;
     let app = TestApp::spawn(backend, stripe_provider(&mock)).await;
     let mut refunds = EventProbe::new(&app.bus.bus, PaymentRefunded::SUBJECT).await;
-    let (buyer, seller) = (TestUser::new(), TestUser::new());
-    let order = uuid::Uuid::now_v7().to_string();
-    app.publish_order(common::sale_created(
-        &order,
-        &buyer.id,
-        Some(&seller.id),
-        2000,
-        None,
-    ))
-    .await;
+    let (order, buyer) = new_sale(&app, 2000).await;
     // Authorised; the answer does not wait for the order to complete (202).
     let res = app.pay(&buyer, &order, "tok_visa").await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
