@@ -191,8 +191,11 @@ fn refused(refusal: Refusal) -> ApiError {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Extension: only tickets whose title contains this text (case-insensitive; trimmed, at
-    /// most 200 characters, no control characters). Ticket alerts match with the same rule.
-    #[param(value_type = Option<String>, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
+    /// most 200 characters, no control characters; blank is no search). Ticket alerts match
+    /// with the same rule. The pattern says so: white space around it is trimmed (Unicode's
+    /// `White_Space`, control characters among them), and the trimmed text has no control
+    /// character and at most 200 characters (the venue's pattern: utoipa takes only a literal).
+    #[param(value_type = Option<String>, pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     q: Option<String>,
     /// Extension: page size, 1 to 200 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
