@@ -10,7 +10,8 @@ use bt_contract::events::{
     PaymentCreated, PaymentRefunded, ReservationRefusal, TicketData, TicketReservationRefused,
     TicketUpdated,
 };
-use bt_contract::{Cents, PaymentId, SessionKeys};
+use bt_contract::{Cents, Millis, OrderId, PaymentId, SessionKeys, UserId};
+use bt_orders::domain::Order;
 use bt_platform::db::DbOptions;
 use bt_platform::on_db;
 use bt_test_support::{Backend, EventProbe, TestClient, TestUser, backend_tests, publish};
@@ -1246,6 +1247,72 @@ async fn a_ticket_taken_on_another_replica_is_refused_by_the_database(backend: B
         )
         .await,
         2
+    );
+}
+
+/// PostgreSQL only: two replicas share its database there (`serve`). On SQLite one process is the
+/// only writer (`up`), so no other replica's transaction can be open.
+///
+/// Another replica's group writer has inserted an order for the ticket and not yet committed.
+/// Inserting an order for the same ticket would wait on the unique index until that
+/// transaction ends, holding up every buyer of this replica's batch; in a rush that is the
+/// losers waiting on the database. The buyer is refused at once instead, and a transaction
+/// that fails after all only makes them retry.
+#[tokio::test]
+async fn a_ticket_another_replica_is_writing_is_refused_without_waiting_for_its_transaction() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let listed = bt_orders::store::find_ticket(&app.store, &ticket.id)
+        .await
+        .unwrap()
+        .expect("the replica holds the ticket");
+    let (theirs, _) = Order::place(
+        OrderId::generate(),
+        UserId::new(TestUser::new().id),
+        &listed,
+        Millis::now(),
+        WINDOW,
+    )
+    .unwrap();
+    let mut other_writer = app.store.begin().await.unwrap();
+    let stored = bt_orders::store::insert_orders_if_free(&mut other_writer, &[&theirs])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![theirs.id.clone()]);
+
+    // Act: a buyer of the same ticket on this replica, while that transaction is open.
+    let buyer = app.as_user(&TestUser::new());
+    let for_ticket = json!({"ticketId": ticket.id});
+    let purchase = buyer.post("/api/orders", &for_ticket);
+    tokio::pin!(purchase);
+    let refused = loop {
+        tokio::select! {
+            answer = &mut purchase => break answer,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                let waiting = app
+                    .count(
+                        "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                         WHERE NOT l.granted AND a.datname = current_database()",
+                    )
+                    .await;
+                assert_eq!(waiting, 0, "the buyer's order waits for the other replica's transaction");
+            }
+        }
+    };
+
+    // Assert: refused as a buyer too late is, with the other transaction still open.
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(refused.json, error("Ticket is already reserved"));
+    // That transaction fails after all: the ticket is free, and the buyer gets it on a retry.
+    other_writer.rollback().await.unwrap();
+    bt_test_support::eventually(10, "the buyer gets the ticket on a retry", || async {
+        buyer.post("/api/orders", &for_ticket).await.status == StatusCode::CREATED
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
+            .await,
+        1
     );
 }
 
