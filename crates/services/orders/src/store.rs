@@ -103,10 +103,13 @@ fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
 /// inserting the same ticket meanwhile would wait on the unique index for that transaction,
 /// holding up every order of this batch, winners and losers alike (a rush's distributed
 /// bursts spent most of their group commits so). An order whose ticket is being written
-/// elsewhere is lost at once instead. The lock never decides alone: a ticket it lets through
-/// still meets the unique index, and a transaction that fails after all only made its losers
-/// retry. SQLite has one writer at a time (one process, `BEGIN IMMEDIATE`), so nothing to wait
-/// for.
+/// elsewhere is lost at once instead. So is one whose ticket has an open order in the
+/// statement's snapshot (the unique index's own condition, `orders_one_open_per_ticket`): the
+/// index would wait for a transaction changing that order (the consumer confirming its
+/// reservation, in a rush's cascade), and a plain read does not. Neither check decides alone:
+/// an order they let through still meets the unique index, and a transaction that fails after
+/// all only made its losers retry. SQLite has one writer at a time (one process, `BEGIN
+/// IMMEDIATE`), so nothing to wait for.
 #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
 pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Result<Vec<OrderId>> {
     if orders.is_empty() {
@@ -119,7 +122,11 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
         ),
         Backend::Postgres => format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM (VALUES {values}) AS wanted ({ORDER_COLUMNS}) \
-             WHERE {TICKET_BEING_ORDERED} ON CONFLICT DO NOTHING RETURNING id"
+             WHERE NOT EXISTS (SELECT 1 FROM orders existing WHERE existing.ticket_id = wanted.ticket_id \
+             AND existing.status IN ('{}', '{}')) AND {TICKET_BEING_ORDERED} \
+             ON CONFLICT DO NOTHING RETURNING id",
+            OrderStatus::Created.as_str(),
+            OrderStatus::AwaitingPayment.as_str(),
         ),
     };
     on_tx!(tx, |conn| {

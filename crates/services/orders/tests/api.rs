@@ -11,7 +11,7 @@ use bt_contract::events::{
     TicketUpdated,
 };
 use bt_contract::{Cents, Millis, OrderId, PaymentId, SessionKeys, UserId};
-use bt_orders::domain::Order;
+use bt_orders::domain::{Order, Reservation};
 use bt_platform::db::DbOptions;
 use bt_platform::on_db;
 use bt_test_support::{Backend, EventProbe, TestClient, TestUser, backend_tests, publish};
@@ -1250,6 +1250,50 @@ async fn a_ticket_taken_on_another_replica_is_refused_by_the_database(backend: B
     );
 }
 
+/// Another replica's order of `ticket` (from a buyer this replica has never seen), not yet
+/// written: for the tests where another transaction holds it.
+async fn their_order(app: &TestApp, ticket: &TicketData) -> Order {
+    let listed = bt_orders::store::find_ticket(&app.store, &ticket.id)
+        .await
+        .unwrap()
+        .expect("the replica holds the ticket");
+    Order::place(
+        OrderId::generate(),
+        UserId::new(TestUser::new().id),
+        &listed,
+        Millis::now(),
+        WINDOW,
+    )
+    .unwrap()
+    .0
+}
+
+/// The answer to `buyer`'s order of `ticket`, failing as soon as the order waits for another
+/// transaction of the database (PostgreSQL's `pg_locks`: a lock not granted), before it ends.
+async fn ordered_without_waiting(
+    app: &TestApp,
+    buyer: &TestClient,
+    ticket: &TicketData,
+) -> bt_test_support::TestResponse {
+    let for_ticket = json!({"ticketId": ticket.id});
+    let purchase = buyer.post("/api/orders", &for_ticket);
+    tokio::pin!(purchase);
+    loop {
+        tokio::select! {
+            answer = &mut purchase => return answer,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                let waiting = app
+                    .count(
+                        "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                         WHERE NOT l.granted AND a.datname = current_database()",
+                    )
+                    .await;
+                assert_eq!(waiting, 0, "the buyer's order waits for another transaction");
+            }
+        }
+    }
+}
+
 /// PostgreSQL only: two replicas share its database there (`serve`). On SQLite one process is the
 /// only writer (`up`), so no other replica's transaction can be open.
 ///
@@ -1262,18 +1306,7 @@ async fn a_ticket_taken_on_another_replica_is_refused_by_the_database(backend: B
 async fn a_ticket_another_replica_is_writing_is_refused_without_waiting_for_its_transaction() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
-    let listed = bt_orders::store::find_ticket(&app.store, &ticket.id)
-        .await
-        .unwrap()
-        .expect("the replica holds the ticket");
-    let (theirs, _) = Order::place(
-        OrderId::generate(),
-        UserId::new(TestUser::new().id),
-        &listed,
-        Millis::now(),
-        WINDOW,
-    )
-    .unwrap();
+    let theirs = their_order(&app, &ticket).await;
     let mut other_writer = app.store.begin().await.unwrap();
     let stored = bt_orders::store::insert_orders_if_free(&mut other_writer, &[&theirs])
         .await
@@ -1282,23 +1315,7 @@ async fn a_ticket_another_replica_is_writing_is_refused_without_waiting_for_its_
 
     // Act: a buyer of the same ticket on this replica, while that transaction is open.
     let buyer = app.as_user(&TestUser::new());
-    let for_ticket = json!({"ticketId": ticket.id});
-    let purchase = buyer.post("/api/orders", &for_ticket);
-    tokio::pin!(purchase);
-    let refused = loop {
-        tokio::select! {
-            answer = &mut purchase => break answer,
-            () = tokio::time::sleep(Duration::from_millis(20)) => {
-                let waiting = app
-                    .count(
-                        "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                         WHERE NOT l.granted AND a.datname = current_database()",
-                    )
-                    .await;
-                assert_eq!(waiting, 0, "the buyer's order waits for the other replica's transaction");
-            }
-        }
-    };
+    let refused = ordered_without_waiting(&app, &buyer, &ticket).await;
 
     // Assert: refused as a buyer too late is, with the other transaction still open.
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
@@ -1306,9 +1323,54 @@ async fn a_ticket_another_replica_is_writing_is_refused_without_waiting_for_its_
     // That transaction fails after all: the ticket is free, and the buyer gets it on a retry.
     other_writer.rollback().await.unwrap();
     bt_test_support::eventually(10, "the buyer gets the ticket on a retry", || async {
-        buyer.post("/api/orders", &for_ticket).await.status == StatusCode::CREATED
+        buyer
+            .post("/api/orders", &json!({"ticketId": ticket.id}))
+            .await
+            .status
+            == StatusCode::CREATED
     })
     .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
+            .await,
+        1
+    );
+}
+
+/// PostgreSQL only, as above. The ticket has an open order, written by another replica, and a
+/// transaction is changing that order (as the consumer does when the reservation is
+/// confirmed, in a rush's cascade of events). An insert for the ticket would wait on the unique
+/// index for that change to end; the buyer is refused at once instead.
+#[tokio::test]
+async fn a_ticket_whose_open_order_is_being_changed_is_refused_without_waiting() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    let mut theirs = their_order(&app, &ticket).await;
+    let mut other_writer = app.store.begin().await.unwrap();
+    bt_orders::store::insert_orders_if_free(&mut other_writer, &[&theirs])
+        .await
+        .unwrap();
+    other_writer.commit().await.unwrap();
+    let mut change = app.store.begin().await.unwrap();
+    bt_orders::store::lock_order(&mut change, &theirs.id)
+        .await
+        .unwrap()
+        .expect("their order is stored");
+    theirs.reservation = Reservation::Confirmed;
+    assert!(
+        bt_orders::store::save_order(&mut change, &theirs, theirs.version)
+            .await
+            .unwrap()
+    );
+
+    // Act: a buyer of the same ticket on this replica, while that change is not committed.
+    let buyer = app.as_user(&TestUser::new());
+    let refused = ordered_without_waiting(&app, &buyer, &ticket).await;
+
+    // Assert
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(refused.json, error("Ticket is already reserved"));
+    change.commit().await.unwrap();
     assert_eq!(
         app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
             .await,
