@@ -1,5 +1,6 @@
 //! No oversell under load: many buyers racing for few tickets get exactly one order per ticket,
-//! on SQLite (with the in-process bus) and on PostgreSQL (with NATS).
+//! on SQLite (with the in-process bus) and on PostgreSQL (with NATS), there also through two
+//! replicas at once.
 
 mod common;
 
@@ -15,9 +16,30 @@ const BUYERS: usize = 500;
 const TICKETS: usize = 20;
 
 async fn five_hundred_buyers_racing_for_twenty_tickets_get_exactly_twenty_orders(backend: Backend) {
-    // Arrange: 20 tickets of one seller in the replica, 500 other users with their sessions.
     // The service runs with its default database pool (10 connections, 5 s acquire timeout).
     let app = TestApp::spawn(backend).await;
+    race(&app, &[app.server.url("/api/orders")]).await;
+}
+
+/// PostgreSQL only: replicas share its database there (`serve`); on SQLite one process is the
+/// only writer. The buyers are split between two replicas, whose group writers race for the
+/// same tickets (and pass over a ticket the other is writing, without waiting for it).
+#[tokio::test]
+async fn five_hundred_buyers_on_two_replicas_racing_for_twenty_tickets_get_exactly_twenty_orders() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (other, _runtime) = app.replica().await;
+    race(
+        &app,
+        &[app.server.url("/api/orders"), other.url("/api/orders")],
+    )
+    .await;
+}
+
+/// 500 buyers order 20 tickets all at once, buyer `i` ticket `i % 20` through
+/// `urls[(i / 20) % urls.len()]` (so that each ticket's buyers are split among the URLs): exactly
+/// one order per ticket, every other buyer refused.
+async fn race(app: &TestApp, urls: &[String]) {
+    // Arrange: 20 tickets of one seller in the replica, 500 other users with their sessions.
     let seller = TestUser::new();
     let mut tickets = Vec::new();
     for i in 0..TICKETS {
@@ -35,12 +57,11 @@ async fn five_hundred_buyers_racing_for_twenty_tickets_get_exactly_twenty_orders
         .pool_max_idle_per_host(BUYERS)
         .build()
         .unwrap();
-    let url = app.server.url("/api/orders");
 
     // Act: every buyer orders ticket i % 20, all at once.
     let requests = buyers.iter().enumerate().map(|(i, buyer)| {
         let request = http
-            .post(&url)
+            .post(&urls[(i / TICKETS) % urls.len()])
             .bearer_auth(&buyer.token)
             .json(&json!({"ticketId": tickets[i % TICKETS]}));
         async move {
