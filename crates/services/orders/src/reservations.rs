@@ -20,8 +20,9 @@
 //!   NOTHING`, so a ticket taken meanwhile is a lost order, not a failed batch, and each
 //!   inserted order stages its `order.created` in the same transaction. If a batch fails as a
 //!   whole, its orders are retried one transaction each, so that each buyer gets their own
-//!   answer. On PostgreSQL a ticket another replica's batch is inserting is a lost order at
-//!   once, not a wait for that batch's commit ([`store::insert_orders_if_free`]).
+//!   answer. On PostgreSQL a ticket another replica's batch is inserting, or whose open order
+//!   another transaction is changing, is a lost order at once, not a wait for that transaction
+//!   to end ([`store::insert_orders_if_free`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -390,10 +391,10 @@ async fn write_orders(db: Db, outbox: Outbox, mut pending: mpsc::Receiver<Pendin
 /// The orders are inserted in the order of their tickets' ids. On PostgreSQL an insert waited
 /// for another transaction's uncommitted order of the same ticket; two replicas' batches that
 /// took two tickets in opposite orders waited for each other until the deadlock detector
-/// aborted one (1 s, `deadlock_timeout`, seen in the distributed rush). Another batch's order
-/// is now passed over without a wait (the ticket's advisory lock, [`store::insert_orders_if_free`]);
-/// what an insert can still wait for is a transaction changing the ticket's open order (a
-/// cancel), and in one order of tickets no waits can form a cycle.
+/// aborted one (1 s, `deadlock_timeout`, seen in the distributed rush). Such an order is now
+/// passed over without a wait ([`store::insert_orders_if_free`]). What an insert can still wait
+/// for is narrow (a change to an open order committed after the statement's snapshot), and in
+/// one order of tickets no waits can form a cycle.
 async fn write_batch(db: &Db, outbox: &Outbox, batch: &[Pending]) -> sqlx::Result<Vec<Written>> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|a, b| batch[*a].order.ticket.id.cmp(&batch[*b].order.ticket.id));

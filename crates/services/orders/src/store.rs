@@ -101,8 +101,8 @@ fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
 /// its transaction takes the ticket's advisory lock ([`TICKET_BEING_ORDERED`]) without waiting.
 /// Another replica's writer holds that lock from its insert until its transaction ends, and
 /// inserting the same ticket meanwhile would wait on the unique index for that transaction,
-/// holding up every order of this batch, winners and losers alike (a rush's distributed
-/// bursts spent most of their group commits so). An order whose ticket is being written
+/// holding up every order of this batch, winners and losers alike (the distributed rush's
+/// slowest group commits waited so: BENCHMARKS.md, issue 16 parts 20 and 22). An order whose ticket is being written
 /// elsewhere is lost at once instead. So is one whose ticket has an open order in the
 /// statement's snapshot (the unique index's own condition, `orders_one_open_per_ticket`): the
 /// index would wait for a transaction changing that order (the consumer confirming its
