@@ -1294,6 +1294,25 @@ async fn ordered_without_waiting(
     }
 }
 
+/// `buyer`, refused `ticket` a moment ago while it looked taken, gets it on a retry (once this
+/// replica stops trusting its memory, `reservations::TRUST`), and it is the ticket's one open
+/// order.
+async fn gets_it_on_a_retry(app: &TestApp, buyer: &TestClient, ticket: &TicketData) {
+    bt_test_support::eventually(10, "the buyer gets the ticket on a retry", || async {
+        buyer
+            .post("/api/orders", &json!({"ticketId": ticket.id}))
+            .await
+            .status
+            == StatusCode::CREATED
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
+            .await,
+        1
+    );
+}
+
 /// PostgreSQL only: two replicas share its database there (`serve`). On SQLite one process is the
 /// only writer (`up`), so no other replica's transaction can be open.
 ///
@@ -1322,19 +1341,7 @@ async fn a_ticket_another_replica_is_writing_is_refused_without_waiting_for_its_
     assert_eq!(refused.json, error("Ticket is already reserved"));
     // That transaction fails after all: the ticket is free, and the buyer gets it on a retry.
     other_writer.rollback().await.unwrap();
-    bt_test_support::eventually(10, "the buyer gets the ticket on a retry", || async {
-        buyer
-            .post("/api/orders", &json!({"ticketId": ticket.id}))
-            .await
-            .status
-            == StatusCode::CREATED
-    })
-    .await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
-            .await,
-        1
-    );
+    gets_it_on_a_retry(&app, &buyer, &ticket).await;
 }
 
 /// PostgreSQL only, as above. The ticket has an open order, written by another replica, and a
@@ -1408,19 +1415,7 @@ async fn a_ticket_cancelled_on_another_replica_can_be_ordered_again_after_a_mome
         "{}",
         cancelled.text
     );
-    bt_test_support::eventually(10, "the buyer gets the ticket on a retry", || async {
-        buyer
-            .post("/api/orders", &json!({"ticketId": ticket.id}))
-            .await
-            .status
-            == StatusCode::CREATED
-    })
-    .await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM orders WHERE status = 'created'")
-            .await,
-        1
-    );
+    gets_it_on_a_retry(&app, &buyer, &ticket).await;
 }
 
 async fn an_edit_of_the_ticket_reaches_the_next_order(backend: Backend) {
