@@ -579,6 +579,13 @@ impl CommonArgs {
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
             bail!("PAYMENT_CURRENCY must be a three-letter ISO currency code, e.g. usd");
         }
+        if !has_two_decimals(&currency) {
+            bail!(
+                "PAYMENT_CURRENCY {currency} does not have two decimals: BuyTicket keeps prices in \
+                 hundredths, and Stripe takes {currency}'s amounts in other units, so every charge \
+                 would be wrong; use a currency with cents, e.g. usd or eur"
+            );
+        }
         let provider = match (self.payment_provider, &self.stripe_secret_key) {
             (Some(PaymentProvider::Development), Some(_)) => bail!(
                 "PAYMENT_PROVIDER=development and STRIPE_SECRET_KEY are both set: the development \
@@ -715,6 +722,18 @@ pub fn dev_jwt_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(key.into_bytes())
 }
 
+/// Whether Stripe takes `currency`'s amounts in hundredths, as BuyTicket keeps its prices: not
+/// its zero-decimal currencies (amounts in whole units) nor its three-decimal ones
+/// (<https://docs.stripe.com/currencies#zero-decimal>).
+fn has_two_decimals(currency: &str) -> bool {
+    const ZERO_DECIMAL: [&str; 16] = [
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+        "xaf", "xof", "xpf",
+    ];
+    const THREE_DECIMAL: [&str; 5] = ["bhd", "jod", "kwd", "omr", "tnd"];
+    !ZERO_DECIMAL.contains(&currency) && !THREE_DECIMAL.contains(&currency)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -757,6 +776,33 @@ mod tests {
                 .to_string()
                 .contains("HTTP_THREADS must be at most 256")
         );
+    }
+
+    #[test]
+    fn a_currency_without_two_decimals_is_refused_rather_than_charged_a_hundred_times_over() {
+        let key = vec![7; MIN_KEY_BYTES];
+        let currency = |code: &str| {
+            up(&["--payment-currency", code])
+                .common
+                .resolve(Mode::Embedded, Some(key.clone()))
+                .map(|shared| shared.payments.currency)
+        };
+        assert_eq!(currency(" EUR ").unwrap(), "eur");
+        assert_eq!(currency("usd").unwrap(), "usd");
+        // Prices are kept in hundredths; Stripe takes these currencies' amounts in whole units
+        // (yen) or in thousandths (dinar): 20.00 would be charged as 2,000 yen or 2.000 dinar.
+        for code in ["jpy", "KRW", "xof", "kwd", "bhd"] {
+            let err = currency(code).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "PAYMENT_CURRENCY {} does not have two decimals",
+                    code.to_lowercase()
+                )) && err.contains("e.g. usd or eur"),
+                "{code}: {err}"
+            );
+        }
+        let err = currency("us").unwrap_err().to_string();
+        assert!(err.contains("three-letter ISO currency code"), "{err}");
     }
 
     #[test]
