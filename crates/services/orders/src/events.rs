@@ -4,8 +4,8 @@
 //! expiry, payment. Every order change goes through [`lifecycle::execute`].
 
 use bt_contract::events::{
-    Envelope, ExpirationComplete, PaymentCreated, PaymentRefunded, TicketCreated, TicketData,
-    TicketHeld, TicketReservationRefused, TicketUpdated,
+    Envelope, ExpirationComplete, OrderStatus, PaymentCreated, PaymentRefunded, TicketCreated,
+    TicketData, TicketHeld, TicketReservationRefused, TicketUpdated,
 };
 use bt_contract::{Millis, OrderId};
 use bt_platform::Tx;
@@ -65,7 +65,15 @@ impl Handlers {
         match execute(tx, &self.outbox, id, command, Millis::now()).await? {
             Executed::NotFound => Err(format!("{what} for unknown order {id}").into()),
             Executed::Changed(order) => {
-                if !order.is_open() {
+                if order.status == OrderStatus::Complete {
+                    // Sold: the replica says so from this commit on, not only once the tickets
+                    // service's `ticket.updated` comes (a buyer ordering meanwhile would be
+                    // placed, then cancelled as "not for sale").
+                    store::sell_ticket_in(tx, &order.ticket.id, &order.user_id).await?;
+                    if let Some(sold) = store::find_ticket_in(tx, &order.ticket.id).await? {
+                        self.reservations.sold(sold);
+                    }
+                } else if !order.is_open() {
                     // Before the commit: a buyer who comes meanwhile goes to the database,
                     // which waits for this transaction.
                     self.reservations.forget(&order.ticket.id);

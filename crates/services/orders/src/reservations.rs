@@ -312,9 +312,21 @@ impl Reservations {
         })
     }
 
-    /// Forgets `id`: its order was cancelled or completed here.
+    /// Forgets `id`: its order was cancelled here.
     pub fn forget(&self, id: &TicketId) {
         self.lock().remove(id);
+    }
+
+    /// `ticket` was sold by an order completing here, and the replica's row says so in the
+    /// same transaction: its buyers meet the sold ticket from now on, not the copy read while
+    /// it was on sale. Set before the commit, so a buyer is never placed on the old copy
+    /// meanwhile; a transaction that fails after all is retried (the payment's event is
+    /// redelivered), and until then the ticket is refused as sold, at most until the next event
+    /// about it (in `serve`, at most [`TRUST`]).
+    pub fn sold(&self, ticket: ListedTicket) {
+        self.replica.changes.fetch_add(1, Ordering::AcqRel);
+        self.forget(&ticket.id);
+        lock(&self.replica.tickets).insert(ticket.id.clone(), (ticket, Instant::now()));
     }
 
     /// Writes `order` (with its event) through the group writer, under `claim`; remembers the

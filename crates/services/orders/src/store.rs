@@ -267,6 +267,20 @@ pub async fn update_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<b
         .map(|r| r.rows_affected() == 1))
 }
 
+/// Marks the replicated ticket `id` sold to `buyer` (its owner now, off sale), inside the
+/// transaction that completes its order: the tickets service's `ticket.updated` saying the same
+/// comes later, as the next version.
+pub async fn sell_ticket_in(tx: &mut Tx, id: &TicketId, buyer: &UserId) -> sqlx::Result<()> {
+    on_tx!(tx, |conn| sqlx::query(
+        "UPDATE tickets SET user_id = $2, for_sale = FALSE WHERE id = $1"
+    )
+    .bind(id)
+    .bind(buyer)
+    .execute(conn)
+    .await
+    .map(drop))
+}
+
 /// Records a ticket alert's hold on the replica (at the version it was given on).
 pub async fn hold_ticket(tx: &mut Tx, hold: &bt_contract::events::TicketHeld) -> sqlx::Result<()> {
     on_tx!(tx, |conn| sqlx::query(HOLD_TICKET)

@@ -837,6 +837,18 @@ async fn a_sold_ticket_is_off_sale_until_its_buyer_lists_it_again(backend: Backe
     app.wait_for_status(&id, "complete").await;
     let third = TestUser::new();
 
+    // Sold as soon as the payment completes the order, before the tickets service's
+    // `ticket.updated` says so: its new owner and everyone else are refused at once.
+    for (who, refusal) in [
+        (&buyer, "You cannot buy your own ticket"),
+        (&third, "This ticket is not for sale"),
+    ] {
+        let res = app
+            .as_user(who)
+            .post("/api/orders", &json!({"ticketId": ticket.id}))
+            .await;
+        assert_eq!(res.json, error(refusal));
+    }
     // The tickets service gives it to the buyer, off sale.
     let owned = app.owned_by(&ticket, &buyer, None).await;
     let res = app
