@@ -656,7 +656,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::StatusCode;
+    use axum::http::{HeaderValue, StatusCode};
     use axum::routing::post;
     use tower::ServiceExt;
 
@@ -782,6 +782,84 @@ mod tests {
             headers[&REQUEST_ID].to_str().unwrap(),
             "a generated id is current too"
         );
+    }
+
+    /// The caller's id is kept only if it is short and made of characters that cannot start
+    /// another field of a log line; anything else is replaced by a new id, answered and
+    /// current in the handler (and so in its log lines and events) instead of the caller's.
+    #[tokio::test]
+    async fn a_request_id_is_kept_only_if_short_and_plain_else_a_new_one_replaces_it() {
+        let router = Router::new().route(
+            "/api/whoami",
+            get(|| async { crate::context::request_id().unwrap_or_default() }),
+        );
+        let app = app(vec![Service {
+            name: "whoami",
+            router,
+            checks: vec![],
+        }]);
+        let longest = "a".repeat(128);
+        let kept: &[(&str, &str)] = &[
+            (
+                "ed1b2d3c4f5a69788796a5b4c3d2e1f0",
+                "ingress-nginx's $request_id",
+            ),
+            ("0f8fad5b-d9cb-469f-a165-70867728950e", "a UUID"),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "a W3C traceparent",
+            ),
+            ("purchase-7", "letters, digits and a hyphen"),
+            ("svc_1.pod-2:9f", "underscore, dot and colon"),
+            (&longest, "128 bytes"),
+        ];
+        for (given, why) in kept {
+            let req = Request::get("/api/whoami")
+                .header(&REQUEST_ID, *given)
+                .body(Body::empty())
+                .unwrap();
+            let (_, headers, body) = call(app.clone(), req).await;
+            assert_eq!(headers[&REQUEST_ID], *given, "{why}: answered");
+            assert_eq!(body, *given, "{why}: current in the handler");
+        }
+
+        let too_long = "a".repeat(129);
+        let seven_kb = "b".repeat(7 * 1024);
+        let replaced: &[(&[u8], &str)] = &[
+            (
+                b"x user.id=01a2-FAKE level=ERROR",
+                "spaces and = forge log fields",
+            ),
+            (b"a=b", "an equals sign"),
+            (b"\"quoted\"", "quotes"),
+            (b"tab\there", "a tab"),
+            (b"semi;colon", "a semicolon"),
+            ("caf\u{e9}".as_bytes(), "not ASCII"),
+            (b"", "empty"),
+            (too_long.as_bytes(), "129 bytes"),
+            (seven_kb.as_bytes(), "7 KB"),
+        ];
+        for (given, why) in replaced {
+            let req = Request::get("/api/whoami")
+                .header(&REQUEST_ID, HeaderValue::from_bytes(given).unwrap())
+                .body(Body::empty())
+                .unwrap();
+            let (_, headers, body) = call(app.clone(), req).await;
+            let answered = headers[&REQUEST_ID].to_str().unwrap();
+            assert_ne!(
+                answered,
+                String::from_utf8_lossy(given),
+                "{why}: not answered"
+            );
+            assert!(
+                uuid::Uuid::parse_str(answered).is_ok(),
+                "{why}: a new id is answered, not {answered:?}"
+            );
+            assert_eq!(
+                body, answered,
+                "{why}: the new id is current in the handler"
+            );
+        }
     }
 
     #[tokio::test]

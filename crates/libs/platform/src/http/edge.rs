@@ -3,9 +3,11 @@
 //! What a request goes through, in this order:
 //!
 //! 1. `Authorization` and `Cookie` are marked sensitive (never shown in debug output).
-//! 2. Its request id: the `x-request-id` it came with (from the ingress), or a new UUID. It is
-//!    answered in the same header, and it is the current id of everything the request does
-//!    ([`crate::context`]), in the `http` tracing span with the method and the path.
+//! 2. Its request id: the `x-request-id` it came with (from the ingress) if that is at most
+//!    [`MAX_REQUEST_ID_BYTES`] of letters, digits, `-`, `_`, `.` and `:`, else a new UUID
+//!    (which replaces the caller's in the request too). It is answered in the same header,
+//!    and it is the current id of everything the request does ([`crate::context`]: log
+//!    lines, events), in the `http` tracing span with the method and the path.
 //! 3. A request target longer than [`MAX_URI_BYTES`] is answered 414 at once.
 //! 4. The handler runs within the request timeout (408 after it). A panic in it is caught and
 //!    answered 500.
@@ -108,8 +110,8 @@ where
             }
         }
         let id = match headers.get(&REQUEST_ID) {
-            Some(given) => given.clone(),
-            None => {
+            Some(given) if is_plain_request_id(given.as_bytes()) => given.clone(),
+            _ => {
                 let mut text = uuid::Uuid::encode_buffer();
                 let made = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
                 let made = HeaderValue::from_str(made).expect("a UUID is a valid header value");
@@ -168,6 +170,20 @@ where
         };
         Box::pin(future.instrument(span))
     }
+}
+
+/// The longest request id taken from a caller (a UUID is 36 bytes, a W3C `traceparent` 55).
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Whether a caller's `x-request-id` is kept: 1 to [`MAX_REQUEST_ID_BYTES`] bytes of ASCII
+/// letters, digits, `-`, `_`, `.` and `:`. That keeps the ids of ingress-nginx (32 hex digits),
+/// UUIDs and tracing ids, and nothing that could end the id in a log line and start another
+/// field (a space, `=`, a quote) or fill the logs and the outbox (a 7 KB id was taken).
+fn is_plain_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// An error response that is neither JSON nor a page gets the `{"errors":[...]}` body with its
