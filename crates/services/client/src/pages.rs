@@ -38,8 +38,8 @@ use crate::headers;
 use crate::multipart::{self, MultipartForm};
 use crate::views::{
     AuthPage, ConfirmPage, CurrencyView, ErrorPage, FieldErrors, FileLink, HomePage, Layout,
-    OrderPage, OrderView, OrdersPage, TEST_CARDS, TicketCard, TicketFormPage, TicketPage,
-    TicketView, UserView, search_path,
+    OrderPage, OrderView, OrdersPage, TicketCard, TicketFormPage, TicketPage, TicketView, UserView,
+    search_path,
 };
 
 #[derive(Debug, Clone)]
@@ -1225,18 +1225,16 @@ async fn fetch_order(state: &AppState, ctx: &Ctx, id: &str) -> Result<Order, Res
     }
 }
 
-/// The order page; `paid` when the API just took the payment (201 or 202): until the order is
-/// decided, the page says so and refreshes itself — as it does while the card is authorised.
+/// The order page; `paid` when the address says a payment was submitted (`?paid=1`): see
+/// [`OrderPage::new`].
 fn order_page_for(state: &AppState, ctx: &Ctx, order: &Order, paid: bool) -> OrderPage {
     let view = OrderView::of(order, &ctx.currency, chrono::Utc::now());
-    OrderPage {
-        layout: ctx.layout(format!("Order: {}", view.ticket_title)),
-        confirming: (paid || view.authorized) && view.is_open(),
-        order: view,
-        cards: TEST_CARDS.to_vec(),
-        stripe_key: state.settings.stripe_publishable_key.clone(),
-        file: FileLink::None,
-    }
+    OrderPage::new(
+        ctx.layout(format!("Order: {}", view.ticket_title)),
+        view,
+        paid,
+        state.settings.stripe_publishable_key.clone(),
+    )
 }
 
 /// What a paid order's page offers of the ticket's file: a download while the buyer owns the
@@ -1318,7 +1316,8 @@ async fn pay(
         },
     };
     // 201: the order is complete; 202: the outcome is still being decided. Either way the
-    // order page shows where it stands, and refreshes itself until it is decided.
+    // order page shows where the order stands: confirming (refreshing itself) while its card
+    // is authorised, payable again while it has no payment (see `OrderPage::new`).
     if reply.ok() {
         return see_other(&format!("{order_path}?paid=1"));
     }

@@ -568,14 +568,6 @@ impl OrderView {
             urgent: open && !past_window && !authorized && expires_at - now <= URGENT,
         }
     }
-
-    /// Created or awaiting payment: neither paid nor cancelled yet.
-    pub fn is_open(&self) -> bool {
-        matches!(
-            self.status,
-            OrderStatus::Created | OrderStatus::AwaitingPayment
-        )
-    }
 }
 
 /// A test card of the development provider.
@@ -604,9 +596,12 @@ pub struct OrderPage {
     pub order: OrderView,
     pub cards: Vec<TestCard>,
     pub stripe_key: Option<String>,
-    /// A payment was made or authorised and the order is not decided yet (the API answered
-    /// 202, or the card is authorised): the page refreshes itself.
+    /// The order's card is authorised and the order is not decided yet: the page refreshes
+    /// itself.
     pub confirming: bool,
+    /// A payment was submitted (`?paid=1`) but the order, still payable, has none: it was
+    /// declined or has not gone through yet. The page says so above the pay form.
+    pub not_through: bool,
     /// The ticket's file, once the order is complete.
     pub file: FileLink,
 }
@@ -623,6 +618,24 @@ pub enum FileLink {
 }
 
 impl OrderPage {
+    /// The page of `order`; `paid` when the address says a payment was submitted (`?paid=1`,
+    /// where the API's 201 or 202 leads). Only the order's own payment tells whether one is
+    /// being decided: while its card is authorised the page says so and refreshes itself. An
+    /// open order without a payment stays payable whatever the address says (the submitted
+    /// payment was declined, or has not gone through yet — the payments service never charges
+    /// an order twice); with `paid`, the page says that no payment has gone through.
+    pub fn new(layout: Layout, order: OrderView, paid: bool, stripe_key: Option<String>) -> Self {
+        Self {
+            layout,
+            confirming: order.authorized,
+            not_through: paid && order.payable,
+            order,
+            cards: TEST_CARDS.to_vec(),
+            stripe_key,
+            file: FileLink::None,
+        }
+    }
+
     /// Whether the page loads Stripe.js (and so needs [`crate::headers::CSP_WITH_STRIPE`]).
     pub fn uses_stripe(&self) -> bool {
         self.stripe_key.is_some() && self.order.payable
@@ -1105,28 +1118,23 @@ mod tests {
         NOW.parse().unwrap()
     }
 
-    /// The order page as the handler builds it (`paid`: the API just took the payment).
+    /// The order page as the handler builds it (`paid`: the address says a payment was
+    /// submitted).
     fn render_order(order: &Order, paid: bool, stripe_key: Option<&str>) -> String {
+        let layout = Layout {
+            title: "Order".into(),
+            user: None,
+            csrf: "tok".into(),
+            notice: None,
+            error: None,
+            unread: None,
+        };
         let view = OrderView::of(order, "usd", now());
-        OrderPage {
-            layout: Layout {
-                title: "Order".into(),
-                user: None,
-                csrf: "tok".into(),
-                notice: None,
-                error: None,
-                unread: None,
-            },
-            confirming: (paid || view.authorized) && view.is_open(),
-            order: view,
-            cards: TEST_CARDS.to_vec(),
-            stripe_key: stripe_key.map(str::to_owned),
-            file: FileLink::None,
-        }
-        .render()
-        .unwrap()
-        // Askama escapes apostrophes; the tests read the text.
-        .replace("&#39;", "'")
+        OrderPage::new(layout, view, paid, stripe_key.map(str::to_owned))
+            .render()
+            .unwrap()
+            // Askama escapes apostrophes; the tests read the text.
+            .replace("&#39;", "'")
     }
 
     fn order_page(stripe_key: Option<&str>) -> String {
@@ -1348,21 +1356,24 @@ mod tests {
                 "{html}"
             );
             assert!(!html.contains(r#"id="pay-form""#) && !html.contains(r#"id="expired""#));
-            assert!(
-                !html.contains(r#"id="confirming""#),
-                "the payment line says it once"
-            );
+            // With `?paid=1` too: the payment line says it, once.
+            let paid = render_order(&order, true, None);
+            assert!(paid.contains(r#"<meta http-equiv="refresh" content="2">"#));
+            assert_eq!(paid.matches("confirming").count(), 1, "{paid}");
+            assert!(!paid.contains("payment-not-through"));
         }
     }
 
     #[test]
-    fn a_payment_being_processed_refreshes_the_page_until_the_order_is_decided() {
-        // The API answered 202 and no card is authorised yet.
+    fn a_submitted_payment_the_order_does_not_hold_leaves_the_order_payable() {
+        // `?paid=1` (the API answered 201 or 202) but the order has no payment: it was
+        // declined, or has not gone through yet. The order alone tells: no refreshing, the pay
+        // form, and a line that says so.
         let html = render_order(&order(OrderStatus::Created, OPEN), true, None);
-        assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#));
-        assert!(html.contains(r#"id="confirming">Payment submitted, confirming your order…"#));
-        assert!(!html.contains(r#"id="pay-form""#));
-        // Decided: no more refreshing.
+        assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
+        assert!(html.contains(r#"id="payment-not-through">No payment has gone through"#));
+        assert!(html.contains(r#"id="pay-form""#) && html.contains(r#"id="cancel""#));
+        // Decided: no refreshing, no such line.
         for decided in [
             with_payment(
                 order(OrderStatus::Complete, OPEN),
@@ -1375,7 +1386,7 @@ mod tests {
         ] {
             let html = render_order(&decided, true, None);
             assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
-            assert!(!html.contains(r#"id="confirming""#));
+            assert!(!html.contains("payment-not-through"));
         }
         let paid = render_order(
             &with_payment(

@@ -139,19 +139,30 @@ async fn the_order_and_the_orders_list_show_the_payment_and_the_cancel_reason() 
     }
 }
 
+/// The order as the API shows it while its card is authorised and the order is being
+/// completed: open, with a payment `authorized`.
+fn authorised() -> Order {
+    let mut order = order(OrderStatus::Created);
+    order.payment = Some(OrderPayment {
+        id: "p1".into(),
+        amount: Cents::new(2050),
+        status: OrderPaymentStatus::Authorized,
+        refunded: Cents::new(0),
+    });
+    order
+}
+
+fn processing() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": "p1", "status": "processing"})),
+    )
+        .into_response()
+}
+
 #[tokio::test]
 async fn a_payment_still_being_decided_shows_the_order_confirming() {
-    let browser = Browser::new(api(
-        serde_json::to_value(order(OrderStatus::Created)).unwrap(),
-        || {
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"id": "p1", "status": "processing"})),
-            )
-                .into_response()
-        },
-    ))
-    .await;
+    let browser = Browser::new(api(serde_json::to_value(authorised()).unwrap(), processing)).await;
 
     let paid = browser.pay("o1").await;
     assert_eq!(paid.status, StatusCode::SEE_OTHER);
@@ -164,10 +175,50 @@ async fn a_payment_still_being_decided_shows_the_order_confirming() {
             .contains(r#"<meta http-equiv="refresh" content="2">"#)
     );
     assert!(
+        page.text.contains("Card authorised, confirming…"),
+        "{}",
         page.text
-            .contains("Payment submitted, confirming your order…")
     );
     assert!(!page.text.contains(r#"id="pay-form""#));
+    assert!(!page.text.contains(r#"id="cancel""#));
+}
+
+#[tokio::test]
+async fn a_payment_that_did_not_go_through_leaves_the_order_payable_despite_paid_in_the_address() {
+    // The API answered 202 (the provider was slow), then the card was declined: the order is
+    // open and has no payment. `?paid=1` in the address must not hide the pay form for good.
+    let browser = Browser::new(api(
+        serde_json::to_value(order(OrderStatus::Created)).unwrap(),
+        processing,
+    ))
+    .await;
+    let paid = browser.pay("o1").await;
+    assert_eq!(location(&paid), "/orders/o1?paid=1");
+
+    let page = browser.get("/orders/o1?paid=1").await;
+
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.text.contains(r#"http-equiv="refresh""#),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("confirming"), "{}", page.text);
+    assert_eq!(
+        common::element(&page.text, "payment-not-through"),
+        Some(
+            "No payment has gone through for this order. If your card was declined, nothing was charged: you can pay again below (an order is never charged twice)."
+        ),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(r#"id="pay-form""#), "can pay again");
+    assert!(page.text.contains(r#"id="cancel""#), "can cancel");
+    assert!(page.text.contains(r#"id="countdown""#));
+    // Without `?paid=1` (the buyer never submitted a payment here) the page says nothing of it.
+    let plain = browser.get("/orders/o1").await;
+    assert!(!plain.text.contains("payment-not-through"));
+    assert!(plain.text.contains(r#"id="pay-form""#));
 }
 
 #[tokio::test]
