@@ -278,6 +278,10 @@ pub struct Ticket {
     /// How many times it was sold (not shown): its details are fixed once it was.
     #[serde(skip)]
     pub sales: i64,
+    /// Who sold it last (not shown): the owner before its last sale, who may still upload the
+    /// file while it has none ([`Ticket::may_replace_file`]).
+    #[serde(skip)]
+    pub sold_by: Option<UserId>,
 }
 
 /// Why a change of a ticket does not apply.
@@ -340,6 +344,7 @@ impl Ticket {
             has_file: false,
             reserved_for: None,
             sales: 0,
+            sold_by: None,
         };
         let created = TicketCreated(ticket.event_data());
         Ok((ticket, created))
@@ -461,7 +466,7 @@ impl Ticket {
         self.for_sale = false;
         self.sales += 1;
         if let Some(buyer) = buyer.cloned().or_else(|| self.reserved_for.clone()) {
-            self.user_id = buyer;
+            self.sold_by = Some(std::mem::replace(&mut self.user_id, buyer));
             self.order_id = None;
         }
         self.reserved_for = None;
@@ -473,9 +478,12 @@ impl Ticket {
         self.has_file && &self.user_id == user
     }
 
-    /// Whether `user` may upload (replace) the ticket's file: its owner, while no order holds it.
+    /// Whether `user` may upload (replace) the ticket's file, while no order holds it: its
+    /// owner; or, while it has none, whoever sold it last, since a ticket sold without its file
+    /// reaches its buyer only once its seller uploads it.
     pub fn may_replace_file(&self, user: &UserId) -> Result<(), Refusal> {
-        if &self.user_id != user {
+        let sends_it = !self.has_file && self.sold_by.as_ref() == Some(user);
+        if &self.user_id != user && !sends_it {
             return Err(Refusal::NotOwner);
         }
         if self.order_id.is_some() {

@@ -37,11 +37,12 @@ pub fn router(state: AppState) -> Router {
 
 /// Every route of the service with its description. `/api/tickets/mine` and
 /// `/api/tickets/openapi.json` are static paths, so they win over `/api/tickets/{id}` (a
-/// ticket cannot be named `mine` or `openapi.json`: ids are UUIDs).
+/// ticket cannot be named `mine`, `undelivered` or `openapi.json`: ids are UUIDs).
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tickets, create_ticket))
         .routes(routes!(my_tickets))
+        .routes(routes!(undelivered_tickets))
         .routes(routes!(openapi_document))
         .routes(routes!(show_ticket, update_ticket))
         .routes(routes!(download_file, upload_file))
@@ -343,6 +344,30 @@ async fn my_tickets(
     Ok(Json(store::list_of_seller(&state.db, &user.0.id).await?))
 }
 
+/// Extension: the tickets the caller sold without their file, which their buyers wait for.
+#[utoipa::path(
+    get,
+    path = "/api/tickets/undelivered",
+    tag = "tickets",
+    operation_id = "undelivered_tickets",
+    summary = "Tickets the caller sold and has not sent the file of",
+    description = "Extension: the tickets whose last sale was the caller's and that have no file yet, oldest sale first. \
+        Their buyers get the ticket only once the file is uploaded, which the caller may still do (`PUT /api/tickets/{id}/file`) until it is.",
+    security(("sessionCookie" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The tickets (their current owner is the buyer).", body = [Ticket]),
+        NotAuthorized,
+        (status = 503, description = "Busy (database connections exhausted); try again.", body = bt_contract::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all, fields(user.id = %user.0.id))]
+async fn undelivered_tickets(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<Vec<Ticket>>> {
+    Ok(Json(store::list_undelivered(&state.db, &user.0.id).await?))
+}
+
 #[utoipa::path(
     get,
     path = "/api/tickets/{id}",
@@ -507,7 +532,9 @@ fn file_refused(refusal: Refusal) -> ApiError {
     summary = "Upload the ticket's file",
     description = "The owner uploads (or replaces) the file a buyer gets once they have paid: a \
         PDF, PNG or JPEG of at most 5 MB, its kind decided by its first bytes (the \
-        `Content-Type` header is not believed). Only while no order holds the ticket.",
+        `Content-Type` header is not believed). Only while no order holds the ticket. A ticket \
+        sold without its file: its seller uploads it for the buyer (`GET /api/tickets/undelivered`), \
+        once; the file is then the buyer's.",
     security(("sessionCookie" = []), ("bearerJwt" = [])),
     params(("id" = String, Path, description = "The ticket's id.")),
     request_body(content = FileBytes, content_type = "application/octet-stream"),

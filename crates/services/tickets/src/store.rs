@@ -7,14 +7,14 @@ use bt_platform::{Db, Tx, on_db, on_tx, write_on_db};
 
 use crate::domain::Ticket;
 
-const COLUMNS: &str = "id, title, price, user_id, version, order_id, (sold_at IS NOT NULL) AS sold, venue, starts_at, face_value, for_sale, (file_key IS NOT NULL) AS has_file, reserved_for, sales";
+const COLUMNS: &str = "id, title, price, user_id, version, order_id, (sold_at IS NOT NULL) AS sold, venue, starts_at, face_value, for_sale, (file_key IS NOT NULL) AS has_file, reserved_for, sales, sold_by";
 
 fn select(filter: &str) -> String {
     format!("SELECT {COLUMNS} FROM tickets {filter}")
 }
 
 const INSERT: &str = "INSERT INTO tickets (id, title, price, user_id, version, order_id, venue, starts_at, face_value, for_sale, created_at, updated_at, title_folded) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $10, $11)";
-const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7, user_id = $9, venue = $10, starts_at = $11, face_value = $12, for_sale = $13, reserved_for = $14, sales = $15, title_folded = $16 WHERE id = $1 AND version = $8";
+const SAVE: &str = "UPDATE tickets SET title = $2, price = $3, version = $4, order_id = $5, sold_at = CASE WHEN $6 THEN COALESCE(sold_at, $7) ELSE NULL END, updated_at = $7, user_id = $9, venue = $10, starts_at = $11, face_value = $12, for_sale = $13, reserved_for = $14, sales = $15, title_folded = $16, sold_by = $17 WHERE id = $1 AND version = $8";
 // After a cursor, along the primary key: each batch starts where the last one ended instead of
 // walking again past the rows folded already.
 const UNFOLDED: &str =
@@ -120,6 +120,17 @@ pub async fn list_of_seller(db: &Db, user_id: &UserId) -> sqlx::Result<Vec<Ticke
         .await)
 }
 
+/// The tickets a user sold last and has not uploaded the file of: their buyers wait for it.
+/// Oldest sale first (at most 500).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn list_undelivered(db: &Db, seller: &UserId) -> sqlx::Result<Vec<Ticket>> {
+    let sql = select("WHERE sold_by = $1 AND file_key IS NULL ORDER BY sold_at, id LIMIT 500");
+    on_db!(db, |pool| sqlx::query_as::<_, Ticket>(&sql)
+        .bind(seller)
+        .fetch_all(pool)
+        .await)
+}
+
 /// Folds the titles of at most `limit` tickets written before `title_folded` existed (NULL
 /// there) whose ids come after `after`, in one statement; answers the last id it read and how
 /// many rows, or `None` when there was none left. A row whose title changed between the read
@@ -182,6 +193,7 @@ pub async fn save(
         .bind(&ticket.reserved_for)
         .bind(ticket.sales)
         .bind(fold(&ticket.title))
+        .bind(&ticket.sold_by)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1))

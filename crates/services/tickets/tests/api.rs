@@ -1093,6 +1093,67 @@ async fn the_owner_uploads_the_file_and_only_the_owner_downloads_it(backend: Bac
     assert_eq!(app.download(&seller, &id).await.0, StatusCode::NOT_FOUND);
 }
 
+/// The tickets `user` sold and has not sent the file of (`GET /api/tickets/undelivered`), by id.
+async fn undelivered(app: &TestApp, user: &TestUser) -> Vec<String> {
+    let res = app.as_user(user).get("/api/tickets/undelivered").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let list = res.json.as_array().expect("a list").clone();
+    list.iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_seller_who_sold_a_ticket_without_its_file_sends_it_to_the_buyer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (seller, buyer, stranger) = (TestUser::new(), TestUser::new(), TestUser::new());
+    let ticket = app.listed(&seller, "Row 7", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    let other = app.listed(&stranger, "Row 8", json!(10)).await;
+    assert_eq!(undelivered(&app, &seller).await, Vec::<String>::new());
+
+    publish(&app.bus.bus, order_created_by(&ticket, "order-1", &buyer)).await;
+    eventually(10, "reserved", || async {
+        app.ticket(&id).await["orderId"] == "order-1"
+    })
+    .await;
+    complete(&app, &ticket, "order-1", &buyer, 1).await;
+    // Sold with no file: the buyer waits for it, and only its seller has it to send.
+    assert_eq!(app.download(&buyer, &id).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(undelivered(&app, &seller).await, vec![id.clone()]);
+    for user in [&buyer, &stranger] {
+        assert_eq!(undelivered(&app, user).await, Vec::<String>::new());
+    }
+    assert_eq!(
+        app.upload(&stranger, &id, PNG, "image/png").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.upload(&seller, other["id"].as_str().unwrap(), PNG, "image/png")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "a ticket someone else lists"
+    );
+
+    let res = app.upload(&seller, &id, PDF, "application/pdf").await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    assert_eq!(
+        app.download(&buyer, &id).await,
+        (StatusCode::OK, "application/pdf".to_owned(), PDF.to_vec())
+    );
+    // Sent: the seller cannot read it back nor replace the buyer's file.
+    assert_eq!(app.download(&seller, &id).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.upload(&seller, &id, PNG, "image/png").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(undelivered(&app, &seller).await, Vec::<String>::new());
+    assert_eq!(
+        app.anonymous().get("/api/tickets/undelivered").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 async fn files_that_are_not_tickets_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let seller = TestUser::new();
@@ -1593,6 +1654,7 @@ backend_tests!(
     the_listing_hides_tickets_off_sale_and_events_that_started,
     a_buyer_relists_within_the_cap_and_the_next_buyer_owns_it,
     the_owner_uploads_the_file_and_only_the_owner_downloads_it,
+    a_seller_who_sold_a_ticket_without_its_file_sends_it_to_the_buyer,
     files_that_are_not_tickets_are_refused,
     a_redelivered_order_event_changes_nothing,
 );
