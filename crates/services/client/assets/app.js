@@ -55,18 +55,27 @@
       }
     });
   });
-  // Live countdown to the end of a reservation ("12:34 left"). At 2 minutes the line turns
-  // urgent and its warning (data-warn-id, a live region) is shown once; at 0 the page reloads
-  // to show the order as it now stands.
+  // Live countdown to the end of a reservation ("12:34 left"). The server renders the seconds
+  // left by its own clock (data-seconds-left); they are counted down on the browser's
+  // monotonic clock (performance.now) from the moment the page's response arrived, so a device
+  // clock that is off changes nothing. At 2 minutes the line turns urgent and its warning
+  // (data-warn-id, a live region) is shown once; at 0 the page reloads to show the order as it
+  // now stands (the server then renders it expired, or the seconds still left).
   var URGENT_SECONDS = 120;
-  document.querySelectorAll("[data-countdown]").forEach(function (el) {
-    var end = new Date(el.getAttribute("data-countdown")).getTime();
-    if (isNaN(end)) return;
+  var arrived = performance.now();
+  try {
+    var navigation = performance.getEntriesByType("navigation")[0];
+    if (navigation && navigation.responseStart > 0) arrived = navigation.responseStart;
+  } catch (e) { /* counted from this script's start */ }
+  document.querySelectorAll("[data-seconds-left]").forEach(function (el) {
+    var seconds = el.getAttribute("data-seconds-left");
+    if (!/^[0-9]+$/.test(seconds)) return;
+    var end = arrived + Number(seconds) * 1000;
     var line = el.closest(".countdown, .note");
     var warning = document.getElementById(el.getAttribute("data-warn-id") || "");
     var warned = false;
     function tick() {
-      var left = Math.max(0, Math.round((end - Date.now()) / 1000));
+      var left = Math.max(0, Math.ceil((end - performance.now()) / 1000));
       var m = Math.floor(left / 60), s = left % 60;
       el.textContent = m + ":" + (s < 10 ? "0" : "") + s + " left";
       if (left <= URGENT_SECONDS && !warned) {

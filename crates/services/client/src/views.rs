@@ -138,6 +138,25 @@ pub fn time_left_text(left: chrono::TimeDelta) -> String {
     }
 }
 
+/// The time left to pay an order, as the server's clock tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeLeft {
+    /// Whole seconds (rounded down): the script counts down from them on the browser's
+    /// monotonic clock, so that a device clock that is off changes nothing.
+    pub seconds: i64,
+    /// For people and for a page without the script: "12 minutes left".
+    pub text: String,
+}
+
+impl TimeLeft {
+    pub fn of(left: chrono::TimeDelta) -> Self {
+        Self {
+            seconds: left.num_seconds().max(0),
+            text: time_left_text(left),
+        }
+    }
+}
+
 /// A moment on a page: `<time datetime="{iso}" data-local>{text}</time>` (the script shows it
 /// in the browser's zone; `text` is UTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,8 +452,9 @@ pub struct OrderView {
     pub ended: Option<&'static str>,
     /// When the order was placed (the time in its UUIDv7 id).
     pub placed: Option<TimeView>,
-    /// While it can be paid: the time left, "12 minutes left" (the script counts it down).
-    pub time_left: Option<String>,
+    /// While it can be paid: the time left, in seconds (the script counts them down) and in
+    /// words ("12 minutes left").
+    pub time_left: Option<TimeLeft>,
     /// Two minutes or less left to pay.
     pub urgent: bool,
 }
@@ -564,7 +584,7 @@ impl OrderView {
                 })
                 .map(|at| TimeView::of(Millis::from(at))),
             time_left: (open && !past_window && !authorized)
-                .then(|| time_left_text(expires_at - now)),
+                .then(|| TimeLeft::of(expires_at - now)),
             urgent: open && !past_window && !authorized && expires_at - now <= URGENT,
         }
     }

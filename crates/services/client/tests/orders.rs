@@ -577,3 +577,49 @@ async fn with_two_minutes_left_the_order_page_warns() {
     assert!(calm.text.contains(r#"id="time-warning" role="status""#));
     assert!(!calm.text.contains(">Less than 2 minutes left"));
 }
+
+/// The number in `attribute="..."` of the page, if any.
+fn attribute_number(html: &str, attribute: &str) -> Option<i64> {
+    let start = html.find(&format!(r#"{attribute}=""#))? + attribute.len() + 2;
+    let end = start + html[start..].find('"')?;
+    html[start..end].parse().ok()
+}
+
+#[tokio::test]
+async fn the_countdown_starts_from_the_seconds_left_by_the_servers_clock() {
+    // The order's window ends 300 s from now by this machine's (the server's) clock.
+    let mut order = order(OrderStatus::Created);
+    order.expires_at = Millis::now().plus(std::time::Duration::from_secs(300));
+    let browser = Browser::new(api(
+        serde_json::to_value(order).unwrap(),
+        no_payment_expected,
+    ))
+    .await;
+
+    let order_page = browser.get("/orders/o1").await;
+    let orders_page = browser.get("/orders").await;
+
+    for page in [&order_page, &orders_page] {
+        let left = attribute_number(&page.text, "data-seconds-left");
+        assert!(
+            left.is_some_and(|left| (290..=300).contains(&left)),
+            "{left:?}: {}",
+            page.text
+        );
+        // Without the script, the words say it.
+        assert!(page.text.contains("4 minutes left"), "{}", page.text);
+    }
+    assert!(
+        order_page
+            .text
+            .contains(r#"data-warn-id="time-warning" id="countdown">4 minutes left</span>"#),
+        "{}",
+        order_page.text
+    );
+    // The script counts down from that number on the browser's monotonic clock; the browser's
+    // wall clock (which may be minutes off) is not read for the time left.
+    let script = browser.get("/assets/app.js").await.text;
+    assert!(!script.contains("Date.now()"), "{script}");
+    assert!(script.contains("performance.now()"));
+    assert!(script.contains(r#"getAttribute("data-seconds-left")"#));
+}
