@@ -656,7 +656,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::{HeaderValue, StatusCode};
+    use axum::http::{HeaderValue, Method, StatusCode};
     use axum::routing::post;
     use tower::ServiceExt;
 
@@ -858,6 +858,76 @@ mod tests {
             assert_eq!(
                 body, answered,
                 "{why}: the new id is current in the handler"
+            );
+        }
+    }
+
+    /// An answer to a request with credentials (or one that sets a cookie) is kept by no cache
+    /// unless its handler chose a `Cache-Control`; an anonymous answer is left as it was.
+    #[tokio::test]
+    async fn a_credentialed_answer_is_private_and_not_stored_unless_its_handler_chose() {
+        const PUBLIC: &str = "public, max-age=0, s-maxage=1";
+        let router = Router::new()
+            .route("/api/mine", get(|| async { "yours" }))
+            .route(
+                "/api/listing",
+                get(|| async { ([(header::CACHE_CONTROL, PUBLIC)], "everyone's") }),
+            )
+            .route(
+                "/api/listing-unchanged",
+                get(|| async {
+                    (
+                        StatusCode::NOT_MODIFIED,
+                        [(header::CACHE_CONTROL, PUBLIC), (header::ETAG, "\"1\"")],
+                    )
+                }),
+            )
+            .route(
+                "/api/signin",
+                post(|| async { ([(header::SET_COOKIE, "session=t; HttpOnly")], "in") }),
+            );
+        let app = app(vec![Service {
+            name: "cache",
+            router,
+            checks: vec![],
+        }]);
+        let private = Some("private, no-store");
+        let cookie = (header::COOKIE, "session=abc");
+        let bearer = (header::AUTHORIZATION, "Bearer abc");
+        /// The method, the path, the credential sent, the `Cache-Control` answered, and why.
+        type Case = (
+            Method,
+            &'static str,
+            Option<(HeaderName, &'static str)>,
+            Option<&'static str>,
+            &'static str,
+        );
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            (Method::GET, "/api/mine", Some(cookie.clone()), private, "a session cookie"),
+            (Method::GET, "/api/mine", Some(bearer.clone()), private, "a Bearer token"),
+            (Method::GET, "/api/nothing", Some(cookie.clone()), private, "a 404 to a signed-in caller"),
+            (Method::GET, "/api/listing", Some(cookie.clone()), Some(PUBLIC), "the handler's own kept"),
+            (Method::GET, "/api/listing-unchanged", Some(bearer.clone()), Some(PUBLIC), "a 304's own kept"),
+            (Method::POST, "/api/signin", None, private, "an answer that sets a cookie"),
+            (Method::GET, "/api/mine", None, None, "anonymous: unchanged"),
+            (Method::GET, "/api/listing", None, Some(PUBLIC), "anonymous: the handler's own"),
+        ];
+        for (method, path, credential, expected, why) in cases {
+            let mut req = Request::builder().method(method.clone()).uri(*path);
+            if let Some((name, value)) = credential {
+                req = req.header(name, *value);
+            }
+            let (_, headers, _) = call(app.clone(), req.body(Body::empty()).unwrap()).await;
+            let cache_control = headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect::<Vec<_>>();
+            assert_eq!(
+                cache_control,
+                expected.iter().copied().collect::<Vec<_>>(),
+                "{why}"
             );
         }
     }

@@ -14,7 +14,13 @@
 //! 5. An error response the framework produced that is neither JSON nor a page (a rejected
 //!    path parameter, a body over the limit read by an extractor, the 408) gets the contract's
 //!    `{"errors":[...]}` body with its status.
-//! 6. It is counted: `http_requests_total` and `http_request_duration_seconds` by method,
+//! 6. An answer to a request that carried credentials (an `Authorization` or a `Cookie`
+//!    header: any, as the session may be in either) or that sets a cookie, and whose handler
+//!    chose no `Cache-Control`, is [`PRIVATE_NO_STORE`]: per-user answers are kept by no cache.
+//!    A handler's own `Cache-Control` is kept (the public listing's `s-maxage`, its 304s).
+//!    No `Vary` is added: a `no-store` answer is not stored, and whether an answer a handler
+//!    made cacheable depends on the caller is for the handler to say.
+//! 7. It is counted: `http_requests_total` and `http_request_duration_seconds` by method,
 //!    matched route and status, and `http_server_errors_total` for a 500; and in the process's
 //!    own count of requests started ([`super::requests`]), which the outbox relay waits on.
 //!
@@ -104,9 +110,11 @@ where
         let edge = self.edge.clone();
 
         let headers = req.headers_mut();
+        let mut credentialed = false;
         for name in [header::AUTHORIZATION, header::COOKIE] {
             if let Some(value) = headers.get_mut(&name) {
                 value.set_sensitive(true);
+                credentialed = true;
             }
         }
         let id = match headers.get(&REQUEST_ID) {
@@ -158,6 +166,12 @@ where
             if !response.headers().contains_key(&REQUEST_ID) {
                 response.headers_mut().insert(REQUEST_ID.clone(), id);
             }
+            let headers = response.headers_mut();
+            if (credentialed || headers.contains_key(header::SET_COOKIE))
+                && !headers.contains_key(header::CACHE_CONTROL)
+            {
+                headers.insert(header::CACHE_CONTROL, PRIVATE_NO_STORE);
+            }
             let status = response.status();
             edge.metrics
                 .record(&method, route.as_ref(), status, started);
@@ -171,6 +185,9 @@ where
         Box::pin(future.instrument(span))
     }
 }
+
+/// The `Cache-Control` of an answer to a caller with credentials whose handler chose none.
+const PRIVATE_NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 
 /// The longest request id taken from a caller (a UUID is 36 bytes, a W3C `traceparent` 55).
 const MAX_REQUEST_ID_BYTES: usize = 128;
