@@ -5,7 +5,7 @@
 //! | event | who is told |
 //! |---|---|
 //! | `user.created` | nobody: the address is kept for emails |
-//! | `ticket.created` / `ticket.updated` | every alert the ticket starts to match, oldest alert first (with `ALERT_HOLD_SECONDS`: the first at once, holding the ticket — `ticket.held` — and the others when the hold ends) |
+//! | `ticket.created` / `ticket.updated` | every alert the ticket starts to match, oldest alert first (with `ALERT_HOLD_SECONDS`: the first in line who has not held the ticket yet at once, holding it — `ticket.held` — and the others when the hold ends; everyone at once when all have held it) |
 //! | `order.created` | nobody: the order is kept for the notices below |
 //! | `order.completed` | the buyer: a receipt |
 //! | `order.cancelled` | the buyer, when it expired or the ticket changed under them |
@@ -163,11 +163,22 @@ impl Handlers {
         // same emails (two emails past a limit of one, seen in CI).
         store::lock_users(tx, &users).await?;
         let mut emailed = store::alert_emails_since(tx, &users, hour_ago).await?;
-        for alert in matching {
-            let first = told == 0;
-            let (notice, from) = if hold.is_zero() {
+        // The hold goes to the first in line who has not held this ticket before (none once
+        // all have): back on sale after a cancelled or expired order, it is not held again for
+        // whoever let it go.
+        let holder = if hold.is_zero() {
+            None
+        } else {
+            let held = store::holders_of(tx, &after.id).await?;
+            matching
+                .iter()
+                .position(|alert| !held.contains(&alert.user_id))
+        };
+        for (place, alert) in matching.into_iter().enumerate() {
+            let (notice, from) = if holder.is_none() {
                 (self.context.wording.alert(&alert, &after), now)
-            } else if first {
+            } else if holder == Some(place) {
+                store::record_hold(tx, &after.id, &alert.user_id, now).await?;
                 self.outbox
                     .stage(
                         tx,

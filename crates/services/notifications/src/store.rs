@@ -216,6 +216,36 @@ pub async fn lock_users(tx: &mut Tx, users: &[UserId]) -> sqlx::Result<()> {
     }
 }
 
+/// The users a ticket alert's hold of ticket `id` was given to so far.
+pub async fn holders_of(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Vec<UserId>> {
+    on_tx!(tx, |conn| sqlx::query_scalar(
+        "SELECT user_id FROM ticket_holds WHERE ticket_id = $1"
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await)
+}
+
+/// Records that ticket `id` was held for `user` at `now`.
+pub async fn record_hold(
+    tx: &mut Tx,
+    id: &TicketId,
+    user: &UserId,
+    now: Millis,
+) -> sqlx::Result<()> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+        "INSERT INTO ticket_holds (ticket_id, user_id, held_at) VALUES ($1, $2, $3) ON CONFLICT (ticket_id, user_id) DO NOTHING"
+    )
+    .bind(id)
+    .bind(user)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(drop)
+    })
+}
+
 /// How many alerts a user has.
 pub async fn count_alerts(tx: &mut Tx, user: &UserId) -> sqlx::Result<i64> {
     on_tx!(tx, |conn| sqlx::query_scalar(COUNT_ALERTS)

@@ -1197,6 +1197,72 @@ async fn a_hold_gives_the_first_subscriber_in_line_a_head_start(backend: Backend
     .await;
 }
 
+/// How many of `user`'s notices held a ticket for them.
+async fn holds_told(app: &TestApp, user: &TestUser) -> usize {
+    let list = app.notifications(user).await;
+    list.notifications
+        .iter()
+        .filter(|n| n.body.contains("It is held for you until"))
+        .count()
+}
+
+async fn a_ticket_back_on_sale_is_held_for_the_next_in_line_who_has_not_held_it(backend: Backend) {
+    let app = TestApp::spawn_with_hold(backend, Limits::default(), Duration::from_secs(2)).await;
+    let seller = app.user().await;
+    let first = app.user().await;
+    let second = app.user().await;
+    app.alert(&first, json!({"q": "opera"})).await;
+    app.alert(&second, json!({"q": "opera"})).await;
+    let mut listed = ticket(&seller, "Opera Gala", 2500);
+    publish(&app.bus.bus, TicketCreated(listed.clone())).await;
+    app.wait_notified(&second, 1).await;
+    assert_eq!(
+        (
+            holds_told(&app, &first).await,
+            holds_told(&app, &second).await
+        ),
+        (1, 0)
+    );
+
+    // The first in line reserves it and lets it go (cancelled or expired): back on sale, it is
+    // held for the second, not again for the first, who could otherwise keep it from everyone.
+    let mut release = async |listed: &mut TicketData| {
+        listed.version += 1;
+        listed.order_id = Some(OrderId::generate());
+        publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
+        listed.version += 1;
+        listed.order_id = None;
+        publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
+    };
+    release(&mut listed).await;
+    app.wait_notified(&first, 2).await;
+    app.wait_notified(&second, 2).await;
+    assert_eq!(
+        (
+            holds_told(&app, &first).await,
+            holds_told(&app, &second).await
+        ),
+        (1, 1)
+    );
+    eventually(10, "two holds published", || async {
+        holds_published(&app).await == 2
+    })
+    .await;
+
+    // Both have held it: the next time it is back on sale, everyone is told at once.
+    release(&mut listed).await;
+    app.wait_notified(&first, 3).await;
+    app.wait_notified(&second, 3).await;
+    assert_eq!(
+        (
+            holds_told(&app, &first).await,
+            holds_told(&app, &second).await
+        ),
+        (1, 1)
+    );
+    assert_eq!(holds_published(&app).await, 2);
+}
+
 /// Mail goes over STARTTLS to a server whose certificate is signed by the authority of
 /// `SMTP_CA_FILE`; without that authority the certificate is refused and nothing is sent. The
 /// server refuses mail before STARTTLS, so what it received came over TLS.
@@ -1243,6 +1309,7 @@ backend_tests!(
     replicas_send_each_email_once,
     old_notifications_and_sent_emails_are_deleted_and_pending_ones_kept,
     a_hold_gives_the_first_subscriber_in_line_a_head_start,
+    a_ticket_back_on_sale_is_held_for_the_next_in_line_who_has_not_held_it,
     alerts_are_set_listed_and_deleted_by_their_owner_only,
     alerts_are_validated_and_limited_per_user,
     a_listing_tells_every_matching_subscriber_in_the_order_they_subscribed,
