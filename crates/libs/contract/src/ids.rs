@@ -137,7 +137,14 @@ id_type!(
 /// The creation time of a UUID v7 in its canonical text form.
 fn uuid_v7_time(text: &str) -> Option<Millis> {
     let uuid = uuid::Uuid::parse_str(text).ok()?;
-    if uuid.get_version() != Some(uuid::Version::SortRand) {
+    // Only the spelling ids are made in (lower case, hyphenated): another one (upper case, a
+    // URN, no hyphens) names no id, however new the time it carries.
+    if uuid.get_version() != Some(uuid::Version::SortRand)
+        || uuid
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            != text
+    {
         return None;
     }
     let (secs, nanos) = uuid.get_timestamp()?.to_unix();
@@ -168,6 +175,22 @@ mod tests {
             TicketId::new(uuid::Uuid::new_v4().to_string()).created_at(),
             None
         );
+    }
+
+    /// Ids are made in one spelling; another spelling of a new id names nothing, and must not
+    /// be waited for as an id about to arrive (it would wait, then answer 503 for a minute).
+    #[test]
+    fn another_spelling_of_a_new_id_has_no_time() {
+        let id = OrderId::generate();
+        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        for other in [
+            id.as_str().to_uppercase(),
+            uuid.urn().to_string(),
+            uuid.simple().to_string(),
+            uuid.braced().to_string(),
+        ] {
+            assert_eq!(OrderId::new(&other).created_at(), None, "{other}");
+        }
     }
 
     #[test]
