@@ -1376,13 +1376,35 @@ async fn cancel(
         Ok(reply) => reply,
         Err(err) => return ctx.unavailable(&err),
     };
-    if reply.ok() {
-        return ctx.redirect_notice(
-            &order_path,
-            "Your reservation is cancelled and the ticket is back on sale. Nothing was charged.",
-        );
+    if !reply.ok() {
+        return ctx.redirect_error(&order_path, reply.message());
     }
-    ctx.redirect_error(&order_path, reply.message())
+    // 204 also answers the cancel of an order that had already ended: the order tells how.
+    match fetch_order(&state, &ctx, id).await {
+        Ok(order) => match after_cancel(&order) {
+            Ok(notice) => ctx.redirect_notice(&order_path, notice),
+            Err(error) => ctx.redirect_error(&order_path, error),
+        },
+        // The cancel was taken; the order page shows where the order stands (or the outage).
+        Err(_) => see_other(&order_path),
+    }
+}
+
+/// What the buyer is told after the API took a cancel (204), from the order as it stands
+/// then: the confirmation only when the buyer's cancel is what ended it. The API answers 204
+/// for an order that was cancelled before too — expired, or refused by the tickets service
+/// while the confirm page was open — and that is not the buyer's cancellation.
+fn after_cancel(order: &Order) -> Result<&'static str, &'static str> {
+    use bt_contract::events::{CancelReason, OrderStatus};
+    match (order.status, order.cancel_reason) {
+        (OrderStatus::Cancelled, Some(CancelReason::Buyer)) => {
+            Ok("Your reservation is cancelled and the ticket is back on sale. Nothing was charged.")
+        }
+        (OrderStatus::Created | OrderStatus::AwaitingPayment, _) => {
+            Err("Your reservation could not be cancelled. Please try again.")
+        }
+        _ => Err("This reservation had already ended, so there was nothing to cancel."),
+    }
 }
 
 async fn my_orders(State(state): State<AppState>, ctx: Ctx) -> Response {

@@ -1,6 +1,8 @@
 //! The order pages and the pay form against a fake API: how the client reads the API's order
 //! JSON and its answers to `POST /api/payments` (201, 202, 400, 503 with `Retry-After`).
 
+use std::sync::{Arc, Mutex};
+
 use axum::Json;
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -63,17 +65,34 @@ impl Browser {
 }
 
 /// A fake API whose order is `order` and whose `POST /api/payments` answers `payments`.
+/// `DELETE /api/orders/{id}` does what the orders service does: an open order is cancelled by
+/// the buyer, a cancelled one stays as it is (204 both), a complete one is refused.
 fn api(order: Value, payments: fn() -> Response) -> Router {
-    let one = order.clone();
+    let order = Arc::new(Mutex::new(order));
+    let (list, one, cancel) = (order.clone(), order.clone(), order);
     Router::new()
         .route(
             "/api/orders",
-            get(move || async move { Json(json!([order])) }),
+            get(move || async move { Json(json!([*list.lock().unwrap()])) }),
         )
         .route(
             "/api/orders/{id}",
-            get(move || async move { Json(one) })
-                .delete(|| async { StatusCode::NO_CONTENT.into_response() }),
+            get(move || async move { Json(one.lock().unwrap().clone()) }).delete(
+                move || async move {
+                    let mut order = cancel.lock().unwrap();
+                    match order["status"].as_str() {
+                        Some("complete") => {
+                            errors(StatusCode::BAD_REQUEST, "Cannot cancel a completed order")
+                        }
+                        Some("cancelled") => StatusCode::NO_CONTENT.into_response(),
+                        _ => {
+                            order["status"] = json!("cancelled");
+                            order["cancelReason"] = json!("buyer");
+                            StatusCode::NO_CONTENT.into_response()
+                        }
+                    }
+                },
+            ),
         )
         .route("/api/payments", post(move || async move { payments() }))
 }
@@ -446,6 +465,11 @@ async fn cancelling_a_reservation_asks_first_then_confirms() {
         "{}",
         page.text
     );
+    assert_eq!(
+        common::element(&page.text, "order-status"),
+        Some("Cancelled")
+    );
+    assert!(page.text.contains("You cancelled this order."));
 }
 
 #[tokio::test]
@@ -622,4 +646,53 @@ async fn the_countdown_starts_from_the_seconds_left_by_the_servers_clock() {
     assert!(!script.contains("Date.now()"), "{script}");
     assert!(script.contains("performance.now()"));
     assert!(script.contains(r#"getAttribute("data-seconds-left")"#));
+}
+
+#[tokio::test]
+async fn cancelling_an_order_that_ended_meanwhile_says_how_it_ended_not_that_it_was_cancelled() {
+    // The confirm page was opened in time; by the "Yes", the order had ended another way. The
+    // API answers the cancel 204 all the same (cancelling a cancelled order changes nothing).
+    for (reason, status, why) in [
+        (
+            CancelReason::Expired,
+            "Expired",
+            "This order expired before it was paid.",
+        ),
+        (
+            CancelReason::NotForSale,
+            "Cancelled",
+            "The seller took this ticket off sale before your reservation was confirmed",
+        ),
+    ] {
+        let mut ended = order(OrderStatus::Cancelled);
+        ended.cancel_reason = Some(reason);
+        let browser = Browser::new(api(
+            serde_json::to_value(ended).unwrap(),
+            no_payment_expected,
+        ))
+        .await;
+
+        let cancelled = browser.0.post("/orders/o1/cancel", &[], true).await;
+        assert_eq!(location(&cancelled), "/orders/o1", "{reason:?}");
+        let page = browser.0.follow(&cancelled).await;
+
+        assert!(
+            !page.text.contains("Your reservation is cancelled"),
+            "{reason:?}: {}",
+            page.text
+        );
+        assert!(!page.text.contains(r#"id="page-notice""#), "{reason:?}");
+        assert_eq!(
+            common::element(&page.text, "page-error"),
+            Some("This reservation had already ended, so there was nothing to cancel."),
+            "{reason:?}: {}",
+            page.text
+        );
+        assert_eq!(
+            common::element(&page.text, "order-status"),
+            Some(status),
+            "{reason:?}"
+        );
+        assert!(page.text.contains(why), "{reason:?}: {}", page.text);
+    }
 }
