@@ -163,10 +163,12 @@ impl utoipa::ToSchema for StripeEventBody {
     }
 }
 
-fn required(raw: Option<String>, message: &'static str) -> Result<String, &'static str> {
+/// A required text field, trimmed, of at most 255 characters; `name` is how messages call it.
+fn required(raw: Option<String>, name: &str) -> Result<String, String> {
     match raw.map(|s| s.trim().to_owned()) {
-        Some(s) if !s.is_empty() && s.chars().count() <= 255 => Ok(s),
-        _ => Err(message),
+        Some(s) if s.chars().count() > 255 => Err(format!("{name} must be at most 255 characters")),
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(format!("{name} must be provided")),
     }
 }
 
@@ -198,8 +200,8 @@ async fn create_payment(
     ApiJson(body): ApiJson<NewPayment>,
 ) -> ApiResult<Response> {
     let (token, order_id) = validate!(
-        token: required(string_field(&body.token), "Token must be provided"),
-        order_id as "orderId": required(string_field(&body.order_id), "OrderId must be provided"),
+        token: required(string_field(&body.token), "Token"),
+        order_id as "orderId": required(string_field(&body.order_id), "OrderId"),
     )?;
     let order_id = OrderId::new(order_id);
     match paying::pay(&state.payments, &user.0.id, &order_id, token).await? {
@@ -553,16 +555,21 @@ mod tests {
     #[test]
     fn required_fields_are_non_empty_strings() {
         assert_eq!(
-            required(Some(" tok_visa ".into()), "m"),
+            required(Some(" tok_visa ".into()), "Token"),
             Ok("tok_visa".into())
         );
-        assert_eq!(required(Some("".into()), "m"), Err("m"));
-        assert_eq!(required(None, "m"), Err("m"));
+        let missing = Err("Token must be provided".to_owned());
+        assert_eq!(required(Some("  ".into()), "Token"), missing);
+        assert_eq!(required(None, "Token"), missing);
     }
 
     #[test]
     fn required_fields_are_limited_in_characters_as_the_document_says_not_in_bytes() {
-        assert!(required(Some("é".repeat(255)), "m").is_ok());
-        assert_eq!(required(Some("é".repeat(256)), "m"), Err("m"));
+        assert!(required(Some("é".repeat(255)), "Token").is_ok());
+        // Too long is not "missing".
+        assert_eq!(
+            required(Some("é".repeat(256)), "Token"),
+            Err("Token must be at most 255 characters".to_owned())
+        );
     }
 }
