@@ -713,15 +713,18 @@ pub struct MyTicketsPage {
     pub listings: Vec<MyTicketView>,
     /// The tickets they bought and hold.
     pub owned: Vec<MyTicketView>,
+    /// The tickets they sold without their file: the buyer waits for it.
+    pub undelivered: Vec<MyTicketView>,
 }
 
 impl MyTicketsPage {
-    pub fn new(layout: Layout, tickets: Vec<MyTicketView>) -> Self {
+    pub fn new(layout: Layout, tickets: Vec<MyTicketView>, undelivered: Vec<MyTicketView>) -> Self {
         let (owned, listings) = tickets.into_iter().partition(MyTicketView::is_bought);
         Self {
             layout,
             listings,
             owned,
+            undelivered,
         }
     }
 }
@@ -733,6 +736,8 @@ pub struct TicketFilePage {
     pub layout: Layout,
     pub ticket: TicketView,
     pub errors: FieldErrors,
+    /// A ticket sold without its file: it goes to a buyer who paid already.
+    pub for_buyer: bool,
 }
 
 /// An entry of the payouts page.

@@ -5,7 +5,7 @@
 //! headers, the order page's download link, the payouts page and its setup button, and CSRF on
 //! every new form.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -59,6 +59,9 @@ struct Fake {
     payout_queries: Vec<Option<String>>,
     account_url: String,
     calls: Vec<Call>,
+    /// The tickets the user sold last (their buyer owns them): `GET /api/tickets/undelivered`
+    /// answers those still without a file.
+    sold_by_user: BTreeSet<String>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -223,6 +226,18 @@ async fn mine(State(fake): State<Shared>) -> Response {
     Json(tickets).into_response()
 }
 
+async fn undelivered(State(fake): State<Shared>) -> Response {
+    let fake = fake.lock().unwrap();
+    let tickets: Vec<Value> = fake
+        .sold_by_user
+        .iter()
+        .filter_map(|id| fake.tickets.get(id))
+        .filter(|t| t["hasFile"] == false)
+        .cloned()
+        .collect();
+    Json(tickets).into_response()
+}
+
 /// The listing: every ticket on sale.
 async fn list(State(fake): State<Shared>) -> Response {
     let tickets: Vec<Value> = fake
@@ -294,6 +309,7 @@ fn fake_api(fake: Shared) -> Router {
     Router::new()
         .route("/api/tickets", post(create).get(list))
         .route("/api/tickets/mine", get(mine))
+        .route("/api/tickets/undelivered", get(undelivered))
         .route("/api/tickets/{id}", get(show).put(update))
         .route("/api/tickets/{id}/file", put(upload).get(download))
         .route("/api/payouts", get(payouts))
@@ -381,6 +397,63 @@ const DETAILS: [(&str, &str); 5] = [
     ("startsAt", "2030-06-12T19:30"),
     ("faceValue", "40"),
 ];
+
+#[tokio::test]
+async fn a_ticket_sold_without_its_file_is_sent_to_its_buyer_from_my_tickets() {
+    let browser = Browser::new().await;
+    let mut sold = ticket("s1", "the-buyer", 30.0);
+    sold["sold"] = json!(true);
+    sold["forSale"] = json!(false);
+    {
+        let mut fake = browser.fake.lock().unwrap();
+        fake.tickets.insert("s1".into(), sold);
+        fake.tickets
+            .insert("x1".into(), ticket("x1", "someone-else", 10.0));
+        fake.sold_by_user.insert("s1".into());
+    }
+
+    let page = browser.get("/tickets/mine").await;
+    for part in [
+        r#"id="undelivered-heading">Sold: your buyer is waiting for the file</h2>"#,
+        r#"<a class="item-title" href="/tickets/s1">Show s1</a>"#,
+        r#"href="/tickets/s1/file" id="send-s1">Upload the file</a>"#,
+    ] {
+        assert!(page.text.contains(part), "{part}: {}", page.text);
+    }
+    let form = browser.get("/tickets/s1/file").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    assert!(
+        form.text
+            .contains("Your buyer has paid and can download it as soon as it is uploaded."),
+        "{}",
+        form.text
+    );
+
+    let sent = browser
+        .post_multipart("/tickets/s1/file", &[], Some(("ticket.pdf", PDF)), true)
+        .await;
+    assert_eq!(location(&sent), "/tickets/mine");
+    assert_eq!(changes(&browser.calls()), ["PUT /api/tickets/s1/file"]);
+    let after = browser.follow(&sent).await;
+    assert!(
+        after
+            .text
+            .contains("The ticket file is sent: your buyer can download it now."),
+        "{}",
+        after.text
+    );
+    assert!(
+        !after.text.contains("undelivered-heading"),
+        "{}",
+        after.text
+    );
+
+    // A ticket the user neither owns nor sold is not theirs to send.
+    assert_eq!(
+        browser.get("/tickets/x1/file").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
 
 #[tokio::test]
 async fn the_sell_form_asks_for_the_event_details_and_the_file() {

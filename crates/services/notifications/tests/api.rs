@@ -1226,7 +1226,7 @@ async fn a_ticket_back_on_sale_is_held_for_the_next_in_line_who_has_not_held_it(
 
     // The first in line reserves it and lets it go (cancelled or expired): back on sale, it is
     // held for the second, not again for the first, who could otherwise keep it from everyone.
-    let mut release = async |listed: &mut TicketData| {
+    let release = async |listed: &mut TicketData| {
         listed.version += 1;
         listed.order_id = Some(OrderId::generate());
         publish(&app.bus.bus, TicketUpdated(listed.clone())).await;

@@ -24,20 +24,51 @@ fn price_field(id: &str) -> String {
     format!("price:{id}")
 }
 
-/// The caller's tickets (`GET /api/tickets/mine`), or the page to show instead.
-async fn fetch_mine(state: &AppState, ctx: &Ctx) -> Result<Vec<Ticket>, Response> {
-    match state.api.get(&ctx.caller, "/api/tickets/mine").await {
+/// The caller's tickets (`GET /api/tickets/mine`).
+const MINE: &str = "/api/tickets/mine";
+
+/// The tickets the caller sold without their file (`GET /api/tickets/undelivered`).
+const UNDELIVERED: &str = "/api/tickets/undelivered";
+
+/// A list of the caller's tickets from the API (`MINE`, `UNDELIVERED`), or the page to show
+/// instead.
+async fn fetch_tickets(state: &AppState, ctx: &Ctx, path: &str) -> Result<Vec<Ticket>, Response> {
+    match state.api.get(&ctx.caller, path).await {
         Ok(reply) if reply.ok() => reply
             .parse()
-            .map_err(|err| ctx.unreadable("GET /api/tickets/mine answered tickets", &err)),
+            .map_err(|err| ctx.unreadable(&format!("GET {path} answered tickets"), &err)),
         Ok(_) => Err(see_other("/auth/signin?next=/tickets/mine")),
         Err(err) => Err(ctx.unavailable(&err)),
     }
 }
 
+/// A ticket whose file the signed-in person may upload, and whether it goes to a buyer who
+/// paid already: their own ticket, or one they sold without its file.
+async fn fetch_file_ticket(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(Ticket, bool), Response> {
+    let ticket = fetch_ticket(state, ctx, id).await?;
+    if ctx
+        .user
+        .as_ref()
+        .is_some_and(|u| u.id == ticket.user_id.as_str())
+    {
+        return Ok((ticket, false));
+    }
+    let undelivered = fetch_tickets(state, ctx, UNDELIVERED).await?;
+    if undelivered.iter().any(|t| t.id == ticket.id) {
+        Ok((ticket, true))
+    } else {
+        Err(not_your_ticket(ctx))
+    }
+}
+
 /// "My tickets", with a refusal the flash brought back (the price typed and the API's
-/// message) shown next to that ticket.
-fn my_tickets_page(ctx: &Ctx, tickets: &[Ticket]) -> MyTicketsPage {
+/// message) shown next to that ticket, and first the tickets sold whose buyer waits for the
+/// file.
+fn my_tickets_page(ctx: &Ctx, tickets: &[Ticket], undelivered: &[Ticket]) -> MyTicketsPage {
     let views = tickets
         .iter()
         .map(|t| {
@@ -52,18 +83,28 @@ fn my_tickets_page(ctx: &Ctx, tickets: &[Ticket]) -> MyTicketsPage {
             view
         })
         .collect();
-    MyTicketsPage::new(ctx.layout("My tickets"), views)
+    let undelivered = undelivered
+        .iter()
+        .map(|t| MyTicketView::of(t, &ctx.currency))
+        .collect();
+    MyTicketsPage::new(ctx.layout("My tickets"), views, undelivered)
 }
 
 pub(super) async fn my_tickets(State(state): State<AppState>, ctx: Ctx) -> Response {
     if let Some(redirect) = ctx.sign_in_first("/tickets/mine") {
         return redirect;
     }
-    let tickets = match fetch_mine(&state, &ctx).await {
-        Ok(tickets) => tickets,
+    let (tickets, undelivered) = match futures::try_join!(
+        fetch_tickets(&state, &ctx, MINE),
+        fetch_tickets(&state, &ctx, UNDELIVERED)
+    ) {
+        Ok(both) => both,
         Err(response) => return response,
     };
-    page(StatusCode::OK, &my_tickets_page(&ctx, &tickets))
+    page(
+        StatusCode::OK,
+        &my_tickets_page(&ctx, &tickets, &undelivered),
+    )
 }
 
 /// Lists the ticket again at `price`, or takes it off or puts it on sale: `PUT` with the
@@ -168,8 +209,9 @@ pub(super) async fn set_for_sale(
     change_sale(&state, &ctx, &id, None, for_sale, done).await
 }
 
-/// The upload form of a ticket's file, with the errors a flash brought back.
-fn file_page(ctx: &Ctx, ticket: &Ticket) -> TicketFilePage {
+/// The upload form of a ticket's file (`for_buyer`: of a ticket sold without it), with the
+/// errors a flash brought back.
+fn file_page(ctx: &Ctx, ticket: &Ticket, for_buyer: bool) -> TicketFilePage {
     let view = ticket_view(ctx, ticket);
     let mut layout = ctx.layout(format!("File: {}", view.title));
     if layout.error.is_none() && ticket.order_id.is_some() {
@@ -179,6 +221,7 @@ fn file_page(ctx: &Ctx, ticket: &Ticket) -> TicketFilePage {
         layout,
         ticket: view,
         errors: ctx.flash_errors(),
+        for_buyer,
     }
 }
 
@@ -190,11 +233,11 @@ pub(super) async fn file_form(
     if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/file")) {
         return redirect;
     }
-    let ticket = match fetch_own_ticket(&state, &ctx, &id).await {
-        Ok(ticket) => ticket,
+    let (ticket, for_buyer) = match fetch_file_ticket(&state, &ctx, &id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    page(StatusCode::OK, &file_page(&ctx, &ticket))
+    page(StatusCode::OK, &file_page(&ctx, &ticket, for_buyer))
 }
 
 pub(super) async fn upload_file(
@@ -205,8 +248,8 @@ pub(super) async fn upload_file(
     if let Some(redirect) = ctx.sign_in_first(&format!("/tickets/{id}/file")) {
         return redirect;
     }
-    let ticket = match fetch_own_ticket(&state, &ctx, &id).await {
-        Ok(ticket) => ticket,
+    let (ticket, for_buyer) = match fetch_file_ticket(&state, &ctx, &id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let checked = match parts.file("file") {
@@ -221,6 +264,10 @@ pub(super) async fn upload_file(
         }
     };
     match put_file(&state, &ctx, &ticket, file.bytes.clone(), "").await {
+        Ok(()) if for_buyer => ctx.redirect_notice(
+            "/tickets/mine",
+            "The ticket file is sent: your buyer can download it now.",
+        ),
         Ok(()) => ctx.redirect_notice(
             &format!("/tickets/{}", ticket.id),
             "The ticket file is uploaded. Your buyer can download it once they have paid.",
