@@ -151,10 +151,14 @@ impl Handlers {
         // the others are told when it ends.
         let hold = self.context.hold;
         let until = now.plus(hold);
+        // One per subscriber (their oldest alert that matches): a fan with two matching alerts
+        // gets one notice, and one email of their hourly allowance.
+        let mut subscribers = std::collections::HashSet::new();
         let matching: Vec<_> = store::alerts_for(tx, after.price)
             .await?
             .into_iter()
             .filter(|alert| alert.newly_matches(before.as_ref(), &after, now))
+            .filter(|alert| subscribers.insert(alert.user_id.clone()))
             .collect();
         let users: Vec<UserId> = matching.iter().map(|a| a.user_id.clone()).collect();
         // Alert emails in the last hour per subscriber, counted once for all of them and kept

@@ -330,6 +330,8 @@ async fn a_listing_tells_every_matching_subscriber_in_the_order_they_subscribed(
         .await;
     app.alert(&second, json!({"q": "GALA"})).await;
     app.alert(&elsewhere, json!({"q": "jazz"})).await;
+    // A second alert of the same fan that matches too: still one notice, one email.
+    app.alert(&second, json!({"q": "opera"})).await;
     // Nobody is told about their own listing.
     app.alert(&seller, json!({"q": "opera"})).await;
 
@@ -377,6 +379,7 @@ async fn a_listing_tells_every_matching_subscriber_in_the_order_they_subscribed(
     for nobody in [&too_cheap, &elsewhere, &seller] {
         assert!(app.notifications(nobody).await.notifications.is_empty());
     }
+    assert_eq!(app.notifications(&second).await.notifications.len(), 1);
     assert_eq!(app.smtp.messages().len(), 2);
 }
 
