@@ -356,7 +356,7 @@ async fn expiry_and_payment_flow(ingress: &Ingress) {
     poll("paying the expired order is refused", || async {
         let res = buyer.post("/api/payments", &body).await;
         if res.status == StatusCode::BAD_REQUEST
-            && res.json == error("Cannot pay for a cancelled order")
+            && res.json == error("Cannot pay for an expired order")
         {
             Ok(())
         } else {

@@ -152,7 +152,7 @@ pub struct Charge {
 pub enum Refusal {
     #[error("Not authorized")]
     NotOwner,
-    #[error("Cannot pay for a cancelled order")]
+    #[error("{}", if *.0 == Some(CancelReason::Expired) { "Cannot pay for an expired order" } else { "Cannot pay for a cancelled order" })]
     Cancelled(Option<CancelReason>),
     #[error("Order is already paid")]
     AlreadyPaid,
@@ -475,6 +475,21 @@ mod tests {
             order(OrderStatus::Complete).check_payable(&buyer, at(0)),
             Err(Refusal::AlreadyPaid)
         );
+        // The buyer is told why: an order that expired is not said to be "cancelled".
+        assert_eq!(
+            Refusal::Cancelled(Some(CancelReason::Expired)).to_string(),
+            "Cannot pay for an expired order"
+        );
+        for other in [
+            None,
+            Some(CancelReason::Buyer),
+            Some(CancelReason::NotForSale),
+        ] {
+            assert_eq!(
+                Refusal::Cancelled(other).to_string(),
+                "Cannot pay for a cancelled order"
+            );
+        }
     }
 
     #[test]

@@ -504,7 +504,7 @@ async fn the_replica_applies_order_events_in_version_order(backend: Backend) {
     );
     assert_eq!(replica.cancel_reason, Some(CancelReason::Expired));
     let res = app.pay(&buyer, &order, "tok_visa").await;
-    assert_eq!(res.json, error("Cannot pay for a cancelled order"));
+    assert_eq!(res.json, error("Cannot pay for an expired order"));
     assert!(dev.charges().is_empty());
 }
 
