@@ -38,8 +38,8 @@ use crate::headers;
 use crate::multipart::{self, MultipartForm};
 use crate::views::{
     AuthPage, ConfirmPage, CurrencyView, ErrorPage, FieldErrors, FileLink, HomePage, Layout,
-    OrderPage, OrderView, OrdersPage, TicketCard, TicketFormPage, TicketPage, TicketView, UserView,
-    search_path,
+    OrderPage, OrderView, OrdersPage, TicketCard, TicketFormPage, TicketPage, TicketState,
+    TicketView, UserView, search_path,
 };
 
 #[derive(Debug, Clone)]
@@ -1007,16 +1007,58 @@ async fn ticket_page(State(state): State<AppState>, ctx: Ctx, Path(id): Path<Str
         Err(response) => return response,
     };
     let view = ticket_view(&ctx, &ticket);
+    // Whose reservation it is, asked only when someone signed in, not its owner, looks at a
+    // reserved ticket: the page of a ticket on sale costs no more than before.
+    let own_order = if view.state == TicketState::Reserved && ctx.user.is_some() && !view.is_owner {
+        own_reservation(&state, &ctx, ticket.id.as_str()).await
+    } else {
+        None
+    };
     page(
         StatusCode::OK,
         &TicketPage {
             layout: ctx.layout(view.title.clone()),
             ticket: view,
+            own_order,
             reservation: minutes_text(state.settings.reservation_window),
             sign_in: auth_path("signin", &format!("/tickets/{}", ticket.id)),
             sign_up: auth_path("signup", &format!("/tickets/{}", ticket.id)),
         },
     )
+}
+
+/// The signed-in buyer's own reservation of the ticket `ticket_id`: their open order of it that
+/// they can still pay, or whose payment is being confirmed (`GET /api/orders`, the caller's
+/// orders). `None` when they hold none, or when their orders cannot be read: the page is then
+/// shown as to anyone else.
+async fn own_reservation(state: &AppState, ctx: &Ctx, ticket_id: &str) -> Option<OrderView> {
+    let orders = match state.api.get(&ctx.caller, "/api/orders").await {
+        Ok(reply) if reply.ok() => reply.parse::<Vec<Order>>(),
+        Ok(reply) => {
+            tracing::debug!(
+                status = reply.status,
+                "GET /api/orders refused the caller's orders"
+            );
+            return None;
+        }
+        Err(err) => {
+            tracing::warn!(%err, "the caller's orders could not be read");
+            return None;
+        }
+    };
+    let orders = match orders {
+        Ok(orders) => orders,
+        Err(err) => {
+            tracing::warn!(%err, "GET /api/orders answered orders that do not parse");
+            return None;
+        }
+    };
+    let now = chrono::Utc::now();
+    orders
+        .iter()
+        .filter(|order| order.ticket.id.as_str() == ticket_id)
+        .map(|order| OrderView::of(order, &ctx.currency, now))
+        .find(|view| view.payable || view.authorized)
 }
 
 /// A window for people: "15 minutes", "1 minute", "90 seconds".
@@ -1138,7 +1180,8 @@ async fn update_ticket(
 }
 
 /// Reserves the ticket (an order) and goes to the order to pay; a refusal goes back to the
-/// ticket with the reason.
+/// ticket with the reason, except that a buyer who already holds the ticket goes to their
+/// order.
 async fn purchase(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -1177,12 +1220,28 @@ async fn purchase(
             Err(err) => ctx.unreadable("POST /api/orders answered an order", &err),
         };
     }
+    // Refused because an open order holds the ticket: when it is the buyer's own (a second
+    // click, a page opened before), their order rather than the refusal.
+    if reply.errors().iter().any(|e| e.message == TAKEN)
+        && let Some(order) = own_reservation(&state, &ctx, id).await
+    {
+        let notice = if order.authorized {
+            "This ticket is already reserved for you, and your payment is being confirmed."
+        } else {
+            "This ticket is already reserved for you. Pay before the time runs out to make it yours."
+        };
+        return ctx.redirect_notice(&format!("/orders/{}", order.id), notice);
+    }
     let message = match reply.status {
         404 => "This ticket is no longer available.".to_owned(),
         _ => reply.message(),
     };
     ctx.redirect_error(&ticket_path, message)
 }
+
+/// The orders service's refusal of an order for a ticket an open order holds (its words, in
+/// the contract's list of `POST /api/orders` refusals).
+const TAKEN: &str = "Ticket is already reserved";
 
 /// A redirect for a request the API asked to repeat later (503 with `Retry-After`), with the
 /// delay passed on.

@@ -422,6 +422,9 @@ impl TicketView {
 pub struct TicketPage {
     pub layout: Layout,
     pub ticket: TicketView,
+    /// The signed-in buyer's own open order of this ticket (it is reserved for them): the page
+    /// leads to it.
+    pub own_order: Option<OrderView>,
     /// How long a purchase holds the ticket: "15 minutes".
     pub reservation: String,
     /// Sign in / sign up, then back to this ticket.

@@ -1,10 +1,12 @@
 //! The order pages and the pay form against a fake API: how the client reads the API's order
-//! JSON and its answers to `POST /api/payments` (201, 202, 400, 503 with `Retry-After`).
+//! JSON and its answers to `POST /api/payments` (201, 202, 400, 503 with `Retry-After`), and
+//! how a buyer holding a reservation finds their order from the ticket.
 
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -695,4 +697,181 @@ async fn cancelling_an_order_that_ended_meanwhile_says_how_it_ended_not_that_it_
         );
         assert!(page.text.contains(why), "{reason:?}: {}", page.text);
     }
+}
+
+/// What the fake API of [`reservation_api`] holds: the ticket `t1`, the caller's orders, and
+/// how many times the client listed them.
+struct Held {
+    ticket: Value,
+    orders: Vec<Value>,
+    order_lists: usize,
+}
+
+type SharedHeld = Arc<Mutex<Held>>;
+
+/// A fake API of the ticket `t1` and the caller's orders (`GET /api/orders`, counted, and each
+/// by its id), whose `POST /api/orders` refuses as the orders service does when an open order holds the ticket.
+fn reservation_api(held: &SharedHeld) -> Router {
+    Router::new()
+        .route(
+            "/api/tickets/{id}",
+            get(|State(held): State<SharedHeld>| async move {
+                Json(held.lock().unwrap().ticket.clone())
+            }),
+        )
+        .route(
+            "/api/orders",
+            get(|State(held): State<SharedHeld>| async move {
+                let mut held = held.lock().unwrap();
+                held.order_lists += 1;
+                Json(json!(held.orders))
+            })
+            .post(|| async { errors(StatusCode::BAD_REQUEST, "Ticket is already reserved") }),
+        )
+        .route(
+            "/api/orders/{id}",
+            get(
+                |State(held): State<SharedHeld>, Path(id): Path<String>| async move {
+                    let held = held.lock().unwrap();
+                    match held.orders.iter().find(|o| o["id"] == id.as_str()) {
+                        Some(order) => Json(order.clone()).into_response(),
+                        None => errors(StatusCode::NOT_FOUND, "Not Found"),
+                    }
+                },
+            ),
+        )
+        .with_state(held.clone())
+}
+
+/// `t1` held by the order `o1`.
+fn reserved_ticket() -> Value {
+    let mut ticket = on_sale_ticket();
+    ticket["orderId"] = json!("o1");
+    ticket
+}
+
+/// A signed-in browser of the client in front of [`reservation_api`] holding `ticket`, and the
+/// caller's `orders`.
+async fn holding(ticket: Value, orders: Vec<Order>) -> (Browser, SharedHeld) {
+    let held = Arc::new(Mutex::new(Held {
+        ticket,
+        orders: orders
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect(),
+        order_lists: 0,
+    }));
+    (Browser::new(reservation_api(&held)).await, held)
+}
+
+#[tokio::test]
+async fn the_buyer_holding_a_reservation_is_led_from_the_ticket_to_their_order() {
+    let (browser, _) = holding(reserved_ticket(), vec![order(OrderStatus::Created)]).await;
+
+    let page = browser.get("/tickets/t1").await;
+
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains(
+            r#"<a class="button" href="/orders/o1" id="your-order">Your reservation — pay now</a>"#
+        ),
+        "{}",
+        page.text
+    );
+    assert_eq!(
+        common::element(&page.text, "reserved-for-you"),
+        Some("Reserved for you: 9 minutes left to pay."),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("not available"), "{}", page.text);
+
+    // Purchase again (from a page opened before): their order, not the refusal.
+    let again = browser.0.post("/tickets/t1/purchase", &[], true).await;
+    assert_eq!(location(&again), "/orders/o1", "{}", again.text);
+    let order_page = browser.0.follow(&again).await;
+    assert_eq!(
+        common::element(&order_page.text, "page-notice"),
+        Some(
+            "This ticket is already reserved for you. Pay before the time runs out to make it yours."
+        ),
+        "{}",
+        order_page.text
+    );
+    assert!(!order_page.text.contains("Ticket is already reserved"));
+}
+
+#[tokio::test]
+async fn a_buyer_whose_payment_is_being_confirmed_is_led_to_their_order() {
+    let (browser, _) = holding(reserved_ticket(), vec![authorised()]).await;
+
+    let page = browser.get("/tickets/t1").await;
+
+    assert_eq!(
+        common::element(&page.text, "reserved-for-you"),
+        Some("Reserved for you: your payment is being confirmed."),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains(r#"href="/orders/o1" id="your-order">See your order</a>"#),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
+async fn someone_elses_reservation_is_not_available_and_purchase_is_refused() {
+    // The caller's orders: one of another ticket, and one of this ticket that ended.
+    let mut other_ticket = order(OrderStatus::Created);
+    other_ticket.id = "o2".into();
+    other_ticket.ticket.id = "t2".into();
+    let mut ended = order(OrderStatus::Cancelled);
+    ended.id = "o3".into();
+    ended.cancel_reason = Some(CancelReason::Expired);
+    let (browser, held) = holding(reserved_ticket(), vec![other_ticket, ended]).await;
+
+    let page = browser.get("/tickets/t1").await;
+    assert!(
+        page.text
+            .contains("This ticket is not available right now."),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("your-order"), "{}", page.text);
+    assert_eq!(held.lock().unwrap().order_lists, 1);
+
+    let refused = browser.0.post("/tickets/t1/purchase", &[], true).await;
+    assert_eq!(location(&refused), "/tickets/t1", "{}", refused.text);
+    let page = browser.0.follow(&refused).await;
+    assert_eq!(
+        common::element(&page.text, "page-error"),
+        Some("Ticket is already reserved"),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
+async fn the_orders_are_read_only_for_a_reserved_ticket_and_a_signed_in_visitor() {
+    // On sale: nothing to look up.
+    let (browser, held) = holding(on_sale_ticket(), vec![order(OrderStatus::Created)]).await;
+    let page = browser.get("/tickets/t1").await;
+    assert!(page.text.contains(r#"id="purchase""#), "{}", page.text);
+    assert_eq!(held.lock().unwrap().order_lists, 0, "on sale");
+
+    // Signed out: no orders to read.
+    let held = Arc::new(Mutex::new(Held {
+        ticket: reserved_ticket(),
+        orders: vec![],
+        order_lists: 0,
+    }));
+    let visitor = common::Browser::new(reservation_api(&held), None).await;
+    let page = visitor.get("/tickets/t1").await;
+    assert!(
+        page.text
+            .contains("This ticket is not available right now.")
+    );
+    assert_eq!(held.lock().unwrap().order_lists, 0, "signed out");
 }
