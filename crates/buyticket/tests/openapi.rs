@@ -25,6 +25,7 @@ const ROUTES: &[&str] = &[
     "GET /api/tickets",
     "POST /api/tickets",
     "GET /api/tickets/mine",
+    "GET /api/tickets/undelivered",
     "GET /api/tickets/openapi.json",
     "GET /api/tickets/{id}",
     "PUT /api/tickets/{id}",
