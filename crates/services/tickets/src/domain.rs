@@ -16,6 +16,13 @@ use bt_contract::events::{
 use bt_contract::{Cents, JsonField, Millis, MoneyError, OrderId, TicketId, UserId};
 use serde::Serialize;
 
+/// Whether `c` changes the direction of the text around it: the bidirectional embeddings,
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069). In a title or venue, shown beside
+/// prices in pages, receipts and emails, one could make "00.5$" read "$5.00".
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A ticket title: trimmed, 1 to 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
@@ -34,6 +41,8 @@ impl Title {
             ))
         } else if title.chars().any(char::is_control) {
             Err("Title must not contain control characters".into())
+        } else if title.chars().any(is_direction_control) {
+            Err("Title must not contain text-direction controls".into())
         } else {
             Ok(Self(title))
         }
@@ -84,7 +93,7 @@ impl Price {
     }
 }
 
-/// A venue: trimmed, 1 to 200 characters, no control characters.
+/// A venue: trimmed, 1 to 200 characters, no control characters nor text-direction controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Venue(String);
 
@@ -103,6 +112,8 @@ impl Venue {
             ))
         } else if venue.chars().any(char::is_control) {
             Err("Venue must not contain control characters".into())
+        } else if venue.chars().any(is_direction_control) {
+            Err("Venue must not contain text-direction controls".into())
         } else {
             Ok(Some(Self(venue)))
         }

@@ -216,6 +216,19 @@ async fn invalid_tickets_are_refused_with_one_error_per_field(backend: Backend) 
             json!({"title": "x".repeat(201), "price": 10}),
             vec![title("Title must be at most 200 characters")],
         ),
+        // A right-to-left override would show "Gala \u{202E}00.5$" as "Gala $5.00" in
+        // receipts and emails, where the title sits beside prices.
+        (
+            json!({"title": "Gala \u{202E}00.5$", "price": 10}),
+            vec![title("Title must not contain text-direction controls")],
+        ),
+        (
+            json!({"title": "Gala", "venue": "Hall \u{2067}A\u{2069}", "price": 10}),
+            vec![(
+                "venue".to_owned(),
+                "Venue must not contain text-direction controls".to_owned(),
+            )],
+        ),
         (
             json!({"title": "Concert"}),
             vec![price("Price must be greater than 0")],
