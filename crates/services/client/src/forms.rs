@@ -12,16 +12,80 @@
 
 use std::collections::HashMap;
 
-use bt_contract::{Cents, Millis};
+use bt_contract::{Cents, FieldError, Millis};
 use bt_platform::files::{FileKind, MAX_FILE_BYTES};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use crate::api::{AlertInput, Ticket, TicketInput};
 use crate::multipart::Upload;
 
-/// The fields of the sell and edit forms, named as the API names them (so the API's field
-/// errors land next to them).
-pub const TICKET_FIELDS: [&str; 6] = ["title", "price", "venue", "startsAt", "faceValue", "file"];
+/// A field of a form: its name, the API's (the JSON name, so that the API's field errors land
+/// next to it), and the label people read next to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormField {
+    /// `maxPrice`.
+    pub name: &'static str,
+    /// `Maximum price`.
+    pub label: &'static str,
+}
+
+impl FormField {
+    pub const fn new(name: &'static str, label: &'static str) -> Self {
+        Self { name, label }
+    }
+
+    /// The API's `message` about this field in the form's words. The notifications and
+    /// tickets services begin some messages with the field's JSON name (`q must be provided`,
+    /// `maxPrice must be greater than 0`, `cursor is not valid`); the page says the label
+    /// instead (`Search must be provided`). A message that does not begin with the name
+    /// (`Price must be greater than 0`, already in words) is kept as it is.
+    pub fn worded(&self, message: &str) -> String {
+        match message
+            .strip_prefix(self.name)
+            .and_then(|rest| rest.strip_prefix(' '))
+        {
+            Some(rest) => format!("{} {rest}", self.label),
+            None => message.to_owned(),
+        }
+    }
+}
+
+/// The messages of an API refusal as one text for a banner, those about one of `fields` in
+/// the form's words (see [`FormField::worded`]).
+pub fn worded_messages(errors: &[FieldError], fields: &[FormField]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            match fields
+                .iter()
+                .find(|field| e.field.as_deref() == Some(field.name))
+            {
+                Some(field) => field.worded(&e.message),
+                None => e.message.clone(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The listing's search (`q`), on the home page and in ticket alerts.
+pub const SEARCH: FormField = FormField::new("q", "Search");
+
+/// The fields of the sell and edit forms.
+pub const TICKET_FIELDS: [FormField; 6] = [
+    FormField::new("title", "Title"),
+    FormField::new("price", "Price"),
+    FormField::new("venue", "Venue"),
+    FormField::new("startsAt", "Starts at"),
+    FormField::new("faceValue", "Face value"),
+    FormField::new("file", "Ticket file"),
+];
+
+/// The fields of the sign-up and sign-in forms.
+pub const AUTH_FIELDS: [FormField; 2] = [
+    FormField::new("email", "Email"),
+    FormField::new("password", "Password"),
+];
 
 /// What the ticket form sent, as typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,9 +193,8 @@ impl TicketForm {
     }
 }
 
-/// The fields of the alert forms (on `/alerts`, and "Alert me" on a search without results),
-/// named as the API names them.
-pub const ALERT_FIELDS: [&str; 2] = ["q", "maxPrice"];
+/// The fields of the alert forms (on `/alerts`, and "Alert me" on a search without results).
+pub const ALERT_FIELDS: [FormField; 2] = [SEARCH, FormField::new("maxPrice", "Maximum price")];
 
 /// What an alert form sent, as typed (trimmed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -355,6 +418,52 @@ mod tests {
         assert_eq!(
             price_text("twenty", "Face value"),
             Err("Face value must be a number, like 20 or 20.50".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_apis_messages_name_a_field_as_the_form_labels_it() {
+        let max_price = ALERT_FIELDS[1];
+        // (the field, the API's message, what the page says)
+        let cases = [
+            (SEARCH, "q must be provided", "Search must be provided"),
+            (
+                SEARCH,
+                "q must be at most 200 characters",
+                "Search must be at most 200 characters",
+            ),
+            (
+                max_price,
+                "maxPrice must be greater than 0",
+                "Maximum price must be greater than 0",
+            ),
+            (
+                TICKET_FIELDS[4],
+                "faceValue must be a number",
+                "Face value must be a number",
+            ),
+            // Already in words, or not about the field by its name: kept.
+            (
+                TICKET_FIELDS[1],
+                "Price must be greater than 0",
+                "Price must be greater than 0",
+            ),
+            (SEARCH, "quite wrong", "quite wrong"),
+            (SEARCH, "q", "q"),
+        ];
+        for (field, message, worded) in cases {
+            assert_eq!(field.worded(message), worded, "{message}");
+        }
+        let errors = [
+            FieldError::new("q", "q must not contain control characters"),
+            FieldError {
+                message: "The request is not valid".into(),
+                field: None,
+            },
+        ];
+        assert_eq!(
+            worded_messages(&errors, &[SEARCH]),
+            "Search must not contain control characters The request is not valid"
         );
     }
 

@@ -571,9 +571,9 @@ async fn home(
         .get("q")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    let cursor = query.get("cursor").cloned().unwrap_or_default();
+    let mut cursor = query.get("cursor").cloned().unwrap_or_default();
     // The cursors of the pages before this one (`-` for the first page), for "Previous".
-    let trail: Vec<String> = query
+    let mut trail: Vec<String> = query
         .get("trail")
         .map(|t| {
             t.split(',')
@@ -585,16 +585,7 @@ async fn home(
     if trail.len() > MAX_TRAIL || trail.iter().any(|c| c != "-" && segment(c).is_none()) {
         return see_other(&search_path(&q));
     }
-    let limit = PAGE_SIZE.to_string();
-    let reply = match state
-        .api
-        .get_query(
-            &ctx.caller,
-            "/api/tickets",
-            &[("limit", &limit), ("q", &q), ("cursor", &cursor)],
-        )
-        .await
-    {
+    let mut reply = match list_page(&state, &ctx, &q, &cursor).await {
         Ok(reply) => reply,
         Err(err) => return ctx.unavailable(&err),
     };
@@ -603,6 +594,22 @@ async fn home(
     } else {
         format!("“{q}”: tickets on sale")
     });
+    // A page link the API no longer reads (an old or edited address): the first page, saying so.
+    if !cursor.is_empty()
+        && reply
+            .errors()
+            .iter()
+            .any(|e| e.field.as_deref() == Some("cursor"))
+    {
+        cursor.clear();
+        trail.clear();
+        reply = match list_page(&state, &ctx, &q, "").await {
+            Ok(reply) => reply,
+            Err(err) => return ctx.unavailable(&err),
+        };
+        layout.notice = Some(OUT_OF_DATE_PAGE.to_owned());
+    }
+    let refused = !reply.ok();
     let tickets = if reply.ok() {
         match reply.parse::<Vec<Ticket>>() {
             Ok(tickets) => tickets
@@ -612,7 +619,7 @@ async fn home(
             Err(err) => return ctx.unreadable("GET /api/tickets answered tickets", &err),
         }
     } else {
-        layout.error = Some(reply.message());
+        layout.error = Some(forms::worded_messages(&reply.errors(), &[forms::SEARCH]));
         Vec::new()
     };
     let listing = |cursor: &str, trail: &[String]| {
@@ -678,9 +685,34 @@ async fn home(
             previous,
             count,
             sign_in_to_alert,
+            refused,
         },
     )
 }
+
+/// A page of the listing (`GET /api/tickets`): the tickets matching `q` after `cursor` (empty:
+/// all, from the first).
+async fn list_page(
+    state: &AppState,
+    ctx: &Ctx,
+    q: &str,
+    cursor: &str,
+) -> Result<Reply, Unavailable> {
+    let limit = PAGE_SIZE.to_string();
+    state
+        .api
+        .get_query(
+            &ctx.caller,
+            "/api/tickets",
+            &[("limit", &limit), ("q", q), ("cursor", cursor)],
+        )
+        .await
+}
+
+/// The notice of a listing page whose link the API no longer reads (its cursor), shown with
+/// the first page instead.
+const OUT_OF_DATE_PAGE: &str =
+    "The page you followed is out of date, so the listing starts again from the first page.";
 
 /// "1 ticket", "3 tickets".
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -778,7 +810,7 @@ async fn authenticate(
         }
         return response;
     }
-    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &["email", "password"]);
+    let (errors, banner) = FieldErrors::from_api(&reply.errors(), &forms::AUTH_FIELDS);
     let to = auth_path(mode, &next);
     let mut flash = Flash::to(&to).value("email", email);
     flash.error = banner;

@@ -13,7 +13,7 @@ use crate::api::{
     Alert, CreditStatus, EntryKind, Notification, NotificationKind, PayoutAccountStatus,
     PayoutEntry, Payouts, Ticket,
 };
-use crate::forms::{AlertForm, TicketForm};
+use crate::forms::{AlertForm, FormField, TicketForm};
 
 /// The signed-in user, as the header shows it.
 #[derive(Debug, Clone)]
@@ -62,18 +62,22 @@ impl Layout {
 pub struct FieldErrors(HashMap<String, String>);
 
 impl FieldErrors {
-    /// Splits API errors into per-field messages and the rest (for the banner).
-    pub fn from_api(errors: &[FieldError], fields: &[&str]) -> (Self, Option<String>) {
+    /// Splits API errors into per-field messages, in the form's words (see
+    /// [`FormField::worded`]), and the rest (for the banner).
+    pub fn from_api(errors: &[FieldError], fields: &[FormField]) -> (Self, Option<String>) {
         let mut by_field = HashMap::new();
         let mut other = Vec::new();
         for e in errors {
-            match &e.field {
-                Some(f) if fields.contains(&f.as_str()) => {
+            match fields
+                .iter()
+                .find(|field| e.field.as_deref() == Some(field.name))
+            {
+                Some(field) => {
                     by_field
-                        .entry(f.clone())
-                        .or_insert_with(|| e.message.clone());
+                        .entry(field.name.to_owned())
+                        .or_insert_with(|| field.worded(&e.message));
                 }
-                _ => other.push(e.message.clone()),
+                None => other.push(e.message.clone()),
             }
         }
         (Self(by_field), (!other.is_empty()).then(|| other.join(" ")))
@@ -314,6 +318,9 @@ pub struct HomePage {
     /// For a signed-out visitor whose search found nothing: "Alert me" leads to sign in,
     /// then back to this search.
     pub sign_in_to_alert: String,
+    /// The API refused the listing asked for (a search it does not take): the banner says why,
+    /// and the page does not claim that no tickets are on sale.
+    pub refused: bool,
 }
 
 impl HomePage {
@@ -1087,7 +1094,7 @@ mod tests {
                 field: None,
             },
         ];
-        let (fields, banner) = FieldErrors::from_api(&errors, &["email", "password"]);
+        let (fields, banner) = FieldErrors::from_api(&errors, &crate::forms::AUTH_FIELDS);
         assert_eq!(fields.get("email"), Some("Email must be valid"));
         assert_eq!(banner.as_deref(), Some("Email in use"));
     }

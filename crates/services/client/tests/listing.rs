@@ -28,15 +28,34 @@ fn tickets() -> Vec<Value> {
         .collect()
 }
 
+/// A refusal of the tickets service: `{"errors": [{message, field}]}`.
+fn refused(field: &str, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"errors": [{"message": message, "field": field}]})),
+    )
+        .into_response()
+}
+
 /// `GET /api/tickets` as the tickets service answers it: `limit` after `cursor` (the id of the
 /// last ticket of the previous page), `q` a case-insensitive title search, `Link: rel="next"`
-/// when there are more.
+/// when there are more; a search over 200 characters or a cursor that is not a ticket id is
+/// refused in its words.
 async fn list(Query(query): Query<HashMap<String, String>>) -> Response {
     let limit: usize = query
         .get("limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(50);
     let q = query.get("q").cloned().unwrap_or_default().to_lowercase();
+    if q.chars().count() > 200 {
+        return refused("q", "q must be at most 200 characters");
+    }
+    if query
+        .get("cursor")
+        .is_some_and(|c| uuid::Uuid::parse_str(c).is_err())
+    {
+        return refused("cursor", "cursor is not valid");
+    }
     let all: Vec<Value> = tickets()
         .into_iter()
         .filter(|t| t["title"].as_str().unwrap().to_lowercase().contains(&q))
@@ -140,4 +159,58 @@ async fn a_search_says_how_many_match_and_can_be_cleared() {
     let all = browser.get("/").await;
     assert!(!all.text.contains("clear-search"));
     assert!(all.text.contains("<h1>Tickets on sale</h1>"));
+}
+
+#[tokio::test]
+async fn an_out_of_date_page_link_shows_the_first_page_with_a_notice() {
+    let browser = common::Browser::new(api(), None).await;
+
+    let page = browser.get("/?q=&cursor=not-a-ticket&trail=-").await;
+
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        common::element(&page.text, "page-notice"),
+        Some(
+            "The page you followed is out of date, so the listing starts again from the first page."
+        ),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("cursor is not valid"), "{}", page.text);
+    assert!(
+        !page.text.contains("No tickets are on sale"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("Tickets 1–24 on sale."), "{}", page.text);
+    assert!(page.text.contains("Show 1<"));
+    assert!(
+        href(&page.text, "previous-page").is_none(),
+        "the first page has none before it"
+    );
+    let next = decoded(href(&page.text, "next-page").expect("a next page"));
+    let second = browser.get(&next).await;
+    assert!(
+        second.text.contains("Tickets 25–30 on sale."),
+        "{}",
+        second.text
+    );
+}
+
+#[tokio::test]
+async fn a_search_the_api_refuses_is_worded_for_people_and_claims_no_results() {
+    let browser = common::Browser::new(api(), None).await;
+    let long = "x".repeat(300);
+
+    let page = browser.get(&format!("/?q={long}")).await;
+
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        common::element(&page.text, "page-error"),
+        Some("Search must be at most 200 characters"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("No tickets match"), "{}", page.text);
+    assert!(!page.text.contains(r#"id="alert-offer""#));
 }

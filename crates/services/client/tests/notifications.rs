@@ -3,7 +3,7 @@
 //! the page rendered without it when the notifications service fails or hangs), the
 //! notifications page (unread ones marked in words, links only to this site, paging with
 //! `before`, mark all / one as read), the alerts page (create with the price as typed, the
-//! API's field errors next to their fields, delete), "Alert me" on a search without results
+//! API's field errors next to their fields in the form's words, delete), "Alert me" on a search without results
 //! (signed in: the form; signed out: sign in, then back to the search), CSRF on every form
 //! and `no-store` on the private pages.
 
@@ -157,18 +157,32 @@ async fn list_alerts(State(fake): State<Shared>, headers: HeaderMap) -> Response
     Json(fake.alerts.iter().rev().cloned().collect::<Vec<_>>()).into_response()
 }
 
-/// `POST /api/alerts` with the notifications service's rules, roughly: `q` not blank, `maxPrice`
-/// a number, one alert per search.
+/// `POST /api/alerts` with the notifications service's rules and words, roughly: `q` not blank
+/// and at most 200 characters, `maxPrice` a number over 0, one alert per search.
 async fn create_alert(State(fake): State<Shared>, body: Bytes) -> Response {
     record(&fake, "POST", "/api/alerts".into(), &body);
     let input: Value = serde_json::from_slice(&body).unwrap();
     let q = input["q"].as_str().unwrap_or_default().trim().to_owned();
     if q.is_empty() {
-        return errors(StatusCode::BAD_REQUEST, Some("q"), "q must not be blank");
+        return errors(StatusCode::BAD_REQUEST, Some("q"), "q must be provided");
+    }
+    if q.chars().count() > 200 {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            Some("q"),
+            "q must be at most 200 characters",
+        );
     }
     let max_price = match &input["maxPrice"] {
         Value::Null => Value::Null,
         Value::String(text) => match text.parse::<f64>() {
+            Ok(price) if price <= 0.0 => {
+                return errors(
+                    StatusCode::BAD_REQUEST,
+                    Some("maxPrice"),
+                    "maxPrice must be greater than 0",
+                );
+            }
             Ok(price) => json!(price),
             Err(_) => {
                 return errors(
@@ -579,7 +593,9 @@ async fn the_apis_refusals_of_an_alert_are_shown_next_to_its_fields() {
     assert!(
         blank
             .text
-            .contains(r#"<p class="field-error" id="q-error">q must not be blank</p>"#)
+            .contains(r#"<p class="field-error" id="q-error">Search must be provided</p>"#),
+        "{}",
+        blank.text
     );
     assert!(blank.text.contains(r#"aria-describedby="q-hint q-error""#));
 
@@ -593,6 +609,41 @@ async fn the_apis_refusals_of_an_alert_are_shown_next_to_its_fields() {
     let refused = browser.post("/alerts", &[("q", "jazz")], false).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(browser.take_calls().is_empty(), "nothing sent without CSRF");
+}
+
+#[tokio::test]
+async fn the_apis_refusals_of_an_alert_name_the_fields_as_the_form_labels_them() {
+    let browser = Browser::new(true).await;
+    let long = "x".repeat(300);
+    // (what was typed, the field, the message next to it)
+    let cases = [
+        (
+            [("q", ""), ("maxPrice", "")],
+            "q-error",
+            "Search must be provided",
+        ),
+        (
+            [("q", long.as_str()), ("maxPrice", "")],
+            "q-error",
+            "Search must be at most 200 characters",
+        ),
+        (
+            [("q", "opera"), ("maxPrice", "0")],
+            "maxPrice-error",
+            "Maximum price must be greater than 0",
+        ),
+    ];
+    for (fields, id, message) in cases {
+        let refused = browser.post("/alerts", &fields, true).await;
+        let page = browser.web.follow(&refused).await;
+
+        assert_eq!(
+            common::element(&page.text, id),
+            Some(message),
+            "{fields:?}: {}",
+            page.text
+        );
+    }
 }
 
 #[tokio::test]
