@@ -755,17 +755,22 @@ mod tests {
         assert_eq!(headers[&REQUEST_ID], "abc-123");
     }
 
-    #[tokio::test]
-    async fn handlers_see_the_request_id_as_the_current_one() {
+    /// An app whose `/api/whoami` answers the request id current in its handler.
+    fn whoami_app() -> Router {
         let router = Router::new().route(
             "/api/whoami",
             get(|| async { crate::context::request_id().unwrap_or_default() }),
         );
-        let app = app(vec![Service {
+        app(vec![Service {
             name: "whoami",
             router,
             checks: vec![],
-        }]);
+        }])
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_request_id_as_the_current_one() {
+        let app = whoami_app();
         let req = Request::get("/api/whoami")
             .header(&REQUEST_ID, "req-7")
             .body(Body::empty())
@@ -789,15 +794,7 @@ mod tests {
     /// current in the handler (and so in its log lines and events) instead of the caller's.
     #[tokio::test]
     async fn a_request_id_is_kept_only_if_short_and_plain_else_a_new_one_replaces_it() {
-        let router = Router::new().route(
-            "/api/whoami",
-            get(|| async { crate::context::request_id().unwrap_or_default() }),
-        );
-        let app = app(vec![Service {
-            name: "whoami",
-            router,
-            checks: vec![],
-        }]);
+        let app = whoami_app();
         let longest = "a".repeat(128);
         let kept: &[(&str, &str)] = &[
             (

@@ -1237,16 +1237,17 @@ async fn a_ticket_back_on_sale_is_held_for_the_next_in_line_who_has_not_held_it(
         listed.order_id = None;
         publish(&app.bus.bus, TicketUpdated(listed.clone())).await;
     };
-    release(&mut listed).await;
-    app.wait_notified(&first, 2).await;
-    app.wait_notified(&second, 2).await;
-    assert_eq!(
+    // How many holds each was told of, once both were told of the `n`th time on sale.
+    let holds_once_told = async |n: usize| {
+        app.wait_notified(&first, n).await;
+        app.wait_notified(&second, n).await;
         (
             holds_told(&app, &first).await,
-            holds_told(&app, &second).await
-        ),
-        (1, 1)
-    );
+            holds_told(&app, &second).await,
+        )
+    };
+    release(&mut listed).await;
+    assert_eq!(holds_once_told(2).await, (1, 1));
     eventually(10, "two holds published", || async {
         holds_published(&app).await == 2
     })
@@ -1254,15 +1255,7 @@ async fn a_ticket_back_on_sale_is_held_for_the_next_in_line_who_has_not_held_it(
 
     // Both have held it: the next time it is back on sale, everyone is told at once.
     release(&mut listed).await;
-    app.wait_notified(&first, 3).await;
-    app.wait_notified(&second, 3).await;
-    assert_eq!(
-        (
-            holds_told(&app, &first).await,
-            holds_told(&app, &second).await
-        ),
-        (1, 1)
-    );
+    assert_eq!(holds_once_told(3).await, (1, 1));
     assert_eq!(holds_published(&app).await, 2);
 }
 
