@@ -149,23 +149,28 @@ impl TicketForm {
         local_to_utc(&self.starts_at, &self.tz_offset)
     }
 
-    /// A new listing: only the details that were filled in are sent.
-    pub fn for_create(&self) -> Result<TicketInput, &'static str> {
+    /// A new listing, its prices typed in `currency` (the site's): only the details that were
+    /// filled in are sent.
+    pub fn for_create(&self, currency: &str) -> Result<TicketInput, &'static str> {
         let starts_at = self.starts_at_utc()?;
         Ok(TicketInput {
             title: self.title.clone(),
-            price: as_typed_amount(&self.price),
+            price: as_typed_amount(&self.price, currency),
             venue: non_empty(&self.venue).map(Some),
             starts_at: starts_at.map(|at| Some(rfc3339(at))),
-            face_value: non_empty(&self.face_value).map(|v| Some(as_typed_amount(&v))),
+            face_value: non_empty(&self.face_value).map(|v| Some(as_typed_amount(&v, currency))),
             for_sale: None,
         })
     }
 
     /// An edit of `current`: a detail that is unchanged is not sent (the API keeps it; a sold
     /// ticket's details may not change, and the form shows the start to the minute only), one
-    /// emptied is sent as `null` (cleared).
-    pub fn for_update(&self, current: &Ticket) -> Result<TicketInput, &'static str> {
+    /// emptied is sent as `null` (cleared). Prices are typed in `currency` (the site's).
+    pub fn for_update(
+        &self,
+        current: &Ticket,
+        currency: &str,
+    ) -> Result<TicketInput, &'static str> {
         let starts_at = self.starts_at_utc()?;
         let venue = non_empty(&self.venue);
         let venue = (venue.as_deref() != current.venue.as_deref().map(str::trim)).then_some(venue);
@@ -175,7 +180,7 @@ impl TicketForm {
             _ => false,
         };
         let starts_at = (!same_start).then(|| starts_at.map(rfc3339));
-        let face_value = non_empty(&self.face_value).map(|v| as_typed_amount(&v));
+        let face_value = non_empty(&self.face_value).map(|v| as_typed_amount(&v, currency));
         let same_face_value = match (&face_value, current.face_value) {
             (Some(text), Some(old)) => Cents::parse_decimal(text).ok() == Some(old),
             (None, None) => true,
@@ -184,7 +189,7 @@ impl TicketForm {
         let face_value = (!same_face_value).then_some(face_value);
         Ok(TicketInput {
             title: self.title.clone(),
-            price: as_typed_amount(&self.price),
+            price: as_typed_amount(&self.price, currency),
             venue,
             starts_at,
             face_value,
@@ -215,11 +220,11 @@ impl AlertForm {
 
     /// What `POST /api/alerts` is sent. The price goes as typed, as a ticket's price does: the
     /// API reads it exactly (`40`, `39.50`) and its refusal lands next to the field. Left empty,
-    /// it is absent: any price.
-    pub fn input(&self) -> AlertInput {
+    /// it is absent: any price. The price is typed in `currency` (the site's).
+    pub fn input(&self, currency: &str) -> AlertInput {
         AlertInput {
             q: self.q.clone(),
-            max_price: non_empty(&self.max_price).map(|v| as_typed_amount(&v)),
+            max_price: non_empty(&self.max_price).map(|v| as_typed_amount(&v, currency)),
         }
     }
 }
@@ -230,12 +235,14 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 /// An amount as people type it, as the API reads it: `$1,250.50` → `1250.50`. Around the
-/// number, a currency symbol (`$`, `€`, `£`) or code (`USD`) and spaces are dropped; commas
-/// that separate thousands (`1,250`, `12,500,000.00`) are dropped. `Err`: the message for the
-/// field, named `label` ("Price"), for what cannot be read as a number — with a hint for a comma
-/// used for cents (`20,50`). Whether the number is a valid price (more than 0, at most two
-/// decimals, not too large) is the API's to say.
-pub fn price_text(typed: &str, label: &str) -> Result<String, String> {
+/// number, the site's `currency` — its symbol (`$` for `usd`) or its code (`USD`, any case),
+/// before or after it — and spaces are dropped; commas that separate thousands (`1,250`,
+/// `12,500,000.00`) are dropped. `Err`: the message for the field, named `label` ("Price"), for
+/// an amount in another currency (`20 EUR` or `€20` on a site in dollars: "Prices are in USD"),
+/// and for what cannot be read as a number — with a hint for a comma used for cents (`20,50`).
+/// Whether the number is a valid price (more than 0, at most two decimals, not too large) is
+/// the API's to say.
+pub fn price_text(typed: &str, label: &str, currency: &str) -> Result<String, String> {
     let mut text = typed.trim();
     if text.is_empty() {
         return Err(format!(
@@ -243,16 +250,17 @@ pub fn price_text(typed: &str, label: &str) -> Result<String, String> {
             label.to_lowercase()
         ));
     }
-    // A symbol or code before or after the number (either, not both).
-    for symbol in ["$", "€", "£", "USD", "EUR", "GBP", "usd", "eur", "gbp"] {
-        if let Some(rest) = text.strip_prefix(symbol) {
-            text = rest.trim_start();
-            break;
-        }
-        if let Some(rest) = text.strip_suffix(symbol) {
-            text = rest.trim_end();
-            break;
-        }
+    // The site's own symbol and code, before or after the number (`$20`, `20 USD`, `$20 USD`).
+    let code = currency.to_ascii_uppercase();
+    let symbol = bt_contract::money::currency_symbol(currency);
+    for marker in symbol.into_iter().chain([code.as_str()]) {
+        text = without_marker(text, marker);
+    }
+    if names_another_currency(text) {
+        return Err(format!(
+            "Prices are in {code}: enter the {} in {code}, like 20 or 20.50",
+            label.to_lowercase()
+        ));
     }
     let (sign, digits) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest.trim_start()),
@@ -295,14 +303,56 @@ pub fn price_text(typed: &str, label: &str) -> Result<String, String> {
     })
 }
 
+/// `text` without `marker` (a currency's symbol or code, any case) before or after the number,
+/// and the spaces beside it.
+fn without_marker<'a>(text: &'a str, marker: &str) -> &'a str {
+    let n = marker.len();
+    if text
+        .get(..n)
+        .is_some_and(|head| head.eq_ignore_ascii_case(marker))
+    {
+        return text[n..].trim_start();
+    }
+    if let Some(start) = text.len().checked_sub(n)
+        && text
+            .get(start..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(marker))
+    {
+        return text[..start].trim_end();
+    }
+    text
+}
+
+/// Signs of currencies: one before or after a number (alone, or in `US$`, `R$`) says the amount
+/// is in that currency.
+const CURRENCY_SIGNS: [char; 26] = [
+    '$', '€', '£', '¥', '₹', '₩', '₽', '₺', '₪', '₫', '฿', '₴', '₦', '₱', '¢', '₣', '₤', '₡', '₲',
+    '₵', '₸', '₼', '₾', '₭', '₮', '₨',
+];
+
+/// Whether `text` (the site's own symbol and code dropped) is a number with a currency beside
+/// it: a sign (`€20`, `US$20`) or a three-letter code (`20 EUR`) before or after the digits.
+fn names_another_currency(text: &str) -> bool {
+    let beside =
+        |c: char| !(c.is_ascii_digit() || c.is_whitespace() || matches!(c, '.' | ',' | '-' | '+'));
+    let before = &text[..text.len() - text.trim_start_matches(beside).len()];
+    let after = &text[text.trim_end_matches(beside).len()..];
+    let is_currency = |marker: &str| {
+        marker.contains(CURRENCY_SIGNS)
+            || (marker.len() == 3 && marker.bytes().all(|b| b.is_ascii_alphabetic()))
+    };
+    text.bytes().any(|b| b.is_ascii_digit()) && (is_currency(before) || is_currency(after))
+}
+
 fn not_a_number(label: &str) -> String {
     format!("{label} must be a number, like 20 or 20.50")
 }
 
-/// What the API is sent of an amount: the number [`price_text`] reads, or the text as typed
-/// when it reads none (the API then refuses it, and its message lands next to the field).
-fn as_typed_amount(typed: &str) -> String {
-    price_text(typed, "Price").unwrap_or_else(|_| typed.trim().to_owned())
+/// What the API is sent of an amount in `currency`: the number [`price_text`] reads, or the
+/// text as typed when it reads none (the API then refuses it, and its message lands next to
+/// the field).
+fn as_typed_amount(typed: &str, currency: &str) -> String {
+    price_text(typed, "Price", currency).unwrap_or_else(|_| typed.trim().to_owned())
 }
 
 /// The message next to the start field when it is not a date and time.
@@ -389,14 +439,17 @@ mod tests {
             ("1,000.50", "1000.50"),
             ("12,500,000", "12500000"),
             ("20 USD", "20"),
-            ("€40", "40"),
             (".50", ".50"),
             ("-5", "-5"),
             ("0", "0"),
             ("10.001", "10.001"),
         ];
         for (typed, sent) in read {
-            assert_eq!(price_text(typed, "Price").as_deref(), Ok(sent), "{typed}");
+            assert_eq!(
+                price_text(typed, "Price", "usd").as_deref(),
+                Ok(sent),
+                "{typed}"
+            );
         }
         let refused = [
             ("abc", "Price must be a number, like 20 or 20.50"),
@@ -410,15 +463,62 @@ mod tests {
         ];
         for (typed, message) in refused {
             assert_eq!(
-                price_text(typed, "Price"),
+                price_text(typed, "Price", "usd"),
                 Err(message.to_owned()),
                 "{typed}"
             );
         }
         assert_eq!(
-            price_text("twenty", "Face value"),
+            price_text("twenty", "Face value", "usd"),
             Err("Face value must be a number, like 20 or 20.50".to_owned())
         );
+    }
+
+    #[test]
+    fn a_price_is_read_in_the_sites_currency_and_refused_in_another() {
+        let in_usd = "Prices are in USD: enter the price in USD, like 20 or 20.50";
+        let in_eur = "Prices are in EUR: enter the price in EUR, like 20 or 20.50";
+        let in_chf = "Prices are in CHF: enter the price in CHF, like 20 or 20.50";
+        // (typed, the site's currency, the number sent or the message)
+        let cases = [
+            ("20", "usd", Ok("20")),
+            ("$20", "usd", Ok("20")),
+            ("20 USD", "usd", Ok("20")),
+            ("usd 20", "usd", Ok("20")),
+            ("$20 USD", "usd", Ok("20")),
+            ("20 EUR", "usd", Err(in_usd)),
+            ("€20", "usd", Err(in_usd)),
+            ("£1,250.50", "usd", Err(in_usd)),
+            ("20 CHF", "usd", Err(in_usd)),
+            ("¥2000", "usd", Err(in_usd)),
+            ("€20", "eur", Ok("20")),
+            ("20,000 EUR", "eur", Ok("20000")),
+            ("20", "eur", Ok("20")),
+            ("$20", "eur", Err(in_eur)),
+            ("20 usd", "eur", Err(in_eur)),
+            ("CHF 20.50", "chf", Ok("20.50")),
+            ("20 chf", "chf", Ok("20")),
+            ("$20", "chf", Err(in_chf)),
+            ("20 GBP", "chf", Err(in_chf)),
+            // Not an amount in any currency.
+            (
+                "EUR",
+                "usd",
+                Err("Price must be a number, like 20 or 20.50"),
+            ),
+            (
+                "abc",
+                "usd",
+                Err("Price must be a number, like 20 or 20.50"),
+            ),
+        ];
+        for (typed, currency, want) in cases {
+            assert_eq!(
+                price_text(typed, "Price", currency),
+                want.map(str::to_owned).map_err(str::to_owned),
+                "{typed} on a {currency} site"
+            );
+        }
     }
 
     #[test]
@@ -529,7 +629,7 @@ mod tests {
             face_value: "40.00".into(),
         };
         assert_eq!(
-            unchanged.for_update(&ticket()).unwrap(),
+            unchanged.for_update(&ticket(), "usd").unwrap(),
             TicketInput {
                 title: "Show".into(),
                 price: "45".into(),
@@ -543,7 +643,7 @@ mod tests {
             face_value: String::new(),
             ..unchanged.clone()
         };
-        let input = cleared.for_update(&ticket()).unwrap();
+        let input = cleared.for_update(&ticket(), "usd").unwrap();
         assert_eq!(
             (input.venue, input.starts_at, input.face_value),
             (Some(None), Some(None), Some(None)),
@@ -555,7 +655,7 @@ mod tests {
             face_value: "50".into(),
             ..unchanged
         };
-        let input = changed.for_update(&ticket()).unwrap();
+        let input = changed.for_update(&ticket(), "usd").unwrap();
         assert_eq!(
             (input.venue, input.starts_at, input.face_value),
             (
@@ -573,13 +673,13 @@ mod tests {
             price: "40".into(),
             ..TicketForm::default()
         };
-        let json = serde_json::to_value(form.for_create().unwrap()).unwrap();
+        let json = serde_json::to_value(form.for_create("usd").unwrap()).unwrap();
         assert_eq!(json, serde_json::json!({"title": "Show", "price": "40"}));
         let bad_start = TicketForm {
             starts_at: "soon".into(),
             ..form
         };
-        assert_eq!(bad_start.for_create(), Err(STARTS_AT_UNREADABLE));
+        assert_eq!(bad_start.for_create("usd"), Err(STARTS_AT_UNREADABLE));
     }
 
     #[test]
@@ -613,7 +713,7 @@ mod tests {
             (&[("maxPrice", "abc")], "", Some("abc")),
         ];
         for (pairs, q, max_price) in cases {
-            let input = AlertForm::from_fields(&fields(pairs)).input();
+            let input = AlertForm::from_fields(&fields(pairs)).input("usd");
             assert_eq!(
                 (input.q.as_str(), input.max_price.as_deref()),
                 (q, max_price),

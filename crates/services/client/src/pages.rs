@@ -928,19 +928,19 @@ fn refused_form(
     ctx.redirect(to, &flash)
 }
 
-/// The checks the client makes before the API is asked: a title, prices it can read, a start
-/// it can read and a file the API would take. Their messages go next to the fields.
-fn check_ticket_form(form: &TicketForm, parts: &multipart::Parts) -> FieldErrors {
+/// The checks the client makes before the API is asked: a title, prices it can read (in the
+/// site's `currency`), a start it can read and a file the API would take. Their messages go next to the fields.
+fn check_ticket_form(form: &TicketForm, parts: &multipart::Parts, currency: &str) -> FieldErrors {
     let mut errors = FieldErrors::default();
     // The API's own words, so that a form checked here reads like one checked there.
     if form.title.trim().is_empty() {
         errors.set("title", "Title is required");
     }
-    if let Err(message) = forms::price_text(&form.price, "Price") {
+    if let Err(message) = forms::price_text(&form.price, "Price", currency) {
         errors.set("price", message);
     }
     if !form.face_value.is_empty()
-        && let Err(message) = forms::price_text(&form.face_value, "Face value")
+        && let Err(message) = forms::price_text(&form.face_value, "Face value", currency)
     {
         errors.set("faceValue", message);
     }
@@ -971,8 +971,8 @@ async fn create_ticket(
     }
     let form = TicketForm::from_fields(&parts.fields);
     let had_file = parts.file("file").is_some();
-    let errors = check_ticket_form(&form, &parts);
-    let input = match form.for_create() {
+    let errors = check_ticket_form(&form, &parts, &ctx.currency);
+    let input = match form.for_create(&ctx.currency) {
         Ok(input) if errors.is_empty() => input,
         _ => return refused_form(&ctx, "/tickets/new", &form, errors, None, had_file),
     };
@@ -1161,8 +1161,8 @@ async fn update_ticket(
     let to = format!("/tickets/{}/edit", current.id);
     let form = TicketForm::from_fields(&parts.fields);
     let had_file = parts.file("file").is_some();
-    let errors = check_ticket_form(&form, &parts);
-    let input = match form.for_update(&current) {
+    let errors = check_ticket_form(&form, &parts, &ctx.currency);
+    let input = match form.for_update(&current, &ctx.currency) {
         Ok(input) if errors.is_empty() => input,
         _ => return refused_form(&ctx, &to, &form, errors, None, had_file),
     };

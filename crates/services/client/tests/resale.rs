@@ -661,6 +661,60 @@ async fn what_the_client_can_check_is_shown_next_to_its_field_before_anything_is
 }
 
 #[tokio::test]
+async fn a_price_in_another_currency_is_refused_and_one_in_the_sites_is_read() {
+    // The site is in US dollars.
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+    let mut fields = DETAILS.to_vec();
+    fields[1] = ("price", "20 EUR");
+    fields[4] = ("faceValue", "£40");
+
+    let page = browser
+        .post_multipart("/tickets/new", &fields, None, true)
+        .await;
+
+    let page = browser.follow(&page).await;
+    for (id, message) in [
+        (
+            "price-error",
+            "Prices are in USD: enter the price in USD, like 20 or 20.50",
+        ),
+        (
+            "faceValue-error",
+            "Prices are in USD: enter the face value in USD, like 20 or 20.50",
+        ),
+    ] {
+        assert_eq!(
+            common::element(&page.text, id),
+            Some(message),
+            "{}",
+            page.text
+        );
+    }
+    let again = browser.post("/tickets/b1/sell", &[("price", "€45")]).await;
+    let again = browser.follow(&again).await;
+    assert_eq!(
+        common::element(&again.text, "sell-price-b1-error"),
+        Some("Prices are in USD: enter the price in USD, like 20 or 20.50"),
+        "{}",
+        again.text
+    );
+    assert!(browser.calls().is_empty(), "nothing was sent to the API");
+
+    fields[1] = ("price", "45 USD");
+    fields[4] = ("faceValue", "$40");
+    let listed = browser
+        .post_multipart("/tickets/new", &fields, None, true)
+        .await;
+    assert_eq!(listed.status, StatusCode::SEE_OTHER, "{}", listed.text);
+    let sent = browser.calls()[0].json();
+    assert_eq!(
+        (&sent["price"], &sent["faceValue"]),
+        (&json!("45"), &json!("40"))
+    );
+}
+
+#[tokio::test]
 async fn a_file_refused_after_listing_leads_to_the_upload_form_with_the_reason() {
     let browser = Browser::new().await;
 

@@ -124,7 +124,10 @@ async fn change_sale(
     };
     let typed = price.clone();
     let to = format!("/tickets/mine#ticket-{}", ticket.id);
-    let price = match price.as_deref().map(|p| forms::price_text(p, "Price")) {
+    let price = match price
+        .as_deref()
+        .map(|p| forms::price_text(p, "Price", &ctx.currency))
+    {
         None => ticket.price.to_string(),
         Some(Ok(price)) => price,
         Some(Err(message)) => return refused(ctx, &to, &ticket, typed, message),

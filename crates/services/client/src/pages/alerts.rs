@@ -84,7 +84,8 @@ pub(super) async fn create_alert(
         ctx.redirect("/alerts", &flash)
     };
     if !alert_form.max_price.is_empty()
-        && let Err(message) = crate::forms::price_text(&alert_form.max_price, "Maximum price")
+        && let Err(message) =
+            crate::forms::price_text(&alert_form.max_price, "Maximum price", &ctx.currency)
     {
         let mut errors = FieldErrors::default();
         errors.set("maxPrice", message);
@@ -92,7 +93,11 @@ pub(super) async fn create_alert(
     }
     let reply = match state
         .api
-        .post(&ctx.caller, "/api/alerts", json!(alert_form.input()))
+        .post(
+            &ctx.caller,
+            "/api/alerts",
+            json!(alert_form.input(&ctx.currency)),
+        )
         .await
     {
         Ok(reply) => reply,
