@@ -239,7 +239,8 @@ fn non_empty(text: &str) -> Option<String> {
 /// before or after it — and spaces are dropped; commas that separate thousands (`1,250`,
 /// `12,500,000.00`) are dropped. `Err`: the message for the field, named `label` ("Price"), for
 /// an amount in another currency (`20 EUR` or `€20` on a site in dollars: "Prices are in USD"),
-/// and for what cannot be read as a number — with a hint for a comma used for cents (`20,50`).
+/// and for what cannot be read as a number — with a hint for a comma used for cents (`20,50`)
+/// or one out of place among the thousands (`1,0000`).
 /// Whether the number is a valid price (more than 0, at most two decimals, not too large) is
 /// the API's to say.
 pub fn price_text(typed: &str, label: &str, currency: &str) -> Result<String, String> {
@@ -281,9 +282,16 @@ pub fn price_text(typed: &str, label: &str, currency: &str) -> Result<String, St
         } else if cents.is_none()
             && groups.len() == 2
             && all_digits(groups[0])
+            && (1..=2).contains(&groups[1].len())
             && all_digits(groups[1])
         {
+            // `20,50`: a comma for cents.
             return Err(format!("{label} uses a point for cents, like 20.50"));
+        } else if groups.iter().all(|g| all_digits(g)) {
+            // `1,0000`, `12,50,000`: digits, but not in thousands.
+            return Err(format!(
+                "{label} has a comma in the wrong place: commas go between thousands, like 1,250.50"
+            ));
         } else {
             return Err(not_a_number(label));
         }
@@ -359,8 +367,18 @@ fn as_typed_amount(typed: &str, currency: &str) -> String {
 pub const STARTS_AT_UNREADABLE: &str =
     "Enter the date and time the event starts, e.g. 2027-06-12 19:30";
 
+/// The message next to the start field when it is before 1970 (a year such as 0000 a date
+/// picker lets through): the API's words for a start that has passed.
+pub const STARTS_AT_PAST: &str = "Event start must be in the future";
+
+/// The message next to the start field when it is after the last moment the API keeps
+/// (9999-12-31 23:59:59.999 UTC, [`Millis::MAX`]).
+pub const STARTS_AT_TOO_LATE: &str = "Event start must be in the year 9999 or earlier";
+
 /// A `datetime-local` value (`YYYY-MM-DDTHH:MM`, seconds optional) at `offset_minutes` east of
-/// UTC (empty or out of range: UTC), in UTC. Empty is `None`.
+/// UTC (empty or out of range: UTC), in UTC. Empty is `None`. A date outside the times the API
+/// keeps (1970 to 9999 in UTC; a date picker lets years 0000 to 275760 through) is refused
+/// with its own message, which a different date fixes, rather than as unreadable.
 pub fn local_to_utc(
     local: &str,
     offset_minutes: &str,
@@ -368,6 +386,13 @@ pub fn local_to_utc(
     let local = local.trim();
     if local.is_empty() {
         return Ok(None);
+    }
+    // Years of more than four digits (which chrono reads only with a sign): after 9999.
+    if local
+        .split_once('-')
+        .is_some_and(|(year, _)| year.len() > 4 && year.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(STARTS_AT_TOO_LATE);
     }
     let naive = [
         "%Y-%m-%dT%H:%M",
@@ -383,11 +408,18 @@ pub fn local_to_utc(
         .filter(|m| (-14 * 60..=14 * 60).contains(m))
         .and_then(|m| FixedOffset::east_opt(m * 60))
         .unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"));
-    offset
+    let at = offset
         .from_local_datetime(&naive)
         .single()
-        .map(|at| Some(at.with_timezone(&Utc)))
-        .ok_or(STARTS_AT_UNREADABLE)
+        .map(|at| at.with_timezone(&Utc))
+        .ok_or(STARTS_AT_UNREADABLE)?;
+    if at.timestamp_millis() < Millis::EPOCH.get() {
+        Err(STARTS_AT_PAST)
+    } else if at.timestamp_millis() > Millis::MAX.get() {
+        Err(STARTS_AT_TOO_LATE)
+    } else {
+        Ok(Some(at))
+    }
 }
 
 /// RFC 3339 in UTC, as the API takes it: `2027-06-12T17:30:00Z`.
@@ -455,9 +487,21 @@ mod tests {
             ("abc", "Price must be a number, like 20 or 20.50"),
             ("$", "Price must be a number, like 20 or 20.50"),
             ("20$50", "Price must be a number, like 20 or 20.50"),
-            ("1,00.50", "Price must be a number, like 20 or 20.50"),
+            (
+                "1,00.50",
+                "Price has a comma in the wrong place: commas go between thousands, like 1,250.50",
+            ),
+            (
+                "1,0000",
+                "Price has a comma in the wrong place: commas go between thousands, like 1,250.50",
+            ),
+            (
+                "12,50,000",
+                "Price has a comma in the wrong place: commas go between thousands, like 1,250.50",
+            ),
             ("1e3", "Price must be a number, like 20 or 20.50"),
             ("20,50", "Price uses a point for cents, like 20.50"),
+            ("20,5", "Price uses a point for cents, like 20.50"),
             ("", "Enter a price, like 20 or 20.50"),
             ("   ", "Enter a price, like 20 or 20.50"),
         ];
@@ -588,6 +632,15 @@ mod tests {
             ("", "120", Ok(None)),
             ("2027-06-12", "0", Err(STARTS_AT_UNREADABLE)),
             ("2027-02-30T19:30", "0", Err(STARTS_AT_UNREADABLE)),
+            // Years a date picker lets through, outside what the API takes (1970 to 9999 in
+            // UTC, and in the future).
+            ("0000-06-12T19:30", "0", Err(STARTS_AT_PAST)),
+            ("1969-12-31T23:59", "0", Err(STARTS_AT_PAST)),
+            ("1970-01-01T00:30", "60", Err(STARTS_AT_PAST)),
+            ("9999-06-12T19:30", "0", Ok(Some("9999-06-12T19:30:00Z"))),
+            ("9999-12-31T23:30", "-240", Err(STARTS_AT_TOO_LATE)),
+            ("10000-01-01T00:00", "0", Err(STARTS_AT_TOO_LATE)),
+            ("275760-09-13T00:00", "0", Err(STARTS_AT_TOO_LATE)),
             ("tomorrow", "0", Err(STARTS_AT_UNREADABLE)),
         ];
         for (local, offset, want) in cases {

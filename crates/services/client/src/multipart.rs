@@ -123,12 +123,63 @@ pub async fn parse(body: Vec<u8>, boundary: &str) -> Result<Parts, MultipartErro
     Ok(parts)
 }
 
+/// Why a form post could not be read. The pages show it in the site's own error page; as a
+/// response on its own it is a small HTML page that says the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Larger than a ticket file may be (413).
+    TooLarge,
+    /// Not a form (another `Content-Type`), or a broken one (400). The reason is for the logs,
+    /// not for people.
+    NotAForm(String),
+}
+
+impl Unreadable {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotAForm(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The heading of the page that says so.
+    pub fn heading(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "This file is too large",
+            Self::NotAForm(_) => "This form could not be read",
+        }
+    }
+
+    /// What the page tells the person.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::TooLarge => {
+                "It is larger than a ticket file may be: the file must be at most 5 MB. Go back and choose a smaller file."
+            }
+            Self::NotAForm(_) => {
+                "It did not arrive as a form of this site. Go back, reload the page and send it again."
+            }
+        }
+    }
+}
+
+impl IntoResponse for Unreadable {
+    fn into_response(self) -> Response {
+        let page = format!(
+            "<!doctype html><title>{}</title><p>{} <a href=\"/\">Start over</a>.</p>",
+            self.heading(),
+            self.message()
+        );
+        (self.status(), Html(page)).into_response()
+    }
+}
+
 /// A form post that may carry files: `multipart/form-data` (at most [`BODY_LIMIT`]) or
-/// `application/x-www-form-urlencoded`. An unreadable body is an HTML error page.
+/// `application/x-www-form-urlencoded`. An unreadable body is [`Unreadable`].
 pub struct MultipartForm(pub Parts);
 
 impl<S: Send + Sync> FromRequest<S> for MultipartForm {
-    type Rejection = Response;
+    type Rejection = Unreadable;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let content_type = req
@@ -144,7 +195,7 @@ impl<S: Send + Sync> FromRequest<S> for MultipartForm {
                     fields,
                     files: HashMap::new(),
                 })),
-                Err(rejection) => Err(refusal(StatusCode::BAD_REQUEST, &rejection.body_text())),
+                Err(rejection) => Err(Unreadable::NotAForm(rejection.body_text())),
             };
         };
         let declared = req
@@ -153,22 +204,19 @@ impl<S: Send + Sync> FromRequest<S> for MultipartForm {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|length| length > DRAIN_LIMIT) {
-            return Err(too_large());
+            return Err(Unreadable::TooLarge);
         }
         let body = match read_body(req.into_body()).await {
             Ok(body) => body,
-            Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::TooLarge) => return Err(Unreadable::TooLarge),
             Err(ReadError::Broken) => {
-                return Err(refusal(
-                    StatusCode::BAD_REQUEST,
-                    "the upload was interrupted",
-                ));
+                return Err(Unreadable::NotAForm("the upload was interrupted".into()));
             }
         };
         parse(body, &boundary)
             .await
             .map(Self)
-            .map_err(|err| refusal(StatusCode::BAD_REQUEST, &err.to_string()))
+            .map_err(|err| Unreadable::NotAForm(err.to_string()))
     }
 }
 
@@ -206,27 +254,6 @@ async fn read_body(mut body: axum::body::Body) -> Result<Vec<u8>, ReadError> {
     } else {
         Ok(kept)
     }
-}
-
-fn too_large() -> Response {
-    refusal(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "it is larger than a ticket file may be: the file must be at most 5 MB",
-    )
-}
-
-fn refusal(status: StatusCode, why: &str) -> Response {
-    let why = why
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    (
-        status,
-        Html(format!(
-            "<!doctype html><title>The form could not be sent</title><p>The form could not be read ({why}). Go back, check the form and send it again, or <a href=\"/\">start over</a>.</p>"
-        )),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -329,6 +329,13 @@ impl Ctx {
         }
     }
 
+    /// The page for a form post that could not be read: not a form (another `Content-Type`, a
+    /// broken body), or a file too large.
+    fn unreadable_form(&self, why: &multipart::Unreadable) -> Response {
+        tracing::debug!(?why, "a form post could not be read");
+        self.error_page(why.status(), why.heading(), why.message())
+    }
+
     /// For a signed-out visitor: the redirect to sign in, then back to `next`.
     fn sign_in_first(&self, next: &str) -> Option<Response> {
         self.user.is_none().then(|| see_other(&sign_in_path(next)))
@@ -442,8 +449,8 @@ fn field(form: &HashMap<String, String>, name: &str) -> String {
 }
 
 /// A form posted from a page: the page's context and the form's fields. A post without a
-/// valid CSRF token is refused (403, the expired-form page) before the handler runs, and a
-/// malformed body is an error page.
+/// valid CSRF token is refused (403, the expired-form page) before the handler runs, and a body
+/// that is not a form is the site's error page saying so.
 struct Posted {
     ctx: Ctx,
     form: HashMap<String, String>,
@@ -454,7 +461,13 @@ impl axum::extract::FromRequest<AppState> for Posted {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (ctx, req) = context_of(req, state).await;
-        let FormData(form) = FormData::from_request(req, state).await?;
+        let form = match Form::<HashMap<String, String>>::from_request(req, state).await {
+            Ok(Form(form)) => form,
+            Err(rejection) => {
+                let why = multipart::Unreadable::NotAForm(rejection.body_text());
+                return Err(ctx.unreadable_form(&why));
+            }
+        };
         match ctx.form_refusal(&form) {
             Some(refusal) => Err(refusal),
             None => Ok(Self { ctx, form }),
@@ -473,7 +486,10 @@ impl axum::extract::FromRequest<AppState> for PostedMultipart {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (ctx, req) = context_of(req, state).await;
-        let MultipartForm(parts) = MultipartForm::from_request(req, state).await?;
+        let parts = match MultipartForm::from_request(req, state).await {
+            Ok(MultipartForm(parts)) => parts,
+            Err(why) => return Err(ctx.unreadable_form(&why)),
+        };
         match ctx.form_refusal(&parts.fields) {
             Some(refusal) => Err(refusal),
             None => Ok(Self { ctx, parts }),
@@ -489,34 +505,6 @@ async fn context_of(req: Request, state: &AppState) -> (Ctx, Request) {
         Err(never) => match never {},
     };
     (ctx, Request::from_parts(parts, body))
-}
-
-/// Form bodies; a malformed one is an error page, not a plain-text rejection.
-struct FormData(HashMap<String, String>);
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for FormData {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Form::<HashMap<String, String>>::from_request(req, state).await {
-            Ok(Form(map)) => Ok(Self(map)),
-            Err(rejection) => Err((
-                StatusCode::BAD_REQUEST,
-                Html(format!(
-                    "<!doctype html><title>Bad request</title><p>The form could not be read ({}). <a href=\"/\">Back</a></p>",
-                    html_escape(&rejection.body_text())
-                )),
-            )
-                .into_response()),
-        }
-    }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 async fn css(headers: HeaderMap) -> Response {

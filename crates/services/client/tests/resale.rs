@@ -594,7 +594,7 @@ async fn the_price_cap_message_is_shown_next_to_the_price_and_the_form_keeps_wha
 #[tokio::test]
 async fn what_the_client_can_check_is_shown_next_to_its_field_before_anything_is_listed() {
     let browser = Browser::new().await;
-    let cases: [(&str, &[u8], &str, &str); 3] = [
+    let cases: [(&str, &[u8], &str, &str); 5] = [
         (
             "2030-06-12T19:30",
             b"GIF89a....",
@@ -607,6 +607,18 @@ async fn what_the_client_can_check_is_shown_next_to_its_field_before_anything_is
             PDF,
             "startsAt-error",
             "Enter the date and time the event starts, e.g. 2027-06-12 19:30",
+        ),
+        (
+            "0000-06-12T19:30",
+            PDF,
+            "startsAt-error",
+            "Event start must be in the future",
+        ),
+        (
+            "10000-06-12T19:30",
+            PDF,
+            "startsAt-error",
+            "Event start must be in the year 9999 or earlier",
         ),
     ];
     for (starts_at, file, id, message) in cases {
@@ -711,6 +723,91 @@ async fn a_price_in_another_currency_is_refused_and_one_in_the_sites_is_read() {
     assert_eq!(
         (&sent["price"], &sent["faceValue"]),
         (&json!("45"), &json!("40"))
+    );
+}
+
+#[tokio::test]
+async fn the_ticket_page_offers_sell_it_again_only_before_the_event_starts() {
+    let browser = Browser::new().await;
+    for (id, starts_at) in [
+        ("b1", "2030-06-12T17:30:00.000Z"),
+        ("b2", "2020-06-12T17:30:00.000Z"),
+    ] {
+        browser.own(id, |t| {
+            t["sold"] = json!(true);
+            t["forSale"] = json!(false);
+            t["startsAt"] = json!(starts_at);
+        });
+    }
+
+    let before = browser.get("/tickets/b1").await;
+    let after = browser.get("/tickets/b2").await;
+
+    assert!(
+        before
+            .text
+            .contains(r#"href="/tickets/mine#ticket-b1" id="sell-again">Sell it again</a>"#),
+        "{}",
+        before.text
+    );
+    assert!(!after.text.contains("sell-again"), "{}", after.text);
+    assert_eq!(
+        common::element(&after.text, "cannot-sell"),
+        Some("The event has started: this ticket can no longer be sold."),
+        "{}",
+        after.text
+    );
+    // As "My tickets" says.
+    let mine = browser.get("/tickets/mine").await;
+    assert!(
+        mine.text
+            .contains("The event has started: this ticket can no longer be sold.")
+    );
+}
+
+#[tokio::test]
+async fn a_post_that_is_not_a_form_gets_the_sites_error_page_in_words() {
+    let browser = Browser::new().await;
+    my_tickets(&browser);
+    let http = reqwest::Client::new();
+    for path in ["/tickets/b1/sell", "/tickets/new", "/tickets/l1/edit"] {
+        for content_type in ["application/json", "text/plain"] {
+            let request = http
+                .post(format!("{}{path}", browser.web.base))
+                .header(header::CONTENT_TYPE, content_type)
+                .body(format!("price=40&_csrf={}", common::CSRF));
+
+            let page = browser.web.send(request).await;
+
+            assert_eq!(
+                page.status,
+                StatusCode::BAD_REQUEST,
+                "{path} {content_type}"
+            );
+            assert!(
+                page.text.contains(r#"<main id="main" class="container">"#)
+                    && page.text.contains("<h1>This form could not be read</h1>"),
+                "{path} {content_type}: {}",
+                page.text
+            );
+            assert!(
+                page.text.contains(
+                    "It did not arrive as a form of this site. Go back, reload the page and send it again."
+                ),
+                "{path} {content_type}: {}",
+                page.text
+            );
+            assert!(
+                !page.text.contains("Content-Type") && !page.text.contains("urlencoded"),
+                "{path} {content_type}: {}",
+                page.text
+            );
+        }
+    }
+    assert!(
+        browser.calls().is_empty(),
+        "{:?}",
+        changes(&browser.calls())
     );
 }
 
