@@ -22,7 +22,8 @@
 //!   whole, its orders are retried one transaction each, so that each buyer gets their own
 //!   answer. On PostgreSQL a ticket another replica's batch is inserting, or whose open order
 //!   another transaction is changing, is a lost order at once, not a wait for that transaction
-//!   to end ([`store::insert_orders_if_free`]).
+//!   to end; so is one whose replica row is off sale (sold through another replica while this
+//!   one's copy was a moment old) ([`store::insert_orders_if_free`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -108,8 +108,12 @@ fn decode_all(rows: Vec<OrderRow>) -> sqlx::Result<Vec<Order>> {
 /// index would wait for a transaction changing that order (the consumer confirming its
 /// reservation, in a rush's cascade), and a plain read does not. Neither check decides alone:
 /// an order they let through still meets the unique index, and a transaction that fails after
-/// all only made its losers retry. SQLite has one writer at a time (one process, `BEGIN
-/// IMMEDIATE`), so nothing to wait for.
+/// all only made its losers retry. The replica's row of the ticket must also still be on sale:
+/// another replica that completed an order for it marked the row sold in that transaction,
+/// while this replica's copy in memory may be a moment old (at most `TRUST`); such an order is
+/// lost too, not placed and then cancelled as "not for sale". SQLite has one writer at a time
+/// (one process, `BEGIN IMMEDIATE`), whose memory is never behind its own commits: nothing to
+/// wait for, nothing to read again.
 #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
 pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Result<Vec<OrderId>> {
     if orders.is_empty() {
@@ -123,7 +127,9 @@ pub async fn insert_orders_if_free(tx: &mut Tx, orders: &[&Order]) -> sqlx::Resu
         Backend::Postgres => format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM (VALUES {values}) AS wanted ({ORDER_COLUMNS}) \
              WHERE NOT EXISTS (SELECT 1 FROM orders existing WHERE existing.ticket_id = wanted.ticket_id \
-             AND existing.status IN ('{}', '{}')) AND {TICKET_BEING_ORDERED} \
+             AND existing.status IN ('{}', '{}')) \
+             AND EXISTS (SELECT 1 FROM tickets listed WHERE listed.id = wanted.ticket_id AND listed.for_sale) \
+             AND {TICKET_BEING_ORDERED} \
              ON CONFLICT DO NOTHING RETURNING id",
             OrderStatus::Created.as_str(),
             OrderStatus::AwaitingPayment.as_str(),

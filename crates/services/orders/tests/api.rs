@@ -1325,6 +1325,44 @@ async fn gets_it_on_a_retry(app: &TestApp, buyer: &TestClient, ticket: &TicketDa
     );
 }
 
+/// Another replica applied the payment that sold a ticket (its replica row says so, from that
+/// commit on), while this replica still holds the copy it read when the ticket was on sale (in
+/// `serve` a copy is trusted for at most `TRUST`). The writer's statement reads the row: the
+/// order is refused, instead of being placed and then cancelled as "not for sale".
+#[tokio::test]
+async fn an_order_on_a_copy_of_a_ticket_sold_through_another_replica_is_refused_by_the_database() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let ticket = app.listed(&TestUser::new(), "Concert", 1000).await;
+    // This replica reads the ticket on sale and keeps its copy: an order, cancelled here.
+    let first = TestUser::new();
+    let id = id_of(&app.ordered(&first, &ticket.id).await);
+    let cancelled = app
+        .as_user(&first)
+        .delete(&format!("/api/orders/{id}"))
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        cancelled.text
+    );
+    // Another replica completes an order for it.
+    let mut elsewhere = app.store.begin().await.unwrap();
+    bt_orders::store::sell_ticket_in(&mut elsewhere, &ticket.id, &UserId::new("its-buyer"))
+        .await
+        .unwrap();
+    elsewhere.commit().await.unwrap();
+
+    let res = app
+        .as_user(&TestUser::new())
+        .post("/api/orders", &json!({"ticketId": ticket.id}))
+        .await;
+
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text);
+    assert_eq!(res.json, error("Ticket is already reserved"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 1);
+}
+
 /// PostgreSQL only: two replicas share its database there (`serve`). On SQLite one process is the
 /// only writer (`up`), so no other replica's transaction can be open.
 ///
