@@ -69,8 +69,9 @@ impl Handlers {
                     // Sold: the replica says so from this commit on, not only once the tickets
                     // service's `ticket.updated` comes (a buyer ordering meanwhile would be
                     // placed, then cancelled as "not for sale").
-                    store::sell_ticket_in(tx, &order.ticket.id, &order.user_id).await?;
-                    if let Some(sold) = store::find_ticket_in(tx, &order.ticket.id).await? {
+                    if let Some(sold) =
+                        store::sell_ticket_in(tx, &order.ticket.id, &order.user_id).await?
+                    {
                         self.reservations.sold(sold);
                     }
                 } else if !order.is_open() {

@@ -22,7 +22,17 @@ fn select_orders(filter: &str) -> String {
 }
 
 const SAVE_ORDER: &str = "UPDATE orders SET status = $2, version = $3, reservation = $4, payment_id = $5, payment_amount = $6, payment_refunded = $7, cancel_reason = $8, updated_at = $9 WHERE id = $1 AND version = $10";
-const TICKET: &str = "SELECT id, title, price, user_id, version, starts_at, for_sale, held_for, held_version, held_until FROM tickets WHERE id = $1";
+/// The replica's columns of a ticket ([`ListedTicket`]), for the statements that read one.
+macro_rules! ticket_columns {
+    () => {
+        "id, title, price, user_id, version, starts_at, for_sale, held_for, held_version, held_until"
+    };
+}
+const TICKET: &str = concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE id = $1");
+const SELL_TICKET: &str = concat!(
+    "UPDATE tickets SET user_id = $2, for_sale = FALSE WHERE id = $1 RETURNING ",
+    ticket_columns!()
+);
 const HOLD_TICKET: &str = "UPDATE tickets SET held_for = $2, held_version = $3, held_until = $4 WHERE id = $1 AND version = $3";
 const INSERT_TICKET: &str = "INSERT INTO tickets (id, title, price, user_id, version, starts_at, for_sale) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const UPDATE_TICKET: &str = "UPDATE tickets SET title = $2, price = $3, user_id = $4, version = $5, starts_at = $6, for_sale = $7 WHERE id = $1 AND version = $5 - 1";
@@ -274,17 +284,18 @@ pub async fn update_ticket(tx: &mut Tx, ticket: &ListedTicket) -> sqlx::Result<b
 }
 
 /// Marks the replicated ticket `id` sold to `buyer` (its owner now, off sale), inside the
-/// transaction that completes its order: the tickets service's `ticket.updated` saying the same
-/// comes later, as the next version.
-pub async fn sell_ticket_in(tx: &mut Tx, id: &TicketId, buyer: &UserId) -> sqlx::Result<()> {
-    on_tx!(tx, |conn| sqlx::query(
-        "UPDATE tickets SET user_id = $2, for_sale = FALSE WHERE id = $1"
-    )
-    .bind(id)
-    .bind(buyer)
-    .execute(conn)
-    .await
-    .map(drop))
+/// transaction that completes its order, and answers it as it is now (`None`: not replicated):
+/// the tickets service's `ticket.updated` saying the same comes later, as the next version.
+pub async fn sell_ticket_in(
+    tx: &mut Tx,
+    id: &TicketId,
+    buyer: &UserId,
+) -> sqlx::Result<Option<ListedTicket>> {
+    on_tx!(tx, |conn| sqlx::query_as::<_, ListedTicket>(SELL_TICKET)
+        .bind(id)
+        .bind(buyer)
+        .fetch_optional(conn)
+        .await)
 }
 
 /// Records a ticket alert's hold on the replica (at the version it was given on).
