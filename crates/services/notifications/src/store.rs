@@ -23,6 +23,8 @@ const ALERT_COLUMNS: &str = "id, user_id, q, max_price, created_at";
 const INSERT_ALERT: &str = "INSERT INTO alerts (id, user_id, q, q_lower, max_price, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
 const COUNT_ALERTS: &str = "SELECT COUNT(*) FROM alerts WHERE user_id = $1";
 const DELETE_ALERT: &str = "DELETE FROM alerts WHERE id = $1 AND user_id = $2";
+const HOLDERS: &str = "SELECT user_id FROM ticket_holds WHERE ticket_id = $1";
+const RECORD_HOLD: &str = "INSERT INTO ticket_holds (ticket_id, user_id, held_at) VALUES ($1, $2, $3) ON CONFLICT (ticket_id, user_id) DO NOTHING";
 const LOCK_USER_POSTGRES: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
 const LOCK_USERS_POSTGRES: &str = "SELECT pg_advisory_xact_lock(hashtext(id)) FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS u(id) ORDER BY id) AS users";
 
@@ -218,12 +220,10 @@ pub async fn lock_users(tx: &mut Tx, users: &[UserId]) -> sqlx::Result<()> {
 
 /// The users a ticket alert's hold of ticket `id` was given to so far.
 pub async fn holders_of(tx: &mut Tx, id: &TicketId) -> sqlx::Result<Vec<UserId>> {
-    on_tx!(tx, |conn| sqlx::query_scalar(
-        "SELECT user_id FROM ticket_holds WHERE ticket_id = $1"
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await)
+    on_tx!(tx, |conn| sqlx::query_scalar(HOLDERS)
+        .bind(id)
+        .fetch_all(conn)
+        .await)
 }
 
 /// Records that ticket `id` was held for `user` at `now`.
@@ -233,17 +233,13 @@ pub async fn record_hold(
     user: &UserId,
     now: Millis,
 ) -> sqlx::Result<()> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-        "INSERT INTO ticket_holds (ticket_id, user_id, held_at) VALUES ($1, $2, $3) ON CONFLICT (ticket_id, user_id) DO NOTHING"
-    )
-    .bind(id)
-    .bind(user)
-    .bind(now)
-    .execute(conn)
-    .await
-    .map(drop)
-    })
+    on_tx!(tx, |conn| sqlx::query(RECORD_HOLD)
+        .bind(id)
+        .bind(user)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop))
 }
 
 /// How many alerts a user has.
