@@ -23,6 +23,18 @@ fn is_direction_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Why the text of `field` (a title, a venue) is refused for a character in it: a control
+/// character or a text-direction control.
+fn character_refusal(field: &str, text: &str) -> Option<String> {
+    if text.chars().any(char::is_control) {
+        Some(format!("{field} must not contain control characters"))
+    } else if text.chars().any(is_direction_control) {
+        Some(format!("{field} must not contain text-direction controls"))
+    } else {
+        None
+    }
+}
+
 /// A ticket title: trimmed, 1 to 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
@@ -39,10 +51,8 @@ impl Title {
                 "Title must be at most {} characters",
                 Self::MAX_CHARS
             ))
-        } else if title.chars().any(char::is_control) {
-            Err("Title must not contain control characters".into())
-        } else if title.chars().any(is_direction_control) {
-            Err("Title must not contain text-direction controls".into())
+        } else if let Some(refusal) = character_refusal("Title", &title) {
+            Err(refusal)
         } else {
             Ok(Self(title))
         }
@@ -110,10 +120,8 @@ impl Venue {
                 "Venue must be at most {} characters",
                 Self::MAX_CHARS
             ))
-        } else if venue.chars().any(char::is_control) {
-            Err("Venue must not contain control characters".into())
-        } else if venue.chars().any(is_direction_control) {
-            Err("Venue must not contain text-direction controls".into())
+        } else if let Some(refusal) = character_refusal("Venue", &venue) {
+            Err(refusal)
         } else {
             Ok(Some(Self(venue)))
         }
