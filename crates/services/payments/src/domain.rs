@@ -147,16 +147,19 @@ pub struct Charge {
     pub updated_at: Millis,
 }
 
+/// Why an order past its window cannot be paid, whether or not its expiry was applied yet.
+const EXPIRED: &str = "Cannot pay for an expired order";
+
 /// Why a transition does not apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("Not authorized")]
     NotOwner,
-    #[error("{}", if *.0 == Some(CancelReason::Expired) { "Cannot pay for an expired order" } else { "Cannot pay for a cancelled order" })]
+    #[error("{}", if *.0 == Some(CancelReason::Expired) { EXPIRED } else { "Cannot pay for a cancelled order" })]
     Cancelled(Option<CancelReason>),
     #[error("Order is already paid")]
     AlreadyPaid,
-    #[error("Cannot pay for an expired order")]
+    #[error("{EXPIRED}")]
     Expired,
     #[error("the charge is {0}, not started")]
     NotStarted(ChargeState),
