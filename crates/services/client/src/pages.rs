@@ -39,7 +39,7 @@ use crate::multipart::{self, MultipartForm};
 use crate::views::{
     AuthPage, ConfirmPage, CurrencyView, ErrorPage, FieldErrors, FileLink, HomePage, Layout,
     OrderPage, OrderView, OrdersPage, TicketCard, TicketFormPage, TicketPage, TicketState,
-    TicketView, UserView, search_path,
+    TicketView, UserView, owns, search_path,
 };
 
 #[derive(Debug, Clone)]
@@ -1094,11 +1094,7 @@ fn minutes_text(window: std::time::Duration) -> String {
 /// The ticket if the signed-in person owns it, or the page to show instead.
 async fn fetch_own_ticket(state: &AppState, ctx: &Ctx, id: &str) -> Result<Ticket, Response> {
     let ticket = fetch_ticket(state, ctx, id).await?;
-    if ctx
-        .user
-        .as_ref()
-        .is_some_and(|u| u.id == ticket.user_id.as_str())
-    {
+    if owns(ctx.user.as_ref(), &ticket) {
         Ok(ticket)
     } else {
         Err(not_your_ticket(ctx))

@@ -410,6 +410,12 @@ pub struct TicketView {
     pub has_file: bool,
 }
 
+/// Whether `viewer` (signed in, or `None`) owns `ticket`: its seller while listed, its buyer
+/// once bought.
+pub fn owns(viewer: Option<&UserView>, ticket: &Ticket) -> bool {
+    viewer.is_some_and(|u| u.id == ticket.user_id.as_str())
+}
+
 impl TicketView {
     pub fn of(ticket: &Ticket, viewer: Option<&UserView>, currency: &str) -> Self {
         Self {
@@ -417,7 +423,7 @@ impl TicketView {
             title: ticket.title.clone(),
             price: money(ticket.price.get(), currency),
             state: TicketState::of(ticket),
-            is_owner: viewer.is_some_and(|u| u.id == ticket.user_id.as_str()),
+            is_owner: owns(viewer, ticket),
             details: EventDetails::of(ticket, currency),
             has_file: ticket.has_file,
         }

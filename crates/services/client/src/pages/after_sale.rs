@@ -14,7 +14,7 @@ use super::{
 use crate::api::{Download, Ticket, TicketInput};
 use crate::flash::Flash;
 use crate::forms;
-use crate::views::{MyTicketView, MyTicketsPage, TicketFilePage};
+use crate::views::{MyTicketView, MyTicketsPage, TicketFilePage, owns};
 
 /// The kinds of file the API serves; anything else is passed on as opaque bytes.
 const FILE_TYPES: [&str; 3] = ["application/pdf", "image/png", "image/jpeg"];
@@ -50,11 +50,7 @@ async fn fetch_file_ticket(
     id: &str,
 ) -> Result<(Ticket, bool), Response> {
     let ticket = fetch_ticket(state, ctx, id).await?;
-    if ctx
-        .user
-        .as_ref()
-        .is_some_and(|u| u.id == ticket.user_id.as_str())
-    {
+    if owns(ctx.user.as_ref(), &ticket) {
         return Ok((ticket, false));
     }
     let undelivered = fetch_tickets(state, ctx, UNDELIVERED).await?;
@@ -378,11 +374,7 @@ async fn no_file(state: &AppState, ctx: &Ctx, id: &str) -> Response {
         Ok(ticket) => ticket,
         Err(response) => return response,
     };
-    let owner = ctx
-        .user
-        .as_ref()
-        .is_some_and(|u| u.id == ticket.user_id.as_str());
-    let message = if !owner {
+    let message = if !owns(ctx.user.as_ref(), &ticket) {
         "Only the ticket's current owner can download its file."
     } else if !ticket.has_file {
         "The seller has not uploaded this ticket's file yet."
